@@ -1,0 +1,172 @@
+//! Sinks: where the CSV files land, and the primitives the exactly-once commit protocol needs.
+//!
+//! Both sinks write the same layout under their base (`<destination>/<preset>/`):
+//!
+//! ```text
+//! daily/YYYY-MM-DD.csv   every exported sign-in of that UTC day, once; header once at the top
+//! latest.csv             the last N days, newest first; replaced atomically
+//! _state/state.json      watermark, overlap ids, pending commit, last run summary
+//! ```
+//!
+//! A daily file grows by *staging* blocks of encoded rows and then *committing* them in one atomic
+//! step (Blob: Put Block List; local: write a temp file and rename). The new rows go right after the
+//! header, ahead of the rows already there, so each file stays roughly newest-first. The commit is
+//! split into `prepare` (returns a [`CommitTicket`] that the pipeline persists in the state *before*
+//! committing) and `commit`, so that after a crash [`Sink::is_committed`] can tell whether the
+//! ticket's commit happened. See `state.rs` for the protocol.
+
+pub mod blob;
+pub mod local;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// Path of the state document, relative to the sink's base.
+pub const STATE_FILE: &str = "_state/state.json";
+/// Path of the rolling report, relative to the sink's base.
+pub const LATEST_FILE: &str = "latest.csv";
+
+/// Path of the daily file for a UTC day, relative to the sink's base.
+pub fn daily_file(day: time::Date) -> String {
+    format!(
+        "daily/{:04}-{:02}-{:02}.csv",
+        day.year(),
+        u8::from(day.month()),
+        day.day()
+    )
+}
+
+/// Identifies one staged block of rows. Always [`BlockId::LEN`] ASCII characters (Azure requires
+/// every block id of a blob to have the same length); sinks may encode it further (Blob: base64).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BlockId(String);
+
+impl BlockId {
+    pub const LEN: usize = 32;
+
+    /// The block of run `run` (any string; hashed down) with sequence number `seq`.
+    pub fn new(run: &str, seq: u32) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(run.as_bytes());
+        let mut hex = String::with_capacity(BlockId::LEN);
+        for byte in &digest[..11] {
+            hex.push_str(&format!("{byte:02x}"));
+        }
+        // 22 hex chars of run + "-" + 9-digit sequence = 32.
+        BlockId(format!("{hex}-{seq:09}"))
+    }
+
+    /// The block holding a file's header row.
+    pub fn header() -> Self {
+        BlockId(format!("{:-<32}", "header"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A prepared, not yet committed, change of one file. Sink-specific details are opaque JSON so
+/// the pipeline can persist the ticket in the state document without knowing the sink.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommitTicket {
+    /// File the ticket changes, relative to the sink's base.
+    pub file: String,
+    /// Sink-specific: what `commit` will do and how `is_committed` recognises it.
+    pub detail: serde_json::Value,
+}
+
+/// Who holds the single-writer lock, as far as the sink can tell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockHolder {
+    /// Free text set by the holder: host, process, invocation id.
+    pub holder: String,
+    /// When the holder took the lock.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub since: Option<OffsetDateTime>,
+}
+
+/// Result of [`Sink::acquire`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum LockOutcome {
+    Acquired,
+    /// Another writer holds the lock: not an error, the caller reports "already running".
+    Busy(LockHolder),
+}
+
+/// Errors at the sink's edge. Messages never contain SAS tokens, bearer tokens or keys.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The identity may not do what the sink needs; `hint` says which role/permission is missing.
+    #[error("access to {what} denied: {hint}")]
+    Denied { what: String, hint: String },
+    /// Network failure, timeout or 5xx after the retry policy gave up.
+    #[error("{what} is unavailable: {detail}")]
+    Unavailable { what: String, detail: String },
+    /// The single-writer lock was lost (expired or broken) while the run held it.
+    #[error("lost the single-writer lock on {what}; stopping before writing anything more")]
+    LockLost { what: String },
+    /// A file changed under us between prepare and commit (another writer).
+    #[error("{what} changed concurrently; nothing was committed")]
+    Conflict { what: String },
+    /// Anything else, with a message that says what to fix.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A destination for the export. Methods take paths relative to the sink's base.
+#[async_trait]
+pub trait Sink: Send + Sync {
+    /// Where the files go, for logs and summaries; never contains secrets.
+    fn describe(&self) -> String;
+
+    /// Takes the single-writer lock for this base and keeps it (renewing in the background as
+    /// needed) until [`Sink::release`]. A crashed holder's lock expires on its own.
+    async fn acquire(&self, holder: &str) -> Result<LockOutcome, SinkError>;
+
+    /// Fails with [`SinkError::LockLost`] if the lock taken by `acquire` is no longer held.
+    async fn ensure_locked(&self) -> Result<(), SinkError>;
+
+    /// Releases the lock; a no-op if not held.
+    async fn release(&self) -> Result<(), SinkError>;
+
+    /// The state document's bytes, or `None` if there is none yet.
+    async fn read_state(&self) -> Result<Option<Bytes>, SinkError>;
+
+    /// Atomically replaces the state document. Requires the lock.
+    async fn write_state(&self, bytes: Bytes) -> Result<(), SinkError>;
+
+    /// Stages one block of encoded rows for `file`. Invisible to readers until committed.
+    async fn stage(&self, file: &str, block: &BlockId, data: Bytes) -> Result<(), SinkError>;
+
+    /// Prepares putting `blocks` (already staged, in order) right after the header of `file`,
+    /// ahead of its existing rows. `header` (with BOM) starts the file if it does not exist yet.
+    async fn prepare(
+        &self,
+        file: &str,
+        header: Bytes,
+        blocks: &[BlockId],
+    ) -> Result<CommitTicket, SinkError>;
+
+    /// Makes a prepared ticket visible, atomically: readers see the file before or after, never a
+    /// mix. Fails with [`SinkError::Conflict`] if the file changed since `prepare`.
+    async fn commit(&self, ticket: &CommitTicket) -> Result<(), SinkError>;
+
+    /// Whether `ticket`'s commit is in the file (used to recover after a crash).
+    async fn is_committed(&self, ticket: &CommitTicket) -> Result<bool, SinkError>;
+
+    /// Names (relative paths) of the existing daily files, any order.
+    async fn list_daily(&self) -> Result<Vec<String>, SinkError>;
+
+    /// Atomically replaces `latest.csv` with `header` followed by the rows (without their header)
+    /// of `daily_files`, in the given order. `header` is byte-identical to each daily file's own.
+    async fn publish_latest(&self, header: Bytes, daily_files: &[String]) -> Result<(), SinkError>;
+
+    /// Downloads a whole file (diagnostics and tests; the pipeline never needs it).
+    async fn read(&self, file: &str) -> Result<Option<Bytes>, SinkError>;
+
+    /// Writes and deletes a small probe file: proves the destination is writable.
+    async fn probe(&self) -> Result<(), SinkError>;
+}

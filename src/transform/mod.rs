@@ -1,0 +1,4 @@
+//! Transforms between the Graph source and the CSV encoder: filters (presets) and flattening.
+
+pub mod filter;
+pub mod flatten;

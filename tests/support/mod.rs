@@ -1,0 +1,2 @@
+//! Helpers shared by the integration tests: fakes, Azurite, the test CA, spawning the app.
+#![allow(dead_code)]
