@@ -1,10 +1,13 @@
 //! Settings: read once from the environment (Function App settings) and CLI flags, validated into
 //! one typed [`Settings`] value that the rest of the crate trusts.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use url::Url;
+
+use crate::transform::flatten::Columns;
 
 pub use crate::transform::filter::Preset;
 
@@ -146,4 +149,560 @@ pub struct Settings {
     pub report_days: u32,
     pub run_deadline: Duration,
     pub refresh_deadline: Duration,
+}
+
+/// Graph keeps sign-in logs for 30 days; nothing older can be read.
+pub const GRAPH_RETENTION: Duration = Duration::from_secs(30 * 86_400);
+
+/// A setting that is missing or malformed. Displays as "SETTING: what is wrong; what is accepted".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting}: {message}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub message: String,
+}
+
+fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting,
+        message: message.into(),
+    }
+}
+
+/// Values given on the command line; they win over the environment.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides(HashMap<&'static str, String>);
+
+impl Overrides {
+    /// Sets `name` (one of [`SETTINGS`] or an `AZURE_*` name) if `value` is `Some`.
+    pub fn set(&mut self, name: &'static str, value: Option<String>) -> &mut Self {
+        if let Some(value) = value {
+            self.0.insert(name, value);
+        }
+        self
+    }
+}
+
+impl Settings {
+    /// Reads the process environment (Function App settings), then validates.
+    pub fn from_env() -> Result<Settings, ConfigError> {
+        Settings::from_env_with(&Overrides::default())
+    }
+
+    /// Reads the process environment under the command line's `overrides`, then validates.
+    pub fn from_env_with(overrides: &Overrides) -> Result<Settings, ConfigError> {
+        Settings::load(overrides, |name| std::env::var(name).ok())
+    }
+
+    /// Reads `overrides` first, then `env`, and validates everything into one typed value.
+    /// Empty values count as unset (App Service shows unset settings as empty strings).
+    pub fn load(
+        overrides: &Overrides,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Settings, ConfigError> {
+        let get = |name: &'static str| -> Option<String> {
+            overrides
+                .0
+                .get(name)
+                .cloned()
+                .or_else(|| env(name))
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let or_default = |name: &'static str| -> String {
+            get(name).unwrap_or_else(|| default_of(name).to_string())
+        };
+
+        let version = match or_default("SIGNINS_GRAPH_VERSION").as_str() {
+            "v1.0" => GraphVersion::V1,
+            "beta" => GraphVersion::Beta,
+            other => {
+                return Err(invalid(
+                    "SIGNINS_GRAPH_VERSION",
+                    format!("unknown version '{other}'; accepted: v1.0, beta"),
+                ))
+            }
+        };
+        let event_types = parse_event_types(&or_default("SIGNINS_EVENT_TYPES"), version)?;
+        let endpoint = parse_endpoint(&or_default("SIGNINS_GRAPH_ENDPOINT"))?;
+        let auth = parse_auth(&or_default("SIGNINS_AUTH"), &get)?;
+        let preset = Preset::parse(&or_default("SIGNINS_PRESET"))
+            .map_err(|message| invalid("SIGNINS_PRESET", message))?;
+        let destination = parse_destination(&or_default("SIGNINS_DESTINATION"))?;
+        let lookback = parse_duration_setting("SIGNINS_LOOKBACK", &or_default("SIGNINS_LOOKBACK"))?;
+        if lookback > GRAPH_RETENTION || lookback.is_zero() {
+            return Err(invalid(
+                "SIGNINS_LOOKBACK",
+                "must be more than 0 and at most 30d (Graph keeps sign-ins for 30 days)",
+            ));
+        }
+        let overlap = parse_duration_setting("SIGNINS_OVERLAP", &or_default("SIGNINS_OVERLAP"))?;
+        if overlap > Duration::from_secs(86_400) {
+            return Err(invalid("SIGNINS_OVERLAP", "must be at most 24h"));
+        }
+        let slice = parse_duration_setting("SIGNINS_SLICE", &or_default("SIGNINS_SLICE"))?;
+        if slice < Duration::from_secs(60) || slice > Duration::from_secs(86_400) {
+            return Err(invalid("SIGNINS_SLICE", "must be between 1m and 24h"));
+        }
+        let columns = match get("SIGNINS_COLUMNS") {
+            None => Columns::default_set(),
+            Some(list) => {
+                Columns::parse(&list).map_err(|message| invalid("SIGNINS_COLUMNS", message))?
+            }
+        };
+        let csv_safe = parse_bool("SIGNINS_CSV_SAFE", &or_default("SIGNINS_CSV_SAFE"))?;
+        let report_days = or_default("SIGNINS_REPORT_DAYS")
+            .parse::<u32>()
+            .ok()
+            .filter(|days| (1..=366).contains(days))
+            .ok_or_else(|| invalid("SIGNINS_REPORT_DAYS", "must be a whole number of days from 1 to 366"))?;
+        let retry_budget =
+            parse_duration_setting("SIGNINS_RETRY_BUDGET", &or_default("SIGNINS_RETRY_BUDGET"))?;
+        let run_deadline =
+            parse_duration_setting("SIGNINS_RUN_DEADLINE", &or_default("SIGNINS_RUN_DEADLINE"))?;
+        let refresh_deadline = parse_duration_setting(
+            "SIGNINS_REFRESH_DEADLINE",
+            &or_default("SIGNINS_REFRESH_DEADLINE"),
+        )?;
+
+        Ok(Settings {
+            graph: GraphSettings {
+                endpoint,
+                version,
+                auth,
+                event_types,
+                extra_filter: get("SIGNINS_FILTER"),
+                retry_budget,
+            },
+            destination,
+            preset,
+            client_apps: get("SIGNINS_CLIENT_APPS").map(|list| split_list(&list)),
+            apps: get("SIGNINS_APPS").map(|list| split_list(&list)),
+            lookback,
+            overlap,
+            slice,
+            columns,
+            csv_safe,
+            report_days,
+            run_deadline,
+            refresh_deadline,
+        })
+    }
+
+    /// The resolved settings as `(name, value)` pairs for `check`; secrets are redacted.
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        let auth = match &self.graph.auth {
+            AuthMode::ManagedIdentity { client_id: None } => "managed-identity (system-assigned)".to_string(),
+            AuthMode::ManagedIdentity { client_id: Some(id) } => {
+                format!("managed-identity (user-assigned, client id {id})")
+            }
+            AuthMode::ClientSecret { tenant_id, client_id, .. } => {
+                format!("client-secret (tenant {tenant_id}, client {client_id}, secret ***)")
+            }
+            AuthMode::Certificate { tenant_id, client_id, path } => format!(
+                "certificate (tenant {tenant_id}, client {client_id}, {})",
+                path.display()
+            ),
+        };
+        let fmt_list = |list: &Option<Vec<String>>| match list {
+            Some(list) => list.join(","),
+            None => "(preset)".to_string(),
+        };
+        vec![
+            ("SIGNINS_GRAPH_ENDPOINT", self.graph.endpoint.to_string()),
+            ("SIGNINS_GRAPH_VERSION", self.graph.version.as_str().to_string()),
+            ("SIGNINS_AUTH", auth),
+            ("SIGNINS_DESTINATION", self.destination.to_string()),
+            ("SIGNINS_PRESET", self.preset.as_str().to_string()),
+            ("SIGNINS_CLIENT_APPS", fmt_list(&self.client_apps)),
+            ("SIGNINS_APPS", fmt_list(&self.apps)),
+            ("SIGNINS_FILTER", self.graph.extra_filter.clone().unwrap_or_default()),
+            (
+                "SIGNINS_EVENT_TYPES",
+                self.graph.event_types.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(","),
+            ),
+            ("SIGNINS_LOOKBACK", format_duration(self.lookback)),
+            ("SIGNINS_OVERLAP", format_duration(self.overlap)),
+            ("SIGNINS_SLICE", format_duration(self.slice)),
+            ("SIGNINS_COLUMNS", self.columns.names().join(",")),
+            ("SIGNINS_CSV_SAFE", self.csv_safe.to_string()),
+            ("SIGNINS_REPORT_DAYS", self.report_days.to_string()),
+            ("SIGNINS_RETRY_BUDGET", format_duration(self.graph.retry_budget)),
+            ("SIGNINS_RUN_DEADLINE", format_duration(self.run_deadline)),
+            ("SIGNINS_REFRESH_DEADLINE", format_duration(self.refresh_deadline)),
+        ]
+    }
+}
+
+fn default_of(name: &str) -> &'static str {
+    SETTINGS
+        .iter()
+        .find(|s| s.name == name)
+        .map(|s| s.default)
+        .unwrap_or("")
+}
+
+fn split_list(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn parse_bool(setting: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(invalid(setting, format!("'{value}' is not a boolean; accepted: true, false"))),
+    }
+}
+
+fn parse_event_types(list: &str, version: GraphVersion) -> Result<Vec<EventType>, ConfigError> {
+    let mut types = Vec::new();
+    for name in split_list(list) {
+        let event_type = match name.as_str() {
+            "interactiveUser" => EventType::InteractiveUser,
+            "nonInteractiveUser" => EventType::NonInteractiveUser,
+            "servicePrincipal" => EventType::ServicePrincipal,
+            "managedIdentity" => EventType::ManagedIdentity,
+            other => {
+                return Err(invalid(
+                    "SIGNINS_EVENT_TYPES",
+                    format!(
+                        "unknown event type '{other}'; accepted: interactiveUser, nonInteractiveUser, servicePrincipal, managedIdentity"
+                    ),
+                ))
+            }
+        };
+        if event_type != EventType::InteractiveUser && version != GraphVersion::Beta {
+            return Err(invalid(
+                "SIGNINS_EVENT_TYPES",
+                format!("'{name}' sign-ins are only in Graph beta; set SIGNINS_GRAPH_VERSION=beta"),
+            ));
+        }
+        if !types.contains(&event_type) {
+            types.push(event_type);
+        }
+    }
+    if types.is_empty() {
+        return Err(invalid("SIGNINS_EVENT_TYPES", "must name at least one event type"));
+    }
+    Ok(types)
+}
+
+fn parse_endpoint(value: &str) -> Result<Url, ConfigError> {
+    const SETTING: &str = "SIGNINS_GRAPH_ENDPOINT";
+    let url = Url::parse(value)
+        .map_err(|e| invalid(SETTING, format!("'{value}' is not a URL ({e}); e.g. https://graph.microsoft.com")))?;
+    if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
+        return Err(invalid(SETTING, "must be an http(s) URL with a host, e.g. https://graph.microsoft.com"));
+    }
+    if url.scheme() == "http" && !is_loopback(&url) {
+        return Err(invalid(SETTING, "must use https (http is accepted only for a loopback test endpoint)"));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid(SETTING, "must be scheme://host[:port] only, without a path or query; the version is SIGNINS_GRAPH_VERSION"));
+    }
+    Ok(url)
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(domain)) => domain == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+fn parse_auth(
+    mode: &str,
+    get: &impl Fn(&'static str) -> Option<String>,
+) -> Result<AuthMode, ConfigError> {
+    let tenant = || {
+        get("AZURE_TENANT_ID").ok_or_else(|| {
+            invalid("AZURE_TENANT_ID", "required with a client secret or certificate (the directory id of the tenant)")
+        })
+    };
+    let client = || {
+        get("AZURE_CLIENT_ID").ok_or_else(|| {
+            invalid("AZURE_CLIENT_ID", "required with a client secret or certificate (the app registration's application id)")
+        })
+    };
+    let secret_mode = || -> Result<AuthMode, ConfigError> {
+        let secret = get("AZURE_CLIENT_SECRET")
+            .ok_or_else(|| invalid("AZURE_CLIENT_SECRET", "required with SIGNINS_AUTH=client-secret"))?;
+        Ok(AuthMode::ClientSecret { tenant_id: tenant()?, client_id: client()?, secret: Secret::new(secret) })
+    };
+    let certificate_mode = || -> Result<AuthMode, ConfigError> {
+        let path = get("AZURE_CLIENT_CERTIFICATE_PATH").ok_or_else(|| {
+            invalid("AZURE_CLIENT_CERTIFICATE_PATH", "required with SIGNINS_AUTH=certificate (a PEM file with the certificate and its private key)")
+        })?;
+        Ok(AuthMode::Certificate { tenant_id: tenant()?, client_id: client()?, path: PathBuf::from(path) })
+    };
+    let managed = || AuthMode::ManagedIdentity { client_id: get("AZURE_CLIENT_ID") };
+    if let Some(host) = get("AZURE_AUTHORITY_HOST") {
+        let ok = Url::parse(&host).map(|u| u.scheme() == "https").unwrap_or(false);
+        if !ok {
+            return Err(invalid("AZURE_AUTHORITY_HOST", "must be an https URL, e.g. https://login.microsoftonline.com"));
+        }
+    }
+    match mode {
+        "auto" if get("AZURE_CLIENT_SECRET").is_some() => secret_mode(),
+        "auto" if get("AZURE_CLIENT_CERTIFICATE_PATH").is_some() => certificate_mode(),
+        "auto" | "managed-identity" => Ok(managed()),
+        "client-secret" => secret_mode(),
+        "certificate" => certificate_mode(),
+        other => Err(invalid(
+            "SIGNINS_AUTH",
+            format!("unknown mode '{other}'; accepted: auto, managed-identity, client-secret, certificate"),
+        )),
+    }
+}
+
+fn parse_destination(value: &str) -> Result<Destination, ConfigError> {
+    const SETTING: &str = "SIGNINS_DESTINATION";
+    if !(value.starts_with("https://") || value.starts_with("http://")) {
+        return Ok(Destination::Local(PathBuf::from(value)));
+    }
+    // Never echo `value` in these errors: it may carry a SAS.
+    let mut url = Url::parse(value).map_err(|e| {
+        invalid(SETTING, format!("not a valid URL ({e}); expected https://<account>.blob.core.windows.net/<container>[/<prefix>]"))
+    })?;
+    if url.scheme() == "http" && !is_loopback(&url) {
+        return Err(invalid(SETTING, "Blob Storage URLs must use https (http only for a loopback emulator such as Azurite)"));
+    }
+    let sas = url.query().filter(|q| !q.is_empty()).map(str::to_string);
+    if let Some(sas) = &sas {
+        if !sas.split('&').any(|pair| pair.starts_with("sig=")) {
+            return Err(invalid(SETTING, "the URL has a query string that is not a SAS (no `sig=`); remove it or paste the full SAS"));
+        }
+    }
+    url.set_query(None);
+    url.set_fragment(None);
+    let segments: Vec<String> = url
+        .path_segments()
+        .map(|s| s.filter(|p| !p.is_empty()).map(str::to_string).collect())
+        .unwrap_or_default();
+    // Emulators (loopback) use path-style URLs: /<account>/<container>/...
+    let leading = if is_loopback(&url) { 2 } else { 1 };
+    if segments.len() < leading {
+        return Err(invalid(SETTING, "the URL names no container: https://<account>.blob.core.windows.net/<container>[/<prefix>]"));
+    }
+    let container = &segments[leading - 1];
+    let valid_container = (3..=63).contains(&container.len())
+        && container.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !container.starts_with('-')
+        && !container.ends_with('-')
+        && !container.contains("--");
+    if !valid_container {
+        return Err(invalid(SETTING, format!("'{container}' is not a valid container name (3-63 lowercase letters, digits and single hyphens)")));
+    }
+    let mut container_url = url.clone();
+    container_url.set_path(&segments[..leading].join("/"));
+    Ok(Destination::Blob {
+        container_url,
+        prefix: segments[leading..].join("/"),
+        sas: sas.map(Secret::new),
+    })
+}
+
+impl std::fmt::Display for Destination {
+    /// Never shows the SAS.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Destination::Local(path) => write!(f, "{}", path.display()),
+            Destination::Blob { container_url, prefix, sas } => {
+                let base = container_url.as_str().trim_end_matches('/');
+                let auth = if sas.is_some() { "SAS" } else { "token" };
+                if prefix.is_empty() {
+                    write!(f, "{base} ({auth})")
+                } else {
+                    write!(f, "{base}/{prefix} ({auth})")
+                }
+            }
+        }
+    }
+}
+
+/// Parses `90s`, `30m`, `1h`, `7d`, `1h30m`.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    let accepted = "expected a number with a unit s, m, h or d, e.g. 90s, 30m, 24h, 7d";
+    let mut total: u64 = 0;
+    let mut number = String::new();
+    let mut saw_unit = false;
+    for c in value.trim().chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3_600,
+            'd' => 86_400,
+            _ => return Err(format!("'{value}': {accepted}")),
+        };
+        let n: u64 = number.parse().map_err(|_| format!("'{value}': {accepted}"))?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|secs| total.checked_add(secs))
+            .ok_or_else(|| format!("'{value}' is too long"))?;
+        number.clear();
+        saw_unit = true;
+    }
+    if !number.is_empty() || !saw_unit {
+        return Err(format!("'{value}': {accepted}"));
+    }
+    Ok(Duration::from_secs(total))
+}
+
+fn parse_duration_setting(setting: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    parse_duration(value).map_err(|message| invalid(setting, message))
+}
+
+/// The shortest `parse_duration` spelling of `d` (whole seconds).
+pub fn format_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if secs >= size && secs % size == 0 {
+            return format!("{}{unit}", secs / size);
+        }
+    }
+    format!("{secs}s")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::load(&Overrides::default(), |name| vars.get(name).cloned())
+    }
+
+    fn error_of(vars: &[(&str, &str)]) -> ConfigError {
+        load(vars).expect_err("expected a configuration error")
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let s = load(&[]).unwrap();
+        assert_eq!(s.graph.endpoint.as_str(), "https://graph.microsoft.com/");
+        assert_eq!(s.graph.version, GraphVersion::V1);
+        assert_eq!(s.graph.auth, AuthMode::ManagedIdentity { client_id: None });
+        assert_eq!(s.preset, Preset::ExchangeActiveSync);
+        assert_eq!(s.lookback, Duration::from_secs(7 * 86_400));
+        assert_eq!(s.overlap, Duration::from_secs(3_600));
+        assert_eq!(s.report_days, 30);
+        assert!(s.csv_safe);
+        assert!(matches!(s.destination, Destination::Local(ref p) if p == &PathBuf::from("./signins-out")));
+        assert_eq!(s.graph.event_types, vec![EventType::InteractiveUser]);
+    }
+
+    #[test]
+    fn every_setting_has_a_default_that_parses() {
+        // The defaults in SETTINGS are what the IaC passes: each must be accepted as a value.
+        let vars: Vec<(&str, &str)> = SETTINGS.iter().map(|s| (s.name, s.default)).collect();
+        load(&vars).unwrap();
+    }
+
+    #[test]
+    fn overrides_win_over_the_environment() {
+        let mut overrides = Overrides::default();
+        overrides.set("SIGNINS_PRESET", Some("all".into())).set("SIGNINS_LOOKBACK", None);
+        let s = Settings::load(&overrides, |name| match name {
+            "SIGNINS_PRESET" => Some("legacy-auth".into()),
+            "SIGNINS_LOOKBACK" => Some("24h".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(s.preset, Preset::All);
+        assert_eq!(s.lookback, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("SIGNINS_PRESET", "imap")], "SIGNINS_PRESET"),
+            (&[("SIGNINS_LOOKBACK", "a week")], "SIGNINS_LOOKBACK"),
+            (&[("SIGNINS_LOOKBACK", "31d")], "SIGNINS_LOOKBACK"),
+            (&[("SIGNINS_GRAPH_VERSION", "v2")], "SIGNINS_GRAPH_VERSION"),
+            (&[("SIGNINS_GRAPH_ENDPOINT", "graph.microsoft.com")], "SIGNINS_GRAPH_ENDPOINT"),
+            (&[("SIGNINS_GRAPH_ENDPOINT", "http://graph.example.com")], "SIGNINS_GRAPH_ENDPOINT"),
+            (&[("SIGNINS_GRAPH_ENDPOINT", "https://graph.microsoft.com/v1.0")], "SIGNINS_GRAPH_ENDPOINT"),
+            (&[("SIGNINS_EVENT_TYPES", "nonInteractiveUser")], "SIGNINS_EVENT_TYPES"),
+            (&[("SIGNINS_EVENT_TYPES", "robots")], "SIGNINS_EVENT_TYPES"),
+            (&[("SIGNINS_AUTH", "password")], "SIGNINS_AUTH"),
+            (&[("AZURE_CLIENT_SECRET", "s3cr3t"), ("AZURE_CLIENT_ID", "app")], "AZURE_TENANT_ID"),
+            (&[("SIGNINS_AUTH", "certificate"), ("AZURE_TENANT_ID", "t"), ("AZURE_CLIENT_ID", "c")], "AZURE_CLIENT_CERTIFICATE_PATH"),
+            (&[("SIGNINS_DESTINATION", "https://acct.blob.core.windows.net")], "SIGNINS_DESTINATION"),
+            (&[("SIGNINS_DESTINATION", "https://acct.blob.core.windows.net/Bad_Name")], "SIGNINS_DESTINATION"),
+            (&[("SIGNINS_DESTINATION", "http://acct.blob.core.windows.net/c1")], "SIGNINS_DESTINATION"),
+            (&[("SIGNINS_CSV_SAFE", "maybe")], "SIGNINS_CSV_SAFE"),
+            (&[("SIGNINS_REPORT_DAYS", "0")], "SIGNINS_REPORT_DAYS"),
+            (&[("SIGNINS_SLICE", "10s")], "SIGNINS_SLICE"),
+            (&[("AZURE_AUTHORITY_HOST", "http://login.example.com")], "AZURE_AUTHORITY_HOST"),
+        ];
+        for (vars, setting) in cases {
+            let err = error_of(vars);
+            assert_eq!(err.setting, *setting, "{vars:?} → {err}");
+            assert!(err.to_string().starts_with(setting), "{err}");
+        }
+    }
+
+    #[test]
+    fn secrets_never_show() {
+        let s = load(&[
+            ("AZURE_TENANT_ID", "tenant"),
+            ("AZURE_CLIENT_ID", "client"),
+            ("AZURE_CLIENT_SECRET", "hunter2-secret"),
+            ("SIGNINS_DESTINATION", "https://acct.blob.core.windows.net/exports/pbi?sv=2024&sig=SASSIGNATURE"),
+        ])
+        .unwrap();
+        let shown = format!("{s:?} {:?} {}", s.describe(), s.destination);
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("SASSIGNATURE"), "{shown}");
+        let err = error_of(&[("SIGNINS_DESTINATION", "https://acct.blob.core.windows.net/?sig=SASSIGNATURE")]);
+        assert!(!err.to_string().contains("SASSIGNATURE"));
+    }
+
+    #[test]
+    fn auto_auth_picks_secret_then_certificate_then_managed_identity() {
+        let secret = load(&[("AZURE_TENANT_ID", "t"), ("AZURE_CLIENT_ID", "c"), ("AZURE_CLIENT_SECRET", "s")]).unwrap();
+        assert!(matches!(secret.graph.auth, AuthMode::ClientSecret { .. }));
+        let cert = load(&[("AZURE_TENANT_ID", "t"), ("AZURE_CLIENT_ID", "c"), ("AZURE_CLIENT_CERTIFICATE_PATH", "/c.pem")]).unwrap();
+        assert!(matches!(cert.graph.auth, AuthMode::Certificate { .. }));
+        let user_assigned = load(&[("AZURE_CLIENT_ID", "uami")]).unwrap();
+        assert_eq!(user_assigned.graph.auth, AuthMode::ManagedIdentity { client_id: Some("uami".into()) });
+    }
+
+    #[test]
+    fn blob_destinations_split_into_container_and_prefix() {
+        let s = load(&[("SIGNINS_DESTINATION", "https://acct.blob.core.windows.net/exports/power-bi/signins?sv=1&sig=abc")]).unwrap();
+        let Destination::Blob { container_url, prefix, sas } = s.destination else { panic!("not blob") };
+        assert_eq!(container_url.as_str(), "https://acct.blob.core.windows.net/exports");
+        assert_eq!(prefix, "power-bi/signins");
+        assert_eq!(sas.map(|s| s.expose().to_string()).as_deref(), Some("sv=1&sig=abc"));
+        // Emulators are path-style: account first.
+        let s = load(&[("SIGNINS_DESTINATION", "http://127.0.0.1:10000/devstoreaccount1/exports")]).unwrap();
+        let Destination::Blob { container_url, prefix, sas } = s.destination else { panic!("not blob") };
+        assert_eq!(container_url.as_str(), "http://127.0.0.1:10000/devstoreaccount1/exports");
+        assert_eq!(prefix, "");
+        assert!(sas.is_none());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5_400)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
+        assert!(parse_duration("7").is_err());
+        assert!(parse_duration("d").is_err());
+        assert!(parse_duration("-1h").is_err());
+        assert!(parse_duration("99999999999999999999d").is_err());
+        assert_eq!(format_duration(Duration::from_secs(5_400)), "90m");
+        assert_eq!(format_duration(Duration::from_secs(86_400)), "1d");
+    }
 }

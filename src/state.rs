@@ -1,1 +1,240 @@
-//! TODO
+//! The state document (`_state/state.json`) and the exactly-once commit protocol built on it.
+//!
+//! What is exported is one contiguous interval of time, `[covered_from, watermark)`. A run reads
+//! `[watermark − overlap, now)` slice by slice; each slice is half-open, lies inside one UTC day and
+//! therefore changes exactly one daily file. Per slice:
+//!
+//! 1. stage the new rows' blocks (invisible to readers);
+//! 2. `prepare` the commit and record it in the state as `pending`, with the ids that will still
+//!    matter for dedup, and write the state;
+//! 3. `commit` (one atomic Put Block List / rename);
+//! 4. [`State::settle`] the pending commit (advance the watermark, remember the ids) and write the state.
+//!
+//! A crash before 2 leaves only invisible blocks; a crash between 2 and 4 is resolved by the next run,
+//! which asks the sink whether the pending ticket is committed and settles it either way. Dedup only
+//! needs the ids created inside the overlap before the watermark: anything older is never read again.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::pipeline::RunSummary;
+use crate::sink::CommitTicket;
+
+/// Layout version of the state document.
+pub const STATE_VERSION: u32 = 1;
+
+/// A UTC instant serialised as RFC 3339.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Instant(#[serde(with = "time::serde::rfc3339")] pub OffsetDateTime);
+
+/// The persisted state of one destination + preset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct State {
+    pub version: u32,
+    pub preset: String,
+    /// Columns of every file under this base; changing them needs a new destination prefix.
+    pub columns: Vec<String>,
+    /// Start of the exported interval.
+    #[serde(with = "time::serde::rfc3339")]
+    pub covered_from: OffsetDateTime,
+    /// End (exclusive) of the exported interval.
+    #[serde(with = "time::serde::rfc3339")]
+    pub watermark: OffsetDateTime,
+    /// Ids already written whose sign-in is inside the overlap before the watermark → createdDateTime.
+    pub recent_ids: BTreeMap<String, Instant>,
+    /// A commit recorded but not yet known to be settled (see module docs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Pending>,
+    /// The daily files `latest.csv` was last built from, newest first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_files: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<RunSummary>,
+}
+
+/// A prepared commit of one slice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pending {
+    pub ticket: CommitTicket,
+    /// The slice's bounds: `[start, end)`.
+    #[serde(with = "time::serde::rfc3339")]
+    pub start: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub end: OffsetDateTime,
+    /// New ids of the slice that fall inside the overlap before the slice's end.
+    pub ids: BTreeMap<String, Instant>,
+    pub rows: u64,
+}
+
+/// The state document cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("_state/state.json is not valid ({0}); fix or delete it (deleting re-exports the lookback window into new files only if the daily files are removed too)")]
+    Corrupt(String),
+    #[error("_state/state.json has layout version {0}; this build understands version {STATE_VERSION}")]
+    Version(u32),
+    #[error("this destination was written with columns [{stored}]; SIGNINS_COLUMNS now gives [{wanted}]. Use a new destination prefix to change columns")]
+    Columns { stored: String, wanted: String },
+}
+
+impl State {
+    /// A fresh state whose exported interval is empty and starts at `start`.
+    pub fn new(preset: &str, columns: Vec<String>, start: OffsetDateTime) -> State {
+        State {
+            version: STATE_VERSION,
+            preset: preset.to_string(),
+            columns,
+            covered_from: start,
+            watermark: start,
+            recent_ids: BTreeMap::new(),
+            pending: None,
+            latest_files: None,
+            last_run: None,
+        }
+    }
+
+    /// Parses the stored bytes; empty or `{}` (a freshly created lock blob) means "no state yet".
+    pub fn parse(bytes: &[u8]) -> Result<Option<State>, StateError> {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| StateError::Corrupt(e.to_string()))?
+            .trim();
+        if text.is_empty() || text == "{}" {
+            return Ok(None);
+        }
+        let version = serde_json::from_str::<serde_json::Value>(text)
+            .map_err(|e| StateError::Corrupt(e.to_string()))?
+            .get("version")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        if version != u64::from(STATE_VERSION) {
+            return Err(StateError::Version(u32::try_from(version).unwrap_or(u32::MAX)));
+        }
+        serde_json::from_str(text)
+            .map(Some)
+            .map_err(|e| StateError::Corrupt(e.to_string()))
+    }
+
+    /// Pretty JSON: the document is meant to be read by people too.
+    pub fn to_bytes(&self) -> Bytes {
+        // Serialising plain data (strings, numbers, maps with string keys) cannot fail.
+        Bytes::from(serde_json::to_vec_pretty(self).unwrap_or_default())
+    }
+
+    /// Refuses to mix column layouts in one destination.
+    pub fn check_columns(&self, wanted: &[String]) -> Result<(), StateError> {
+        if self.columns == wanted {
+            return Ok(());
+        }
+        Err(StateError::Columns {
+            stored: self.columns.join(","),
+            wanted: wanted.join(","),
+        })
+    }
+
+    /// Whether the sign-in `id` has been written already (as far as dedup can still matter).
+    pub fn is_written(&self, id: &str) -> bool {
+        self.recent_ids.contains_key(id)
+    }
+
+    /// Settles the pending commit: if it was committed, the slice counts as exported.
+    pub fn settle(&mut self, committed: bool, overlap: Duration) {
+        if let Some(pending) = self.pending.take() {
+            if committed {
+                self.recent_ids.extend(pending.ids);
+                self.extend(pending.start, pending.end, overlap);
+            }
+        }
+    }
+
+    /// Records that `[start, end)` is exported (its rows, if any, are committed).
+    pub fn extend(&mut self, start: OffsetDateTime, end: OffsetDateTime, overlap: Duration) {
+        if end > self.watermark {
+            self.watermark = end;
+        }
+        if start < self.covered_from {
+            self.covered_from = start;
+        }
+        let horizon = self.watermark - overlap;
+        self.recent_ids.retain(|_, created| created.0 >= horizon);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn ticket() -> CommitTicket {
+        CommitTicket { file: "daily/2026-11-28.csv".into(), detail: serde_json::json!({"marker": "m"}) }
+    }
+
+    fn pending(ids: &[(&str, OffsetDateTime)]) -> Pending {
+        Pending {
+            ticket: ticket(),
+            start: datetime!(2026-11-28 10:00 UTC),
+            end: datetime!(2026-11-28 12:00 UTC),
+            ids: ids.iter().map(|(id, t)| (id.to_string(), Instant(*t))).collect(),
+            rows: ids.len() as u64,
+        }
+    }
+
+    #[test]
+    fn empty_or_lock_placeholder_is_no_state() {
+        assert_eq!(State::parse(b"").unwrap(), None);
+        assert_eq!(State::parse(b" {} ").unwrap(), None);
+    }
+
+    #[test]
+    fn round_trips_and_rejects_garbage_and_other_versions() {
+        let mut state = State::new("all", vec!["id".into()], datetime!(2026-11-21 10:00 UTC));
+        state.pending = Some(pending(&[("a", datetime!(2026-11-28 11:30 UTC))]));
+        let parsed = State::parse(&state.to_bytes()).unwrap().unwrap();
+        assert_eq!(parsed, state);
+        assert!(matches!(State::parse(b"{not json"), Err(StateError::Corrupt(_))));
+        assert!(matches!(State::parse(br#"{"version": 7}"#), Err(StateError::Version(7))));
+    }
+
+    #[test]
+    fn settling_a_committed_slice_advances_and_keeps_only_overlap_ids() {
+        let mut state = State::new("all", vec![], datetime!(2026-11-28 10:00 UTC));
+        state.recent_ids.insert("old".into(), Instant(datetime!(2026-11-28 09:59 UTC)));
+        state.pending = Some(pending(&[("new", datetime!(2026-11-28 11:30 UTC))]));
+        state.settle(true, Duration::from_secs(3600));
+        assert_eq!(state.watermark, datetime!(2026-11-28 12:00 UTC));
+        assert!(state.is_written("new"));
+        assert!(!state.is_written("old"), "ids older than watermark - overlap are pruned");
+        assert!(state.pending.is_none());
+    }
+
+    #[test]
+    fn settling_an_uncommitted_slice_changes_nothing_but_pending() {
+        let mut state = State::new("all", vec![], datetime!(2026-11-28 10:00 UTC));
+        state.pending = Some(pending(&[("new", datetime!(2026-11-28 11:30 UTC))]));
+        state.settle(false, Duration::from_secs(3600));
+        assert_eq!(state.watermark, datetime!(2026-11-28 10:00 UTC));
+        assert!(!state.is_written("new"));
+        assert!(state.pending.is_none());
+    }
+
+    #[test]
+    fn extending_backwards_moves_covered_from_only() {
+        let mut state = State::new("all", vec![], datetime!(2026-11-28 10:00 UTC));
+        state.extend(datetime!(2026-11-27 10:00 UTC), datetime!(2026-11-28 10:00 UTC), Duration::ZERO);
+        assert_eq!(state.covered_from, datetime!(2026-11-27 10:00 UTC));
+        assert_eq!(state.watermark, datetime!(2026-11-28 10:00 UTC));
+    }
+
+    #[test]
+    fn column_changes_are_refused() {
+        let state = State::new("all", vec!["id".into()], datetime!(2026-11-28 10:00 UTC));
+        assert!(state.check_columns(&["id".into()]).is_ok());
+        let err = state.check_columns(&["id".into(), "ipAddress".into()]).unwrap_err();
+        assert!(err.to_string().contains("SIGNINS_COLUMNS"));
+    }
+}

@@ -1,5 +1,671 @@
 //! Flattening: one sign-in's nested JSON → one row of CSV cells, for a chosen list of columns.
+//!
+//! Every column has a camelCase name, the Graph property path it reads (nested objects joined
+//! with `/`) and a kind saying how the JSON value becomes a [`Cell`]; [`reference`] lists them
+//! all for the README. Rules shared by every column:
+//!
+//! * null, a missing property or a missing parent object → [`Cell::Empty`];
+//! * JSON booleans → [`Cell::Bool`] (`true`/`false`);
+//! * JSON numbers → [`Cell::Number`], printed as plain decimals with `.` and never an exponent
+//!   (`-122.3`, `0.0000001`, `50126`); a number column that Graph sends as a numeric string
+//!   keeps the string as a number (so the formula guard leaves `-122.3` alone);
+//! * arrays of scalars → their values joined with `;` (e.g. `signInEventTypes`);
+//! * an object where a scalar was expected (a future Graph change) → its compact JSON text,
+//!   never PowerShell's `@{...}`.
+//!
+//! Special columns: `createdDateTime` is ISO 8601 UTC (`2026-11-28T10:00:00Z`; Graph's string is
+//! kept when it is already UTC), `location` is "City, State, CountryOrRegion" with empty parts
+//! skipped (what a Power BI map geocodes), `appliedConditionalAccessPolicyCount` counts the
+//! policies Graph evaluated and `conditionalAccessPoliciesApplied` names those that applied
+//! (result `success` or `failure`).
+
+use std::borrow::Cow;
+
+use serde_json::{Map, Value};
+use time::format_description::well_known::Rfc3339;
+
+use crate::graph::model::SignIn;
+
+/// One CSV cell. Text is borrowed from the sign-in where possible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cell<'a> {
+    /// Free text from Graph: subject to line-break replacement and the formula guard.
+    Text(Cow<'a, str>),
+    /// A plain decimal number; never altered by the encoder.
+    Number(Cow<'a, str>),
+    Bool(bool),
+    /// Null or missing.
+    Empty,
+}
+
+impl Cell<'_> {
+    /// The cell's text as it is before CSV encoding (`""` for empty).
+    pub fn as_str(&self) -> &str {
+        match self {
+            Cell::Text(s) | Cell::Number(s) => s,
+            Cell::Bool(true) => "true",
+            Cell::Bool(false) => "false",
+            Cell::Empty => "",
+        }
+    }
+}
+
+/// How a column turns the sign-in into a cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The value at the path, by its JSON type.
+    Value,
+    /// The value at the path; a numeric string stays a number.
+    Number,
+    /// `createdDateTime`, normalised to UTC.
+    Created,
+    /// City, state and country joined.
+    Location,
+    /// The number of elements of the array at the path.
+    Count,
+    /// Display names of applied Conditional Access policies, joined with `;`.
+    AppliedPolicies,
+}
+
+/// The definition of one column.
+#[derive(Debug, PartialEq, Eq)]
+struct ColumnDef {
+    name: &'static str,
+    path: &'static [&'static str],
+    kind: Kind,
+    meaning: &'static str,
+}
+
+const fn col(
+    name: &'static str,
+    path: &'static [&'static str],
+    kind: Kind,
+    meaning: &'static str,
+) -> ColumnDef {
+    ColumnDef {
+        name,
+        path,
+        kind,
+        meaning,
+    }
+}
+
+/// How many entries of [`COLUMNS`] are the default set (they come first, in the issue's order).
+const DEFAULT_COUNT: usize = 30;
+
+/// Every column: the default set first, in order, then the optional ones.
+static COLUMNS: [ColumnDef; 57] = [
+    col("createdDateTime", &["createdDateTime"], Kind::Created, "When the sign-in happened, ISO 8601 UTC"),
+    col("userDisplayName", &["userDisplayName"], Kind::Value, "Display name of the user"),
+    col("userPrincipalName", &["userPrincipalName"], Kind::Value, "User principal name (sign-in name) of the user"),
+    col("userId", &["userId"], Kind::Value, "Object id of the user"),
+    col("appDisplayName", &["appDisplayName"], Kind::Value, "Name of the app signed in to, as the Entra admin center shows it"),
+    col("appId", &["appId"], Kind::Value, "Application (client) id of the app"),
+    col("clientAppUsed", &["clientAppUsed"], Kind::Value, "Client protocol, e.g. Browser, Exchange ActiveSync, IMAP4"),
+    col("ipAddress", &["ipAddress"], Kind::Value, "Client IP address"),
+    col("locationCity", &["location", "city"], Kind::Value, "City of the sign-in"),
+    col("locationState", &["location", "state"], Kind::Value, "State or province of the sign-in"),
+    col("locationCountryOrRegion", &["location", "countryOrRegion"], Kind::Value, "Two-letter country or region code"),
+    col("latitude", &["location", "geoCoordinates", "latitude"], Kind::Number, "Latitude, decimal degrees"),
+    col("longitude", &["location", "geoCoordinates", "longitude"], Kind::Number, "Longitude, decimal degrees"),
+    col("location", &["location"], Kind::Location, "\"City, State, CountryOrRegion\" with empty parts skipped (for Power BI maps)"),
+    col("deviceOperatingSystem", &["deviceDetail", "operatingSystem"], Kind::Value, "Operating system of the device"),
+    col("deviceBrowser", &["deviceDetail", "browser"], Kind::Value, "Browser (or client) of the device"),
+    col("deviceId", &["deviceDetail", "deviceId"], Kind::Value, "Entra device id, if the device is registered"),
+    col("deviceDisplayName", &["deviceDetail", "displayName"], Kind::Value, "Display name of the device"),
+    col("deviceIsCompliant", &["deviceDetail", "isCompliant"], Kind::Value, "Whether the device is compliant (true/false)"),
+    col("deviceIsManaged", &["deviceDetail", "isManaged"], Kind::Value, "Whether the device is managed (true/false)"),
+    col("deviceTrustType", &["deviceDetail", "trustType"], Kind::Value, "How the device is joined, e.g. Azure AD joined"),
+    col("statusErrorCode", &["status", "errorCode"], Kind::Number, "0 on success, else the Entra error code (e.g. 50126)"),
+    col("statusFailureReason", &["status", "failureReason"], Kind::Value, "Why the sign-in failed"),
+    col("conditionalAccessStatus", &["conditionalAccessStatus"], Kind::Value, "success, failure, notApplied"),
+    col("isInteractive", &["isInteractive"], Kind::Value, "Whether the sign-in was interactive (true/false)"),
+    col("riskLevelAggregated", &["riskLevelAggregated"], Kind::Value, "Aggregated risk level (none, low, medium, high, hidden)"),
+    col("riskState", &["riskState"], Kind::Value, "Risk state, e.g. none, atRisk, remediated"),
+    col("resourceDisplayName", &["resourceDisplayName"], Kind::Value, "Name of the resource (API) signed in to"),
+    col("correlationId", &["correlationId"], Kind::Value, "Correlation id of the sign-in request"),
+    col("id", &["id"], Kind::Value, "Unique id of the sign-in event"),
+    // Optional columns.
+    col("statusAdditionalDetails", &["status", "additionalDetails"], Kind::Value, "More detail on the status"),
+    col("riskDetail", &["riskDetail"], Kind::Value, "Reason behind the risk state"),
+    col("riskLevelDuringSignIn", &["riskLevelDuringSignIn"], Kind::Value, "Risk level during the sign-in"),
+    col("riskEventTypes", &["riskEventTypes_v2"], Kind::Value, "Risk event types, joined with ';'"),
+    col("resourceId", &["resourceId"], Kind::Value, "Id of the resource signed in to"),
+    col("resourceTenantId", &["resourceTenantId"], Kind::Value, "Tenant id of the resource"),
+    col("homeTenantId", &["homeTenantId"], Kind::Value, "Home tenant id of the user"),
+    col("signInEventTypes", &["signInEventTypes"], Kind::Value, "Event types (interactiveUser, nonInteractiveUser, …), joined with ';' (beta)"),
+    col("userType", &["userType"], Kind::Value, "member or guest"),
+    col("userAgent", &["userAgent"], Kind::Value, "User agent of the client"),
+    col("authenticationRequirement", &["authenticationRequirement"], Kind::Value, "singleFactorAuthentication or multiFactorAuthentication"),
+    col("authenticationProtocol", &["authenticationProtocol"], Kind::Value, "Protocol used, e.g. ropc, deviceCode, none"),
+    col("tokenIssuerType", &["tokenIssuerType"], Kind::Value, "Token issuer, e.g. AzureAD, ADFederationServices"),
+    col("crossTenantAccessType", &["crossTenantAccessType"], Kind::Value, "Cross-tenant access type, e.g. none, b2bCollaboration"),
+    col("incomingTokenType", &["incomingTokenType"], Kind::Value, "Token presented, e.g. primaryRefreshToken"),
+    col("clientCredentialType", &["clientCredentialType"], Kind::Value, "Credential type of a service principal sign-in"),
+    col("servicePrincipalId", &["servicePrincipalId"], Kind::Value, "Service principal id (service principal sign-ins)"),
+    col("servicePrincipalName", &["servicePrincipalName"], Kind::Value, "Service principal name (service principal sign-ins)"),
+    col("managedIdentityType", &["managedIdentityType"], Kind::Value, "Managed identity type (managed identity sign-ins)"),
+    col("originalRequestId", &["originalRequestId"], Kind::Value, "Request id of the first request of the flow"),
+    col("uniqueTokenIdentifier", &["uniqueTokenIdentifier"], Kind::Value, "Unique id of the token issued"),
+    col("ipAddressFromResourceProvider", &["ipAddressFromResourceProvider"], Kind::Value, "Client IP as the resource provider saw it"),
+    col("autonomousSystemNumber", &["autonomousSystemNumber"], Kind::Number, "Autonomous system number of the client network"),
+    col("altitude", &["location", "geoCoordinates", "altitude"], Kind::Number, "Altitude from location/geoCoordinates"),
+    col("isTenantRestricted", &["isTenantRestricted"], Kind::Value, "Whether tenant restrictions applied (true/false)"),
+    col("appliedConditionalAccessPolicyCount", &["appliedConditionalAccessPolicies"], Kind::Count, "Number of Conditional Access policies evaluated"),
+    col("conditionalAccessPoliciesApplied", &["appliedConditionalAccessPolicies"], Kind::AppliedPolicies, "Names of the Conditional Access policies that applied (result success or failure), joined with ';'"),
+];
+
+/// One output column.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Column(&'static ColumnDef);
+
+impl std::fmt::Debug for Column {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.name)
+    }
+}
+
+impl Column {
+    /// The column's header name.
+    pub fn name(self) -> &'static str {
+        self.0.name
+    }
+
+    /// The cell of this column for `signin`.
+    pub fn cell<'a>(self, signin: &'a SignIn) -> Cell<'a> {
+        let def = self.0;
+        match def.kind {
+            Kind::Value => lookup(&signin.raw, def.path).map_or(Cell::Empty, value_cell),
+            Kind::Number => lookup(&signin.raw, def.path).map_or(Cell::Empty, number_cell),
+            Kind::Created => created_cell(signin),
+            Kind::Location => location_cell(&signin.raw),
+            Kind::Count => match lookup(&signin.raw, def.path) {
+                Some(Value::Array(items)) => Cell::Number(Cow::Owned(items.len().to_string())),
+                _ => Cell::Empty,
+            },
+            Kind::AppliedPolicies => applied_policies_cell(lookup(&signin.raw, def.path)),
+        }
+    }
+}
 
 /// The chosen, ordered output columns.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Columns(Vec<String>);
+pub struct Columns(Vec<Column>);
+
+impl Columns {
+    /// The default columns, in the issue's order.
+    pub fn default_set() -> Columns {
+        Columns(COLUMNS[..DEFAULT_COUNT].iter().map(Column).collect())
+    }
+
+    /// Every known column: the default set, then the optional ones.
+    pub fn every() -> Columns {
+        Columns(COLUMNS.iter().map(Column).collect())
+    }
+
+    /// Parses a comma list (`SIGNINS_COLUMNS`). Names match ignoring case; unknown names,
+    /// duplicates and empty entries are errors that name the culprit and list the valid names.
+    pub fn parse(list: &str) -> Result<Columns, String> {
+        let mut columns = Vec::new();
+        let mut unknown = Vec::new();
+        for (position, raw) in list.split(',').enumerate() {
+            let name = raw.trim();
+            if name.is_empty() {
+                return Err(format!(
+                    "empty column name at position {} of '{}'; give a comma list of column names",
+                    position + 1,
+                    list.trim()
+                ));
+            }
+            match COLUMNS.iter().find(|c| c.name.eq_ignore_ascii_case(name)) {
+                Some(def) if columns.contains(&Column(def)) => {
+                    return Err(format!("column '{}' is listed twice", def.name));
+                }
+                Some(def) => columns.push(Column(def)),
+                None => unknown.push(name),
+            }
+        }
+        if !unknown.is_empty() {
+            let valid: Vec<&str> = COLUMNS.iter().map(|c| c.name).collect();
+            return Err(format!(
+                "unknown column{} '{}'; valid columns: {}",
+                if unknown.len() > 1 { "s" } else { "" },
+                unknown.join("', '"),
+                valid.join(", ")
+            ));
+        }
+        Ok(Columns(columns))
+    }
+
+    /// The header names, in order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.0.iter().map(|c| c.name()).collect()
+    }
+
+    /// The columns, in order.
+    pub fn columns(&self) -> &[Column] {
+        &self.0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// One row of cells for this sign-in, in column order.
+    pub fn row<'a>(&self, signin: &'a SignIn) -> Vec<Cell<'a>> {
+        self.0.iter().map(|c| c.cell(signin)).collect()
+    }
+
+    /// Like [`Columns::row`], reusing `out`'s allocation (cleared first).
+    pub fn row_into<'a>(&self, signin: &'a SignIn, out: &mut Vec<Cell<'a>>) {
+        out.clear();
+        out.extend(self.0.iter().map(|c| c.cell(signin)));
+    }
+}
+
+/// Every column as `(name, Graph source path, meaning)`, the default set first: the README's
+/// column reference.
+pub fn reference() -> Vec<(&'static str, String, &'static str)> {
+    COLUMNS
+        .iter()
+        .map(|c| {
+            let source = match c.kind {
+                Kind::Location => "location/city, location/state, location/countryOrRegion".to_string(),
+                Kind::Count => format!("{} (count)", c.path.join("/")),
+                Kind::AppliedPolicies => format!("{}[result in success, failure]/displayName", c.path.join("/")),
+                _ => c.path.join("/"),
+            };
+            (c.name, source, c.meaning)
+        })
+        .collect()
+}
+
+/// True for the names of the default columns.
+pub fn is_default(name: &str) -> bool {
+    COLUMNS[..DEFAULT_COUNT].iter().any(|c| c.name == name)
+}
+
+fn lookup<'a>(raw: &'a Map<String, Value>, path: &[&str]) -> Option<&'a Value> {
+    let (first, rest) = path.split_first()?;
+    let mut current = raw.get(*first)?;
+    for part in rest {
+        current = current.as_object()?.get(*part)?;
+    }
+    Some(current)
+}
+
+/// A cell from any JSON value, by its type.
+fn value_cell(value: &Value) -> Cell<'_> {
+    match value {
+        Value::Null => Cell::Empty,
+        Value::Bool(b) => Cell::Bool(*b),
+        Value::Number(n) => Cell::Number(Cow::Owned(format_number(n))),
+        Value::String(s) => Cell::Text(Cow::Borrowed(s)),
+        Value::Array(items) => join_array(items),
+        Value::Object(_) => Cell::Text(Cow::Owned(value.to_string())),
+    }
+}
+
+/// Like [`value_cell`], but a string that is a plain decimal stays a number.
+fn number_cell(value: &Value) -> Cell<'_> {
+    match value {
+        Value::String(s) if is_plain_decimal(s.trim()) => Cell::Number(Cow::Borrowed(s.trim())),
+        Value::String(s) if s.trim().is_empty() => Cell::Empty,
+        other => value_cell(other),
+    }
+}
+
+/// Plain decimal: optional `-`, digits, optional `.digits`. No exponent, no `+`.
+fn is_plain_decimal(s: &str) -> bool {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    let (int, frac) = match digits.split_once('.') {
+        Some((int, frac)) => (int, Some(frac)),
+        None => (digits, None),
+    };
+    !int.is_empty()
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && frac.is_none_or(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A JSON number as a plain decimal: integers as they are, floats in Rust's shortest
+/// round-trip form, which never uses an exponent (`1e-7` → `0.0000001`).
+fn format_number(n: &serde_json::Number) -> String {
+    if let Some(i) = n.as_i64() {
+        i.to_string()
+    } else if let Some(u) = n.as_u64() {
+        u.to_string()
+    } else if let Some(f) = n.as_f64() {
+        if f == 0.0 {
+            // -0.0 prints as "-0"; a coordinate of zero is just 0.
+            "0".to_string()
+        } else {
+            f.to_string()
+        }
+    } else {
+        n.to_string()
+    }
+}
+
+fn join_array(items: &[Value]) -> Cell<'_> {
+    match items {
+        [] => Cell::Empty,
+        [Value::String(s)] => Cell::Text(Cow::Borrowed(s)),
+        _ => {
+            let parts: Vec<Cow<'_, str>> = items
+                .iter()
+                .filter_map(|item| match item {
+                    Value::Null => None,
+                    Value::String(s) => Some(Cow::Borrowed(s.as_str())),
+                    Value::Number(n) => Some(Cow::Owned(format_number(n))),
+                    Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+                    other => Some(Cow::Owned(other.to_string())),
+                })
+                .collect();
+            if parts.is_empty() {
+                Cell::Empty
+            } else {
+                Cell::Text(Cow::Owned(parts.join(";")))
+            }
+        }
+    }
+}
+
+fn created_cell(signin: &SignIn) -> Cell<'_> {
+    if let Some(Value::String(s)) = signin.raw.get("createdDateTime") {
+        if s.ends_with('Z') {
+            return Cell::Text(Cow::Borrowed(s));
+        }
+    }
+    // `SignIn::created` is already UTC; RFC 3339 of a UTC time ends with `Z`.
+    match signin.created.format(&Rfc3339) {
+        Ok(s) => Cell::Text(Cow::Owned(s)),
+        Err(_) => Cell::Empty,
+    }
+}
+
+fn location_cell(raw: &Map<String, Value>) -> Cell<'_> {
+    let Some(Value::Object(location)) = raw.get("location") else {
+        return Cell::Empty;
+    };
+    let parts: Vec<&str> = ["city", "state", "countryOrRegion"]
+        .iter()
+        .filter_map(|key| location.get(*key).and_then(Value::as_str))
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .collect();
+    if parts.is_empty() {
+        Cell::Empty
+    } else {
+        Cell::Text(Cow::Owned(parts.join(", ")))
+    }
+}
+
+fn applied_policies_cell(value: Option<&Value>) -> Cell<'_> {
+    let Some(Value::Array(policies)) = value else {
+        return Cell::Empty;
+    };
+    let names: Vec<&str> = policies
+        .iter()
+        .filter(|p| matches!(p.get("result").and_then(Value::as_str), Some("success" | "failure")))
+        .filter_map(|p| p.get("displayName").and_then(Value::as_str))
+        .collect();
+    if names.is_empty() {
+        Cell::Empty
+    } else {
+        Cell::Text(Cow::Owned(names.join(";")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn text(s: &str) -> Cell<'static> {
+        Cell::Text(Cow::Owned(s.to_string()))
+    }
+    fn num(s: &str) -> Cell<'static> {
+        Cell::Number(Cow::Owned(s.to_string()))
+    }
+
+    fn full_record() -> SignIn {
+        SignIn::from_json(json!({
+            "id": "66ea54eb-6301-4ee5-be62-ff5a759b0100",
+            "createdDateTime": "2026-11-28T10:00:00Z",
+            "userDisplayName": "Doe, Jane \"JD\"",
+            "userPrincipalName": "jane@contoso.com",
+            "userId": "d7cc485d-2c1b-422c-98fd-5ce52859a4a3",
+            "appId": "00000002-0000-0ff1-ce00-000000000000",
+            "appDisplayName": "Office 365 Exchange Online",
+            "ipAddress": "203.0.113.7",
+            "clientAppUsed": "Exchange ActiveSync",
+            "correlationId": "5d295068-919b-4017-85d8-44be2f5f5483",
+            "conditionalAccessStatus": "success",
+            "isInteractive": true,
+            "riskDetail": "none",
+            "riskLevelAggregated": "none",
+            "riskLevelDuringSignIn": "none",
+            "riskState": "none",
+            "riskEventTypes_v2": [],
+            "resourceDisplayName": "Office 365 Exchange Online",
+            "resourceId": "00000002-0000-0ff1-ce00-000000000000",
+            "signInEventTypes": ["interactiveUser", "nonInteractiveUser"],
+            "status": {"errorCode": 0, "failureReason": "Other.", "additionalDetails": null},
+            "deviceDetail": {
+                "deviceId": "", "displayName": "iPhone", "operatingSystem": "Ios 17.1",
+                "browser": "Mobile Safari", "isCompliant": false, "isManaged": true, "trustType": ""
+            },
+            "location": {
+                "city": "Seattle", "state": "Washington", "countryOrRegion": "US",
+                "geoCoordinates": {"altitude": null, "latitude": 47.6062, "longitude": -122.3321}
+            },
+            "appliedConditionalAccessPolicies": [
+                {"id": "1", "displayName": "Require MFA", "result": "success"},
+                {"id": "2", "displayName": "Block legacy", "result": "notApplied"},
+                {"id": "3", "displayName": "Compliant device", "result": "failure"}
+            ]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn default_set_is_the_issue_order() {
+        assert_eq!(
+            Columns::default_set().names().join(","),
+            "createdDateTime,userDisplayName,userPrincipalName,userId,appDisplayName,appId,clientAppUsed,\
+             ipAddress,locationCity,locationState,locationCountryOrRegion,latitude,longitude,location,\
+             deviceOperatingSystem,deviceBrowser,deviceId,deviceDisplayName,deviceIsCompliant,deviceIsManaged,\
+             deviceTrustType,statusErrorCode,statusFailureReason,conditionalAccessStatus,isInteractive,\
+             riskLevelAggregated,riskState,resourceDisplayName,correlationId,id"
+        );
+        assert!(is_default("id") && !is_default("riskDetail"));
+    }
+
+    #[test]
+    fn flattens_a_full_record() {
+        let s = full_record();
+        let row = Columns::default_set().row(&s);
+        let expected = vec![
+            text("2026-11-28T10:00:00Z"),
+            text("Doe, Jane \"JD\""),
+            text("jane@contoso.com"),
+            text("d7cc485d-2c1b-422c-98fd-5ce52859a4a3"),
+            text("Office 365 Exchange Online"),
+            text("00000002-0000-0ff1-ce00-000000000000"),
+            text("Exchange ActiveSync"),
+            text("203.0.113.7"),
+            text("Seattle"),
+            text("Washington"),
+            text("US"),
+            num("47.6062"),
+            num("-122.3321"),
+            text("Seattle, Washington, US"),
+            text("Ios 17.1"),
+            text("Mobile Safari"),
+            text(""),
+            text("iPhone"),
+            Cell::Bool(false),
+            Cell::Bool(true),
+            text(""),
+            num("0"),
+            text("Other."),
+            text("success"),
+            Cell::Bool(true),
+            text("none"),
+            text("none"),
+            text("Office 365 Exchange Online"),
+            text("5d295068-919b-4017-85d8-44be2f5f5483"),
+            text("66ea54eb-6301-4ee5-be62-ff5a759b0100"),
+        ];
+        assert_eq!(row, expected);
+    }
+
+    #[test]
+    fn optional_columns_join_count_and_name_policies() {
+        let s = full_record();
+        let cols = Columns::parse(
+            "signInEventTypes,riskEventTypes,appliedConditionalAccessPolicyCount,conditionalAccessPoliciesApplied,statusAdditionalDetails,altitude,resourceId",
+        )
+        .unwrap();
+        assert_eq!(
+            cols.row(&s),
+            vec![
+                text("interactiveUser;nonInteractiveUser"),
+                Cell::Empty,
+                num("3"),
+                text("Require MFA;Compliant device"),
+                Cell::Empty,
+                Cell::Empty,
+                text("00000002-0000-0ff1-ce00-000000000000"),
+            ]
+        );
+    }
+
+    #[test]
+    fn nulls_and_missing_objects_give_empty_cells() {
+        let s = SignIn::from_json(json!({
+            "id": "x", "createdDateTime": "2026-11-28T10:00:00Z",
+            "userDisplayName": null, "deviceDetail": null, "status": {},
+            "location": {"city": null, "state": "", "countryOrRegion": null, "geoCoordinates": null}
+        }))
+        .unwrap();
+        let cols = Columns::default_set();
+        let row = cols.row(&s);
+        for (name, cell) in cols.names().iter().zip(&row) {
+            match *name {
+                "createdDateTime" => assert_eq!(cell, &text("2026-11-28T10:00:00Z")),
+                "id" => assert_eq!(cell, &text("x")),
+                // Graph's empty string stays an (empty) text cell.
+                "locationState" => assert_eq!(cell, &text("")),
+                _ => assert_eq!(cell, &Cell::Empty, "{name}"),
+            }
+        }
+        let every = Columns::every();
+        assert_eq!(every.row(&s).len(), every.len());
+    }
+
+    #[test]
+    fn location_skips_empty_parts() {
+        let cases = [
+            (json!({"city": "Zürich", "state": "", "countryOrRegion": "CH"}), Some("Zürich, CH")),
+            (json!({"city": null, "state": "Bavaria", "countryOrRegion": "DE"}), Some("Bavaria, DE")),
+            (json!({"countryOrRegion": "FR"}), Some("FR")),
+            (json!({"city": " Paris ", "state": "  ", "countryOrRegion": "FR"}), Some("Paris, FR")),
+            (json!({"city": "", "state": null}), None),
+            (json!(null), None),
+        ];
+        let cols = Columns::parse("location").unwrap();
+        for (location, expected) in cases {
+            let s = SignIn::from_json(json!({
+                "id": "x", "createdDateTime": "2026-11-28T10:00:00Z", "location": location
+            }))
+            .unwrap();
+            let want = expected.map_or(Cell::Empty, text);
+            assert_eq!(cols.row(&s), vec![want], "{location}");
+        }
+    }
+
+    #[test]
+    fn numbers_are_plain_decimals() {
+        let cols = Columns::parse("latitude,longitude,statusErrorCode,altitude").unwrap();
+        let row = |loc: Value, status: Value| {
+            let s = SignIn::from_json(json!({
+                "id": "x", "createdDateTime": "2026-11-28T10:00:00Z",
+                "location": {"geoCoordinates": loc}, "status": status
+            }))
+            .unwrap();
+            cols.row(&s).iter().map(|c| c.as_str().to_string()).collect::<Vec<_>>()
+        };
+        let got = row(
+            json!({"latitude": 1e-7, "longitude": -0.000012, "altitude": 1.5e3}),
+            json!({"errorCode": 50126}),
+        );
+        assert_eq!(got, ["0.0000001", "-0.000012", "50126", "1500"]);
+        // Numeric strings stay numbers; other strings are text.
+        let s = SignIn::from_json(json!({
+            "id": "x", "createdDateTime": "2026-11-28T10:00:00Z",
+            "location": {"geoCoordinates": {"latitude": "-33.8688", "longitude": "=1+1", "altitude": -0.0}}
+        }))
+        .unwrap();
+        assert_eq!(
+            cols.row(&s),
+            vec![num("-33.8688"), text("=1+1"), Cell::Empty, num("0")]
+        );
+    }
+
+    #[test]
+    fn created_is_utc() {
+        let cols = Columns::parse("createdDateTime").unwrap();
+        let at = |created: &str| {
+            let s = SignIn::from_json(json!({"id": "x", "createdDateTime": created})).unwrap();
+            cols.row(&s)[0].as_str().to_string()
+        };
+        assert_eq!(at("2026-11-28T10:00:00Z"), "2026-11-28T10:00:00Z");
+        assert_eq!(at("2026-11-28T10:00:00.1234567Z"), "2026-11-28T10:00:00.1234567Z");
+        assert_eq!(at("2026-11-28T12:00:00+02:00"), "2026-11-28T10:00:00Z");
+        assert_eq!(at("2026-11-28T10:00:00.5+00:00"), "2026-11-28T10:00:00.5Z");
+    }
+
+    #[test]
+    fn unexpected_shapes_never_print_powershell_objects() {
+        let s = SignIn::from_json(json!({
+            "id": "x", "createdDateTime": "2026-11-28T10:00:00Z",
+            "userDisplayName": {"given": "A"}, "clientAppUsed": ["a", 1, null, true]
+        }))
+        .unwrap();
+        let cols = Columns::parse("userDisplayName,clientAppUsed").unwrap();
+        assert_eq!(cols.row(&s), vec![text("{\"given\":\"A\"}"), text("a;1;true")]);
+    }
+
+    #[test]
+    fn parse_checks_names() {
+        let cols = Columns::parse(" id , createdDateTime,LOCATION").unwrap();
+        assert_eq!(cols.names(), vec!["id", "createdDateTime", "location"]);
+
+        let err = Columns::parse("id,bogus,nope").unwrap_err();
+        assert!(err.starts_with("unknown columns 'bogus', 'nope'; valid columns: createdDateTime, userDisplayName"), "{err}");
+        assert!(err.contains("signInEventTypes"));
+        let err = Columns::parse("id,ID").unwrap_err();
+        assert_eq!(err, "column 'id' is listed twice");
+        assert!(Columns::parse("id,,userId").unwrap_err().contains("empty column name at position 2"));
+        assert!(Columns::parse("").unwrap_err().contains("empty column name"));
+    }
+
+    #[test]
+    fn reference_covers_every_column_once() {
+        let reference = reference();
+        assert_eq!(reference.len(), COLUMNS.len());
+        let mut names: Vec<_> = reference.iter().map(|r| r.0).collect();
+        assert_eq!(&names[..DEFAULT_COUNT], Columns::default_set().names().as_slice());
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), COLUMNS.len());
+        let lat = reference.iter().find(|r| r.0 == "latitude").unwrap();
+        assert_eq!(lat.1, "location/geoCoordinates/latitude");
+        assert!(reference.iter().all(|r| !r.2.is_empty()));
+    }
+}
