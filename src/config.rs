@@ -566,7 +566,7 @@ fn parse_duration_setting(setting: &'static str, value: &str) -> Result<Duration
 pub fn format_duration(d: Duration) -> String {
     let secs = d.as_secs();
     for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
-        if secs >= size && secs % size == 0 {
+        if secs >= size && secs.is_multiple_of(size) {
             return format!("{}{unit}", secs / size);
         }
     }

@@ -50,6 +50,8 @@ pub struct CsvEncoder {
     guard: bool,
     quoting: Quoting,
     core: csv_core::Writer,
+    /// csv-core's output window, reused.
+    core_buf: Vec<u8>,
     /// Reused buffer for fields that need line breaks replaced.
     scratch: String,
 }
@@ -84,6 +86,7 @@ impl CsvEncoder {
             core: csv_core::WriterBuilder::new()
                 .terminator(csv_core::Terminator::CRLF)
                 .build(),
+            core_buf: Vec::new(),
             scratch: String::new(),
         }
     }
@@ -95,7 +98,11 @@ impl CsvEncoder {
 
     /// Appends one encoded row (with its CRLF) to `out`.
     pub fn encode_row(&mut self, cells: &[Cell<'_>], out: &mut Vec<u8>) {
-        debug_assert_eq!(cells.len(), self.columns, "row has the wrong number of cells");
+        debug_assert_eq!(
+            cells.len(),
+            self.columns,
+            "row has the wrong number of cells"
+        );
         if let [only] = cells {
             if only.as_str().is_empty() {
                 out.extend_from_slice(b"\"\"\r\n");
@@ -113,13 +120,15 @@ impl CsvEncoder {
                 // Numbers come from the flattener as plain decimals: nothing to quote or guard.
                 Cell::Number(n) => match self.quoting {
                     Quoting::Hand => out.extend_from_slice(n.as_bytes()),
-                    Quoting::CsvCore => core_field(&mut self.core, n.as_bytes(), out),
+                    Quoting::CsvCore => {
+                        core_field(&mut self.core, n.as_bytes(), &mut self.core_buf, out)
+                    }
                 },
                 Cell::Text(text) => match self.quoting {
                     Quoting::Hand => hand_text(text, self.guard, &mut self.scratch, out),
                     Quoting::CsvCore => {
                         let clean = clean_text(text, self.guard, &mut self.scratch);
-                        core_field(&mut self.core, clean.as_bytes(), out);
+                        core_field(&mut self.core, clean.as_bytes(), &mut self.core_buf, out);
                     }
                 },
             }
@@ -192,7 +201,11 @@ pub fn replace_line_breaks<'s>(s: &'s str, scratch: &'s mut String) -> &'s str {
 /// Line breaks replaced, then the guard quote added when the original starts with a guarded
 /// byte.
 fn clean_text<'s>(text: &'s str, guard: bool, scratch: &'s mut String) -> Cow<'s, str> {
-    let guarded = guard && text.as_bytes().first().is_some_and(|&b| is_guarded_start(b));
+    let guarded = guard
+        && text
+            .as_bytes()
+            .first()
+            .is_some_and(|&b| is_guarded_start(b));
     let clean = replace_line_breaks(text, scratch);
     if guarded {
         let mut s = String::with_capacity(clean.len() + 1);
@@ -204,26 +217,20 @@ fn clean_text<'s>(text: &'s str, guard: bool, scratch: &'s mut String) -> Cow<'s
     }
 }
 
-/// Writes one field through `csv-core` onto the end of `out`.
-fn core_field(core: &mut csv_core::Writer, mut input: &[u8], out: &mut Vec<u8>) {
-    loop {
-        let start = out.len();
-        // Worst case: every byte a doubled quote, plus the two enclosing quotes.
-        out.resize(start + input.len() * 2 + 2, 0);
-        let (result, read, written) = core.field(input, &mut out[start..]);
-        out.truncate(start + written);
-        input = &input[read..];
-        if result == csv_core::WriteResult::InputEmpty {
-            break;
-        }
+/// Writes one field through `csv-core` onto the end of `out`, using `buf` as its output window
+/// (csv-core writes into initialised slices; reusing one avoids zeroing `out` for every field).
+fn core_field(core: &mut csv_core::Writer, input: &[u8], buf: &mut Vec<u8>, out: &mut Vec<u8>) {
+    // Worst case: every byte a doubled quote, the two enclosing quotes and the delimiter.
+    let need = input.len() * 2 + 3;
+    if buf.len() < need {
+        buf.resize(need, 0);
     }
-    // Closes the quote, if the field opened one (csv-core's `delimiter` would also write `,`;
-    // the record framing is ours).
-    let start = out.len();
-    out.resize(start + 2, 0);
-    let (_, written) = core.delimiter(&mut out[start..]);
-    // `delimiter` wrote `[",]` or `[,]`: keep the closing quote, drop the comma.
-    out.truncate(start + written - 1);
+    let (_, read, written) = core.field(input, buf);
+    debug_assert_eq!(read, input.len(), "csv-core output window too small");
+    // `delimiter` closes the quote if the field opened one, then writes `,`; the record framing
+    // is ours, so the `,` is dropped.
+    let (_, closing) = core.delimiter(&mut buf[written..]);
+    out.extend_from_slice(&buf[..(written + closing).saturating_sub(1)]);
 }
 
 /// The fused encoder for one text field.
@@ -317,7 +324,12 @@ mod tests {
             .has_headers(true)
             .flexible(false)
             .from_reader(bytes);
-        let headers = reader.headers().unwrap().iter().map(str::to_string).collect();
+        let headers = reader
+            .headers()
+            .unwrap()
+            .iter()
+            .map(str::to_string)
+            .collect();
         let rows = reader
             .records()
             .map(|r| r.unwrap().iter().map(str::to_string).collect())
@@ -352,7 +364,9 @@ mod tests {
                     let want = expected(original, guard);
                     assert_eq!(row, &[want.clone(), "x".to_string(), want], "{original:?}");
                     for field in row {
-                        assert!(!field.contains(['\r', '\n', '\u{0B}', '\u{0C}', '\u{85}', '\u{2028}', '\u{2029}']));
+                        assert!(!field.contains([
+                            '\r', '\n', '\u{0B}', '\u{0C}', '\u{85}', '\u{2028}', '\u{2029}'
+                        ]));
                     }
                 }
                 // One physical line per row: a reader that ignores quotes splits rows right.
@@ -369,9 +383,15 @@ mod tests {
         let cols = columns3();
         let mut enc = CsvEncoder::new(&cols, true);
         let mut out = Vec::new();
-        enc.encode_row(&[text("Doe, \"JD\""), text("a\r\nb\u{2028}c"), text("=1+1")], &mut out);
+        enc.encode_row(
+            &[text("Doe, \"JD\""), text("a\r\nb\u{2028}c"), text("=1+1")],
+            &mut out,
+        );
         enc.encode_row(&[text("\r=cmd"), text("\t@x"), text("=a,\"b\"")], &mut out);
-        enc.encode_row(&[Cell::Empty, Cell::Bool(true), Cell::Bool(false)], &mut out);
+        enc.encode_row(
+            &[Cell::Empty, Cell::Bool(true), Cell::Bool(false)],
+            &mut out,
+        );
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "\"Doe, \"\"JD\"\"\",a b c,'=1+1\r\n' =cmd,'\t@x,\"'=a,\"\"b\"\"\"\r\n,true,false\r\n"
@@ -461,9 +481,10 @@ mod tests {
     #[test]
     fn hand_and_csv_core_write_identical_bytes() {
         // NASTY plus deterministic random strings over an alphabet of troublemakers.
-        let alphabet: Vec<char> = "a,\"\r\n\t=+-@' é€😀\u{2028}\u{2029}\u{85}\u{0B}\u{0C}\u{a0}\u{2013}"
-            .chars()
-            .collect();
+        let alphabet: Vec<char> =
+            "a,\"\r\n\t=+-@' é€😀\u{2028}\u{2029}\u{85}\u{0B}\u{0C}\u{a0}\u{2013}"
+                .chars()
+                .collect();
         let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
         let mut next = || {
             state ^= state << 13;
@@ -474,7 +495,11 @@ mod tests {
         let mut values: Vec<String> = NASTY.iter().map(|s| s.to_string()).collect();
         for _ in 0..2000 {
             let len = (next() % 12) as usize;
-            values.push((0..len).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]).collect());
+            values.push(
+                (0..len)
+                    .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                    .collect(),
+            );
         }
         let refs: Vec<&str> = values.iter().map(String::as_str).collect();
         for guard in [true, false] {
@@ -485,7 +510,8 @@ mod tests {
             let mut wtr = csv::WriterBuilder::new()
                 .terminator(csv::Terminator::CRLF)
                 .from_writer(Vec::new());
-            wtr.write_record(["userDisplayName", "clientAppUsed", "id"]).unwrap();
+            wtr.write_record(["userDisplayName", "clientAppUsed", "id"])
+                .unwrap();
             for v in &refs {
                 let e = expected(v, guard);
                 wtr.write_record([e.as_str(), "x", e.as_str()]).unwrap();

@@ -13,9 +13,11 @@
 //! | sinks: local folder, Blob Storage | [`sink`] |
 //! | watermark, overlap ids, commit protocol | [`state`] |
 //! | the run itself | [`pipeline`] |
+//! | what each CLI command does | [`commands`] |
 //! | simulated tenant (demo and tests) | [`demo`] |
 
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod csv;
 pub mod demo;

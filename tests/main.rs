@@ -1,3 +1,7 @@
 //! The one integration-test binary: shared helpers in `support`, one module per topic.
 
 mod support;
+mod blob_sink;
+mod fake_graph;
+mod graph;
+mod handler;

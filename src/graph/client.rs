@@ -1,1 +1,763 @@
-//! TODO
+//! The `/auditLogs/signIns` pager: one HTTP client, bearer tokens from [`TokenProvider`],
+//! `@odata.nextLink` followed only on the configured origin, retries per [`throttle::decide`]
+//! within the run's retry budget, one token refresh on 401, and Graph's errors explained.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, RETRY_AFTER};
+use serde_json::Value;
+use time::OffsetDateTime;
+use tracing::{debug, warn};
+use url::Url;
+
+use crate::config::{EventType, GraphSettings, GraphVersion};
+use crate::graph::auth::{AuthError, TokenProvider, GRAPH_SCOPE};
+use crate::graph::model::SignIn;
+use crate::graph::query::{self, PAGE_SIZE};
+use crate::graph::throttle::{self, Decision, Failure};
+
+pub use crate::graph::query::Window;
+
+/// Longest a single request (headers and body) may take before it counts as a failed attempt.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Retry budget of [`GraphClient::probe`]: `check` should answer in seconds.
+pub const PROBE_BUDGET: Duration = Duration::from_secs(10);
+
+const HINT_PERMISSIONS: &str =
+    "the identity needs the Microsoft Graph application permissions AuditLog.Read.All and \
+     Directory.Read.All (admin consent)";
+const HINT_PREMIUM: &str = "sign-in logs need Microsoft Entra ID P1 or P2 on the tenant";
+
+/// Why the Graph source stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum GraphError {
+    #[error("token: {0}")]
+    Auth(#[from] AuthError),
+    #[error("Graph denied access (403 {code}): {hint}. Graph said: {message}")]
+    Denied {
+        code: String,
+        message: String,
+        hint: String,
+    },
+    #[error("Graph rejected the query (400 {code}): {message} (check SIGNINS_FILTER, SIGNINS_EVENT_TYPES and SIGNINS_GRAPH_VERSION)")]
+    BadRequest { code: String, message: String },
+    #[error(
+        "Graph refused the token even after a refresh (401 {code}): {message}. Check that the identity \
+         belongs to the tenant and that SIGNINS_GRAPH_ENDPOINT matches its cloud"
+    )]
+    Unauthorized { code: String, message: String },
+    #[error(
+        "Graph request failed {attempts} times (last: {last}); the retry budget of {}s (SIGNINS_RETRY_BUDGET) \
+         is spent, so this run stops without writing the incomplete window",
+        budget.as_secs()
+    )]
+    Throttled {
+        last: String,
+        attempts: u32,
+        budget: Duration,
+    },
+    #[error("Graph answered HTTP {status} ({code}): {message}")]
+    Http {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("page {page} of the sign-ins is not valid: {detail}")]
+    Malformed { page: u64, detail: String },
+    #[error(
+        "Graph's @odata.nextLink points to {host}, not the configured endpoint {expected}; stopped without \
+         following it (the token is only ever sent to SIGNINS_GRAPH_ENDPOINT)"
+    )]
+    ForeignNextLink { host: String, expected: String },
+    #[error("cannot reach Graph: {0}")]
+    Transport(String),
+}
+
+/// Counters across every pager of one client.
+#[derive(Default, Clone, Debug, PartialEq, Eq)]
+pub struct GraphStats {
+    /// Pages read successfully.
+    pub pages: u64,
+    /// HTTP requests sent (retries included).
+    pub requests: u64,
+    /// Requests that were a retry of an earlier failed one (including the one after a 401).
+    pub retries: u64,
+    /// Answers that were 429 or 503.
+    pub throttled: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    pages: AtomicU64,
+    requests: AtomicU64,
+    retries: AtomicU64,
+    throttled: AtomicU64,
+}
+
+/// Total time that may be spent waiting before retries.
+struct Budget {
+    limit: Duration,
+    spent: Mutex<Duration>,
+}
+
+impl Budget {
+    fn new(limit: Duration) -> Budget {
+        Budget {
+            limit,
+            spent: Mutex::new(Duration::ZERO),
+        }
+    }
+
+    /// Decides under the lock, so concurrent pagers cannot overspend; a retry reserves its wait.
+    fn decide(&self, failure: Failure, retry_after: Option<&str>, attempt: u32) -> Decision {
+        let mut spent = match self.spent.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let left = self.limit.saturating_sub(*spent);
+        let decision = throttle::decide(
+            failure,
+            retry_after,
+            attempt,
+            left,
+            SystemTime::now(),
+            rand::random::<f64>(),
+        );
+        if let Decision::Retry(wait) = decision {
+            *spent += wait;
+        }
+        decision
+    }
+}
+
+/// The Graph sign-ins source. Cheap to clone; clones share the HTTP client, budget and counters.
+#[derive(Clone)]
+pub struct GraphClient {
+    inner: Arc<Inner>,
+    request_timeout: Duration,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    endpoint: Url,
+    version: GraphVersion,
+    extra_filter: Option<String>,
+    probe_event_type: EventType,
+    tokens: TokenProvider,
+    budget: Budget,
+    counters: Counters,
+}
+
+impl std::fmt::Debug for GraphClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphClient")
+            .field("endpoint", &self.inner.endpoint.as_str())
+            .field("version", &self.inner.version)
+            .field("tokens", &self.inner.tokens)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The Graph scope that belongs to a national-cloud endpoint, if `endpoint` is one.
+fn national_cloud_scope(endpoint: &Url) -> Option<&'static str> {
+    match endpoint.host_str()? {
+        "graph.microsoft.us" => Some("https://graph.microsoft.us/.default"),
+        "dod-graph.microsoft.us" => Some("https://dod-graph.microsoft.us/.default"),
+        "microsoftgraph.chinacloudapi.cn" => {
+            Some("https://microsoftgraph.chinacloudapi.cn/.default")
+        }
+        _ => None,
+    }
+}
+
+impl GraphClient {
+    /// One HTTP client (rustls with the platform's trust store, so `SSL_CERT_FILE` works; no
+    /// redirects) for the whole run.
+    pub fn new(settings: &GraphSettings, tokens: TokenProvider) -> Result<GraphClient, GraphError> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("signin-export/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(20))
+            .build()
+            .map_err(|e| GraphError::Transport(format!("cannot build the HTTP client: {e}")))?;
+        let tokens = match national_cloud_scope(&settings.endpoint) {
+            Some(scope) if tokens.scope() == GRAPH_SCOPE => tokens.with_scope(scope),
+            _ => tokens,
+        };
+        Ok(GraphClient {
+            inner: Arc::new(Inner {
+                http,
+                endpoint: settings.endpoint.clone(),
+                version: settings.version,
+                extra_filter: settings
+                    .extra_filter
+                    .clone()
+                    .filter(|f| !f.trim().is_empty()),
+                probe_event_type: settings
+                    .event_types
+                    .first()
+                    .copied()
+                    .unwrap_or(EventType::InteractiveUser),
+                tokens,
+                budget: Budget::new(settings.retry_budget),
+                counters: Counters::default(),
+            }),
+            request_timeout: REQUEST_TIMEOUT,
+        })
+    }
+
+    /// The same client with another per-request timeout (tests of stalled pages).
+    pub fn with_request_timeout(mut self, timeout: Duration) -> GraphClient {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// The first page's URL of one query stream.
+    pub fn first_page_url(
+        &self,
+        window: &Window,
+        event_type: EventType,
+        server_filter: Option<&str>,
+        top: u32,
+    ) -> Result<Url, GraphError> {
+        let filter = query::filter(
+            window,
+            event_type,
+            server_filter,
+            self.inner.extra_filter.as_deref(),
+        );
+        query::signins_url(&self.inner.endpoint, self.inner.version, top, &filter)
+            .map_err(|e| GraphError::Transport(format!("cannot build the request URL: {e}")))
+    }
+
+    /// One query stream: the window, one event type, the preset's server clause (if any) and
+    /// `SIGNINS_FILTER`, AND-ed.
+    pub fn pager(
+        &self,
+        window: Window,
+        event_type: EventType,
+        server_filter: Option<String>,
+    ) -> SignInPager {
+        let first = self.first_page_url(&window, event_type, server_filter.as_deref(), PAGE_SIZE);
+        let (next, pending_error) = match first {
+            Ok(url) => (Some(url), None),
+            Err(e) => (None, Some(e)),
+        };
+        SignInPager {
+            client: self.clone(),
+            next,
+            pending_error,
+            event_type,
+            page: 0,
+        }
+    }
+
+    /// Counters so far, across all pagers.
+    pub fn stats(&self) -> GraphStats {
+        let c = &self.inner.counters;
+        GraphStats {
+            pages: c.pages.load(Ordering::Relaxed),
+            requests: c.requests.load(Ordering::Relaxed),
+            retries: c.retries.load(Ordering::Relaxed),
+            throttled: c.throttled.load(Ordering::Relaxed),
+        }
+    }
+
+    /// For `check`: one request with `$top=1` over the last hour, the same filter shape as a run
+    /// (first configured event type, `SIGNINS_FILTER`). Returns the rows of that page (0 or 1).
+    pub async fn probe(&self) -> Result<usize, GraphError> {
+        let end = OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap_or_else(|_| OffsetDateTime::now_utc());
+        let window = Window {
+            start: end - time::Duration::hours(1),
+            end,
+        };
+        let url = self.first_page_url(&window, self.inner.probe_event_type, None, 1)?;
+        let budget = Budget::new(PROBE_BUDGET.min(self.inner.budget.limit));
+        let body = self.get(&url, 1, &budget).await?;
+        let page = parse_page(&body, 1)?;
+        Ok(page.rows.len())
+    }
+
+    /// `link` as a URL, if it is on the configured endpoint's origin (scheme, host and port).
+    fn check_next_link(&self, link: &str, page: u64) -> Result<Url, GraphError> {
+        let url = Url::parse(link).map_err(|e| GraphError::Malformed {
+            page,
+            detail: format!("@odata.nextLink is not an absolute URL ({e})"),
+        })?;
+        if url.origin() != self.inner.endpoint.origin() {
+            return Err(GraphError::ForeignNextLink {
+                host: url.origin().ascii_serialization(),
+                expected: self.inner.endpoint.origin().ascii_serialization(),
+            });
+        }
+        Ok(url)
+    }
+
+    /// GETs `url` (on the configured origin) with retries; the body of the 2xx answer.
+    async fn get(&self, url: &Url, page: u64, budget: &Budget) -> Result<bytes::Bytes, GraphError> {
+        let counters = &self.inner.counters;
+        let mut attempt: u32 = 0;
+        let mut refreshed = false;
+        loop {
+            let token = self.inner.tokens.token().await?;
+            let mut bearer =
+                HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
+                    GraphError::Auth(AuthError::Rejected {
+                        code: None,
+                        detail: "the token is not a valid header value".into(),
+                    })
+                })?;
+            bearer.set_sensitive(true);
+            counters.requests.fetch_add(1, Ordering::Relaxed);
+            let sent = self
+                .inner
+                .http
+                .get(url.clone())
+                .header(AUTHORIZATION, bearer)
+                .header(ACCEPT, "application/json")
+                .timeout(self.request_timeout)
+                .send()
+                .await;
+            let (failure, retry_after, last) = match sent {
+                Ok(response) if response.status().is_success() => match response.bytes().await {
+                    Ok(body) => return Ok(body),
+                    Err(e) => (Failure::Transport, None, describe_transport(e)),
+                },
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let retry_after = response
+                        .headers()
+                        .get(RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
+                    if status == 401 && !refreshed {
+                        refreshed = true;
+                        counters.retries.fetch_add(1, Ordering::Relaxed);
+                        debug!(page, "Graph answered 401; refreshing the token once");
+                        self.inner.tokens.refresh().await?;
+                        continue;
+                    }
+                    if matches!(status, 429 | 503) {
+                        counters.throttled.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if !throttle::is_retryable(Failure::Status(status)) {
+                        let body = response.bytes().await.unwrap_or_default();
+                        return Err(error_for_status(status, &body));
+                    }
+                    let reason = response.status().canonical_reason().unwrap_or("");
+                    (
+                        Failure::Status(status),
+                        retry_after,
+                        format!("HTTP {status} {reason}").trim_end().to_string(),
+                    )
+                }
+                Err(e) => (Failure::Transport, None, describe_transport(e)),
+            };
+            match budget.decide(failure, retry_after.as_deref(), attempt) {
+                Decision::Retry(wait) => {
+                    warn!(
+                        page,
+                        attempt,
+                        wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                        last = %last,
+                        path = url.path(),
+                        "Graph request failed; retrying"
+                    );
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                    counters.retries.fetch_add(1, Ordering::Relaxed);
+                }
+                Decision::BudgetExhausted { .. } | Decision::Fail => {
+                    return Err(GraphError::Throttled {
+                        last,
+                        attempts: attempt + 1,
+                        budget: budget.limit,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// A transport error without its URL (which would carry the skiptoken), with its causes.
+fn describe_transport(error: reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "connection failed"
+    } else if error.is_body() || error.is_decode() {
+        "response body interrupted"
+    } else {
+        "request failed"
+    };
+    let error = error.without_url();
+    let mut text = format!("{kind}: {error}");
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text.chars().take(300).collect()
+}
+
+/// Graph's `{"error": {"code", "message"}}`, one line, bounded.
+fn graph_error(body: &[u8]) -> (String, String) {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let error = parsed.as_ref().and_then(|v| v.get("error"));
+    let code = error
+        .and_then(|e| e.get("code"))
+        .and_then(Value::as_str)
+        .unwrap_or("unknown")
+        .to_string();
+    let message = error
+        .and_then(|e| e.get("message"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
+    let mut message: String = message
+        .replace(['\r', '\n'], " ")
+        .chars()
+        .take(500)
+        .collect();
+    if message.is_empty() {
+        message = "(no message)".into();
+    }
+    (code, message)
+}
+
+/// The error for a non-retryable status.
+fn error_for_status(status: u16, body: &[u8]) -> GraphError {
+    let (code, message) = graph_error(body);
+    match status {
+        400 => GraphError::BadRequest { code, message },
+        401 => GraphError::Unauthorized { code, message },
+        403 => {
+            let hint = match code.as_str() {
+                "Authentication_RequestFromNonPremiumTenantOrB2CTenant" => HINT_PREMIUM,
+                _ => HINT_PERMISSIONS,
+            };
+            GraphError::Denied {
+                code,
+                message,
+                hint: hint.to_string(),
+            }
+        }
+        _ => GraphError::Http {
+            status,
+            code,
+            message,
+        },
+    }
+}
+
+/// One parsed page.
+#[derive(Debug)]
+struct Page {
+    rows: Vec<SignIn>,
+    next_link: Option<String>,
+}
+
+/// Parses `{"value": [...], "@odata.nextLink": "..."}`; any record that is not a sign-in fails
+/// the page (never skipped).
+fn parse_page(body: &[u8], page: u64) -> Result<Page, GraphError> {
+    let malformed = |detail: String| GraphError::Malformed { page, detail };
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| malformed(format!("not JSON ({e})")))?;
+    let Value::Object(mut object) = value else {
+        return Err(malformed("not a JSON object".into()));
+    };
+    let next_link = match object.remove("@odata.nextLink") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(link)) => Some(link),
+        Some(_) => return Err(malformed("@odata.nextLink is not a string".into())),
+    };
+    let Some(Value::Array(items)) = object.remove("value") else {
+        return Err(malformed("no `value` array".into()));
+    };
+    let mut rows = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        let signin =
+            SignIn::from_json(item).map_err(|e| malformed(format!("record {index}: {e}")))?;
+        rows.push(signin);
+    }
+    Ok(Page { rows, next_link })
+}
+
+/// Reads one query stream page by page, following `@odata.nextLink`.
+pub struct SignInPager {
+    client: GraphClient,
+    next: Option<Url>,
+    pending_error: Option<GraphError>,
+    event_type: EventType,
+    page: u64,
+}
+
+impl std::fmt::Debug for SignInPager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL is left out: nextLinks carry opaque skiptokens.
+        f.debug_struct("SignInPager")
+            .field("event_type", &self.event_type)
+            .field("pages_read", &self.page)
+            .field("done", &self.next.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SignInPager {
+    /// The event type this stream reads.
+    pub fn event_type(&self) -> EventType {
+        self.event_type
+    }
+
+    /// The next page's sign-ins, or `None` when the previous page had no `@odata.nextLink`.
+    /// On error the pager stays where it was (calling again re-requests the same page).
+    pub async fn next_page(&mut self) -> Result<Option<Vec<SignIn>>, GraphError> {
+        if let Some(error) = self.pending_error.take() {
+            return Err(error);
+        }
+        let Some(url) = self.next.clone() else {
+            return Ok(None);
+        };
+        let page = self.page + 1;
+        let budget = &self.client.inner.budget;
+        let body = self.client.get(&url, page, budget).await?;
+        let parsed = parse_page(&body, page)?;
+        let next = match &parsed.next_link {
+            Some(link) => Some(self.client.check_next_link(link, page)?),
+            None => None,
+        };
+        self.next = next;
+        self.page = page;
+        self.client
+            .inner
+            .counters
+            .pages
+            .fetch_add(1, Ordering::Relaxed);
+        debug!(
+            rows = parsed.rows.len(),
+            page,
+            event_type = self.event_type.as_str(),
+            more = self.next.is_some(),
+            "page fetched"
+        );
+        Ok(Some(parsed.rows))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn pages_parse_and_bad_records_fail_the_page() {
+        let body = json!({
+            "@odata.context": "x",
+            "value": [{"id": "a", "createdDateTime": "2026-11-28T10:00:00Z"}],
+            "@odata.nextLink": "https://graph.microsoft.com/v1.0/auditLogs/signIns?$skiptoken=abc"
+        });
+        let page = parse_page(body.to_string().as_bytes(), 1).unwrap();
+        assert_eq!(page.rows.len(), 1);
+        assert_eq!(page.rows[0].id, "a");
+        assert!(page.next_link.is_some());
+
+        let last = parse_page(br#"{"value": [], "@odata.nextLink": null}"#, 2).unwrap();
+        assert!(last.rows.is_empty() && last.next_link.is_none());
+
+        let bad = json!({"value": [{"id": "ok", "createdDateTime": "2026-11-28T10:00:00Z"}, {"id": "b7", "createdDateTime": "soon"}]});
+        let err = parse_page(bad.to_string().as_bytes(), 3).unwrap_err();
+        assert!(
+            matches!(err, GraphError::Malformed { page: 3, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("b7"), "{err}");
+
+        for body in [
+            &b"{\"value\": [ {\"id\""[..],
+            b"[]",
+            b"{}",
+            b"{\"value\": {}}",
+            b"{\"value\": [], \"@odata.nextLink\": 5}",
+        ] {
+            assert!(
+                matches!(
+                    parse_page(body, 4),
+                    Err(GraphError::Malformed { page: 4, .. })
+                ),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn forbidden_codes_get_their_explanations() {
+        let denied = br#"{"error":{"code":"Authorization_RequestDenied","message":"Insufficient privileges to complete the operation."}}"#;
+        let err = error_for_status(403, denied);
+        let text = err.to_string();
+        assert!(
+            text.contains("AuditLog.Read.All") && text.contains("Directory.Read.All"),
+            "{text}"
+        );
+        assert!(text.contains("Insufficient privileges"), "{text}");
+
+        let premium = br#"{"error":{"code":"Authentication_RequestFromNonPremiumTenantOrB2CTenant","message":"Neither tenant is B2C or tenant doesn't have premium license"}}"#;
+        let text = error_for_status(403, premium).to_string();
+        assert!(text.contains("P1 or P2"), "{text}");
+        assert!(!text.contains("AuditLog.Read.All"), "{text}");
+    }
+
+    #[test]
+    fn bad_requests_carry_graph_code_and_message() {
+        let body = br#"{"error":{"code":"BadRequest","message":"Invalid filter clause:\nSyntax error at position 12"}}"#;
+        let err = error_for_status(400, body);
+        assert!(matches!(err, GraphError::BadRequest { .. }));
+        let text = err.to_string();
+        assert!(
+            text.contains("BadRequest") && text.contains("Invalid filter clause: Syntax error"),
+            "{text}"
+        );
+        assert!(text.contains("SIGNINS_FILTER"), "{text}");
+        // A body that is not Graph's error shape still says something.
+        let text = error_for_status(404, b"<html>nope</html>").to_string();
+        assert!(text.contains("404") && text.contains("nope"), "{text}");
+    }
+
+    fn settings(endpoint: &str) -> GraphSettings {
+        GraphSettings {
+            endpoint: Url::parse(endpoint).unwrap(),
+            version: GraphVersion::Beta,
+            auth: crate::config::AuthMode::ManagedIdentity { client_id: None },
+            event_types: vec![EventType::InteractiveUser],
+            extra_filter: Some("userType eq 'member'".into()),
+            retry_budget: Duration::from_secs(30),
+        }
+    }
+
+    fn client(endpoint: &str) -> GraphClient {
+        let tokens = TokenProvider::fixed(crate::config::Secret::new("t"));
+        GraphClient::new(&settings(endpoint), tokens).unwrap()
+    }
+
+    #[test]
+    fn next_links_must_stay_on_the_configured_origin() {
+        let c = client("https://graph.microsoft.com");
+        assert!(c
+            .check_next_link(
+                "https://graph.microsoft.com/v1.0/auditLogs/signIns?$skiptoken=x",
+                1
+            )
+            .is_ok());
+        assert!(c
+            .check_next_link("https://GRAPH.microsoft.com:443/beta/x", 1)
+            .is_ok());
+        for (link, host) in [
+            (
+                "https://evil.example.com/v1.0/auditLogs/signIns?$skiptoken=x",
+                "https://evil.example.com",
+            ),
+            (
+                "http://graph.microsoft.com/v1.0/x",
+                "http://graph.microsoft.com",
+            ),
+            (
+                "https://graph.microsoft.com:8443/v1.0/x",
+                "https://graph.microsoft.com:8443",
+            ),
+            (
+                "https://graph.microsoft.com.evil.example/v1.0/x",
+                "https://graph.microsoft.com.evil.example",
+            ),
+        ] {
+            match c.check_next_link(link, 1) {
+                Err(GraphError::ForeignNextLink {
+                    host: got,
+                    expected,
+                }) => {
+                    assert_eq!(got, host);
+                    assert_eq!(expected, "https://graph.microsoft.com");
+                }
+                other => panic!("{link}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            c.check_next_link("/v1.0/relative", 1),
+            Err(GraphError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn first_page_url_includes_extra_filter_and_event_type() {
+        let c = client("http://127.0.0.1:9");
+        let window = Window {
+            start: time::macros::datetime!(2026-11-21 10:00:00 UTC),
+            end: time::macros::datetime!(2026-11-28 10:00:00 UTC),
+        };
+        let url = c
+            .first_page_url(
+                &window,
+                EventType::NonInteractiveUser,
+                Some("clientAppUsed eq 'IMAP4'"),
+                PAGE_SIZE,
+            )
+            .unwrap();
+        let filter = url
+            .query_pairs()
+            .find(|(k, _)| k == "$filter")
+            .unwrap()
+            .1
+            .into_owned();
+        assert_eq!(
+            filter,
+            "createdDateTime ge 2026-11-21T10:00:00Z and createdDateTime le 2026-11-28T10:00:00Z and (clientAppUsed eq 'IMAP4') \
+             and (userType eq 'member') and signInEventTypes/any(t: t eq 'nonInteractiveUser')"
+        );
+        assert!(url
+            .as_str()
+            .starts_with("http://127.0.0.1:9/beta/auditLogs/signIns?$top=1000&$filter="));
+    }
+
+    #[test]
+    fn national_clouds_get_their_own_scope() {
+        let c = client("https://graph.microsoft.us");
+        assert_eq!(
+            c.inner.tokens.scope(),
+            "https://graph.microsoft.us/.default"
+        );
+        let c = client("https://graph.microsoft.com");
+        assert_eq!(c.inner.tokens.scope(), GRAPH_SCOPE);
+    }
+
+    #[test]
+    fn the_budget_is_shared_and_reserved() {
+        let budget = Budget::new(Duration::from_secs(10));
+        assert_eq!(
+            budget.decide(Failure::Status(429), Some("6"), 0),
+            Decision::Retry(Duration::from_secs(6))
+        );
+        // 4 s left: a second 6 s wait no longer fits.
+        assert_eq!(
+            budget.decide(Failure::Status(429), Some("6"), 0),
+            Decision::BudgetExhausted {
+                wanted: Duration::from_secs(6)
+            }
+        );
+        assert_eq!(
+            budget.decide(Failure::Status(429), Some("4"), 0),
+            Decision::Retry(Duration::from_secs(4))
+        );
+        assert!(matches!(
+            budget.decide(Failure::Status(503), None, 0),
+            Decision::BudgetExhausted { .. }
+        ));
+        assert_eq!(budget.decide(Failure::Status(403), None, 0), Decision::Fail);
+    }
+}

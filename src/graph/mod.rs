@@ -3,4 +3,8 @@
 pub mod auth;
 pub mod client;
 pub mod model;
+pub mod query;
 pub mod throttle;
+
+pub use auth::{AuthError, TokenProvider};
+pub use client::{GraphClient, GraphError, GraphStats, SignInPager, Window};

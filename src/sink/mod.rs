@@ -18,10 +18,15 @@
 pub mod blob;
 pub mod local;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+
+use crate::config::{Destination, Preset};
+use crate::graph::auth::TokenProvider;
 
 /// Path of the state document, relative to the sink's base.
 pub const STATE_FILE: &str = "_state/state.json";
@@ -170,3 +175,30 @@ pub trait Sink: Send + Sync {
     /// Writes and deletes a small probe file: proves the destination is writable.
     async fn probe(&self) -> Result<(), SinkError>;
 }
+
+/// Opens the sink for `destination`, writing under `<destination>/<preset>/`. A Blob destination
+/// without a SAS uses `tokens` (the Graph credential) with the Storage scope.
+pub fn open(
+    destination: &Destination,
+    preset: Preset,
+    tokens: &TokenProvider,
+) -> Result<Arc<dyn Sink>, SinkError> {
+    match destination {
+        Destination::Local(folder) => Ok(Arc::new(local::LocalSink::new(folder.join(preset.as_str())))),
+        Destination::Blob { container_url, prefix, sas } => {
+            let base = if prefix.is_empty() {
+                preset.as_str().to_string()
+            } else {
+                format!("{}/{}", prefix.trim_end_matches('/'), preset.as_str())
+            };
+            let auth = match sas {
+                Some(sas) => blob::BlobAuth::Sas(sas.clone()),
+                None => blob::BlobAuth::Token(tokens.with_scope(STORAGE_SCOPE).credential()),
+            };
+            Ok(Arc::new(blob::BlobSink::new(container_url, &base, auth)?))
+        }
+    }
+}
+
+/// OAuth scope for Blob Storage.
+pub const STORAGE_SCOPE: &str = "https://storage.azure.com/.default";

@@ -18,8 +18,9 @@
 //! `SIGNINS_FILTER`). No preset reads more pages than the sign-ins it keeps, except `all`, which
 //! has no clause and reads every sign-in of the window.
 //!
-//! The server comparison uses Graph's spelling of each value; Graph does not let a client ask
-//! for a case-insensitive comparison (no `tolower` on this API). [`SignInFilter::matches`] is
+//! The server comparison uses Graph's spelling of each value; this API offers no way to ask for
+//! a case-insensitive comparison (no `tolower`), so rows Graph stores in another casing arrive
+//! only as far as Graph's own `eq` ignores case. [`SignInFilter::matches`] is
 //! always applied to what the server returns, trimming and ignoring case (real data spells some
 //! clients differently, e.g. `exchange activesync`), so a fake or a lenient server can never
 //! widen the output, and a server that ignores the clause still yields the right rows.
@@ -402,7 +403,10 @@ mod tests {
             f.server_clause().as_deref(),
             Some("(clientAppUsed eq 'Exchange ActiveSync')")
         );
-        assert!(f.matches(&signin(Some("Exchange ActiveSync"), Some("Office 365 Exchange Online"))));
+        assert!(f.matches(&signin(
+            Some("Exchange ActiveSync"),
+            Some("Office 365 Exchange Online")
+        )));
         assert!(f.matches(&signin(Some("exchange activesync"), None)));
         assert!(f.matches(&signin(Some("  EXCHANGE ACTIVESYNC "), None)));
         assert!(!f.matches(&signin(Some("Exchange ActiveSync2"), None)));
@@ -435,13 +439,22 @@ mod tests {
         assert!(f.matches(&signin(None, Some("exchange admin center"))));
         // By protocol, whatever the app.
         for client in EXCHANGE_CLIENT_APPS {
-            assert!(f.matches(&signin(Some(client), Some("Some Other App"))), "{client}");
-            assert!(f.matches(&signin(Some(&client.to_uppercase()), None)), "{client}");
+            assert!(
+                f.matches(&signin(Some(client), Some("Some Other App"))),
+                "{client}"
+            );
+            assert!(
+                f.matches(&signin(Some(&client.to_uppercase()), None)),
+                "{client}"
+            );
         }
         assert!(f.matches(&signin(Some("Autodiscover"), None)));
         // Neither.
         assert!(!f.matches(&signin(Some("Browser"), Some("Microsoft Teams"))));
-        assert!(!f.matches(&signin(Some("Other clients"), Some("Office 365 SharePoint Online"))));
+        assert!(!f.matches(&signin(
+            Some("Other clients"),
+            Some("Office 365 SharePoint Online")
+        )));
         assert!(!f.matches(&signin(Some("Browser"), Some("My Exchange"))));
     }
 
@@ -485,7 +498,11 @@ mod tests {
 
     #[test]
     fn client_app_override_replaces_the_preset_set_on_both_sides() {
-        let f = SignInFilter::new(Preset::LegacyAuth, strings(&[" IMAP4 ", "POP3", "imap4"]), None);
+        let f = SignInFilter::new(
+            Preset::LegacyAuth,
+            strings(&[" IMAP4 ", "POP3", "imap4"]),
+            None,
+        );
         assert_eq!(
             f.server_clause().as_deref(),
             Some("(clientAppUsed eq 'IMAP4' or clientAppUsed eq 'POP3')")
@@ -510,7 +527,10 @@ mod tests {
             f.server_clause().as_deref(),
             Some("(appDisplayName eq 'Microsoft Teams' or startswith(appDisplayName,'Azure'))")
         );
-        assert_eq!(f.apps(), vec!["Microsoft Teams".to_string(), "Azure*".to_string()]);
+        assert_eq!(
+            f.apps(),
+            vec!["Microsoft Teams".to_string(), "Azure*".to_string()]
+        );
         assert!(f.matches(&signin(None, Some("microsoft teams"))));
         assert!(f.matches(&signin(None, Some("Azure Portal"))));
         assert!(!f.matches(&signin(None, Some("Microsoft Teams Web"))));
@@ -537,7 +557,11 @@ mod tests {
 
     #[test]
     fn single_quotes_are_doubled_in_the_server_clause() {
-        let f = SignInFilter::new(Preset::All, strings(&["O'Brien's client"]), strings(&["Bob's*"]));
+        let f = SignInFilter::new(
+            Preset::All,
+            strings(&["O'Brien's client"]),
+            strings(&["Bob's*"]),
+        );
         assert_eq!(
             f.server_clause().as_deref(),
             Some("(startswith(appDisplayName,'Bob''s') or clientAppUsed eq 'O''Brien''s client')")

@@ -274,9 +274,14 @@ pub fn reference() -> Vec<(&'static str, String, &'static str)> {
         .iter()
         .map(|c| {
             let source = match c.kind {
-                Kind::Location => "location/city, location/state, location/countryOrRegion".to_string(),
+                Kind::Location => {
+                    "location/city, location/state, location/countryOrRegion".to_string()
+                }
                 Kind::Count => format!("{} (count)", c.path.join("/")),
-                Kind::AppliedPolicies => format!("{}[result in success, failure]/displayName", c.path.join("/")),
+                Kind::AppliedPolicies => format!(
+                    "{}[result in success, failure]/displayName",
+                    c.path.join("/")
+                ),
                 _ => c.path.join("/"),
             };
             (c.name, source, c.meaning)
@@ -391,16 +396,23 @@ fn location_cell(raw: &Map<String, Value>) -> Cell<'_> {
     let Some(Value::Object(location)) = raw.get("location") else {
         return Cell::Empty;
     };
-    let parts: Vec<&str> = ["city", "state", "countryOrRegion"]
-        .iter()
-        .filter_map(|key| location.get(*key).and_then(Value::as_str))
-        .map(str::trim)
-        .filter(|part| !part.is_empty())
-        .collect();
-    if parts.is_empty() {
+    let mut joined = String::new();
+    for key in ["city", "state", "countryOrRegion"] {
+        let part = location
+            .get(key)
+            .and_then(Value::as_str)
+            .map_or("", str::trim);
+        if !part.is_empty() {
+            if !joined.is_empty() {
+                joined.push_str(", ");
+            }
+            joined.push_str(part);
+        }
+    }
+    if joined.is_empty() {
         Cell::Empty
     } else {
-        Cell::Text(Cow::Owned(parts.join(", ")))
+        Cell::Text(Cow::Owned(joined))
     }
 }
 
@@ -410,7 +422,12 @@ fn applied_policies_cell(value: Option<&Value>) -> Cell<'_> {
     };
     let names: Vec<&str> = policies
         .iter()
-        .filter(|p| matches!(p.get("result").and_then(Value::as_str), Some("success" | "failure")))
+        .filter(|p| {
+            matches!(
+                p.get("result").and_then(Value::as_str),
+                Some("success" | "failure")
+            )
+        })
         .filter_map(|p| p.get("displayName").and_then(Value::as_str))
         .collect();
     if names.is_empty() {
@@ -571,10 +588,19 @@ mod tests {
     #[test]
     fn location_skips_empty_parts() {
         let cases = [
-            (json!({"city": "Zürich", "state": "", "countryOrRegion": "CH"}), Some("Zürich, CH")),
-            (json!({"city": null, "state": "Bavaria", "countryOrRegion": "DE"}), Some("Bavaria, DE")),
+            (
+                json!({"city": "Zürich", "state": "", "countryOrRegion": "CH"}),
+                Some("Zürich, CH"),
+            ),
+            (
+                json!({"city": null, "state": "Bavaria", "countryOrRegion": "DE"}),
+                Some("Bavaria, DE"),
+            ),
             (json!({"countryOrRegion": "FR"}), Some("FR")),
-            (json!({"city": " Paris ", "state": "  ", "countryOrRegion": "FR"}), Some("Paris, FR")),
+            (
+                json!({"city": " Paris ", "state": "  ", "countryOrRegion": "FR"}),
+                Some("Paris, FR"),
+            ),
             (json!({"city": "", "state": null}), None),
             (json!(null), None),
         ];
@@ -598,7 +624,10 @@ mod tests {
                 "location": {"geoCoordinates": loc}, "status": status
             }))
             .unwrap();
-            cols.row(&s).iter().map(|c| c.as_str().to_string()).collect::<Vec<_>>()
+            cols.row(&s)
+                .iter()
+                .map(|c| c.as_str().to_string())
+                .collect::<Vec<_>>()
         };
         let got = row(
             json!({"latitude": 1e-7, "longitude": -0.000012, "altitude": 1.5e3}),
@@ -625,7 +654,10 @@ mod tests {
             cols.row(&s)[0].as_str().to_string()
         };
         assert_eq!(at("2026-11-28T10:00:00Z"), "2026-11-28T10:00:00Z");
-        assert_eq!(at("2026-11-28T10:00:00.1234567Z"), "2026-11-28T10:00:00.1234567Z");
+        assert_eq!(
+            at("2026-11-28T10:00:00.1234567Z"),
+            "2026-11-28T10:00:00.1234567Z"
+        );
         assert_eq!(at("2026-11-28T12:00:00+02:00"), "2026-11-28T10:00:00Z");
         assert_eq!(at("2026-11-28T10:00:00.5+00:00"), "2026-11-28T10:00:00.5Z");
     }
@@ -638,7 +670,10 @@ mod tests {
         }))
         .unwrap();
         let cols = Columns::parse("userDisplayName,clientAppUsed").unwrap();
-        assert_eq!(cols.row(&s), vec![text("{\"given\":\"A\"}"), text("a;1;true")]);
+        assert_eq!(
+            cols.row(&s),
+            vec![text("{\"given\":\"A\"}"), text("a;1;true")]
+        );
     }
 
     #[test]
@@ -647,12 +682,21 @@ mod tests {
         assert_eq!(cols.names(), vec!["id", "createdDateTime", "location"]);
 
         let err = Columns::parse("id,bogus,nope").unwrap_err();
-        assert!(err.starts_with("unknown columns 'bogus', 'nope'; valid columns: createdDateTime, userDisplayName"), "{err}");
+        assert!(
+            err.starts_with(
+                "unknown columns 'bogus', 'nope'; valid columns: createdDateTime, userDisplayName"
+            ),
+            "{err}"
+        );
         assert!(err.contains("signInEventTypes"));
         let err = Columns::parse("id,ID").unwrap_err();
         assert_eq!(err, "column 'id' is listed twice");
-        assert!(Columns::parse("id,,userId").unwrap_err().contains("empty column name at position 2"));
-        assert!(Columns::parse("").unwrap_err().contains("empty column name"));
+        assert!(Columns::parse("id,,userId")
+            .unwrap_err()
+            .contains("empty column name at position 2"));
+        assert!(Columns::parse("")
+            .unwrap_err()
+            .contains("empty column name"));
     }
 
     #[test]
@@ -660,7 +704,10 @@ mod tests {
         let reference = reference();
         assert_eq!(reference.len(), COLUMNS.len());
         let mut names: Vec<_> = reference.iter().map(|r| r.0).collect();
-        assert_eq!(&names[..DEFAULT_COUNT], Columns::default_set().names().as_slice());
+        assert_eq!(
+            &names[..DEFAULT_COUNT],
+            Columns::default_set().names().as_slice()
+        );
         names.sort();
         names.dedup();
         assert_eq!(names.len(), COLUMNS.len());

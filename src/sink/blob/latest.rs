@@ -5,6 +5,7 @@
 
 use std::sync::atomic::Ordering;
 
+use azure_core::http::headers::{HeaderName, Headers};
 use azure_core::http::Etag;
 use azure_storage_blob::models::{
     BlobClientDownloadOptions, BlobClientGetPropertiesResultHeaders,
@@ -25,7 +26,8 @@ pub const DOWNLOAD_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum LatestCopy {
-    /// Server-side copy; on the first 501 Not Implemented switch to `Download` for good (warns).
+    /// Server-side copy, except against Azurite (detected by its `Server` header) or after a
+    /// 501 Not Implemented: then `Download` for the rest of the sink's life (with a warning).
     Auto = 0,
     /// Server-side copy only (Put Block From URL); fails where the service lacks it.
     ServerSide = 1,
@@ -90,6 +92,15 @@ pub(super) async fn publish(
         if len <= header_len {
             continue;
         }
+        if sink.latest_copy() == LatestCopy::Auto && is_azurite(properties.headers()) {
+            tracing::warn!(
+                "the storage endpoint is Azurite, which lacks Put Block From URL; \
+                 building latest.csv by downloading the daily files"
+            );
+            inner
+                .latest_mode
+                .store(LatestCopy::Download as u8, Ordering::Relaxed);
+        }
         let source = SourceFile { file, len, etag };
         let mode = sink.latest_copy();
         let ids = match mode {
@@ -134,6 +145,15 @@ pub(super) async fn publish(
         .await
         .map(|_| ())
         .map_err(|e| inner.error(LATEST_FILE, &e))
+}
+
+/// Whether the response comes from Azurite (`Server: Azurite-Blob/x.y.z`). Azurite does not
+/// implement Put Block From URL: with a SAS it answers 500 (its SAS permission table lacks the
+/// operation), with a token 501 APINotImplemented.
+fn is_azurite(headers: &Headers) -> bool {
+    headers
+        .get_optional_str(&HeaderName::from_static("server"))
+        .is_some_and(|server| server.starts_with("Azurite"))
 }
 
 fn next_id(seq: &mut u32) -> BlockId {
@@ -188,7 +208,10 @@ async fn copy_server_side(
                     what: inner.blob_name(source.file),
                 }))
             }
-            Err(e) => return Err(CopyFailure::Sink(inner.error(source.file, &e))),
+            Err(e) => {
+                let what = format!("{} (Put Block From URL into {LATEST_FILE})", source.file);
+                return Err(CopyFailure::Sink(inner.error(&what, &e)));
+            }
         }
     }
     Ok(ids)

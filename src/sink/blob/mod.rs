@@ -34,9 +34,10 @@
 //!
 //! # Storage emulators
 //!
-//! Azurite does not implement Put Block From URL (it answers 501). With
-//! [`LatestCopy::Auto`] (the default) the sink then switches, once per sink and with a warning,
-//! to [`LatestCopy::Download`]: each daily file's rows are downloaded in 4 MiB ranges and staged
+//! Azurite does not implement Put Block From URL (with a SAS it answers 500 because its SAS
+//! permission table lacks the operation; with a token 501 APINotImplemented). With
+//! [`LatestCopy::Auto`] (the default) the sink recognises Azurite by its `Server` header (or any
+//! service by a 501) and switches, once per sink and with a warning, to [`LatestCopy::Download`]: each daily file's rows are downloaded in 4 MiB ranges and staged
 //! as blocks, with the same atomic Put Block List at the end. [`LatestCopy::ServerSide`] never
 //! falls back.
 //!
@@ -185,6 +186,9 @@ impl Policy for CountPolicy {
 }
 
 /// Writes the export to one container (and optional path prefix) of Azure Blob Storage.
+///
+/// Dropping the sink stops the lease renewals without releasing the lease: like a crashed
+/// holder, its lease then expires after the lease duration.
 pub struct BlobSink {
     inner: Arc<Inner>,
     lease: tokio::sync::Mutex<Option<HeldLease>>,
@@ -329,21 +333,13 @@ impl BlobSink {
     }
 }
 
-impl Drop for BlobSink {
-    fn drop(&mut self) {
-        // Stop renewing (a dropped sink behaves like a crashed holder: the lease expires).
-        if let Ok(mut guard) = self.lease.try_lock() {
-            guard.take();
-        }
-    }
-}
-
 /// Client options shared by every client of one sink: one HTTP transport, an explicit retry
 /// policy, and the request counters.
 fn client_options(options: &BlobSinkOptions, counters: &Arc<Counters>) -> ClientOptions {
-    let mut http = HttpClientOptions::default();
     // Storage clients must see the bytes as stored (ranged downloads).
-    http.automatic_decompression = false;
+    let http = HttpClientOptions {
+        automatic_decompression: false,
+    };
     let to_time = |d: Duration| {
         azure_core::time::Duration::try_from(d).unwrap_or(azure_core::time::Duration::MAX)
     };
@@ -536,7 +532,8 @@ impl Inner {
         )))
     }
 
-    /// The committed block ids and ETag of `file`, or `None` if it does not exist.
+    /// The committed block ids and ETag of `file`, or `None` if it does not exist (or has no
+    /// committed block).
     async fn committed_blocks(
         &self,
         file: &str,
@@ -547,12 +544,7 @@ impl Inner {
             Err(e) if errors::is_status(&e, 404, &[]) => return Ok(None),
             Err(e) => return Err(self.error(file, &e)),
         };
-        let etag = response
-            .etag()
-            .ok()
-            .flatten()
-            .map(String::from)
-            .ok_or_else(|| SinkError::Other(format!("{file}: Get Block List returned no ETag")))?;
+        let etag = response.etag().ok().flatten().map(String::from);
         let list = response.into_model().map_err(|e| {
             SinkError::Other(format!("{file}: {}", self.scrub(errors::describe(&e))))
         })?;
@@ -566,6 +558,12 @@ impl Inner {
             })?;
             ids.push(parse_block_id(&id)?);
         }
+        // A blob with only uncommitted blocks answers Get Block List too: it does not exist yet.
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        let etag = etag
+            .ok_or_else(|| SinkError::Other(format!("{file}: Get Block List returned no ETag")))?;
         Ok(Some((ids, etag)))
     }
 
@@ -628,7 +626,7 @@ impl Sink for BlobSink {
             };
             match state.acquire_lease(duration, Some(options)).await {
                 Ok(_) => break (proposed, sent_at),
-                Err(e) if errors::is_status(&e, 409, &[]) => {
+                Err(e) if errors::is_status(&e, 409, &["LeaseAlreadyPresent"]) => {
                     let properties = state
                         .get_properties(None)
                         .await

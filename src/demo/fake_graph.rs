@@ -1,0 +1,943 @@
+//! A strict fake of Microsoft Graph's `/auditLogs/signIns`, the Entra ID v2 token endpoint and the
+//! App Service managed-identity endpoint, served by axum over real HTTP(S) on loopback.
+//!
+//! It backs the `demo` command and every integration test. It behaves like the real services
+//! where a client can get things wrong: bearer tokens are checked (issuer, audience, lifetime,
+//! revocation), `$filter`/`$top` follow the service's grammar and refusals ([`super::odata`]),
+//! results are newest first, and paging uses opaque `$skiptoken`s bound to a server-side
+//! snapshot. Faults (429 with `Retry-After`, 5xx, malformed or slow pages, foreign next links,
+//! permission errors) are injected at run time through [`Faults`]. Every request is recorded.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+use super::entra::{self, AppCredential, IssuedToken, TokenCheck};
+use super::odata::{self, ApiVersion};
+use super::tenant::sort_newest_first;
+
+/// The audience of Graph tokens.
+pub const GRAPH_RESOURCE: &str = "https://graph.microsoft.com";
+/// The audience of Blob Storage tokens.
+pub const STORAGE_RESOURCE: &str = "https://storage.azure.com";
+/// Graph's default (and maximum) page size.
+pub const MAX_PAGE_SIZE: usize = 1000;
+/// The content type Graph sends with JSON pages.
+pub const GRAPH_CONTENT_TYPE: &str =
+    "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
+
+/// One request the fake received (recorded on arrival; `status` is 0 until it is answered, and
+/// stays 0 if the client went away first).
+#[derive(Clone, Debug)]
+pub struct RecordedRequest {
+    pub method: String,
+    pub path_and_query: String,
+    pub host: String,
+    pub authorization: Option<String>,
+    pub status: u16,
+}
+
+impl RecordedRequest {
+    /// Whether this was a Graph sign-ins page request.
+    pub fn is_signins(&self) -> bool {
+        self.path_and_query
+            .split('?')
+            .next()
+            .is_some_and(|p| p.ends_with("/auditLogs/signIns"))
+    }
+
+    /// The decoded query parameters.
+    pub fn query_pairs(&self) -> Vec<(String, String)> {
+        let query = self.path_and_query.split_once('?').map_or("", |(_, q)| q);
+        url::form_urlencoded::parse(query.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    }
+
+    /// One decoded query parameter.
+    pub fn query(&self, name: &str) -> Option<String> {
+        self.query_pairs()
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    }
+}
+
+/// What a throttled response says in `Retry-After`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryAfter {
+    /// `Retry-After: <n>`.
+    Seconds(u64),
+    /// `Retry-After: <IMF-fixdate>` two seconds in the future.
+    HttpDate,
+    /// No `Retry-After` header.
+    None,
+}
+
+/// Why Graph refuses with 403.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GraphDenial {
+    /// The identity lacks `AuditLog.Read.All` (`Authorization_RequestDenied`).
+    MissingPermission,
+    /// The tenant has no Entra ID P1/P2 (`Authentication_RequestFromNonPremiumTenantOrB2CTenant`).
+    NonPremiumTenant,
+}
+
+/// Run-time fault injection for Graph page requests (the ones that pass auth and validation).
+#[derive(Debug, Default)]
+pub struct Faults {
+    throttle: Mutex<(usize, Option<RetryAfter>)>,
+    fail: Mutex<(usize, u16)>,
+    malformed: AtomicUsize,
+    slow: Mutex<Duration>,
+    foreign: Mutex<Option<String>>,
+    page_cap: AtomicUsize,
+    deny: Mutex<Option<GraphDenial>>,
+    token_fail: Mutex<(usize, u16)>,
+    /// Tokens with a serial below this are revoked.
+    pub(crate) revoked_below: AtomicU64,
+    pub(crate) next_serial: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock must not make the fake unusable for the rest of a test.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Faults {
+    /// The next `n` page requests get 429 with the given `Retry-After`.
+    pub fn throttle_next(&self, n: usize, retry_after: RetryAfter) {
+        *lock(&self.throttle) = (n, Some(retry_after));
+    }
+
+    /// The next `n` page requests get `status` (500, 502, 503 or 504) with a Graph error body.
+    pub fn fail_next(&self, n: usize, status: u16) {
+        *lock(&self.fail) = (n, status);
+    }
+
+    /// The next `n` page requests get 200 with a truncated, invalid JSON body.
+    pub fn malformed_next(&self, n: usize) {
+        self.malformed.store(n, Ordering::SeqCst);
+    }
+
+    /// Delay before every page response (zero to turn off).
+    pub fn slow_pages(&self, delay: Duration) {
+        *lock(&self.slow) = delay;
+    }
+
+    /// Every token issued so far is rejected from now on (401, as after a CAE revocation).
+    pub fn revoke_tokens(&self) {
+        self.revoked_below
+            .store(self.next_serial.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+
+    /// The next page that has a successor links to this origin instead of ours (`None` clears).
+    pub fn foreign_next_link(&self, origin: Option<String>) {
+        *lock(&self.foreign) = origin;
+    }
+
+    /// Serve at most `n` records per page whatever `$top` says (0 removes the cap).
+    pub fn page_size_cap(&self, n: usize) {
+        self.page_cap.store(n, Ordering::SeqCst);
+    }
+
+    /// Every page request gets 403 for this reason.
+    pub fn deny(&self, denial: GraphDenial) {
+        *lock(&self.deny) = Some(denial);
+    }
+
+    /// Stop denying.
+    pub fn allow(&self) {
+        *lock(&self.deny) = None;
+    }
+
+    /// The next `n` token requests (token endpoint or managed identity) get `status`.
+    pub fn fail_token_requests_next(&self, n: usize, status: u16) {
+        *lock(&self.token_fail) = (n, status);
+    }
+
+    /// Clears every fault (revocations stay).
+    pub fn clear(&self) {
+        *lock(&self.throttle) = (0, None);
+        *lock(&self.fail) = (0, 0);
+        self.malformed.store(0, Ordering::SeqCst);
+        *lock(&self.slow) = Duration::ZERO;
+        *lock(&self.foreign) = None;
+        self.page_cap.store(0, Ordering::SeqCst);
+        *lock(&self.deny) = None;
+        *lock(&self.token_fail) = (0, 0);
+    }
+
+    fn take_counted<T: Copy>(slot: &Mutex<(usize, T)>) -> Option<T> {
+        let mut guard = lock(slot);
+        if guard.0 == 0 {
+            return None;
+        }
+        guard.0 -= 1;
+        Some(guard.1)
+    }
+
+    fn take_throttle(&self) -> Option<RetryAfter> {
+        let mut guard = lock(&self.throttle);
+        if guard.0 == 0 {
+            return None;
+        }
+        guard.0 -= 1;
+        guard.1
+    }
+
+    fn take_malformed(&self) -> bool {
+        self.malformed
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    pub(crate) fn take_token_failure(&self) -> Option<u16> {
+        Self::take_counted(&self.token_fail)
+    }
+}
+
+/// A page cursor: the snapshot of the query's results and where the next page starts.
+struct Cursor {
+    version: ApiVersion,
+    results: Arc<Vec<Value>>,
+    start: usize,
+    page_size: usize,
+    filter_text: Option<String>,
+    top: Option<usize>,
+    orderby_text: Option<String>,
+}
+
+#[derive(Default)]
+pub(crate) struct StateData {
+    signins: Vec<Value>,
+    hidden: HashSet<String>,
+    requests: Vec<RecordedRequest>,
+    cursors: HashMap<String, Arc<Cursor>>,
+    pub(crate) tokens: HashMap<String, IssuedToken>,
+    /// `(tenant lowercased, client_id)` → credential.
+    pub(crate) apps: HashMap<(String, String), AppCredential>,
+    /// Known tenant names (ids and domains, lowercased) → tenant id.
+    pub(crate) tenants: HashMap<String, String>,
+    pub(crate) user_assigned: HashSet<String>,
+    pub(crate) extra_resources: HashSet<String>,
+    pub(crate) issued: usize,
+}
+
+pub(crate) struct Inner {
+    pub(crate) state: Mutex<StateData>,
+    pub(crate) faults: Faults,
+    pub(crate) tenant_id: String,
+    pub(crate) mi_header: String,
+    pub(crate) mi_client_id: String,
+    pub(crate) mi_principal_id: String,
+    pub(crate) demo_client_id: String,
+    pub(crate) signing_key: Vec<u8>,
+    scheme: Mutex<&'static str>,
+    page_arrivals: tokio::sync::watch::Sender<usize>,
+}
+
+/// The fake service. Cheap to clone; all clones share one state.
+#[derive(Clone)]
+pub struct FakeGraph {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for FakeGraph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeGraph")
+            .field("tenant_id", &self.inner.tenant_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn random_guid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+impl FakeGraph {
+    /// A fake tenant holding these sign-ins (Graph-shaped JSON, any order).
+    pub fn new(signins: Vec<Value>) -> Self {
+        let tenant_id = random_guid();
+        let mut state = StateData {
+            signins,
+            ..StateData::default()
+        };
+        sort_newest_first(&mut state.signins);
+        state.tenants.insert(tenant_id.clone(), tenant_id.clone());
+        state
+            .tenants
+            .insert("contoso.onmicrosoft.com".into(), tenant_id.clone());
+        let mut signing_key = Vec::with_capacity(32);
+        signing_key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+        signing_key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+        let (page_arrivals, _) = tokio::sync::watch::channel(0);
+        FakeGraph {
+            inner: Arc::new(Inner {
+                state: Mutex::new(state),
+                faults: Faults::default(),
+                tenant_id,
+                mi_header: uuid::Uuid::new_v4().simple().to_string(),
+                mi_client_id: random_guid(),
+                mi_principal_id: random_guid(),
+                demo_client_id: random_guid(),
+                signing_key,
+                scheme: Mutex::new("http"),
+                page_arrivals,
+            }),
+        }
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, StateData> {
+        lock(&self.inner.state)
+    }
+
+    /// All routes: Graph, the token endpoint and the managed-identity endpoint.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/{version}/auditLogs/signIns", get(signins_handler))
+            .route("/{tenant}/oauth2/v2.0/token", post(entra::token_handler))
+            .route("/msi/token", get(entra::managed_identity_handler))
+            .fallback(not_found)
+            .layer(middleware::from_fn_with_state(self.clone(), record))
+            .with_state(self.clone())
+    }
+
+    /// Serves [`Self::router`] over plain HTTP on `127.0.0.1:0` in the background.
+    pub async fn spawn(&self) -> std::io::Result<SocketAddr> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let router = self.router();
+        tokio::spawn(async move {
+            // The server lives as long as the runtime; errors end it silently (tests see
+            // connection failures).
+            let _ = axum::serve(listener, router).await;
+        });
+        Ok(addr)
+    }
+
+    /// The scheme this fake is reached by (`http` or `https`), used in `@odata.nextLink`,
+    /// `@odata.context` and the expected audience of client assertions.
+    pub fn set_public_scheme(&self, https: bool) {
+        *lock(&self.inner.scheme) = if https { "https" } else { "http" };
+    }
+
+    fn scheme(&self) -> &'static str {
+        *lock(&self.inner.scheme)
+    }
+
+    /// `scheme://host` of a request.
+    pub(crate) fn origin(&self, headers: &HeaderMap) -> String {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("127.0.0.1");
+        format!("{}://{host}", self.scheme())
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state().requests.clone()
+    }
+
+    /// The Graph page requests so far.
+    pub fn signin_requests(&self) -> Vec<RecordedRequest> {
+        self.requests()
+            .into_iter()
+            .filter(RecordedRequest::is_signins)
+            .collect()
+    }
+
+    /// Forgets the recorded requests.
+    pub fn clear_requests(&self) {
+        self.state().requests.clear();
+    }
+
+    /// Waits until at least `n` Graph page requests have arrived (a real signal for tests
+    /// that act while a page is in flight).
+    pub async fn wait_for_page_requests(&self, n: usize) {
+        let mut rx = self.inner.page_arrivals.subscribe();
+        // The sender lives in `self`, so this only fails if the fake is gone.
+        let _ = rx.wait_for(|count| *count >= n).await;
+    }
+
+    /// Adds sign-ins (new events, or late arrivals with older timestamps).
+    pub fn add_signins(&self, more: Vec<Value>) {
+        let mut state = self.state();
+        state.signins.extend(more);
+        sort_newest_first(&mut state.signins);
+    }
+
+    /// Makes these sign-ins invisible until [`Self::publish`]ed.
+    pub fn hide(&self, ids: &[&str]) {
+        let mut state = self.state();
+        state.hidden.extend(ids.iter().map(|s| (*s).to_owned()));
+    }
+
+    /// Makes hidden sign-ins visible.
+    pub fn publish(&self, ids: &[&str]) {
+        let mut state = self.state();
+        for id in ids {
+            state.hidden.remove(*id);
+        }
+    }
+
+    /// Every sign-in the tenant holds (hidden ones included), newest first.
+    pub fn all_signins(&self) -> Vec<Value> {
+        self.state().signins.clone()
+    }
+
+    /// The visible sign-ins matching `filter` as the service evaluates it for `version` (with the
+    /// interactive-only default): the ground truth a client's export should equal.
+    pub fn expected(
+        &self,
+        version: ApiVersion,
+        filter: Option<&str>,
+    ) -> Result<Vec<Value>, odata::QueryError> {
+        let expr = filter
+            .map(|f| odata::parse_filter(f, version))
+            .transpose()?;
+        let state = self.state();
+        Ok(select(&state, version, expr.as_ref(), false))
+    }
+
+    /// The fault switches.
+    pub fn faults(&self) -> &Faults {
+        &self.inner.faults
+    }
+
+    /// How many tokens were issued (token endpoint, managed identity and [`Self::mint_token`]).
+    pub fn issued_tokens(&self) -> usize {
+        self.state().issued
+    }
+
+    /// The tenant id the fake issues tokens for.
+    pub fn tenant_id(&self) -> &str {
+        &self.inner.tenant_id
+    }
+
+    /// Registers an app that authenticates with a client secret.
+    pub fn register_app(&self, tenant: &str, client_id: &str, secret: &str) {
+        self.register(tenant, client_id, AppCredential::Secret(secret.to_owned()));
+    }
+
+    /// Registers an app that authenticates with a certificate (DER or PEM). Returns an error if
+    /// the certificate cannot be parsed.
+    pub fn register_app_certificate(
+        &self,
+        tenant: &str,
+        client_id: &str,
+        cert_der_or_pem: &[u8],
+    ) -> Result<(), entra::CertificateError> {
+        let credential = AppCredential::certificate(cert_der_or_pem)?;
+        self.register(tenant, client_id, credential);
+        Ok(())
+    }
+
+    fn register(&self, tenant: &str, client_id: &str, credential: AppCredential) {
+        let mut state = self.state();
+        let tenant_key = tenant.to_lowercase();
+        if !state.tenants.contains_key(&tenant_key) {
+            // A tenant named by GUID is its own id; a domain maps to the fake's tenant.
+            let id = if uuid::Uuid::parse_str(tenant).is_ok() {
+                tenant_key.clone()
+            } else {
+                self.inner.tenant_id.clone()
+            };
+            state.tenants.insert(tenant_key.clone(), id);
+        }
+        state
+            .apps
+            .insert((tenant_key, client_id.to_owned()), credential);
+    }
+
+    /// The secret App Service puts in `IDENTITY_HEADER`; requests must echo it in
+    /// `X-IDENTITY-HEADER`.
+    pub fn managed_identity_header(&self) -> String {
+        self.inner.mi_header.clone()
+    }
+
+    /// The client id of the system-assigned managed identity.
+    pub fn managed_identity_client_id(&self) -> &str {
+        &self.inner.mi_client_id
+    }
+
+    /// Assigns a user-assigned identity (selected with `client_id=` on the MI endpoint).
+    pub fn add_user_assigned_identity(&self, client_id: &str) {
+        self.state().user_assigned.insert(client_id.to_owned());
+    }
+
+    /// Lets tokens be issued for another resource (e.g. `https://<account>.blob.core.windows.net`).
+    pub fn allow_resource(&self, resource: &str) {
+        self.state()
+            .extra_resources
+            .insert(resource.trim_end_matches('/').to_owned());
+    }
+
+    /// Issues a valid one-hour token for `resource` (with or without `/.default`) directly, for
+    /// a static-token credential (the demo runs without TLS and without the token endpoint).
+    pub fn mint_token(&self, resource: &str) -> String {
+        let resource = resource.strip_suffix("/.default").unwrap_or(resource);
+        let client = self.inner.demo_client_id.clone();
+        entra::issue(self, resource, &client, &client, 3600)
+    }
+
+    /// Issues a token for `resource` valid from now for `lifetime_secs` (negative: already
+    /// expired) — for tests of expiry handling.
+    pub fn mint_token_with_lifetime(&self, resource: &str, lifetime_secs: i64) -> String {
+        let resource = resource.strip_suffix("/.default").unwrap_or(resource);
+        let client = self.inner.demo_client_id.clone();
+        entra::issue(self, resource, &client, &client, lifetime_secs)
+    }
+
+    /// Distinct bearer tokens that reached the Graph route (accepted or not).
+    pub fn tokens_seen_by_graph(&self) -> Vec<String> {
+        let mut seen = Vec::new();
+        for r in self.signin_requests() {
+            if let Some(token) = r
+                .authorization
+                .as_deref()
+                .and_then(|a| a.strip_prefix("Bearer "))
+            {
+                if !seen.iter().any(|s: &String| s == token) {
+                    seen.push(token.to_owned());
+                }
+            }
+        }
+        seen
+    }
+}
+
+/// Visible records matching the filter, in the requested order. Without an event-type clause
+/// only interactive sign-ins are returned, on both versions (as the service does); v1.0 records
+/// lose the beta-only `signInEventTypes`.
+fn select(
+    state: &StateData,
+    version: ApiVersion,
+    filter: Option<&odata::Expr>,
+    oldest_first: bool,
+) -> Vec<Value> {
+    let default_interactive = !filter.is_some_and(odata::Expr::mentions_event_types);
+    let mut out: Vec<Value> = state
+        .signins
+        .iter()
+        .filter(|r| r["id"].as_str().is_none_or(|id| !state.hidden.contains(id)))
+        .filter(|r| {
+            !default_interactive
+                || odata::Expr::EventTypes(vec!["interactiveUser".into()]).matches(r)
+        })
+        .filter(|r| filter.is_none_or(|f| f.matches(r)))
+        .cloned()
+        .map(|mut r| {
+            if version == ApiVersion::V1 {
+                if let Some(obj) = r.as_object_mut() {
+                    obj.remove("signInEventTypes");
+                    obj.remove("servicePrincipalId");
+                    obj.remove("servicePrincipalName");
+                }
+            }
+            r
+        })
+        .collect();
+    if oldest_first {
+        out.reverse();
+    }
+    out
+}
+
+/// Records every request on arrival and its status on completion.
+async fn record(State(fake): State<FakeGraph>, request: Request, next: Next) -> Response {
+    let recorded = RecordedRequest {
+        method: request.method().to_string(),
+        path_and_query: request
+            .uri()
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| request.uri().path().to_owned()),
+        host: request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| request.uri().authority().map(|a| a.to_string()))
+            .unwrap_or_default(),
+        authorization: request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned()),
+        status: 0,
+    };
+    let is_page = recorded.is_signins();
+    let index = {
+        let mut state = fake.state();
+        state.requests.push(recorded);
+        state.requests.len() - 1
+    };
+    if is_page {
+        fake.inner.page_arrivals.send_modify(|n| *n += 1);
+    }
+    let response = next.run(request).await;
+    if let Some(r) = fake.state().requests.get_mut(index) {
+        r.status = response.status().as_u16();
+    }
+    response
+}
+
+async fn not_found(headers: HeaderMap) -> Response {
+    graph_error(
+        StatusCode::NOT_FOUND,
+        "UnknownError",
+        "Resource not found for the segment.",
+        &headers,
+    )
+}
+
+/// Graph's error body: `{"error":{"code","message","innerError":{date,request-id,client-request-id}}}`.
+pub(crate) fn graph_error(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    request_headers: &HeaderMap,
+) -> Response {
+    let request_id = random_guid();
+    let client_request_id = request_headers
+        .get("client-request-id")
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .unwrap_or_else(|| request_id.clone());
+    let now = OffsetDateTime::now_utc();
+    let date = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    );
+    let body = json!({
+        "error": {
+            "code": code,
+            "message": message,
+            "innerError": {
+                "date": date,
+                "request-id": request_id,
+                "client-request-id": client_request_id,
+            }
+        }
+    });
+    let mut response = (status, body.to_string()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        headers.insert("request-id", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&client_request_id) {
+        headers.insert("client-request-id", v);
+    }
+    response
+}
+
+fn bad_request(message: &str, headers: &HeaderMap) -> Response {
+    graph_error(StatusCode::BAD_REQUEST, "BadRequest", message, headers)
+}
+
+async fn signins_handler(
+    State(fake): State<FakeGraph>,
+    Path(version): Path<String>,
+    headers: HeaderMap,
+    request: Request,
+) -> Response {
+    // 1. Authentication, as Graph does it before anything else.
+    match entra::check_bearer(&fake, &headers, GRAPH_RESOURCE) {
+        TokenCheck::Valid => {}
+        TokenCheck::Invalid(message) => {
+            let mut response = graph_error(
+                StatusCode::UNAUTHORIZED,
+                "InvalidAuthenticationToken",
+                message,
+                &headers,
+            );
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(
+                    "Bearer realm=\"\", authorization_uri=\"https://login.microsoftonline.com/common/oauth2/authorize\", client_id=\"00000003-0000-0000-c000-000000000000\"",
+                ),
+            );
+            return response;
+        }
+    }
+    let Some(version) = ApiVersion::from_segment(&version) else {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            &format!("Invalid version: {version}"),
+            &headers,
+        );
+    };
+    // 2. Authorization and licensing.
+    let denial = *lock(&fake.inner.faults.deny);
+    if let Some(denial) = denial {
+        let (code, message) = match denial {
+            GraphDenial::MissingPermission => (
+                "Authorization_RequestDenied",
+                "Insufficient privileges to complete the operation.",
+            ),
+            GraphDenial::NonPremiumTenant => (
+                "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+                "Neither tenant is B2C or tenant doesn't have premium license",
+            ),
+        };
+        return graph_error(StatusCode::FORBIDDEN, code, message, &headers);
+    }
+    // 3. Query validation.
+    let query = match odata::parse_query(request.uri().query(), version) {
+        Ok(q) => q,
+        Err(e) => return bad_request(&e.0, &headers),
+    };
+    let origin = fake.origin(&headers);
+    let page = match resolve_page(&fake, version, &query) {
+        Ok(page) => page,
+        Err(message) => return bad_request(&message, &headers),
+    };
+    // 4. Faults, in the order a client would meet them.
+    let delay = *lock(&fake.inner.faults.slow);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if let Some(retry_after) = fake.inner.faults.take_throttle() {
+        let mut response = graph_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            "Too many requests.",
+            &headers,
+        );
+        let value = match retry_after {
+            RetryAfter::Seconds(n) => Some(n.to_string()),
+            RetryAfter::HttpDate => Some(http_date(
+                OffsetDateTime::now_utc() + time::Duration::seconds(2),
+            )),
+            RetryAfter::None => None,
+        };
+        if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return response;
+    }
+    if let Some(status) = Faults::take_counted(&fake.inner.faults.fail) {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        let (code, message) = match status.as_u16() {
+            500 => ("UnknownError", ""),
+            502 => ("BadGateway", "Bad Gateway"),
+            504 => ("GatewayTimeout", "The request timed out."),
+            _ => (
+                "serviceNotAvailable",
+                "The service is temporarily unavailable.",
+            ),
+        };
+        return graph_error(status, code, message, &headers);
+    }
+
+    let body = page_body(&fake, &origin, version, &page);
+    let mut text = body.to_string();
+    if fake.inner.faults.take_malformed() {
+        // A body cut off mid-stream: valid prefix, invalid JSON.
+        let cut = text.len() / 2;
+        let cut = (0..=cut)
+            .rev()
+            .find(|i| text.is_char_boundary(*i))
+            .unwrap_or(0);
+        text.truncate(cut);
+    }
+    let mut response = Response::new(Body::from(text));
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(GRAPH_CONTENT_TYPE),
+    );
+    if let Ok(v) = HeaderValue::from_str(&random_guid()) {
+        h.insert("request-id", v);
+    }
+    response
+}
+
+/// One page to serve: a slice of a snapshot, plus the cursor for the next one.
+struct Page {
+    cursor: Arc<Cursor>,
+    end: usize,
+}
+
+fn resolve_page(
+    fake: &FakeGraph,
+    version: ApiVersion,
+    query: &odata::SignInQuery,
+) -> Result<Page, String> {
+    let cap = fake.inner.faults.page_cap.load(Ordering::SeqCst);
+    let state = fake.state();
+    let cursor = match &query.skiptoken {
+        Some(token) => {
+            let cursor = state
+                .cursors
+                .get(token)
+                .cloned()
+                .ok_or_else(|| format!("Invalid $skiptoken value: '{token}'."))?;
+            let consistent = cursor.version == version
+                && (query.filter_text.is_none() || query.filter_text == cursor.filter_text)
+                && (query.top.is_none() || query.top == cursor.top)
+                && (query.orderby_text.is_none() || query.orderby_text == cursor.orderby_text);
+            if !consistent {
+                return Err(
+                    "The $skiptoken does not belong to this query: follow @odata.nextLink as returned."
+                        .into(),
+                );
+            }
+            cursor
+        }
+        None => {
+            let results = select(&state, version, query.filter.as_ref(), query.oldest_first);
+            let cursor = Arc::new(Cursor {
+                version,
+                results: Arc::new(results),
+                start: 0,
+                page_size: query.top.unwrap_or(MAX_PAGE_SIZE),
+                filter_text: query.filter_text.clone(),
+                top: query.top,
+                orderby_text: query.orderby_text.clone(),
+            });
+            cursor
+        }
+    };
+    let size = if cap > 0 {
+        cursor.page_size.min(cap)
+    } else {
+        cursor.page_size
+    };
+    let end = (cursor.start + size).min(cursor.results.len());
+    Ok(Page { cursor, end })
+}
+
+fn page_body(fake: &FakeGraph, origin: &str, version: ApiVersion, page: &Page) -> Value {
+    let cursor = &page.cursor;
+    let items: Vec<Value> = cursor.results[cursor.start..page.end].to_vec();
+    let mut body = serde_json::Map::new();
+    body.insert(
+        "@odata.context".into(),
+        json!(format!(
+            "{origin}/{}/$metadata#auditLogs/signIns",
+            version.segment()
+        )),
+    );
+    body.insert("value".into(), Value::Array(items));
+    if page.end < cursor.results.len() {
+        let token = new_skiptoken();
+        let next = Arc::new(Cursor {
+            version: cursor.version,
+            results: Arc::clone(&cursor.results),
+            start: page.end,
+            page_size: cursor.page_size,
+            filter_text: cursor.filter_text.clone(),
+            top: cursor.top,
+            orderby_text: cursor.orderby_text.clone(),
+        });
+        fake.state().cursors.insert(token.clone(), next);
+        let link_origin = lock(&fake.inner.faults.foreign)
+            .take()
+            .unwrap_or_else(|| origin.to_owned());
+        let mut link = format!(
+            "{}/{}/auditLogs/signIns?",
+            link_origin.trim_end_matches('/'),
+            version.segment()
+        );
+        if let Some(top) = cursor.top {
+            link.push_str(&format!("$top={top}&"));
+        }
+        if let Some(filter) = &cursor.filter_text {
+            link.push_str(&format!("$filter={}&", encode_component(filter)));
+        }
+        if let Some(orderby) = &cursor.orderby_text {
+            link.push_str(&format!("$orderby={}&", encode_component(orderby)));
+        }
+        link.push_str(&format!("$skiptoken={token}"));
+        body.insert("@odata.nextLink".into(), Value::String(link));
+    }
+    Value::Object(body)
+}
+
+/// An opaque, unguessable page token (random, mapped server-side to a cursor).
+fn new_skiptoken() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// Percent-encodes a query component the way Graph writes next links (spaces as `%20`).
+fn encode_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// An RFC 7231 IMF-fixdate.
+pub(crate) fn http_date(t: OffsetDateTime) -> String {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        DAYS[t.weekday().number_days_from_monday() as usize],
+        t.day(),
+        MONTHS[usize::from(u8::from(t.month())) - 1],
+        t.year(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn http_dates_are_imf_fixdate() {
+        assert_eq!(
+            http_date(datetime!(2026-11-28 16:05:09 UTC)),
+            "Sat, 28 Nov 2026 16:05:09 GMT"
+        );
+    }
+
+    #[test]
+    fn next_link_components_are_percent_encoded() {
+        assert_eq!(
+            encode_component("clientAppUsed eq 'a+b'"),
+            "clientAppUsed%20eq%20%27a%2Bb%27"
+        );
+    }
+}
