@@ -150,6 +150,25 @@ fn day(d: u8) -> String {
     daily_file(time::Date::from_calendar_date(2026, time::Month::November, d).expect("date"))
 }
 
+/// A credential that always returns the same token.
+#[derive(Debug)]
+struct StaticToken(String);
+
+#[async_trait::async_trait]
+impl azure_core::credentials::TokenCredential for StaticToken {
+    async fn get_token(
+        &self,
+        scopes: &[&str],
+        _: Option<azure_core::credentials::TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+        assert_eq!(scopes, [signin_export::sink::blob::STORAGE_SCOPE]);
+        Ok(azure_core::credentials::AccessToken::new(
+            self.0.clone(),
+            time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+        ))
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Scenarios, each run in both modes.
 
@@ -913,25 +932,6 @@ mod server_side_copy {
         );
     }
 
-    /// A fixed token, for the fake endpoint (which does not check it).
-    #[derive(Debug)]
-    struct StaticToken(String);
-
-    #[async_trait::async_trait]
-    impl azure_core::credentials::TokenCredential for StaticToken {
-        async fn get_token(
-            &self,
-            scopes: &[&str],
-            _: Option<azure_core::credentials::TokenRequestOptions<'_>>,
-        ) -> azure_core::Result<azure_core::credentials::AccessToken> {
-            assert_eq!(scopes, [signin_export::sink::blob::STORAGE_SCOPE]);
-            Ok(azure_core::credentials::AccessToken::new(
-                self.0.clone(),
-                time::OffsetDateTime::now_utc() + time::Duration::hours(1),
-            ))
-        }
-    }
-
     #[tokio::test]
     async fn token_source_authorization() {
         crate::support::tls::trust_test_ca();
@@ -987,6 +987,11 @@ mod oauth {
     use signin_export::sink::blob::STORAGE_SCOPE;
 
     pub async fn ctx() -> Ctx {
+        ctx_with_fake().await.0
+    }
+
+    /// The OAuth context and the fake identity service behind it.
+    pub async fn ctx_with_fake() -> (Ctx, FakeGraph) {
         let ca = tls::test_ca();
         tls::trust_test_ca();
         let azurite = Azurite::start(Mode::HttpsOAuth {
@@ -1029,12 +1034,50 @@ mod oauth {
         assert!(token.starts_with("eyJ"), "JWT-shaped token");
         assert!(fake.issued_tokens() >= 1);
         let credential: Arc<dyn TokenCredential> = credential;
-        Ctx::new(
+        let ctx = Ctx::new(
             azurite,
             BlobAuth::Token(credential),
             vec![token, header],
-            vec![Box::new(fake)],
-        )
+            vec![Box::new(fake.clone())],
+        );
+        (ctx, fake)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn denied_names_the_missing_permission() {
+        let (ctx, fake) = ctx_with_fake().await;
+        // Azurite's `--oauth basic` checks issuer, audience and lifetime, not roles: an expired
+        // token stands in for an identity without access.
+        let expired = fake.mint_token_with_lifetime(STORAGE_SCOPE, -600);
+        let rejected = BlobAuth::Token(Arc::new(StaticToken(expired)));
+        super::denied_names_the_missing_permission(ctx, rejected, "Storage Blob Data Contributor")
+            .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn broken_lease_is_detected() {
+        let ctx = ctx().await;
+        let BlobAuth::Token(credential) = ctx.auth.clone() else {
+            unreachable!("oauth context")
+        };
+        let state_url = format!("{}/{BASE}/_state/state.json", ctx.container_url());
+        let break_it = async move {
+            let client = azure_storage_blob::BlobClient::new(
+                Url::parse(&state_url).expect("url"),
+                Some(credential),
+                None,
+            )
+            .expect("client");
+            let options = azure_storage_blob::models::BlobClientBreakLeaseOptions {
+                break_period: Some(0),
+                ..Default::default()
+            };
+            client
+                .break_lease(Some(options))
+                .await
+                .expect("break lease");
+        };
+        super::broken_lease_is_detected(ctx, break_it).await;
     }
 
     in_mode!(ctx();

@@ -2,6 +2,8 @@
 
 mod support;
 mod blob_sink;
+mod cli;
 mod fake_graph;
 mod graph;
 mod handler;
+mod pipeline;

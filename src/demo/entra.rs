@@ -376,8 +376,10 @@ pub(crate) async fn token_handler(
                     format!("{origin}/{tenant}/oauth2/token"),
                     format!("{origin}/{tenant}/v2.0"),
                 ];
-                if let Err(response) = verify_assertion(credential, assertion, client_id, &audiences) {
-                    return response;
+                if let Err(AssertionRejected(code, description)) =
+                    verify_assertion(credential, assertion, client_id, &audiences)
+                {
+                    return aad_error(StatusCode::UNAUTHORIZED, "invalid_client", code, description);
                 }
             }
             (Some(_), Some(_)) => {
@@ -430,13 +432,11 @@ fn invalid_scope(scope: &str) -> Response {
     )
 }
 
-fn assertion_error(code: u32, description: &str) -> Response {
-    aad_error(
-        StatusCode::UNAUTHORIZED,
-        "invalid_client",
-        code,
-        description,
-    )
+/// Why a client assertion was refused: the AADSTS code and its description.
+struct AssertionRejected(u32, &'static str);
+
+fn assertion_error(code: u32, description: &'static str) -> AssertionRejected {
+    AssertionRejected(code, description)
 }
 
 /// Checks a certificate client assertion: RS256 signature by the registered certificate's key,
@@ -447,7 +447,7 @@ fn verify_assertion(
     assertion: &str,
     client_id: &str,
     audiences: &[String],
-) -> Result<(), Response> {
+) -> Result<(), AssertionRejected> {
     let AppCredential::Certificate { sha1, sha256, key } = credential else {
         return Err(assertion_error(
             700027,

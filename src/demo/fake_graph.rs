@@ -810,7 +810,7 @@ fn resolve_page(
         }
         None => {
             let results = select(&state, version, query.filter.as_ref(), query.oldest_first);
-            let cursor = Arc::new(Cursor {
+            Arc::new(Cursor {
                 version,
                 results: Arc::new(results),
                 start: 0,
@@ -818,8 +818,7 @@ fn resolve_page(
                 filter_text: query.filter_text.clone(),
                 top: query.top,
                 orderby_text: query.orderby_text.clone(),
-            });
-            cursor
+            })
         }
     };
     let size = if cap > 0 {

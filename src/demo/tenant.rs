@@ -544,7 +544,7 @@ fn location(home: usize, rng: &mut ChaCha8Rng) -> (Value, String) {
 }
 
 fn make_workload_signin(i: usize, created: OffsetDateTime, rng: &mut ChaCha8Rng) -> Value {
-    let managed = i % 3 == 0;
+    let managed = i.is_multiple_of(3);
     let (event_type, name) = if managed {
         ("managedIdentity", "func-signin-export")
     } else {

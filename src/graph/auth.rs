@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -134,6 +135,8 @@ pub struct TokenProvider {
 struct Inner {
     source: Source,
     current: RwLock<Arc<dyn TokenCredential>>,
+    /// Managed identity only: the endpoint was found reachable once (checked before the first token).
+    endpoint_checked: AtomicBool,
 }
 
 enum Source {
@@ -169,6 +172,7 @@ impl TokenProvider {
                     options,
                 },
                 current: RwLock::new(credential),
+                endpoint_checked: AtomicBool::new(false),
             }),
             scope: GRAPH_SCOPE.to_string(),
         })
@@ -181,6 +185,7 @@ impl TokenProvider {
             inner: Arc::new(Inner {
                 source: Source::Fixed,
                 current: RwLock::new(credential),
+                endpoint_checked: AtomicBool::new(false),
             }),
             scope: GRAPH_SCOPE.to_string(),
         }
@@ -243,7 +248,10 @@ impl TokenProvider {
             ..
         } = &self.inner.source
         {
-            check_imds_reachable().await?;
+            if !self.inner.endpoint_checked.load(Ordering::Relaxed) {
+                check_imds_reachable().await?;
+                self.inner.endpoint_checked.store(true, Ordering::Relaxed);
+            }
         }
         let scopes = [self.scope.as_str()];
         let request = credential.get_token(&scopes, None::<TokenRequestOptions<'_>>);

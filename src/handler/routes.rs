@@ -207,6 +207,16 @@ fn summary_line(summary: &RunSummary) -> String {
     )
 }
 
+/// `text` on one line: the host logs each console line as its own entry.
+fn one_line(text: impl std::fmt::Display) -> String {
+    text.to_string()
+        .split(['\r', '\n'])
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
 fn to_json(summary: &RunSummary) -> Value {
     serde_json::to_value(summary).unwrap_or(Value::Null)
 }
@@ -241,10 +251,10 @@ async fn export_signins(State(state): State<AppState>, headers: HeaderMap, body:
     let envelope = match InvocationRequest::parse(&body) {
         Ok(envelope) => envelope,
         Err(error) => {
-            tracing::error!(invocation_id = %id, "malformed timer invocation: {error}");
+            tracing::error!(invocation_id = %id, "malformed timer invocation: {}", one_line(&error));
             return reply(
                 StatusCode::BAD_REQUEST,
-                &InvocationResponse::with_logs(vec![format!("malformed invocation: {error}")]),
+                &InvocationResponse::with_logs(vec![format!("malformed invocation: {}", one_line(&error))]),
             );
         }
     };
@@ -315,7 +325,7 @@ async fn export_signins(State(state): State<AppState>, headers: HeaderMap, body:
             reply(StatusCode::SERVICE_UNAVAILABLE, &InvocationResponse::with_logs(logs))
         }
         Err(error) => {
-            let line = format!("export failed: {error}");
+            let line = format!("export failed: {}", one_line(&error));
             tracing::error!(invocation_id = %id, "{line}");
             logs.push(line);
             reply(StatusCode::INTERNAL_SERVER_ERROR, &InvocationResponse::with_logs(logs))
@@ -348,10 +358,10 @@ async fn refresh_signins(State(state): State<AppState>, headers: HeaderMap, body
         Ok(request) => request,
         Err(error) => {
             // Not an envelope the host would send: answer at the transport level.
-            tracing::error!(invocation_id = %id, "malformed refresh invocation: {error}");
+            tracing::error!(invocation_id = %id, "malformed refresh invocation: {}", one_line(&error));
             return reply(
                 StatusCode::BAD_REQUEST,
-                &InvocationResponse::with_logs(vec![format!("malformed invocation: {error}")]),
+                &InvocationResponse::with_logs(vec![format!("malformed invocation: {}", one_line(&error))]),
             );
         }
     };
@@ -446,7 +456,7 @@ async fn refresh(state: &AppState, settings: &Settings, id: &str, request: &Http
             error_output(503, "shutting-down", &message).with_header("Retry-After", "30")
         }
         Err(error) => {
-            let message = format!("export failed: {error}");
+            let message = format!("export failed: {}", one_line(&error));
             tracing::error!(invocation_id = %id, "refresh {message}");
             logs.push(message.clone());
             error_output(500, "failed", &message)
@@ -474,7 +484,7 @@ async fn last_run(state: &AppState, settings: &Settings, id: &str) -> Response {
             )
         }
         Err(error) => {
-            let message = format!("cannot read the last run: {error}");
+            let message = format!("cannot read the last run: {}", one_line(&error));
             tracing::error!(invocation_id = %id, "{message}");
             http_reply(error_output(500, "failed", &message), vec![message])
         }
@@ -739,6 +749,14 @@ mod tests {
         let (status, _, reply) = call(state, "/Nope", json!({})).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert!(reply["Logs"][0].as_str().unwrap().contains("/Nope"));
+    }
+
+    #[tokio::test]
+    async fn multi_line_errors_become_one_line() {
+        let error = PipelineError::Graph("Graph answered 500:\n  upstream\r\n  timeout".into());
+        let state = AppState::new(Ok(settings()), Scripted::returning(Err(error)));
+        let (_, _, reply) = call(state, "/ExportSignIns", timer_envelope()).await;
+        assert_eq!(reply["Logs"][1], "export failed: Graph answered 500: | upstream | timeout");
     }
 
     #[test]

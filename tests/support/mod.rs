@@ -4,5 +4,6 @@
 pub mod azurite;
 pub mod fake;
 pub mod tls;
+pub mod app;
 pub mod env;
 pub mod host;

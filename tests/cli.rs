@@ -1,0 +1,116 @@
+//! The binary as an admin runs it: exit codes, messages, the JSON summary, and the production
+//! token path (App Service managed identity) end to end.
+
+use std::process::{Command, Output};
+
+use crate::support::app::read_csv;
+use crate::support::fake::{spawn_http, tenant_ending_now};
+
+fn binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_signin-export"));
+    // Only what each test sets: no SIGNINS_*/AZURE_* from the developer's shell.
+    command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    command
+}
+
+fn text(output: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn configuration_errors_exit_2_and_name_the_setting() {
+    let cases = [
+        ("SIGNINS_PRESET", "imap-only"),
+        ("SIGNINS_LOOKBACK", "45d"),
+        ("SIGNINS_DESTINATION", "https://acct.blob.core.windows.net"),
+        ("SIGNINS_EVENT_TYPES", "nonInteractiveUser"),
+    ];
+    for (name, value) in cases {
+        let output = binary().args(["run"]).env(name, value).output().unwrap();
+        let (_, stderr) = text(&output);
+        assert_eq!(output.status.code(), Some(2), "{name}={value}: {stderr}");
+        assert!(stderr.contains(name), "{name}: {stderr}");
+    }
+    // A secret without a tenant: named, and the secret itself never echoed.
+    let output = binary()
+        .args(["run"])
+        .env("AZURE_CLIENT_SECRET", "very-secret-value")
+        .env("AZURE_CLIENT_ID", "app")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr.contains("AZURE_TENANT_ID"), "{stderr}");
+    assert!(!stderr.contains("very-secret-value") && !stdout.contains("very-secret-value"));
+    // Bad flags are configuration errors too.
+    let output = binary().args(["run", "--since", "last tuesday"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output).1.contains("since"));
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [&["--help"][..], &["run", "--help"], &["demo", "--help"], &["check", "--help"], &["serve", "--help"]] {
+        let output = binary().args(args).output().unwrap();
+        assert!(output.status.success(), "{args:?}");
+        assert!(text(&output).0.contains("Usage"), "{args:?}");
+    }
+}
+
+#[tokio::test]
+async fn run_with_a_managed_identity_exports_and_prints_a_json_summary() {
+    let fake = spawn_http(tenant_ending_now(25, 2, 31)).await;
+    let out = tempfile::tempdir().unwrap();
+    let mut command = binary();
+    command
+        .args(["run", "--preset", "all", "--lookback", "2d"])
+        .arg("--destination")
+        .arg(out.path())
+        .envs(fake.managed_identity_env("v1.0"));
+    let output = tokio::task::spawn_blocking(move || command.output()).await.unwrap().unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line on stdout");
+    assert_eq!(summary["outcome"], "completed");
+    let rows = summary["rows"].as_u64().unwrap();
+    assert!(rows > 0);
+    let latest = read_csv(&std::fs::read(out.path().join("all/latest.csv")).unwrap());
+    assert_eq!(latest.len() as u64, rows);
+    // The token came from the managed-identity endpoint, and never shows in the output.
+    let token_requests = fake.fake.requests().into_iter().filter(|r| r.path_and_query.starts_with("/msi/token")).count();
+    assert!(token_requests >= 1);
+    for token in fake.fake.tokens_seen_by_graph() {
+        assert!(!stderr.contains(&token) && !stdout.contains(&token));
+    }
+}
+
+#[tokio::test]
+async fn check_explains_a_missing_graph_permission() {
+    let fake = spawn_http(tenant_ending_now(5, 1, 32)).await;
+    fake.fake.faults().deny(signin_export::demo::GraphDenial::MissingPermission);
+    let out = tempfile::tempdir().unwrap();
+    let mut command = binary();
+    command.args(["check"]).arg("--destination").arg(out.path()).envs(fake.managed_identity_env("v1.0"));
+    let output = tokio::task::spawn_blocking(move || command.output()).await.unwrap().unwrap();
+    let (stdout, _) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("AuditLog.Read.All"), "{stdout}");
+    assert!(stdout.contains("[ ok ] destination"), "{stdout}");
+    assert!(stdout.contains("[ ok ] Graph token"), "{stdout}");
+}
+
+#[test]
+fn demo_runs_with_no_azure_and_a_second_run_adds_nothing() {
+    let out = tempfile::tempdir().unwrap();
+    let run = || {
+        let output = binary().args(["demo", "--users", "15", "--days", "2", "--out"]).arg(out.path()).output().unwrap();
+        let (stdout, stderr) = text(&output);
+        assert!(output.status.success(), "{stderr}");
+        serde_json::from_str::<serde_json::Value>(stdout.trim()).unwrap()
+    };
+    let first = run();
+    assert!(first["rows"].as_u64().unwrap() > 0, "{first}");
+    let second = run();
+    assert_eq!(second["rows"], 0, "{second}");
+    assert!(out.path().join("exchange-activesync/latest.csv").exists());
+}
