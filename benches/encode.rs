@@ -1,6 +1,7 @@
 //! Benchmark of the transform and encoding stages: flatten + CSV-encode rows per second for
 //! realistic sign-ins, and the CSV quoting back ends against each other (the hand-written pass,
-//! `csv-core` as `CsvEncoder` drives it, and the `csv` crate's high-level `Writer`).
+//! `csv-core` as `CsvEncoder` drives it, and the `csv` crate's high-level `Writer`). Two data
+//! sets: 1000 synthetic records shaped like a real page, and the demo's simulated tenant.
 //!
 //! Run: `cargo bench --bench encode` (criterion; throughput is reported in rows/s).
 
@@ -9,6 +10,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use serde_json::json;
 use signin_export::csv::{replace_line_breaks, CsvEncoder, Quoting};
+use signin_export::demo::tenant::{generate, TenantSpec};
 use signin_export::graph::model::SignIn;
 use signin_export::transform::flatten::{Cell, Columns};
 
@@ -131,10 +133,14 @@ struct CsvCrateEncoder {
 
 impl CsvCrateEncoder {
     fn new() -> Self {
+        Self::with_buffer(Vec::with_capacity(1 << 20))
+    }
+
+    fn with_buffer(buffer: Vec<u8>) -> Self {
         CsvCrateEncoder {
             writer: csv::WriterBuilder::new()
                 .terminator(csv::Terminator::CRLF)
-                .from_writer(Vec::with_capacity(1 << 20)),
+                .from_writer(buffer),
             scratch: String::new(),
         }
     }
@@ -170,26 +176,49 @@ impl CsvCrateEncoder {
             .expect("Vec writes cannot fail");
     }
 
+    /// Finishes the batch and returns its length, reusing the buffer for the next one.
     fn take(&mut self) -> usize {
-        self.writer.flush().expect("Vec writes cannot fail");
-        let len = self.writer.get_ref().len();
-        // Swap in a fresh writer so the buffer does not grow across iterations.
-        *self = CsvCrateEncoder::new();
+        let writer = std::mem::replace(&mut self.writer, csv::Writer::from_writer(Vec::new()));
+        let mut buffer = writer.into_inner().expect("Vec writes cannot fail");
+        let len = buffer.len();
+        buffer.clear();
+        *self = CsvCrateEncoder::with_buffer(buffer);
         len
     }
 }
 
+/// The simulated tenant of `signin-export demo` (the same generator backs the test fake).
+fn demo_signins() -> Vec<SignIn> {
+    let spec = TenantSpec {
+        users: 60,
+        ..TenantSpec::demo(1)
+    };
+    generate(&spec)
+        .into_iter()
+        .map(|v| SignIn::from_json(v).expect("demo records are valid sign-ins"))
+        .collect()
+}
+
 fn bench(c: &mut Criterion) {
-    let signins = realistic_signins(ROWS);
     let columns = Columns::default_set();
+    for (set, signins) in [
+        ("synthetic", realistic_signins(ROWS)),
+        ("demo-tenant", demo_signins()),
+    ] {
+        bench_set(c, &columns, set, &signins);
+    }
+}
+
+fn bench_set(c: &mut Criterion, columns: &Columns, set: &str, signins: &[SignIn]) {
+    let rows = signins.len();
 
     // Sanity: the back ends agree byte for byte on this data set.
     {
-        let mut a = CsvEncoder::with_quoting(&columns, true, Quoting::Hand);
-        let mut b = CsvEncoder::with_quoting(&columns, true, Quoting::CsvCore);
+        let mut a = CsvEncoder::with_quoting(columns, true, Quoting::Hand);
+        let mut b = CsvEncoder::with_quoting(columns, true, Quoting::CsvCore);
         let (mut oa, mut ob) = (Vec::new(), Vec::new());
         let mut crate_enc = CsvCrateEncoder::new();
-        for s in &signins {
+        for s in signins {
             let row = columns.row(s);
             a.encode_row(&row, &mut oa);
             b.encode_row(&row, &mut ob);
@@ -203,25 +232,27 @@ fn bench(c: &mut Criterion) {
             "hand and csv::Writer disagree"
         );
         println!(
-            "data set: {ROWS} sign-ins, {} CSV bytes ({} bytes/row)",
+            "data set {set}: {rows} sign-ins, {} CSV bytes ({} bytes/row)",
             oa.len(),
-            oa.len() / ROWS
+            oa.len() / rows
         );
     }
 
-    let mut group = c.benchmark_group("flatten+encode");
-    group.throughput(Throughput::Elements(ROWS as u64));
+    interleaved_ratios(columns, set, signins);
+
+    let mut group = c.benchmark_group(format!("flatten+encode/{set}"));
+    group.throughput(Throughput::Elements(rows as u64));
     for quoting in [Quoting::Hand, Quoting::CsvCore] {
         group.bench_with_input(
-            BenchmarkId::new("default-columns", format!("{quoting:?}")),
+            BenchmarkId::from_parameter(format!("{quoting:?}")),
             &quoting,
             |b, &quoting| {
-                let mut enc = CsvEncoder::with_quoting(&columns, true, quoting);
+                let mut enc = CsvEncoder::with_quoting(columns, true, quoting);
                 let mut out = Vec::with_capacity(1 << 20);
                 let mut cells = Vec::with_capacity(columns.len());
                 b.iter(|| {
                     out.clear();
-                    for s in &signins {
+                    for s in signins {
                         columns.row_into(s, &mut cells);
                         enc.encode_row(&cells, &mut out);
                     }
@@ -230,11 +261,11 @@ fn bench(c: &mut Criterion) {
             },
         );
     }
-    group.bench_function(BenchmarkId::new("default-columns", "csv::Writer"), |b| {
+    group.bench_function(BenchmarkId::from_parameter("csv::Writer"), |b| {
         let mut enc = CsvCrateEncoder::new();
         let mut cells = Vec::with_capacity(columns.len());
         b.iter(|| {
-            for s in &signins {
+            for s in signins {
                 columns.row_into(s, &mut cells);
                 enc.encode_row(&cells);
             }
@@ -243,13 +274,13 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
 
-    let mut group = c.benchmark_group("flatten");
-    group.throughput(Throughput::Elements(ROWS as u64));
+    let mut group = c.benchmark_group(format!("flatten/{set}"));
+    group.throughput(Throughput::Elements(rows as u64));
     group.bench_function("default-columns", |b| {
         let mut cells = Vec::with_capacity(columns.len());
         b.iter(|| {
             let mut n = 0;
-            for s in &signins {
+            for s in signins {
                 columns.row_into(s, &mut cells);
                 n += cells.len();
             }
@@ -259,19 +290,19 @@ fn bench(c: &mut Criterion) {
     group.finish();
 
     // Encoding alone, on pre-flattened rows.
-    let rows: Vec<Vec<Cell<'_>>> = signins.iter().map(|s| columns.row(s)).collect();
-    let mut group = c.benchmark_group("encode");
-    group.throughput(Throughput::Elements(ROWS as u64));
+    let flat: Vec<Vec<Cell<'_>>> = signins.iter().map(|s| columns.row(s)).collect();
+    let mut group = c.benchmark_group(format!("encode/{set}"));
+    group.throughput(Throughput::Elements(rows as u64));
     for quoting in [Quoting::Hand, Quoting::CsvCore] {
         group.bench_with_input(
             BenchmarkId::from_parameter(format!("{quoting:?}")),
             &quoting,
             |b, &quoting| {
-                let mut enc = CsvEncoder::with_quoting(&columns, true, quoting);
+                let mut enc = CsvEncoder::with_quoting(columns, true, quoting);
                 let mut out = Vec::with_capacity(1 << 20);
                 b.iter(|| {
                     out.clear();
-                    for row in &rows {
+                    for row in &flat {
                         enc.encode_row(row, &mut out);
                     }
                     black_box(out.len())
@@ -282,13 +313,72 @@ fn bench(c: &mut Criterion) {
     group.bench_function(BenchmarkId::from_parameter("csv::Writer"), |b| {
         let mut enc = CsvCrateEncoder::new();
         b.iter(|| {
-            for row in &rows {
+            for row in &flat {
                 enc.encode_row(row);
             }
             black_box(enc.take())
         })
     });
     group.finish();
+}
+
+/// Criterion runs one benchmark after another, so on a shared machine load drift can skew the
+/// comparison. This times the three back ends in alternation over the whole data set (41
+/// rounds; with and without flattening) and prints each one's median and its ratio to the hand
+/// encoder.
+fn interleaved_ratios(columns: &Columns, set: &str, signins: &[SignIn]) {
+    use std::time::{Duration, Instant};
+    const ROUNDS: usize = 41;
+    let flat: Vec<Vec<Cell<'_>>> = signins.iter().map(|s| columns.row(s)).collect();
+    for flatten in [true, false] {
+        let mut times: [Vec<Duration>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+        let mut hand = CsvEncoder::with_quoting(columns, true, Quoting::Hand);
+        let mut core = CsvEncoder::with_quoting(columns, true, Quoting::CsvCore);
+        let mut crate_enc = CsvCrateEncoder::new();
+        let mut out = Vec::with_capacity(1 << 20);
+        let mut cells = Vec::with_capacity(columns.len());
+        for _ in 0..ROUNDS {
+            for (i, times) in times.iter_mut().enumerate() {
+                let start = Instant::now();
+                out.clear();
+                for (s, pre) in signins.iter().zip(&flat) {
+                    let row: &[Cell<'_>] = if flatten {
+                        columns.row_into(s, &mut cells);
+                        &cells
+                    } else {
+                        pre
+                    };
+                    match i {
+                        0 => hand.encode_row(row, &mut out),
+                        1 => core.encode_row(row, &mut out),
+                        _ => crate_enc.encode_row(row),
+                    }
+                }
+                if i == 2 {
+                    black_box(crate_enc.take());
+                }
+                black_box(out.len());
+                times.push(start.elapsed());
+            }
+        }
+        let medians: Vec<Duration> = times
+            .iter_mut()
+            .map(|t| {
+                t.sort();
+                t[ROUNDS / 2]
+            })
+            .collect();
+        let rows = signins.len() as f64;
+        let what = if flatten { "flatten+encode" } else { "encode" };
+        for (name, median) in ["Hand", "CsvCore", "csv::Writer"].iter().zip(&medians) {
+            println!(
+                "interleaved {set:<11} {what:<14} {name:<11} median {:>8.3} ms {:>9.0} rows/s  {:.2}x the hand encoder's time",
+                median.as_secs_f64() * 1e3,
+                rows / median.as_secs_f64(),
+                median.as_secs_f64() / medians[0].as_secs_f64()
+            );
+        }
+    }
 }
 
 criterion_group!(benches, bench);

@@ -80,9 +80,14 @@ fn holder(what: &str) -> String {
 
 async fn run(args: RunArgs) -> Result<(), CommandError> {
     let settings = load_settings(&args.common, args.lookback.clone())?;
-    let window = pipeline::parse_window(args.since.as_deref(), args.until.as_deref(), OffsetDateTime::now_utc())
-        .map_err(|e| CommandError::Config(format!("--{}: {}", e.parameter, e.message)))?;
-    let mut deps = Deps::from_settings(&settings).map_err(|e| CommandError::Config(e.to_string()))?;
+    let window = pipeline::parse_window(
+        args.since.as_deref(),
+        args.until.as_deref(),
+        OffsetDateTime::now_utc(),
+    )
+    .map_err(|e| CommandError::Config(format!("--{}: {}", e.parameter, e.message)))?;
+    let mut deps =
+        Deps::from_settings(&settings).map_err(|e| CommandError::Config(e.to_string()))?;
     let progress = Progress::new();
     deps.observer = progress.clone().map(|p| p as Arc<dyn Observer>);
     let request = RunRequest {
@@ -109,9 +114,14 @@ fn report(outcome: Result<RunOutcome, pipeline::PipelineError>) -> Result<(), Co
         Ok(RunOutcome::Busy(holder)) => Err(CommandError::Failed(format!(
             "another export is already running ({}{}); try again when it has finished",
             holder.holder,
-            holder.since.map(|s| format!(", since {s}")).unwrap_or_default()
+            holder
+                .since
+                .map(|s| format!(", since {s}"))
+                .unwrap_or_default()
         ))),
-        Err(e) => Err(CommandError::Failed(format!("export failed, nothing partial was committed: {e}"))),
+        Err(e) => Err(CommandError::Failed(format!(
+            "export failed, nothing partial was committed: {e}"
+        ))),
     }
 }
 
@@ -159,7 +169,9 @@ impl Observer for Progress {
     }
 
     fn slice_done(&self, done: u32, total: u32, rows: u64) {
-        self.bar.println(format!("slice {done}/{total} committed, {rows} rows so far"));
+        self.bar.println(format!(
+            "slice {done}/{total} committed, {rows} rows so far"
+        ));
     }
 }
 
@@ -170,25 +182,43 @@ async fn demo(args: DemoArgs) -> Result<(), CommandError> {
     let now = OffsetDateTime::now_utc();
     // Whole hours: repeating the demo within the hour serves the same tenant, so the second run
     // shows the exactly-once behaviour (nothing new to write).
-    let end = now.replace_minute(0).and_then(|t| t.replace_second(0)).and_then(|t| t.replace_nanosecond(0)).unwrap_or(now);
-    let signins = generate(&TenantSpec { users: args.users, days: args.days, seed: args.seed, end });
+    let end = now
+        .replace_minute(0)
+        .and_then(|t| t.replace_second(0))
+        .and_then(|t| t.replace_nanosecond(0))
+        .unwrap_or(now);
+    let signins = generate(&TenantSpec {
+        users: args.users,
+        days: args.days,
+        seed: args.seed,
+        end,
+    });
     let total = signins.len();
     let fake = FakeGraph::new(signins);
-    let addr = fake.spawn().await.map_err(|e| CommandError::Failed(format!("could not start the simulated tenant: {e}")))?;
+    let addr = fake
+        .spawn()
+        .await
+        .map_err(|e| CommandError::Failed(format!("could not start the simulated tenant: {e}")))?;
 
     // The demo reads nothing from the environment: it must behave the same on every machine.
     let mut overrides = Overrides::default();
     overrides
         .set("SIGNINS_GRAPH_ENDPOINT", Some(format!("http://{addr}")))
         .set("SIGNINS_GRAPH_VERSION", Some("beta".into()))
-        .set("SIGNINS_EVENT_TYPES", Some("interactiveUser,nonInteractiveUser".into()))
+        .set(
+            "SIGNINS_EVENT_TYPES",
+            Some("interactiveUser,nonInteractiveUser".into()),
+        )
         .set("SIGNINS_PRESET", Some(args.preset.clone()))
         .set("SIGNINS_DESTINATION", Some(args.out.display().to_string()))
         .set("SIGNINS_LOOKBACK", Some(format!("{}d", args.days)))
         .set("SIGNINS_AUTH", Some("managed-identity".into()));
     let settings = Settings::load(&overrides, |_| None)?;
-    let tokens = TokenProvider::fixed(crate::config::Secret::new(fake.mint_token("https://graph.microsoft.com")));
-    let graph = GraphClient::new(&settings.graph, tokens).map_err(|e| CommandError::Failed(e.to_string()))?;
+    let tokens = TokenProvider::fixed(crate::config::Secret::new(
+        fake.mint_token("https://graph.microsoft.com"),
+    ));
+    let graph = GraphClient::new(&settings.graph, tokens)
+        .map_err(|e| CommandError::Failed(e.to_string()))?;
     let base = args.out.join(settings.preset.as_str());
     let progress = Progress::new();
     let deps = Deps {
@@ -200,7 +230,10 @@ async fn demo(args: DemoArgs) -> Result<(), CommandError> {
         "Simulated tenant: {} users, {total} sign-ins over {} days, Graph on http://{addr}",
         args.users, args.days
     );
-    let request = RunRequest { holder: holder("signin-export demo"), ..RunRequest::default() };
+    let request = RunRequest {
+        holder: holder("signin-export demo"),
+        ..RunRequest::default()
+    };
     let outcome = pipeline::run_with(&settings, &deps, request, cancel_on_ctrl_c()).await;
     if let Some(progress) = progress {
         progress.finish();
@@ -236,23 +269,39 @@ async fn check(args: CommonArgs) -> Result<(), CommandError> {
             return Err(CommandError::Failed("check failed".into()));
         }
     };
-    step("Graph token", tokens.token().await.map(|_| "acquired".to_string()).map_err(|e| e.to_string()));
+    step(
+        "Graph token",
+        tokens
+            .token()
+            .await
+            .map(|_| "acquired".to_string())
+            .map_err(|e| e.to_string()),
+    );
     match GraphClient::new(&settings.graph, tokens.clone()) {
         Ok(graph) => step(
             "Graph sign-in logs",
-            graph.probe().await.map(|rows| format!("readable ({rows} row returned for $top=1)")).map_err(|e| e.to_string()),
+            graph
+                .probe()
+                .await
+                .map(|rows| format!("readable ({rows} row returned for $top=1)"))
+                .map_err(|e| e.to_string()),
         ),
         Err(e) => step("Graph sign-in logs", Err(e.to_string())),
     }
     match crate::sink::open(&settings.destination, settings.preset, &tokens) {
         Ok(sink) => step(
             "destination",
-            sink.probe().await.map(|()| format!("{} is writable", sink.describe())).map_err(|e| e.to_string()),
+            sink.probe()
+                .await
+                .map(|()| format!("{} is writable", sink.describe()))
+                .map_err(|e| e.to_string()),
         ),
         Err(e) => step("destination", Err(e.to_string())),
     }
     if failures > 0 {
-        return Err(CommandError::Failed(format!("{failures} check(s) failed; see above")));
+        return Err(CommandError::Failed(format!(
+            "{failures} check(s) failed; see above"
+        )));
     }
     Ok(())
 }

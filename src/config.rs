@@ -49,9 +49,17 @@ pub enum AuthMode {
     /// App Service / Functions managed identity (`IDENTITY_ENDPOINT` + `IDENTITY_HEADER`), or IMDS.
     /// `client_id` selects a user-assigned identity.
     ManagedIdentity { client_id: Option<String> },
-    ClientSecret { tenant_id: String, client_id: String, secret: Secret },
+    ClientSecret {
+        tenant_id: String,
+        client_id: String,
+        secret: Secret,
+    },
     /// PEM file holding the certificate and its private key.
-    Certificate { tenant_id: String, client_id: String, path: PathBuf },
+    Certificate {
+        tenant_id: String,
+        client_id: String,
+        path: PathBuf,
+    },
 }
 
 /// A secret string that never shows in `Debug` or `Display`.
@@ -128,7 +136,11 @@ pub struct GraphSettings {
 pub enum Destination {
     Local(PathBuf),
     /// `https://account.blob.core.windows.net/container[/prefix]`; `sas` is the query string, if any.
-    Blob { container_url: Url, prefix: String, sas: Option<Secret> },
+    Blob {
+        container_url: Url,
+        prefix: String,
+        sas: Option<Secret>,
+    },
 }
 
 /// The validated settings of one run.
@@ -255,7 +267,12 @@ impl Settings {
             .parse::<u32>()
             .ok()
             .filter(|days| (1..=366).contains(days))
-            .ok_or_else(|| invalid("SIGNINS_REPORT_DAYS", "must be a whole number of days from 1 to 366"))?;
+            .ok_or_else(|| {
+                invalid(
+                    "SIGNINS_REPORT_DAYS",
+                    "must be a whole number of days from 1 to 366",
+                )
+            })?;
         let retry_budget =
             parse_duration_setting("SIGNINS_RETRY_BUDGET", &or_default("SIGNINS_RETRY_BUDGET"))?;
         let run_deadline =
@@ -292,14 +309,26 @@ impl Settings {
     /// The resolved settings as `(name, value)` pairs for `check`; secrets are redacted.
     pub fn describe(&self) -> Vec<(&'static str, String)> {
         let auth = match &self.graph.auth {
-            AuthMode::ManagedIdentity { client_id: None } => "managed-identity (system-assigned)".to_string(),
-            AuthMode::ManagedIdentity { client_id: Some(id) } => {
+            AuthMode::ManagedIdentity { client_id: None } => {
+                "managed-identity (system-assigned)".to_string()
+            }
+            AuthMode::ManagedIdentity {
+                client_id: Some(id),
+            } => {
                 format!("managed-identity (user-assigned, client id {id})")
             }
-            AuthMode::ClientSecret { tenant_id, client_id, .. } => {
+            AuthMode::ClientSecret {
+                tenant_id,
+                client_id,
+                ..
+            } => {
                 format!("client-secret (tenant {tenant_id}, client {client_id}, secret ***)")
             }
-            AuthMode::Certificate { tenant_id, client_id, path } => format!(
+            AuthMode::Certificate {
+                tenant_id,
+                client_id,
+                path,
+            } => format!(
                 "certificate (tenant {tenant_id}, client {client_id}, {})",
                 path.display()
             ),
@@ -310,16 +339,27 @@ impl Settings {
         };
         vec![
             ("SIGNINS_GRAPH_ENDPOINT", self.graph.endpoint.to_string()),
-            ("SIGNINS_GRAPH_VERSION", self.graph.version.as_str().to_string()),
+            (
+                "SIGNINS_GRAPH_VERSION",
+                self.graph.version.as_str().to_string(),
+            ),
             ("SIGNINS_AUTH", auth),
             ("SIGNINS_DESTINATION", self.destination.to_string()),
             ("SIGNINS_PRESET", self.preset.as_str().to_string()),
             ("SIGNINS_CLIENT_APPS", fmt_list(&self.client_apps)),
             ("SIGNINS_APPS", fmt_list(&self.apps)),
-            ("SIGNINS_FILTER", self.graph.extra_filter.clone().unwrap_or_default()),
+            (
+                "SIGNINS_FILTER",
+                self.graph.extra_filter.clone().unwrap_or_default(),
+            ),
             (
                 "SIGNINS_EVENT_TYPES",
-                self.graph.event_types.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(","),
+                self.graph
+                    .event_types
+                    .iter()
+                    .map(|t| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
             ),
             ("SIGNINS_LOOKBACK", format_duration(self.lookback)),
             ("SIGNINS_OVERLAP", format_duration(self.overlap)),
@@ -327,9 +367,15 @@ impl Settings {
             ("SIGNINS_COLUMNS", self.columns.names().join(",")),
             ("SIGNINS_CSV_SAFE", self.csv_safe.to_string()),
             ("SIGNINS_REPORT_DAYS", self.report_days.to_string()),
-            ("SIGNINS_RETRY_BUDGET", format_duration(self.graph.retry_budget)),
+            (
+                "SIGNINS_RETRY_BUDGET",
+                format_duration(self.graph.retry_budget),
+            ),
             ("SIGNINS_RUN_DEADLINE", format_duration(self.run_deadline)),
-            ("SIGNINS_REFRESH_DEADLINE", format_duration(self.refresh_deadline)),
+            (
+                "SIGNINS_REFRESH_DEADLINE",
+                format_duration(self.refresh_deadline),
+            ),
         ]
     }
 }
@@ -354,7 +400,10 @@ fn parse_bool(setting: &'static str, value: &str) -> Result<bool, ConfigError> {
     match value.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
         "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err(invalid(setting, format!("'{value}' is not a boolean; accepted: true, false"))),
+        _ => Err(invalid(
+            setting,
+            format!("'{value}' is not a boolean; accepted: true, false"),
+        )),
     }
 }
 
@@ -386,20 +435,33 @@ fn parse_event_types(list: &str, version: GraphVersion) -> Result<Vec<EventType>
         }
     }
     if types.is_empty() {
-        return Err(invalid("SIGNINS_EVENT_TYPES", "must name at least one event type"));
+        return Err(invalid(
+            "SIGNINS_EVENT_TYPES",
+            "must name at least one event type",
+        ));
     }
     Ok(types)
 }
 
 fn parse_endpoint(value: &str) -> Result<Url, ConfigError> {
     const SETTING: &str = "SIGNINS_GRAPH_ENDPOINT";
-    let url = Url::parse(value)
-        .map_err(|e| invalid(SETTING, format!("'{value}' is not a URL ({e}); e.g. https://graph.microsoft.com")))?;
+    let url = Url::parse(value).map_err(|e| {
+        invalid(
+            SETTING,
+            format!("'{value}' is not a URL ({e}); e.g. https://graph.microsoft.com"),
+        )
+    })?;
     if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
-        return Err(invalid(SETTING, "must be an http(s) URL with a host, e.g. https://graph.microsoft.com"));
+        return Err(invalid(
+            SETTING,
+            "must be an http(s) URL with a host, e.g. https://graph.microsoft.com",
+        ));
     }
     if url.scheme() == "http" && !is_loopback(&url) {
-        return Err(invalid(SETTING, "must use https (http is accepted only for a loopback test endpoint)"));
+        return Err(invalid(
+            SETTING,
+            "must use https (http is accepted only for a loopback test endpoint)",
+        ));
     }
     if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
         return Err(invalid(SETTING, "must be scheme://host[:port] only, without a path or query; the version is SIGNINS_GRAPH_VERSION"));
@@ -422,7 +484,10 @@ fn parse_auth(
 ) -> Result<AuthMode, ConfigError> {
     let tenant = || {
         get("AZURE_TENANT_ID").ok_or_else(|| {
-            invalid("AZURE_TENANT_ID", "required with a client secret or certificate (the directory id of the tenant)")
+            invalid(
+                "AZURE_TENANT_ID",
+                "required with a client secret or certificate (the directory id of the tenant)",
+            )
         })
     };
     let client = || {
@@ -431,21 +496,40 @@ fn parse_auth(
         })
     };
     let secret_mode = || -> Result<AuthMode, ConfigError> {
-        let secret = get("AZURE_CLIENT_SECRET")
-            .ok_or_else(|| invalid("AZURE_CLIENT_SECRET", "required with SIGNINS_AUTH=client-secret"))?;
-        Ok(AuthMode::ClientSecret { tenant_id: tenant()?, client_id: client()?, secret: Secret::new(secret) })
+        let secret = get("AZURE_CLIENT_SECRET").ok_or_else(|| {
+            invalid(
+                "AZURE_CLIENT_SECRET",
+                "required with SIGNINS_AUTH=client-secret",
+            )
+        })?;
+        Ok(AuthMode::ClientSecret {
+            tenant_id: tenant()?,
+            client_id: client()?,
+            secret: Secret::new(secret),
+        })
     };
     let certificate_mode = || -> Result<AuthMode, ConfigError> {
         let path = get("AZURE_CLIENT_CERTIFICATE_PATH").ok_or_else(|| {
             invalid("AZURE_CLIENT_CERTIFICATE_PATH", "required with SIGNINS_AUTH=certificate (a PEM file with the certificate and its private key)")
         })?;
-        Ok(AuthMode::Certificate { tenant_id: tenant()?, client_id: client()?, path: PathBuf::from(path) })
+        Ok(AuthMode::Certificate {
+            tenant_id: tenant()?,
+            client_id: client()?,
+            path: PathBuf::from(path),
+        })
     };
-    let managed = || AuthMode::ManagedIdentity { client_id: get("AZURE_CLIENT_ID") };
+    let managed = || AuthMode::ManagedIdentity {
+        client_id: get("AZURE_CLIENT_ID"),
+    };
     if let Some(host) = get("AZURE_AUTHORITY_HOST") {
-        let ok = Url::parse(&host).map(|u| u.scheme() == "https").unwrap_or(false);
+        let ok = Url::parse(&host)
+            .map(|u| u.scheme() == "https")
+            .unwrap_or(false);
         if !ok {
-            return Err(invalid("AZURE_AUTHORITY_HOST", "must be an https URL, e.g. https://login.microsoftonline.com"));
+            return Err(invalid(
+                "AZURE_AUTHORITY_HOST",
+                "must be an https URL, e.g. https://login.microsoftonline.com",
+            ));
         }
     }
     match mode {
@@ -471,7 +555,10 @@ fn parse_destination(value: &str) -> Result<Destination, ConfigError> {
         invalid(SETTING, format!("not a valid URL ({e}); expected https://<account>.blob.core.windows.net/<container>[/<prefix>]"))
     })?;
     if url.scheme() == "http" && !is_loopback(&url) {
-        return Err(invalid(SETTING, "Blob Storage URLs must use https (http only for a loopback emulator such as Azurite)"));
+        return Err(invalid(
+            SETTING,
+            "Blob Storage URLs must use https (http only for a loopback emulator such as Azurite)",
+        ));
     }
     let sas = url.query().filter(|q| !q.is_empty()).map(str::to_string);
     if let Some(sas) = &sas {
@@ -492,7 +579,9 @@ fn parse_destination(value: &str) -> Result<Destination, ConfigError> {
     }
     let container = &segments[leading - 1];
     let valid_container = (3..=63).contains(&container.len())
-        && container.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && container
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !container.starts_with('-')
         && !container.ends_with('-')
         && !container.contains("--");
@@ -513,7 +602,11 @@ impl std::fmt::Display for Destination {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Destination::Local(path) => write!(f, "{}", path.display()),
-            Destination::Blob { container_url, prefix, sas } => {
+            Destination::Blob {
+                container_url,
+                prefix,
+                sas,
+            } => {
                 let base = container_url.as_str().trim_end_matches('/');
                 let auth = if sas.is_some() { "SAS" } else { "token" };
                 if prefix.is_empty() {
@@ -544,7 +637,9 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
             'd' => 86_400,
             _ => return Err(format!("'{value}': {accepted}")),
         };
-        let n: u64 = number.parse().map_err(|_| format!("'{value}': {accepted}"))?;
+        let n: u64 = number
+            .parse()
+            .map_err(|_| format!("'{value}': {accepted}"))?;
         total = n
             .checked_mul(unit)
             .and_then(|secs| total.checked_add(secs))
@@ -578,7 +673,10 @@ mod tests {
     use super::*;
 
     fn load(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Settings::load(&Overrides::default(), |name| vars.get(name).cloned())
     }
 
@@ -597,7 +695,9 @@ mod tests {
         assert_eq!(s.overlap, Duration::from_secs(3_600));
         assert_eq!(s.report_days, 30);
         assert!(s.csv_safe);
-        assert!(matches!(s.destination, Destination::Local(ref p) if p == &PathBuf::from("./signins-out")));
+        assert!(
+            matches!(s.destination, Destination::Local(ref p) if p == &PathBuf::from("./signins-out"))
+        );
         assert_eq!(s.graph.event_types, vec![EventType::InteractiveUser]);
     }
 
@@ -611,7 +711,9 @@ mod tests {
     #[test]
     fn overrides_win_over_the_environment() {
         let mut overrides = Overrides::default();
-        overrides.set("SIGNINS_PRESET", Some("all".into())).set("SIGNINS_LOOKBACK", None);
+        overrides
+            .set("SIGNINS_PRESET", Some("all".into()))
+            .set("SIGNINS_LOOKBACK", None);
         let s = Settings::load(&overrides, |name| match name {
             "SIGNINS_PRESET" => Some("legacy-auth".into()),
             "SIGNINS_LOOKBACK" => Some("24h".into()),
@@ -629,21 +731,64 @@ mod tests {
             (&[("SIGNINS_LOOKBACK", "a week")], "SIGNINS_LOOKBACK"),
             (&[("SIGNINS_LOOKBACK", "31d")], "SIGNINS_LOOKBACK"),
             (&[("SIGNINS_GRAPH_VERSION", "v2")], "SIGNINS_GRAPH_VERSION"),
-            (&[("SIGNINS_GRAPH_ENDPOINT", "graph.microsoft.com")], "SIGNINS_GRAPH_ENDPOINT"),
-            (&[("SIGNINS_GRAPH_ENDPOINT", "http://graph.example.com")], "SIGNINS_GRAPH_ENDPOINT"),
-            (&[("SIGNINS_GRAPH_ENDPOINT", "https://graph.microsoft.com/v1.0")], "SIGNINS_GRAPH_ENDPOINT"),
-            (&[("SIGNINS_EVENT_TYPES", "nonInteractiveUser")], "SIGNINS_EVENT_TYPES"),
+            (
+                &[("SIGNINS_GRAPH_ENDPOINT", "graph.microsoft.com")],
+                "SIGNINS_GRAPH_ENDPOINT",
+            ),
+            (
+                &[("SIGNINS_GRAPH_ENDPOINT", "http://graph.example.com")],
+                "SIGNINS_GRAPH_ENDPOINT",
+            ),
+            (
+                &[("SIGNINS_GRAPH_ENDPOINT", "https://graph.microsoft.com/v1.0")],
+                "SIGNINS_GRAPH_ENDPOINT",
+            ),
+            (
+                &[("SIGNINS_EVENT_TYPES", "nonInteractiveUser")],
+                "SIGNINS_EVENT_TYPES",
+            ),
             (&[("SIGNINS_EVENT_TYPES", "robots")], "SIGNINS_EVENT_TYPES"),
             (&[("SIGNINS_AUTH", "password")], "SIGNINS_AUTH"),
-            (&[("AZURE_CLIENT_SECRET", "s3cr3t"), ("AZURE_CLIENT_ID", "app")], "AZURE_TENANT_ID"),
-            (&[("SIGNINS_AUTH", "certificate"), ("AZURE_TENANT_ID", "t"), ("AZURE_CLIENT_ID", "c")], "AZURE_CLIENT_CERTIFICATE_PATH"),
-            (&[("SIGNINS_DESTINATION", "https://acct.blob.core.windows.net")], "SIGNINS_DESTINATION"),
-            (&[("SIGNINS_DESTINATION", "https://acct.blob.core.windows.net/Bad_Name")], "SIGNINS_DESTINATION"),
-            (&[("SIGNINS_DESTINATION", "http://acct.blob.core.windows.net/c1")], "SIGNINS_DESTINATION"),
+            (
+                &[
+                    ("AZURE_CLIENT_SECRET", "s3cr3t"),
+                    ("AZURE_CLIENT_ID", "app"),
+                ],
+                "AZURE_TENANT_ID",
+            ),
+            (
+                &[
+                    ("SIGNINS_AUTH", "certificate"),
+                    ("AZURE_TENANT_ID", "t"),
+                    ("AZURE_CLIENT_ID", "c"),
+                ],
+                "AZURE_CLIENT_CERTIFICATE_PATH",
+            ),
+            (
+                &[("SIGNINS_DESTINATION", "https://acct.blob.core.windows.net")],
+                "SIGNINS_DESTINATION",
+            ),
+            (
+                &[(
+                    "SIGNINS_DESTINATION",
+                    "https://acct.blob.core.windows.net/Bad_Name",
+                )],
+                "SIGNINS_DESTINATION",
+            ),
+            (
+                &[(
+                    "SIGNINS_DESTINATION",
+                    "http://acct.blob.core.windows.net/c1",
+                )],
+                "SIGNINS_DESTINATION",
+            ),
             (&[("SIGNINS_CSV_SAFE", "maybe")], "SIGNINS_CSV_SAFE"),
             (&[("SIGNINS_REPORT_DAYS", "0")], "SIGNINS_REPORT_DAYS"),
             (&[("SIGNINS_SLICE", "10s")], "SIGNINS_SLICE"),
-            (&[("AZURE_AUTHORITY_HOST", "http://login.example.com")], "AZURE_AUTHORITY_HOST"),
+            (
+                &[("AZURE_AUTHORITY_HOST", "http://login.example.com")],
+                "AZURE_AUTHORITY_HOST",
+            ),
         ];
         for (vars, setting) in cases {
             let err = error_of(vars);
@@ -658,37 +803,89 @@ mod tests {
             ("AZURE_TENANT_ID", "tenant"),
             ("AZURE_CLIENT_ID", "client"),
             ("AZURE_CLIENT_SECRET", "hunter2-secret"),
-            ("SIGNINS_DESTINATION", "https://acct.blob.core.windows.net/exports/pbi?sv=2024&sig=SASSIGNATURE"),
+            (
+                "SIGNINS_DESTINATION",
+                "https://acct.blob.core.windows.net/exports/pbi?sv=2024&sig=SASSIGNATURE",
+            ),
         ])
         .unwrap();
         let shown = format!("{s:?} {:?} {}", s.describe(), s.destination);
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(!shown.contains("SASSIGNATURE"), "{shown}");
-        let err = error_of(&[("SIGNINS_DESTINATION", "https://acct.blob.core.windows.net/?sig=SASSIGNATURE")]);
+        let err = error_of(&[(
+            "SIGNINS_DESTINATION",
+            "https://acct.blob.core.windows.net/?sig=SASSIGNATURE",
+        )]);
         assert!(!err.to_string().contains("SASSIGNATURE"));
     }
 
     #[test]
     fn auto_auth_picks_secret_then_certificate_then_managed_identity() {
-        let secret = load(&[("AZURE_TENANT_ID", "t"), ("AZURE_CLIENT_ID", "c"), ("AZURE_CLIENT_SECRET", "s")]).unwrap();
+        let secret = load(&[
+            ("AZURE_TENANT_ID", "t"),
+            ("AZURE_CLIENT_ID", "c"),
+            ("AZURE_CLIENT_SECRET", "s"),
+        ])
+        .unwrap();
         assert!(matches!(secret.graph.auth, AuthMode::ClientSecret { .. }));
-        let cert = load(&[("AZURE_TENANT_ID", "t"), ("AZURE_CLIENT_ID", "c"), ("AZURE_CLIENT_CERTIFICATE_PATH", "/c.pem")]).unwrap();
+        let cert = load(&[
+            ("AZURE_TENANT_ID", "t"),
+            ("AZURE_CLIENT_ID", "c"),
+            ("AZURE_CLIENT_CERTIFICATE_PATH", "/c.pem"),
+        ])
+        .unwrap();
         assert!(matches!(cert.graph.auth, AuthMode::Certificate { .. }));
         let user_assigned = load(&[("AZURE_CLIENT_ID", "uami")]).unwrap();
-        assert_eq!(user_assigned.graph.auth, AuthMode::ManagedIdentity { client_id: Some("uami".into()) });
+        assert_eq!(
+            user_assigned.graph.auth,
+            AuthMode::ManagedIdentity {
+                client_id: Some("uami".into())
+            }
+        );
     }
 
     #[test]
     fn blob_destinations_split_into_container_and_prefix() {
-        let s = load(&[("SIGNINS_DESTINATION", "https://acct.blob.core.windows.net/exports/power-bi/signins?sv=1&sig=abc")]).unwrap();
-        let Destination::Blob { container_url, prefix, sas } = s.destination else { panic!("not blob") };
-        assert_eq!(container_url.as_str(), "https://acct.blob.core.windows.net/exports");
+        let s = load(&[(
+            "SIGNINS_DESTINATION",
+            "https://acct.blob.core.windows.net/exports/power-bi/signins?sv=1&sig=abc",
+        )])
+        .unwrap();
+        let Destination::Blob {
+            container_url,
+            prefix,
+            sas,
+        } = s.destination
+        else {
+            panic!("not blob")
+        };
+        assert_eq!(
+            container_url.as_str(),
+            "https://acct.blob.core.windows.net/exports"
+        );
         assert_eq!(prefix, "power-bi/signins");
-        assert_eq!(sas.map(|s| s.expose().to_string()).as_deref(), Some("sv=1&sig=abc"));
+        assert_eq!(
+            sas.map(|s| s.expose().to_string()).as_deref(),
+            Some("sv=1&sig=abc")
+        );
         // Emulators are path-style: account first.
-        let s = load(&[("SIGNINS_DESTINATION", "http://127.0.0.1:10000/devstoreaccount1/exports")]).unwrap();
-        let Destination::Blob { container_url, prefix, sas } = s.destination else { panic!("not blob") };
-        assert_eq!(container_url.as_str(), "http://127.0.0.1:10000/devstoreaccount1/exports");
+        let s = load(&[(
+            "SIGNINS_DESTINATION",
+            "http://127.0.0.1:10000/devstoreaccount1/exports",
+        )])
+        .unwrap();
+        let Destination::Blob {
+            container_url,
+            prefix,
+            sas,
+        } = s.destination
+        else {
+            panic!("not blob")
+        };
+        assert_eq!(
+            container_url.as_str(),
+            "http://127.0.0.1:10000/devstoreaccount1/exports"
+        );
         assert_eq!(prefix, "");
         assert!(sas.is_none());
     }

@@ -527,6 +527,37 @@ mod tests {
     }
 
     #[test]
+    fn the_demo_tenant_round_trips_with_every_column() {
+        use crate::demo::tenant::{generate, TenantSpec};
+        let records: Vec<SignIn> = generate(&TenantSpec::demo(7))
+            .into_iter()
+            .map(|v| SignIn::from_json(v).unwrap())
+            .collect();
+        assert!(records.len() > 100);
+        let cols = Columns::every();
+        let mut enc = CsvEncoder::new(&cols, true);
+        let mut file = enc.header().to_vec();
+        for s in &records {
+            enc.encode_row(&cols.row(s), &mut file);
+        }
+        let text = std::str::from_utf8(&file).unwrap();
+        // One physical line per sign-in, plus the header.
+        assert_eq!(text.split("\r\n").count(), records.len() + 2);
+        let (headers, rows) = read_back(&file);
+        assert_eq!(headers, cols.names());
+        assert_eq!(rows.len(), records.len());
+        for (row, s) in rows.iter().zip(&records) {
+            for ((field, name), cell) in row.iter().zip(cols.names()).zip(cols.row(s)) {
+                let want = match &cell {
+                    Cell::Text(t) => expected(t, true),
+                    other => other.as_str().to_string(),
+                };
+                assert_eq!(field, &want, "{name} of {}", s.id);
+            }
+        }
+    }
+
+    #[test]
     fn line_breaks_become_single_spaces() {
         let mut scratch = String::new();
         let cases = [

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::Settings;
 use crate::csv::CsvEncoder;
@@ -118,10 +118,16 @@ pub struct Deps {
 impl Deps {
     /// Production wiring: credential from the settings, Graph client, sink for the destination.
     pub fn from_settings(settings: &Settings) -> Result<Deps, PipelineError> {
-        let tokens = TokenProvider::new(&settings.graph.auth).map_err(|e| PipelineError::Graph(e.to_string()))?;
+        let tokens = TokenProvider::new(&settings.graph.auth)
+            .map_err(|e| PipelineError::Graph(e.to_string()))?;
         let sink = crate::sink::open(&settings.destination, settings.preset, &tokens)?;
-        let graph = GraphClient::new(&settings.graph, tokens).map_err(|e| PipelineError::Graph(e.to_string()))?;
-        Ok(Deps { graph, sink, observer: None })
+        let graph = GraphClient::new(&settings.graph, tokens)
+            .map_err(|e| PipelineError::Graph(e.to_string()))?;
+        Ok(Deps {
+            graph,
+            sink,
+            observer: None,
+        })
     }
 }
 
@@ -138,7 +144,8 @@ pub async fn run(
 
 /// The last run's summary from the state document; no Graph call.
 pub async fn last_summary(settings: &Settings) -> Result<Option<RunSummary>, PipelineError> {
-    let tokens = TokenProvider::new(&settings.graph.auth).map_err(|e| PipelineError::Graph(e.to_string()))?;
+    let tokens = TokenProvider::new(&settings.graph.auth)
+        .map_err(|e| PipelineError::Graph(e.to_string()))?;
     let sink = crate::sink::open(&settings.destination, settings.preset, &tokens)?;
     let state = match sink.read_state().await? {
         Some(bytes) => State::parse(&bytes).map_err(|e| PipelineError::State(e.to_string()))?,
@@ -188,7 +195,10 @@ pub fn slices(start: OffsetDateTime, end: OffsetDateTime, length: Duration) -> V
             slice_end = slice_end.min(midnight);
         }
         slice_end = slice_end.min(end);
-        out.push(Slice { start: cursor, end: slice_end });
+        out.push(Slice {
+            start: cursor,
+            end: slice_end,
+        });
         cursor = slice_end;
     }
     out
@@ -203,13 +213,21 @@ struct Run<'a> {
     filter: SignInFilter,
     encoder: CsvEncoder,
     run_id: String,
+    /// Sequence of the next staged block: unique across the run, since block ids must not repeat
+    /// within a file and several slices may write the same file.
+    next_block: u32,
     started: std::time::Instant,
     summary: RunSummary,
     state: Option<State>,
 }
 
 impl<'a> Run<'a> {
-    fn new(settings: &'a Settings, deps: &'a Deps, request: &'a RunRequest, cancel: CancellationToken) -> Self {
+    fn new(
+        settings: &'a Settings,
+        deps: &'a Deps,
+        request: &'a RunRequest,
+        cancel: CancellationToken,
+    ) -> Self {
         let summary = RunSummary {
             started: Some(OffsetDateTime::now_utc()),
             destination: deps.sink.describe(),
@@ -221,9 +239,14 @@ impl<'a> Run<'a> {
             deps,
             request,
             cancel,
-            filter: SignInFilter::new(settings.preset, settings.client_apps.clone(), settings.apps.clone()),
+            filter: SignInFilter::new(
+                settings.preset,
+                settings.client_apps.clone(),
+                settings.apps.clone(),
+            ),
             encoder: CsvEncoder::new(&settings.columns, settings.csv_safe),
             run_id: uuid::Uuid::new_v4().to_string(),
+            next_block: 0,
             started: std::time::Instant::now(),
             summary,
             state: None,
@@ -231,7 +254,12 @@ impl<'a> Run<'a> {
     }
 
     fn columns(&self) -> Vec<String> {
-        self.settings.columns.names().iter().map(|c| c.to_string()).collect()
+        self.settings
+            .columns
+            .names()
+            .iter()
+            .map(|c| c.to_string())
+            .collect()
     }
 
     async fn load_state(&self) -> Result<Option<State>, PipelineError> {
@@ -251,7 +279,11 @@ impl<'a> Run<'a> {
     /// (oldest first, each raises the watermark), then any backfill below `covered_from` that
     /// `since` asks for (newest first, each lowers `covered_from`, so an interrupted backfill
     /// resumes where it stopped). Returns the slices and the whole window.
-    fn plan(&self, state: Option<&State>, now: OffsetDateTime) -> (Vec<Slice>, OffsetDateTime, OffsetDateTime) {
+    fn plan(
+        &self,
+        state: Option<&State>,
+        now: OffsetDateTime,
+    ) -> (Vec<Slice>, OffsetDateTime, OffsetDateTime) {
         let floor = now - crate::config::GRAPH_RETENTION;
         let end = self.request.until.unwrap_or(now).min(now);
         let length = self.settings.slice;
@@ -267,7 +299,10 @@ impl<'a> Run<'a> {
                     .since
                     .filter(|since| *since < state.covered_from)
                     .map(|since| (since.max(floor), state.covered_from));
-                ((state.watermark - self.settings.overlap).max(floor), backfill)
+                (
+                    (state.watermark - self.settings.overlap).max(floor),
+                    backfill,
+                )
             }
         };
         plan.extend(slices(forward_start, end, length));
@@ -326,7 +361,11 @@ impl<'a> Run<'a> {
             longest_slice = longest_slice.max(slice_started.elapsed());
             self.summary.slices_done += 1;
             if let Some(observer) = &self.deps.observer {
-                observer.slice_done(self.summary.slices_done, self.summary.slices_total, self.summary.rows);
+                observer.slice_done(
+                    self.summary.slices_done,
+                    self.summary.slices_total,
+                    self.summary.rows,
+                );
             }
         }
         self.publish_latest(&mut state).await?;
@@ -362,21 +401,26 @@ impl<'a> Run<'a> {
                 return Err(PipelineError::DeadlineReached);
             }
             // Half-open slices: the row at the end instant belongs to the next slice.
-            if signin.created < slice.start || signin.created >= slice.end || !self.filter.matches(&signin) {
+            if signin.created < slice.start
+                || signin.created >= slice.end
+                || !self.filter.matches(&signin)
+            {
                 continue;
             }
             if state.is_written(&signin.id) || !slice_ids.insert(signin.id.clone()) {
                 self.summary.duplicates_skipped += 1;
                 continue;
             }
-            self.encoder.encode_row(&self.settings.columns.row(&signin), &mut buffer);
+            self.encoder
+                .encode_row(&self.settings.columns.row(&signin), &mut buffer);
             rows += 1;
             if signin.created >= slice.end - overlap {
                 pending_ids.insert(signin.id.clone(), Instant(signin.created));
             }
             if buffer.len() >= BLOCK_TARGET {
-                let block = BlockId::new(&self.run_id, u32::try_from(blocks.len()).unwrap_or(u32::MAX));
-                sink.stage(&file, &block, Bytes::from(std::mem::take(&mut buffer))).await?;
+                let block = self.next_block_id();
+                sink.stage(&file, &block, Bytes::from(std::mem::take(&mut buffer)))
+                    .await?;
                 blocks.push(block);
                 buffer.reserve(BLOCK_TARGET + 64 * 1024);
             }
@@ -386,15 +430,25 @@ impl<'a> Run<'a> {
             return Ok(());
         }
         if !buffer.is_empty() {
-            let block = BlockId::new(&self.run_id, u32::try_from(blocks.len()).unwrap_or(u32::MAX));
+            let block = self.next_block_id();
             sink.stage(&file, &block, Bytes::from(buffer)).await?;
             blocks.push(block);
         }
+        // The phase events below are where crash tests stop the process (tests/blob_pipeline.rs).
+        debug!(file = %file, blocks = blocks.len(), "blocks staged");
         let ticket = sink.prepare(&file, self.encoder.header(), &blocks).await?;
-        state.pending = Some(Pending { ticket: ticket.clone(), start: slice.start, end: slice.end, ids: pending_ids, rows });
+        state.pending = Some(Pending {
+            ticket: ticket.clone(),
+            start: slice.start,
+            end: slice.end,
+            ids: pending_ids,
+            rows,
+        });
         sink.write_state(state.to_bytes()).await?;
+        debug!(file = %file, "pending commit recorded");
         sink.ensure_locked().await?;
         sink.commit(&ticket).await?;
+        debug!(file = %file, "commit landed");
         state.settle(true, overlap);
         sink.write_state(state.to_bytes()).await?;
         self.summary.rows += rows;
@@ -403,15 +457,27 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
+    fn next_block_id(&mut self) -> BlockId {
+        self.next_block += 1;
+        BlockId::new(&self.run_id, self.next_block)
+    }
+
     fn open_stream(&self, slice: Slice) -> MergedSignIns<'a> {
-        let window = Window { start: slice.start, end: slice.end };
+        let window = Window {
+            start: slice.start,
+            end: slice.end,
+        };
         let server_clause = self.filter.server_clause();
         let pagers = self
             .settings
             .graph
             .event_types
             .iter()
-            .map(|event_type| self.deps.graph.pager(window, *event_type, server_clause.clone()))
+            .map(|event_type| {
+                self.deps
+                    .graph
+                    .pager(window, *event_type, server_clause.clone())
+            })
             .collect();
         MergedSignIns::new(&self.deps.graph, pagers)
     }
@@ -426,20 +492,28 @@ impl<'a> Run<'a> {
             .list_daily()
             .await?
             .into_iter()
-            .filter(|f| f.as_str() >= daily_file(first).as_str() && f.as_str() <= daily_file(today).as_str())
+            .filter(|f| {
+                f.as_str() >= daily_file(first).as_str() && f.as_str() <= daily_file(today).as_str()
+            })
             .collect();
         files.sort_unstable_by(|a, b| b.cmp(a));
         if self.summary.rows == 0 && state.latest_files.as_ref() == Some(&files) {
             return Ok(());
         }
-        self.deps.sink.publish_latest(self.encoder.header(), &files).await?;
+        self.deps
+            .sink
+            .publish_latest(self.encoder.header(), &files)
+            .await?;
         info!(days = files.len(), "latest.csv replaced");
         state.latest_files = Some(files);
         Ok(())
     }
 
     /// Records the run's summary in the state (best effort on failure) and turns the result into the outcome.
-    async fn finish(&mut self, result: Result<bool, PipelineError>) -> Result<RunOutcome, PipelineError> {
+    async fn finish(
+        &mut self,
+        result: Result<bool, PipelineError>,
+    ) -> Result<RunOutcome, PipelineError> {
         let stats = self.deps.graph.stats();
         self.summary.pages = stats.pages;
         self.summary.requests = stats.requests;
@@ -486,7 +560,10 @@ impl<'a> Run<'a> {
                 .await
                 .map_err(|e| PipelineError::Graph(e.to_string()))?
             {
-                if signin.created < slice.start || signin.created >= slice.end || !self.filter.matches(&signin) {
+                if signin.created < slice.start
+                    || signin.created >= slice.end
+                    || !self.filter.matches(&signin)
+                {
                     continue;
                 }
                 let written = state.as_ref().is_some_and(|s| s.is_written(&signin.id));
@@ -495,7 +572,11 @@ impl<'a> Run<'a> {
                     continue;
                 }
                 self.summary.rows += 1;
-                *self.summary.files.entry(daily_file(slice.start.date())).or_default() += 1;
+                *self
+                    .summary
+                    .files
+                    .entry(daily_file(slice.start.date()))
+                    .or_default() += 1;
             }
             self.summary.slices_done += 1;
         }
@@ -528,10 +609,19 @@ struct MergedSignIns<'g> {
 
 impl<'g> MergedSignIns<'g> {
     fn new(graph: &'g GraphClient, pagers: Vec<SignInPager>) -> Self {
-        MergedSignIns { graph, streams: pagers.into_iter().map(|p| (p, VecDeque::new(), false)).collect() }
+        MergedSignIns {
+            graph,
+            streams: pagers
+                .into_iter()
+                .map(|p| (p, VecDeque::new(), false))
+                .collect(),
+        }
     }
 
-    async fn next(&mut self, observer: Option<&dyn Observer>) -> Result<Option<SignIn>, GraphError> {
+    async fn next(
+        &mut self,
+        observer: Option<&dyn Observer>,
+    ) -> Result<Option<SignIn>, GraphError> {
         for (pager, buffer, done) in &mut self.streams {
             while buffer.is_empty() && !*done {
                 match pager.next_page().await? {
@@ -574,25 +664,43 @@ pub struct RequestedWindow {
 
 /// Parses and checks `since` / `until` (RFC 3339): not in the future, `since` before `until`,
 /// `since` within Graph's 30-day retention.
-pub fn parse_window(since: Option<&str>, until: Option<&str>, now: OffsetDateTime) -> Result<RequestedWindow, WindowError> {
-    let parse = |parameter: &'static str, value: Option<&str>| -> Result<Option<OffsetDateTime>, WindowError> {
+pub fn parse_window(
+    since: Option<&str>,
+    until: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<RequestedWindow, WindowError> {
+    let parse = |parameter: &'static str,
+                 value: Option<&str>|
+     -> Result<Option<OffsetDateTime>, WindowError> {
         let Some(value) = value else { return Ok(None) };
         let time = OffsetDateTime::parse(value.trim(), &Rfc3339).map_err(|_| WindowError {
             parameter,
             message: "expected an RFC 3339 time such as 2026-11-20T00:00:00Z".into(),
         })?;
         if time > now {
-            return Err(WindowError { parameter, message: "is in the future".into() });
+            return Err(WindowError {
+                parameter,
+                message: "is in the future".into(),
+            });
         }
         Ok(Some(time.to_offset(time::UtcOffset::UTC)))
     };
-    let window = RequestedWindow { since: parse("since", since)?, until: parse("until", until)? };
+    let window = RequestedWindow {
+        since: parse("since", since)?,
+        until: parse("until", until)?,
+    };
     if let (Some(since), Some(until)) = (window.since, window.until) {
         if since >= until {
-            return Err(WindowError { parameter: "since", message: "must be before until".into() });
+            return Err(WindowError {
+                parameter: "since",
+                message: "must be before until".into(),
+            });
         }
     }
-    if window.since.is_some_and(|since| since < now - crate::config::GRAPH_RETENTION) {
+    if window
+        .since
+        .is_some_and(|since| since < now - crate::config::GRAPH_RETENTION)
+    {
         return Err(WindowError {
             parameter: "since",
             message: "is older than the 30 days Graph keeps sign-in logs".into(),

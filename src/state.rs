@@ -77,7 +77,9 @@ pub struct Pending {
 pub enum StateError {
     #[error("_state/state.json is not valid ({0}); fix or delete it (deleting re-exports the lookback window into new files only if the daily files are removed too)")]
     Corrupt(String),
-    #[error("_state/state.json has layout version {0}; this build understands version {STATE_VERSION}")]
+    #[error(
+        "_state/state.json has layout version {0}; this build understands version {STATE_VERSION}"
+    )]
     Version(u32),
     #[error("this destination was written with columns [{stored}]; SIGNINS_COLUMNS now gives [{wanted}]. Use a new destination prefix to change columns")]
     Columns { stored: String, wanted: String },
@@ -113,7 +115,9 @@ impl State {
             .and_then(serde_json::Value::as_u64)
             .unwrap_or(0);
         if version != u64::from(STATE_VERSION) {
-            return Err(StateError::Version(u32::try_from(version).unwrap_or(u32::MAX)));
+            return Err(StateError::Version(
+                u32::try_from(version).unwrap_or(u32::MAX),
+            ));
         }
         serde_json::from_str(text)
             .map(Some)
@@ -171,7 +175,10 @@ mod tests {
     use time::macros::datetime;
 
     fn ticket() -> CommitTicket {
-        CommitTicket { file: "daily/2026-11-28.csv".into(), detail: serde_json::json!({"marker": "m"}) }
+        CommitTicket {
+            file: "daily/2026-11-28.csv".into(),
+            detail: serde_json::json!({"marker": "m"}),
+        }
     }
 
     fn pending(ids: &[(&str, OffsetDateTime)]) -> Pending {
@@ -179,7 +186,10 @@ mod tests {
             ticket: ticket(),
             start: datetime!(2026-11-28 10:00 UTC),
             end: datetime!(2026-11-28 12:00 UTC),
-            ids: ids.iter().map(|(id, t)| (id.to_string(), Instant(*t))).collect(),
+            ids: ids
+                .iter()
+                .map(|(id, t)| (id.to_string(), Instant(*t)))
+                .collect(),
             rows: ids.len() as u64,
         }
     }
@@ -196,19 +206,30 @@ mod tests {
         state.pending = Some(pending(&[("a", datetime!(2026-11-28 11:30 UTC))]));
         let parsed = State::parse(&state.to_bytes()).unwrap().unwrap();
         assert_eq!(parsed, state);
-        assert!(matches!(State::parse(b"{not json"), Err(StateError::Corrupt(_))));
-        assert!(matches!(State::parse(br#"{"version": 7}"#), Err(StateError::Version(7))));
+        assert!(matches!(
+            State::parse(b"{not json"),
+            Err(StateError::Corrupt(_))
+        ));
+        assert!(matches!(
+            State::parse(br#"{"version": 7}"#),
+            Err(StateError::Version(7))
+        ));
     }
 
     #[test]
     fn settling_a_committed_slice_advances_and_keeps_only_overlap_ids() {
         let mut state = State::new("all", vec![], datetime!(2026-11-28 10:00 UTC));
-        state.recent_ids.insert("old".into(), Instant(datetime!(2026-11-28 09:59 UTC)));
+        state
+            .recent_ids
+            .insert("old".into(), Instant(datetime!(2026-11-28 09:59 UTC)));
         state.pending = Some(pending(&[("new", datetime!(2026-11-28 11:30 UTC))]));
         state.settle(true, Duration::from_secs(3600));
         assert_eq!(state.watermark, datetime!(2026-11-28 12:00 UTC));
         assert!(state.is_written("new"));
-        assert!(!state.is_written("old"), "ids older than watermark - overlap are pruned");
+        assert!(
+            !state.is_written("old"),
+            "ids older than watermark - overlap are pruned"
+        );
         assert!(state.pending.is_none());
     }
 
@@ -225,7 +246,11 @@ mod tests {
     #[test]
     fn extending_backwards_moves_covered_from_only() {
         let mut state = State::new("all", vec![], datetime!(2026-11-28 10:00 UTC));
-        state.extend(datetime!(2026-11-27 10:00 UTC), datetime!(2026-11-28 10:00 UTC), Duration::ZERO);
+        state.extend(
+            datetime!(2026-11-27 10:00 UTC),
+            datetime!(2026-11-28 10:00 UTC),
+            Duration::ZERO,
+        );
         assert_eq!(state.covered_from, datetime!(2026-11-27 10:00 UTC));
         assert_eq!(state.watermark, datetime!(2026-11-28 10:00 UTC));
     }
@@ -234,7 +259,9 @@ mod tests {
     fn column_changes_are_refused() {
         let state = State::new("all", vec!["id".into()], datetime!(2026-11-28 10:00 UTC));
         assert!(state.check_columns(&["id".into()]).is_ok());
-        let err = state.check_columns(&["id".into(), "ipAddress".into()]).unwrap_err();
+        let err = state
+            .check_columns(&["id".into(), "ipAddress".into()])
+            .unwrap_err();
         assert!(err.to_string().contains("SIGNINS_COLUMNS"));
     }
 }

@@ -20,18 +20,26 @@ pub enum LogMode {
 
 fn filter() -> EnvFilter {
     // The Azure SDK logs request details at debug; keep it at warn unless asked.
-    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,azure_core=warn,azure_identity=warn,azure_storage_blob=warn"))
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("info,azure_core=warn,azure_identity=warn,azure_storage_blob=warn")
+    })
 }
 
 /// Installs the global subscriber for `mode`. Safe to call more than once (later calls are no-ops).
 pub fn init(mode: LogMode) {
-    let builder = tracing_subscriber::fmt().with_env_filter(filter()).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter())
+        .with_target(false);
     let _ = match mode {
         LogMode::Cli => builder.with_writer(std::io::stderr).try_init(),
         LogMode::Serve => builder
             .with_ansi(false)
             .without_time()
-            .with_writer(std::io::stderr.with_max_level(Level::WARN).or_else(std::io::stdout))
+            .with_writer(
+                std::io::stderr
+                    .with_max_level(Level::WARN)
+                    .or_else(std::io::stdout),
+            )
             .try_init(),
     };
 }

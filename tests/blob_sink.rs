@@ -575,6 +575,7 @@ pub async fn outage_fails_cleanly_and_recovers(mut ctx: Ctx) {
         .expect("stage");
 
     ctx.azurite.stop().await;
+    let retries_before = sink.request_counts().retries;
     let header = Bytes::from_static(HEADER.as_bytes());
     let started = Instant::now();
     let errors = vec![
@@ -603,6 +604,10 @@ pub async fn outage_fails_cleanly_and_recovers(mut ctx: Ctx) {
         let err = ctx.clean(err);
         assert!(matches!(err, SinkError::Unavailable { .. }), "{err:?}");
     }
+    assert!(
+        sink.request_counts().retries > retries_before,
+        "connection failures are retried by the SDK policy"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(60),
         "retries took {:?}",
@@ -1092,4 +1097,73 @@ mod oauth {
         outage_fails_cleanly_and_recovers,
         probe_and_list,
     );
+}
+
+/// Storage answering 503 to everything: the SDK retry policy (explicit in the sink's client
+/// options) retries, then the sink reports Unavailable, with the attempts counted.
+mod retries {
+    use super::*;
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn server_errors_are_retried_then_unavailable() {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        let app = axum::Router::new().fallback(move || {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [("x-ms-error-code", "ServerBusy")],
+                    "<?xml version=\"1.0\"?><Error><Code>ServerBusy</Code><Message>Busy.\nRequestId:1</Message></Error>",
+                )
+                    .into_response()
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let url = Url::parse(&format!("http://{addr}/devstoreaccount1/{CONTAINER}")).expect("url");
+        let options = BlobSinkOptions {
+            max_retries: 3,
+            ..Ctx::options()
+        };
+        let sink = BlobSink::with_options(
+            &url,
+            BASE,
+            BlobAuth::Sas(Secret::new("sv=2021-08-06&sig=RETRYSIGNATURE%3D")),
+            options,
+        )
+        .expect("sink");
+        let err = sink
+            .stage(&day(1), &BlockId::new("r", 0), Bytes::from_static(b"x"))
+            .await
+            .expect_err("503 forever");
+        server.abort();
+        match &err {
+            SinkError::Unavailable { detail, .. } => {
+                assert!(
+                    detail.contains("503") && detail.contains("ServerBusy"),
+                    "{detail}"
+                )
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        assert!(!err.to_string().contains("RETRYSIGNATURE"), "{err}");
+        assert_eq!(hits.load(Ordering::SeqCst), 4, "1 attempt + 3 retries");
+        assert_eq!(
+            sink.request_counts(),
+            signin_export::sink::blob::RequestCounts {
+                requests: 1,
+                retries: 3
+            }
+        );
+    }
 }

@@ -9,12 +9,17 @@ use crate::support::fake::{spawn_http, tenant_ending_now};
 fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_signin-export"));
     // Only what each test sets: no SIGNINS_*/AZURE_* from the developer's shell.
-    command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
     command
 }
 
 fn text(output: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -43,14 +48,23 @@ fn configuration_errors_exit_2_and_name_the_setting() {
     assert!(stderr.contains("AZURE_TENANT_ID"), "{stderr}");
     assert!(!stderr.contains("very-secret-value") && !stdout.contains("very-secret-value"));
     // Bad flags are configuration errors too.
-    let output = binary().args(["run", "--since", "last tuesday"]).output().unwrap();
+    let output = binary()
+        .args(["run", "--since", "last tuesday"])
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output).1.contains("since"));
 }
 
 #[test]
 fn every_command_has_help() {
-    for args in [&["--help"][..], &["run", "--help"], &["demo", "--help"], &["check", "--help"], &["serve", "--help"]] {
+    for args in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["demo", "--help"],
+        &["check", "--help"],
+        &["serve", "--help"],
+    ] {
         let output = binary().args(args).output().unwrap();
         assert!(output.status.success(), "{args:?}");
         assert!(text(&output).0.contains("Usage"), "{args:?}");
@@ -67,17 +81,26 @@ async fn run_with_a_managed_identity_exports_and_prints_a_json_summary() {
         .arg("--destination")
         .arg(out.path())
         .envs(fake.managed_identity_env("v1.0"));
-    let output = tokio::task::spawn_blocking(move || command.output()).await.unwrap().unwrap();
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .unwrap();
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "{stderr}");
-    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line on stdout");
+    let summary: serde_json::Value =
+        serde_json::from_str(stdout.trim()).expect("one JSON line on stdout");
     assert_eq!(summary["outcome"], "completed");
     let rows = summary["rows"].as_u64().unwrap();
     assert!(rows > 0);
     let latest = read_csv(&std::fs::read(out.path().join("all/latest.csv")).unwrap());
     assert_eq!(latest.len() as u64, rows);
     // The token came from the managed-identity endpoint, and never shows in the output.
-    let token_requests = fake.fake.requests().into_iter().filter(|r| r.path_and_query.starts_with("/msi/token")).count();
+    let token_requests = fake
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.path_and_query.starts_with("/msi/token"))
+        .count();
     assert!(token_requests >= 1);
     for token in fake.fake.tokens_seen_by_graph() {
         assert!(!stderr.contains(&token) && !stdout.contains(&token));
@@ -87,11 +110,20 @@ async fn run_with_a_managed_identity_exports_and_prints_a_json_summary() {
 #[tokio::test]
 async fn check_explains_a_missing_graph_permission() {
     let fake = spawn_http(tenant_ending_now(5, 1, 32)).await;
-    fake.fake.faults().deny(signin_export::demo::GraphDenial::MissingPermission);
+    fake.fake
+        .faults()
+        .deny(signin_export::demo::GraphDenial::MissingPermission);
     let out = tempfile::tempdir().unwrap();
     let mut command = binary();
-    command.args(["check"]).arg("--destination").arg(out.path()).envs(fake.managed_identity_env("v1.0"));
-    let output = tokio::task::spawn_blocking(move || command.output()).await.unwrap().unwrap();
+    command
+        .args(["check"])
+        .arg("--destination")
+        .arg(out.path())
+        .envs(fake.managed_identity_env("v1.0"));
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .unwrap();
     let (stdout, _) = text(&output);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("AuditLog.Read.All"), "{stdout}");
@@ -103,7 +135,11 @@ async fn check_explains_a_missing_graph_permission() {
 fn demo_runs_with_no_azure_and_a_second_run_adds_nothing() {
     let out = tempfile::tempdir().unwrap();
     let run = || {
-        let output = binary().args(["demo", "--users", "15", "--days", "2", "--out"]).arg(out.path()).output().unwrap();
+        let output = binary()
+            .args(["demo", "--users", "15", "--days", "2", "--out"])
+            .arg(out.path())
+            .output()
+            .unwrap();
         let (stdout, stderr) = text(&output);
         assert!(output.status.success(), "{stderr}");
         serde_json::from_str::<serde_json::Value>(stdout.trim()).unwrap()

@@ -546,11 +546,92 @@ async fn slow_pages_are_delayed_and_arrivals_are_signalled() {
     let url = running.signins_url("v1.0");
     let fake = running.fake.clone();
     let started = std::time::Instant::now();
-    let request = tokio::spawn(async move { get(&url, Some(&token)).await.0 });
+    let (u, t) = (url.clone(), token.clone());
+    let request = tokio::spawn(async move { get(&u, Some(&t)).await.0 });
     fake.wait_for_page_requests(1).await;
     assert_eq!(fake.signin_requests()[0].status, 0, "in flight");
     assert_eq!(request.await.unwrap(), StatusCode::OK);
     assert!(started.elapsed() >= Duration::from_millis(400));
+
+    // Lowering the delay releases a page that is already waiting.
+    fake.clear_requests();
+    fake.faults().slow_pages(Duration::from_secs(600));
+    let started = std::time::Instant::now();
+    let request = tokio::spawn(async move { get(&url, Some(&token)).await.0 });
+    fake.wait_for_page_requests(1).await;
+    fake.faults().slow_pages(Duration::ZERO);
+    assert_eq!(request.await.unwrap(), StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let recorded = fake.signin_requests();
+    assert_eq!(recorded.len(), 1, "cleared before the second request");
+    assert_eq!(recorded[0].status, 200);
+}
+
+#[tokio::test]
+async fn server_errors_can_carry_retry_after() {
+    let (running, token) = graph().await;
+    running
+        .fake
+        .faults()
+        .fail_next_with_retry_after(2, 503, RetryAfter::Seconds(7));
+    let url = running.signins_url("v1.0");
+    for _ in 0..2 {
+        let (status, headers, body) = get(&url, Some(&token)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(headers["retry-after"], "7");
+    }
+    let (status, _, _) = get(&url, Some(&token)).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn wrong_methods_paths_and_bodies_are_refused() {
+    let (running, token) = graph().await;
+    let response = client()
+        .post(running.signins_url("v1.0"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let (status, _, body) = get(
+        &format!("{}/v2.0/auditLogs/signIns", running.base_url),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, _, body) = get(
+        &format!("{}/v1.0/auditLogs/directoryAudits", running.base_url),
+        Some(&token),
+    )
+    .await;
+    assert_graph_error(status, &body, StatusCode::NOT_FOUND, "UnknownError");
+
+    let (status, _, body) = get(&running.token_url(), None).await;
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_aad_error(
+        status,
+        &body,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request",
+        900561,
+    );
+    // The token endpoint takes a form, not JSON.
+    let response = client()
+        .post(running.token_url())
+        .json(&json!({"grant_type": "client_credentials", "client_id": CLIENT_ID}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_aad_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        900144,
+    );
 }
 
 fn form(pairs: &[(&str, &str)]) -> String {

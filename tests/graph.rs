@@ -590,6 +590,29 @@ async fn client_secret_failures_are_explained_without_the_secret() {
         "{err}"
     );
     assert_eq!(running.fake.issued_tokens(), 0);
+
+    // Nothing listens at the authority: "unreachable", naming the authority, not "rejected".
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let nowhere = format!("https://{closed}");
+    let auth = AuthMode::ClientSecret {
+        tenant_id: tenant.clone(),
+        client_id: CLIENT_ID.into(),
+        secret: Secret::new(CLIENT_SECRET),
+    };
+    let options = AuthOptions {
+        authority_host: Some(url::Url::parse(&nowhere).unwrap()),
+    };
+    let err = TokenProvider::with_options(&auth, options)
+        .unwrap()
+        .token()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuthError::Unreachable { .. }), "{err:?}");
+    assert!(err.to_string().contains(&nowhere), "{err}");
+    assert!(!format!("{err} {err:?}").contains(CLIENT_SECRET));
 }
 
 /// A self-signed RSA certificate with its key, as one PEM file.

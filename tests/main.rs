@@ -1,9 +1,10 @@
 //! The one integration-test binary: shared helpers in `support`, one module per topic.
 
-mod support;
+mod blob_pipeline;
 mod blob_sink;
 mod cli;
 mod fake_graph;
 mod graph;
 mod handler;
 mod pipeline;
+mod support;

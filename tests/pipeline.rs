@@ -29,7 +29,10 @@ fn counts_once(counts: &std::collections::BTreeMap<String, usize>) -> BTreeSet<S
 }
 
 fn client_app(record: &Value) -> String {
-    record["clientAppUsed"].as_str().unwrap_or_default().to_lowercase()
+    record["clientAppUsed"]
+        .as_str()
+        .unwrap_or_default()
+        .to_lowercase()
 }
 
 #[tokio::test]
@@ -42,22 +45,38 @@ async fn every_page_of_every_slice_is_exported_exactly_once() {
 
     let (start, end) = (summary.window_start.unwrap(), summary.window_end.unwrap());
     let truth = ids_where(&app.fake.all_signins(), start, end, interactive);
-    assert!(truth.len() > 300, "tenant too small to mean anything: {}", truth.len());
+    assert!(
+        truth.len() > 300,
+        "tenant too small to mean anything: {}",
+        truth.len()
+    );
     let exported = counts_once(&app.exported_id_counts(&settings));
     assert_eq!(exported, truth);
     assert_eq!(summary.rows as usize, truth.len());
-    assert!(summary.pages > summary.slices_total as u64 * 2, "pages {} for {} slices", summary.pages, summary.slices_total);
+    assert!(
+        summary.pages > summary.slices_total as u64 * 2,
+        "pages {} for {} slices",
+        summary.pages,
+        summary.slices_total
+    );
 
     // Every row sits in its own UTC day's file, newest first within a run's slice.
     for (file, rows) in app.daily_rows(&settings) {
         for row in &rows {
-            assert!(file.starts_with(&row["createdDateTime"][..10]), "{} in {file}", row["createdDateTime"]);
+            assert!(
+                file.starts_with(&row["createdDateTime"][..10]),
+                "{} in {file}",
+                row["createdDateTime"]
+            );
         }
     }
     // latest.csv = the union of the daily files, newest first, one header.
     let latest = read_csv(&std::fs::read(app.base(&settings).join("latest.csv")).unwrap());
     assert_eq!(latest.len(), truth.len());
-    let times: Vec<&str> = latest.iter().map(|r| r["createdDateTime"].as_str()).collect();
+    let times: Vec<&str> = latest
+        .iter()
+        .map(|r| r["createdDateTime"].as_str())
+        .collect();
     let mut sorted = times.clone();
     sorted.sort_unstable_by(|a, b| b.cmp(a));
     assert_eq!(times, sorted, "latest.csv is newest first");
@@ -100,7 +119,12 @@ async fn new_and_late_signins_inside_the_overlap_are_captured_once() {
     let second = app.export(&settings).await;
     assert_eq!(second.rows as usize, late.len(), "{second:?}");
     let exported = counts_once(&app.exported_id_counts(&settings));
-    let truth = ids_where(&app.fake.all_signins(), first.window_start.unwrap(), second.window_end.unwrap(), interactive);
+    let truth = ids_where(
+        &app.fake.all_signins(),
+        first.window_start.unwrap(),
+        second.window_end.unwrap(),
+        interactive,
+    );
     assert_eq!(exported, truth);
 }
 
@@ -108,15 +132,31 @@ async fn new_and_late_signins_inside_the_overlap_are_captured_once() {
 async fn each_preset_exports_what_it_promises_and_filters_on_the_server() {
     let records = tenant_ending_now(60, 3, 14);
     let app = TestApp::spawn(records.clone()).await;
-    let legacy: Vec<String> = LEGACY_AUTH_CLIENT_APPS.iter().map(|c| c.to_lowercase()).collect();
-    let exchange_clients: Vec<String> = EXCHANGE_CLIENT_APPS.iter().map(|c| c.to_lowercase()).collect();
-    let presets: [(&str, Box<dyn Fn(&Value) -> bool>); 4] = [
-        ("exchange-activesync", Box::new(|r| client_app(r) == "exchange activesync")),
-        ("legacy-auth", Box::new(move |r| legacy.contains(&client_app(r)))),
+    let legacy: Vec<String> = LEGACY_AUTH_CLIENT_APPS
+        .iter()
+        .map(|c| c.to_lowercase())
+        .collect();
+    let exchange_clients: Vec<String> = EXCHANGE_CLIENT_APPS
+        .iter()
+        .map(|c| c.to_lowercase())
+        .collect();
+    type Keep = Box<dyn Fn(&Value) -> bool>;
+    let presets: [(&str, Keep); 4] = [
+        (
+            "exchange-activesync",
+            Box::new(|r| client_app(r) == "exchange activesync"),
+        ),
+        (
+            "legacy-auth",
+            Box::new(move |r| legacy.contains(&client_app(r))),
+        ),
         (
             "exchange",
             Box::new(move |r| {
-                let app_name = r["appDisplayName"].as_str().unwrap_or_default().to_lowercase();
+                let app_name = r["appDisplayName"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_lowercase();
                 exchange_clients.contains(&client_app(r))
                     || app_name == "office 365 exchange online"
                     || app_name.starts_with("exchange")
@@ -128,17 +168,35 @@ async fn each_preset_exports_what_it_promises_and_filters_on_the_server() {
         app.fake.clear_requests();
         let settings = app.settings(&[("SIGNINS_PRESET", preset), ("SIGNINS_LOOKBACK", "3d")]);
         let summary = app.export(&settings).await;
-        let truth = ids_where(&records, summary.window_start.unwrap(), summary.window_end.unwrap(), |r| {
-            interactive(r) && keep(r)
-        });
+        let truth = ids_where(
+            &records,
+            summary.window_start.unwrap(),
+            summary.window_end.unwrap(),
+            |r| interactive(r) && keep(r),
+        );
         assert!(!truth.is_empty(), "{preset}: empty ground truth");
-        assert_eq!(counts_once(&app.exported_id_counts(&settings)), truth, "{preset}");
-        let filters: Vec<String> = app.fake.signin_requests().iter().filter_map(|r| r.query("$filter")).collect();
+        assert_eq!(
+            counts_once(&app.exported_id_counts(&settings)),
+            truth,
+            "{preset}"
+        );
+        let filters: Vec<String> = app
+            .fake
+            .signin_requests()
+            .iter()
+            .filter_map(|r| r.query("$filter"))
+            .collect();
         assert!(!filters.is_empty());
         for filter in &filters {
-            assert!(filter.contains("createdDateTime ge ") && filter.contains("createdDateTime le "), "{filter}");
+            assert!(
+                filter.contains("createdDateTime ge ") && filter.contains("createdDateTime le "),
+                "{filter}"
+            );
             if preset != "all" {
-                assert!(filter.contains("clientAppUsed eq") || filter.contains("appDisplayName"), "{preset}: {filter}");
+                assert!(
+                    filter.contains("clientAppUsed eq") || filter.contains("appDisplayName"),
+                    "{preset}: {filter}"
+                );
             }
         }
     }
@@ -155,10 +213,17 @@ async fn non_interactive_streams_merge_into_the_same_files() {
         ("SIGNINS_EVENT_TYPES", "interactiveUser,nonInteractiveUser"),
     ]);
     let summary = app.export(&settings).await;
-    let has = |r: &Value, t: &str| r["signInEventTypes"].as_array().is_some_and(|a| a.iter().any(|x| x == t));
-    let truth = ids_where(&records, summary.window_start.unwrap(), summary.window_end.unwrap(), |r| {
-        has(r, "interactiveUser") || has(r, "nonInteractiveUser")
-    });
+    let has = |r: &Value, t: &str| {
+        r["signInEventTypes"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x == t))
+    };
+    let truth = ids_where(
+        &records,
+        summary.window_start.unwrap(),
+        summary.window_end.unwrap(),
+        |r| has(r, "interactiveUser") || has(r, "nonInteractiveUser"),
+    );
     assert!(records.iter().any(|r| has(r, "nonInteractiveUser")));
     assert_eq!(counts_once(&app.exported_id_counts(&settings)), truth);
     for (file, rows) in app.daily_rows(&settings) {
@@ -176,7 +241,12 @@ async fn throttling_is_honoured_and_the_run_completes() {
     let settings = app.settings(&[("SIGNINS_PRESET", "all"), ("SIGNINS_LOOKBACK", "1d")]);
     let summary = app.export(&settings).await;
     assert!(summary.retries >= 3, "{summary:?}");
-    let truth = ids_where(&app.fake.all_signins(), summary.window_start.unwrap(), summary.window_end.unwrap(), interactive);
+    let truth = ids_where(
+        &app.fake.all_signins(),
+        summary.window_start.unwrap(),
+        summary.window_end.unwrap(),
+        interactive,
+    );
     assert_eq!(counts_once(&app.exported_id_counts(&settings)), truth);
 }
 
@@ -185,15 +255,26 @@ async fn a_malformed_page_fails_the_run_and_writes_no_file() {
     let app = TestApp::spawn(tenant_ending_now(20, 1, 17)).await;
     app.fake.faults().malformed_next(1);
     let settings = app.settings(&[("SIGNINS_PRESET", "all"), ("SIGNINS_LOOKBACK", "1d")]);
-    let err = app.run(&settings).await.expect_err("a malformed page must fail the run");
+    let err = app
+        .run(&settings)
+        .await
+        .expect_err("a malformed page must fail the run");
     assert!(matches!(err, PipelineError::Graph(_)), "{err:?}");
-    assert!(app.daily_rows(&settings).is_empty(), "no daily file for an incomplete window");
+    assert!(
+        app.daily_rows(&settings).is_empty(),
+        "no daily file for an incomplete window"
+    );
     assert!(!app.base(&settings).join("latest.csv").exists());
     // The failure is recorded, and the next run exports the whole window.
     let state = std::fs::read_to_string(app.base(&settings).join("_state/state.json")).unwrap();
     assert!(state.contains("\"failed\""), "{state}");
     let summary = app.export(&settings).await;
-    let truth = ids_where(&app.fake.all_signins(), summary.window_start.unwrap(), summary.window_end.unwrap(), interactive);
+    let truth = ids_where(
+        &app.fake.all_signins(),
+        summary.window_start.unwrap(),
+        summary.window_end.unwrap(),
+        interactive,
+    );
     assert_eq!(counts_once(&app.exported_id_counts(&settings)), truth);
 }
 
@@ -203,12 +284,24 @@ async fn csv_round_trips_every_value_through_a_standard_reader() {
     let app = TestApp::spawn(records.clone()).await;
     let settings = app.settings(&[("SIGNINS_PRESET", "all"), ("SIGNINS_LOOKBACK", "3d")]);
     app.export(&settings).await;
-    let by_id: std::collections::HashMap<&str, &Value> = records.iter().map(|r| (r["id"].as_str().unwrap(), r)).collect();
+    let by_id: std::collections::HashMap<&str, &Value> = records
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap(), r))
+        .collect();
     let expect_text = |value: &str| -> String {
         let flat: String = value
             .replace("\r\n", " ")
             .chars()
-            .map(|c| if matches!(c, '\r' | '\n' | '\u{0B}' | '\u{0C}' | '\u{85}' | '\u{2028}' | '\u{2029}') { ' ' } else { c })
+            .map(|c| {
+                if matches!(
+                    c,
+                    '\r' | '\n' | '\u{0B}' | '\u{0C}' | '\u{85}' | '\u{2028}' | '\u{2029}'
+                ) {
+                    ' '
+                } else {
+                    c
+                }
+            })
             .collect();
         if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
             format!("'{flat}")
@@ -227,21 +320,30 @@ async fn csv_round_trips_every_value_through_a_standard_reader() {
                 ("deviceDisplayName", &["deviceDetail", "displayName"][..]),
                 ("statusFailureReason", &["status", "failureReason"][..]),
             ] {
-                let value = path.iter().try_fold(record, |v, k| v.get(*k)).and_then(Value::as_str).unwrap_or("");
+                let value = path
+                    .iter()
+                    .try_fold(record, |v, k| v.get(*k))
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
                 if value.contains(['\n', '\r', ',', '"', '=']) {
                     nasty += 1;
                 }
                 assert_eq!(row[column], expect_text(value), "{column} of {}", row["id"]);
                 assert!(!row[column].contains(['\r', '\n']));
             }
-            let lat = record.pointer("/location/geoCoordinates/latitude").and_then(Value::as_f64);
+            let lat = record
+                .pointer("/location/geoCoordinates/latitude")
+                .and_then(Value::as_f64);
             match lat {
                 Some(lat) => assert_eq!(row["latitude"].parse::<f64>().unwrap(), lat),
                 None => assert_eq!(row["latitude"], ""),
             }
         }
     }
-    assert!(nasty > 0, "the tenant produced no hostile strings to test with");
+    assert!(
+        nasty > 0,
+        "the tenant produced no hostile strings to test with"
+    );
 }
 
 #[tokio::test]
@@ -251,10 +353,18 @@ async fn two_runs_at_once_one_exports_the_other_reports_busy() {
     let settings = app.settings(&[("SIGNINS_PRESET", "all"), ("SIGNINS_LOOKBACK", "1d")]);
     let (a, b) = tokio::join!(app.run(&settings), app.run(&settings));
     let outcomes = [a.unwrap(), b.unwrap()];
-    let busy = outcomes.iter().filter(|o| matches!(o, RunOutcome::Busy(_))).count();
-    let done = outcomes.iter().filter(|o| matches!(o, RunOutcome::Completed(_))).count();
+    let busy = outcomes
+        .iter()
+        .filter(|o| matches!(o, RunOutcome::Busy(_)))
+        .count();
+    let done = outcomes
+        .iter()
+        .filter(|o| matches!(o, RunOutcome::Completed(_)))
+        .count();
     assert_eq!((busy, done), (1, 1), "{outcomes:?}");
-    if let Some(RunOutcome::Busy(holder)) = outcomes.iter().find(|o| matches!(o, RunOutcome::Busy(_))) {
+    if let Some(RunOutcome::Busy(holder)) =
+        outcomes.iter().find(|o| matches!(o, RunOutcome::Busy(_)))
+    {
         assert_eq!(holder.holder, "test");
         assert!(holder.since.is_some());
     }
@@ -264,16 +374,32 @@ async fn two_runs_at_once_one_exports_the_other_reports_busy() {
 async fn a_deadline_keeps_finished_slices_and_the_next_run_resumes() {
     let app = TestApp::spawn(tenant_ending_now(20, 3, 20)).await;
     app.fake.faults().slow_pages(Duration::from_millis(200));
-    let settings = app.settings(&[("SIGNINS_PRESET", "all"), ("SIGNINS_LOOKBACK", "3d"), ("SIGNINS_SLICE", "6h")]);
-    let request = RunRequest { deadline: Some(Duration::from_millis(900)), holder: "test".into(), ..RunRequest::default() };
+    let settings = app.settings(&[
+        ("SIGNINS_PRESET", "all"),
+        ("SIGNINS_LOOKBACK", "3d"),
+        ("SIGNINS_SLICE", "6h"),
+    ]);
+    let request = RunRequest {
+        deadline: Some(Duration::from_millis(900)),
+        holder: "test".into(),
+        ..RunRequest::default()
+    };
     let partial = match app.run_request(&settings, request).await.unwrap() {
         RunOutcome::DeadlineReached(summary) => summary,
         other => panic!("expected the deadline to hit: {other:?}"),
     };
-    assert!(partial.slices_done >= 1 && partial.slices_done < partial.slices_total, "{partial:?}");
+    assert!(
+        partial.slices_done >= 1 && partial.slices_done < partial.slices_total,
+        "{partial:?}"
+    );
     app.fake.faults().slow_pages(Duration::ZERO);
     let rest = app.export(&settings).await;
-    let truth = ids_where(&app.fake.all_signins(), partial.window_start.unwrap(), rest.window_end.unwrap(), interactive);
+    let truth = ids_where(
+        &app.fake.all_signins(),
+        partial.window_start.unwrap(),
+        rest.window_end.unwrap(),
+        interactive,
+    );
     assert_eq!(counts_once(&app.exported_id_counts(&settings)), truth);
 }
 
@@ -309,7 +435,12 @@ impl Sink for CrashingSink {
     async fn stage(&self, file: &str, block: &BlockId, data: Bytes) -> Result<(), SinkError> {
         self.inner.stage(file, block, data).await
     }
-    async fn prepare(&self, file: &str, header: Bytes, blocks: &[BlockId]) -> Result<CommitTicket, SinkError> {
+    async fn prepare(
+        &self,
+        file: &str,
+        header: Bytes,
+        blocks: &[BlockId],
+    ) -> Result<CommitTicket, SinkError> {
         self.inner.prepare(file, header, blocks).await
     }
     async fn commit(&self, ticket: &CommitTicket) -> Result<(), SinkError> {
@@ -318,7 +449,10 @@ impl Sink for CrashingSink {
             if self.after_commit {
                 self.inner.commit(ticket).await?;
             }
-            return Err(SinkError::Unavailable { what: "test".into(), detail: "simulated crash".into() });
+            return Err(SinkError::Unavailable {
+                what: "test".into(),
+                detail: "simulated crash".into(),
+            });
         }
         self.inner.commit(ticket).await
     }
@@ -351,17 +485,37 @@ async fn a_crash_around_a_commit_is_settled_by_the_next_run() {
             after_commit,
         });
         let deps = app.deps_with_sink(&settings, crashing);
-        let request = RunRequest { holder: "test".into(), ..RunRequest::default() };
+        let request = RunRequest {
+            holder: "test".into(),
+            ..RunRequest::default()
+        };
         let crashed = pipeline::run_with(&settings, &deps, request, CancellationToken::new()).await;
         assert!(crashed.is_err(), "after_commit={after_commit}");
         let state = std::fs::read_to_string(app.base(&settings).join("_state/state.json")).unwrap();
-        assert!(state.contains("\"pending\""), "the crash leaves a pending commit: {state}");
+        assert!(
+            state.contains("\"pending\""),
+            "the crash leaves a pending commit: {state}"
+        );
 
         app.export(&settings).await;
         // Ground truth: everything in the interval the state says is exported.
-        let state: Value = serde_json::from_slice(&std::fs::read(app.base(&settings).join("_state/state.json")).unwrap()).unwrap();
-        let at = |key: &str| OffsetDateTime::parse(state[key].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
-        let truth = ids_where(&app.fake.all_signins(), at("coveredFrom"), at("watermark"), interactive);
+        let state: Value = serde_json::from_slice(
+            &std::fs::read(app.base(&settings).join("_state/state.json")).unwrap(),
+        )
+        .unwrap();
+        let at = |key: &str| {
+            OffsetDateTime::parse(
+                state[key].as_str().unwrap(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap()
+        };
+        let truth = ids_where(
+            &app.fake.all_signins(),
+            at("coveredFrom"),
+            at("watermark"),
+            interactive,
+        );
         let exported = counts_once(&app.exported_id_counts(&settings));
         assert_eq!(exported, truth, "after_commit={after_commit}");
         assert!(state.get("pending").is_none());

@@ -414,6 +414,16 @@ pub(crate) async fn token_handler(
     )
 }
 
+/// Anything but POST on the token endpoint.
+pub(crate) async fn token_wrong_method() -> Response {
+    aad_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request",
+        900561,
+        "The endpoint only accepts POST requests.",
+    )
+}
+
 fn missing_parameter(name: &str) -> Response {
     aad_error(
         StatusCode::BAD_REQUEST,

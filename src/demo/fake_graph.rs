@@ -76,13 +76,14 @@ impl RecordedRequest {
 }
 
 /// What a throttled response says in `Retry-After`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum RetryAfter {
     /// `Retry-After: <n>`.
     Seconds(u64),
     /// `Retry-After: <IMF-fixdate>` two seconds in the future.
     HttpDate,
     /// No `Retry-After` header.
+    #[default]
     None,
 }
 
@@ -99,9 +100,10 @@ pub enum GraphDenial {
 #[derive(Debug, Default)]
 pub struct Faults {
     throttle: Mutex<(usize, Option<RetryAfter>)>,
-    fail: Mutex<(usize, u16)>,
+    fail: Mutex<(usize, (u16, RetryAfter))>,
     malformed: AtomicUsize,
-    slow: Mutex<Duration>,
+    /// A watch so that changing the delay also shortens pages already waiting.
+    slow: tokio::sync::watch::Sender<Duration>,
     foreign: Mutex<Option<String>>,
     page_cap: AtomicUsize,
     deny: Mutex<Option<GraphDenial>>,
@@ -124,7 +126,12 @@ impl Faults {
 
     /// The next `n` page requests get `status` (500, 502, 503 or 504) with a Graph error body.
     pub fn fail_next(&self, n: usize, status: u16) {
-        *lock(&self.fail) = (n, status);
+        *lock(&self.fail) = (n, (status, RetryAfter::None));
+    }
+
+    /// Like [`Self::fail_next`], with a `Retry-After` header (Graph sends one with some 503s).
+    pub fn fail_next_with_retry_after(&self, n: usize, status: u16, retry_after: RetryAfter) {
+        *lock(&self.fail) = (n, (status, retry_after));
     }
 
     /// The next `n` page requests get 200 with a truncated, invalid JSON body.
@@ -132,9 +139,31 @@ impl Faults {
         self.malformed.store(n, Ordering::SeqCst);
     }
 
-    /// Delay before every page response (zero to turn off).
+    /// Delay before every page response (zero to turn off). Pages already waiting are released
+    /// as soon as their elapsed wait reaches the new delay.
     pub fn slow_pages(&self, delay: Duration) {
-        *lock(&self.slow) = delay;
+        self.slow.send_replace(delay);
+    }
+
+    /// Waits out the current page delay, following changes made while waiting.
+    async fn page_delay(&self) {
+        let started = tokio::time::Instant::now();
+        let mut rx = self.slow.subscribe();
+        loop {
+            let delay = *rx.borrow_and_update();
+            let deadline = started + delay;
+            if tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return,
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
     }
 
     /// Every token issued so far is rejected from now on (401, as after a CAE revocation).
@@ -171,9 +200,9 @@ impl Faults {
     /// Clears every fault (revocations stay).
     pub fn clear(&self) {
         *lock(&self.throttle) = (0, None);
-        *lock(&self.fail) = (0, 0);
+        *lock(&self.fail) = (0, (0, RetryAfter::None));
         self.malformed.store(0, Ordering::SeqCst);
-        *lock(&self.slow) = Duration::ZERO;
+        self.slow.send_replace(Duration::ZERO);
         *lock(&self.foreign) = None;
         self.page_cap.store(0, Ordering::SeqCst);
         *lock(&self.deny) = None;
@@ -225,6 +254,9 @@ pub(crate) struct StateData {
     signins: Vec<Value>,
     hidden: HashSet<String>,
     requests: Vec<RecordedRequest>,
+    /// How many recorded requests [`FakeGraph::clear_requests`] dropped (request sequence
+    /// numbers stay absolute so in-flight requests update the right record).
+    requests_cleared: usize,
     cursors: HashMap<String, Arc<Cursor>>,
     pub(crate) tokens: HashMap<String, IssuedToken>,
     /// `(tenant lowercased, client_id)` → credential.
@@ -307,9 +339,18 @@ impl FakeGraph {
     /// All routes: Graph, the token endpoint and the managed-identity endpoint.
     pub fn router(&self) -> Router {
         Router::new()
-            .route("/{version}/auditLogs/signIns", get(signins_handler))
-            .route("/{tenant}/oauth2/v2.0/token", post(entra::token_handler))
-            .route("/msi/token", get(entra::managed_identity_handler))
+            .route(
+                "/{version}/auditLogs/signIns",
+                get(signins_handler).fallback(method_not_allowed),
+            )
+            .route(
+                "/{tenant}/oauth2/v2.0/token",
+                post(entra::token_handler).fallback(entra::token_wrong_method),
+            )
+            .route(
+                "/msi/token",
+                get(entra::managed_identity_handler).fallback(method_not_allowed),
+            )
             .fallback(not_found)
             .layer(middleware::from_fn_with_state(self.clone(), record))
             .with_state(self.clone())
@@ -360,9 +401,12 @@ impl FakeGraph {
             .collect()
     }
 
-    /// Forgets the recorded requests.
+    /// Forgets the recorded requests and resets the page-arrival count.
     pub fn clear_requests(&self) {
-        self.state().requests.clear();
+        let mut state = self.state();
+        state.requests_cleared += state.requests.len();
+        state.requests.clear();
+        self.inner.page_arrivals.send_replace(0);
     }
 
     /// Waits until at least `n` Graph page requests have arrived (a real signal for tests
@@ -583,16 +627,29 @@ async fn record(State(fake): State<FakeGraph>, request: Request, next: Next) -> 
     let index = {
         let mut state = fake.state();
         state.requests.push(recorded);
-        state.requests.len() - 1
+        state.requests_cleared + state.requests.len() - 1
     };
     if is_page {
         fake.inner.page_arrivals.send_modify(|n| *n += 1);
     }
     let response = next.run(request).await;
-    if let Some(r) = fake.state().requests.get_mut(index) {
-        r.status = response.status().as_u16();
+    let mut state = fake.state();
+    if let Some(position) = index.checked_sub(state.requests_cleared) {
+        if let Some(r) = state.requests.get_mut(position) {
+            r.status = response.status().as_u16();
+        }
     }
+    drop(state);
     response
+}
+
+async fn method_not_allowed(headers: HeaderMap) -> Response {
+    graph_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Request_BadRequest",
+        "The HTTP method is not allowed for the requested resource.",
+        &headers,
+    )
 }
 
 async fn not_found(headers: HeaderMap) -> Response {
@@ -716,10 +773,7 @@ async fn signins_handler(
         Err(message) => return bad_request(&message, &headers),
     };
     // 4. Faults, in the order a client would meet them.
-    let delay = *lock(&fake.inner.faults.slow);
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
+    fake.inner.faults.page_delay().await;
     if let Some(retry_after) = fake.inner.faults.take_throttle() {
         let mut response = graph_error(
             StatusCode::TOO_MANY_REQUESTS,
@@ -727,19 +781,10 @@ async fn signins_handler(
             "Too many requests.",
             &headers,
         );
-        let value = match retry_after {
-            RetryAfter::Seconds(n) => Some(n.to_string()),
-            RetryAfter::HttpDate => Some(http_date(
-                OffsetDateTime::now_utc() + time::Duration::seconds(2),
-            )),
-            RetryAfter::None => None,
-        };
-        if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
-            response.headers_mut().insert(header::RETRY_AFTER, v);
-        }
+        set_retry_after(&mut response, retry_after);
         return response;
     }
-    if let Some(status) = Faults::take_counted(&fake.inner.faults.fail) {
+    if let Some((status, retry_after)) = Faults::take_counted(&fake.inner.faults.fail) {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         let (code, message) = match status.as_u16() {
             500 => ("UnknownError", ""),
@@ -750,7 +795,9 @@ async fn signins_handler(
                 "The service is temporarily unavailable.",
             ),
         };
-        return graph_error(status, code, message, &headers);
+        let mut response = graph_error(status, code, message, &headers);
+        set_retry_after(&mut response, retry_after);
+        return response;
     }
 
     let body = page_body(&fake, &origin, version, &page);
@@ -898,6 +945,17 @@ fn encode_component(s: &str) -> String {
         }
     }
     out
+}
+
+fn set_retry_after(response: &mut Response, retry_after: RetryAfter) {
+    let value = match retry_after {
+        RetryAfter::Seconds(n) => n.to_string(),
+        RetryAfter::HttpDate => http_date(OffsetDateTime::now_utc() + time::Duration::seconds(2)),
+        RetryAfter::None => return,
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
 }
 
 /// An RFC 7231 IMF-fixdate.

@@ -75,14 +75,20 @@ mod tests {
         .unwrap();
         assert_eq!(s.id, "a");
         assert_eq!(s.created.hour(), 10);
-        assert_eq!(s.path("location/geoCoordinates/latitude"), Some(&json!(47.5)));
+        assert_eq!(
+            s.path("location/geoCoordinates/latitude"),
+            Some(&json!(47.5))
+        );
         assert_eq!(s.path("location/nothing"), None);
     }
 
     #[test]
     fn rejects_records_without_id_or_time() {
         assert_eq!(SignIn::from_json(json!([])), Err(SignInError::NotAnObject));
-        assert_eq!(SignIn::from_json(json!({"createdDateTime": "2026-11-28T10:00:00Z"})), Err(SignInError::MissingId));
+        assert_eq!(
+            SignIn::from_json(json!({"createdDateTime": "2026-11-28T10:00:00Z"})),
+            Err(SignInError::MissingId)
+        );
         assert_eq!(
             SignIn::from_json(json!({"id": "x", "createdDateTime": "yesterday"})),
             Err(SignInError::BadCreated { id: "x".into() })

@@ -71,10 +71,16 @@ fn parse_instant(
 ) -> Result<OffsetDateTime, ParamError> {
     let value = value.trim();
     if value.is_empty() {
-        return Err(refuse(parameter, "is empty; expected an RFC 3339 timestamp such as 2026-11-27T00:00:00Z"));
+        return Err(refuse(
+            parameter,
+            "is empty; expected an RFC 3339 timestamp such as 2026-11-27T00:00:00Z",
+        ));
     }
     let at = OffsetDateTime::parse(value, &Rfc3339).map_err(|_| {
-        refuse(parameter, "is not an RFC 3339 timestamp; expected e.g. 2026-11-27T00:00:00Z")
+        refuse(
+            parameter,
+            "is not an RFC 3339 timestamp; expected e.g. 2026-11-27T00:00:00Z",
+        )
     })?;
     if at > now + CLOCK_SKEW {
         return Err(refuse(parameter, "is in the future"));
@@ -96,7 +102,10 @@ mod tests {
     const NOW: OffsetDateTime = datetime!(2026-11-28 16:00:00 UTC);
 
     fn parse(pairs: &[(&str, &str)]) -> Result<RefreshWindow, ParamError> {
-        let query = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let query = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         parse_refresh_query(&query, NOW)
     }
 
@@ -119,17 +128,36 @@ mod tests {
 
     #[test]
     fn refusals_name_the_parameter() {
-        let cases: &[(&[(&str, &str)], &str, &str)] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: &[Case] = &[
             (&[("since", "yesterday")], "since", "RFC 3339"),
             (&[("until", "")], "until", "empty"),
             (&[("since", "2026-11-28T17:00:00Z")], "since", "future"),
             (&[("until", "2027-01-01T00:00:00Z")], "until", "future"),
             (&[("since", "2026-10-01T00:00:00Z")], "since", "30 days"),
             (&[("until", "2026-10-01T00:00:00Z")], "until", "30 days"),
-            (&[("since", "2026-11-28T10:00:00Z"), ("until", "2026-11-28T10:00:00Z")], "since", "earlier than until"),
-            (&[("since", "2026-11-28T11:00:00Z"), ("until", "2026-11-28T10:00:00Z")], "since", "earlier than until"),
+            (
+                &[
+                    ("since", "2026-11-28T10:00:00Z"),
+                    ("until", "2026-11-28T10:00:00Z"),
+                ],
+                "since",
+                "earlier than until",
+            ),
+            (
+                &[
+                    ("since", "2026-11-28T11:00:00Z"),
+                    ("until", "2026-11-28T10:00:00Z"),
+                ],
+                "since",
+                "earlier than until",
+            ),
             (&[("lookback", "7d")], "lookback", "unknown parameter"),
-            (&[("SINCE", "2026-11-28T10:00:00Z")], "SINCE", "unknown parameter"),
+            (
+                &[("SINCE", "2026-11-28T10:00:00Z")],
+                "SINCE",
+                "unknown parameter",
+            ),
         ];
         for (pairs, parameter, fragment) in cases {
             let err = parse(pairs).expect_err("must be refused");

@@ -306,8 +306,9 @@ pub struct HttpOutput {
 impl HttpOutput {
     /// A JSON response with `Content-Type: application/json`.
     pub fn json(status_code: u16, body: &impl Serialize) -> HttpOutput {
-        let body = serde_json::to_string(body)
-            .unwrap_or_else(|_| "{\"status\":\"failed\",\"error\":{\"message\":\"internal error\"}}".into());
+        let body = serde_json::to_string(body).unwrap_or_else(|_| {
+            "{\"status\":\"failed\",\"error\":{\"message\":\"internal error\"}}".into()
+        });
         let mut headers = BTreeMap::new();
         headers.insert("Content-Type".to_string(), "application/json".to_string());
         HttpOutput {
@@ -348,7 +349,10 @@ mod tests {
             HostTime::At(datetime!(2026-11-28 15:30:00.1234567 UTC))
         );
         assert_eq!(parse_host_time("0001-01-01T00:00:00"), HostTime::Never);
-        assert_eq!(parse_host_time("0001-01-01T00:00:00+00:00"), HostTime::Never);
+        assert_eq!(
+            parse_host_time("0001-01-01T00:00:00+00:00"),
+            HostTime::Never
+        );
         assert_eq!(
             parse_host_time("yesterday"),
             HostTime::Unparseable("yesterday".into())
@@ -373,12 +377,18 @@ mod tests {
         let timer = TimerInfo::from_request(&request);
         assert!(timer.is_past_due);
         assert!(timer.monitored);
-        assert_eq!(timer.last, HostTime::At(datetime!(2026-11-28 16:00:00.0030589 UTC)));
+        assert_eq!(
+            timer.last,
+            HostTime::At(datetime!(2026-11-28 16:00:00.0030589 UTC))
+        );
         assert_eq!(timer.last_updated, HostTime::Never);
         assert_eq!(request.method_name(), Some("ExportSignIns"));
         let line = timer.describe();
         assert!(line.contains("past due"), "{line}");
-        assert!(line.contains("last run 2026-11-28T16:00:00.0030589Z"), "{line}");
+        assert!(
+            line.contains("last run 2026-11-28T16:00:00.0030589Z"),
+            "{line}"
+        );
         assert!(line.contains("next run 2026-11-28T16:30:00Z"), "{line}");
     }
 
@@ -405,9 +415,18 @@ mod tests {
 
     #[test]
     fn envelope_errors() {
-        assert!(matches!(InvocationRequest::parse(b"not json"), Err(ProtocolError::NotJson(_))));
-        assert!(matches!(InvocationRequest::parse(b"[1]"), Err(ProtocolError::NotAnObject)));
-        assert_eq!(InvocationRequest::parse(b"{}").unwrap(), InvocationRequest::default());
+        assert!(matches!(
+            InvocationRequest::parse(b"not json"),
+            Err(ProtocolError::NotJson(_))
+        ));
+        assert!(matches!(
+            InvocationRequest::parse(b"[1]"),
+            Err(ProtocolError::NotAnObject)
+        ));
+        assert_eq!(
+            InvocationRequest::parse(b"{}").unwrap(),
+            InvocationRequest::default()
+        );
     }
 
     #[test]
@@ -427,7 +446,8 @@ mod tests {
         assert_eq!(req.headers["X-Forwarded-For"], vec!["1.2.3.4", "5.6.7.8"]);
         assert_eq!(req.body.as_deref(), Some("{\"a\":1}"));
 
-        let no_body = envelope(json!({"Data": {"req": {"Method": "GET", "Query": {}, "Headers": {}}}}));
+        let no_body =
+            envelope(json!({"Data": {"req": {"Method": "GET", "Query": {}, "Headers": {}}}}));
         assert_eq!(HttpRequestData::from_request(&no_body).unwrap().body, None);
         assert!(matches!(
             HttpRequestData::from_request(&envelope(json!({"Data": {}}))),
@@ -437,7 +457,10 @@ mod tests {
 
     #[test]
     fn http_reply_carries_the_body_as_a_json_string() {
-        let output = HttpOutput::json(409, &json!({"status": "already-running", "since": "2026-11-28T16:00:00Z"}));
+        let output = HttpOutput::json(
+            409,
+            &json!({"status": "already-running", "since": "2026-11-28T16:00:00Z"}),
+        );
         let reply = InvocationResponse::http(output, vec!["busy".into()]);
         let bytes = reply.to_bytes();
         assert_eq!(

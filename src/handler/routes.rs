@@ -108,7 +108,8 @@ struct InFlight(watch::Sender<usize>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.send_modify(|running| *running = running.saturating_sub(1));
+        self.0
+            .send_modify(|running| *running = running.saturating_sub(1));
     }
 }
 
@@ -168,7 +169,9 @@ fn invocation_id(headers: &HeaderMap) -> String {
         .and_then(|value| value.to_str().ok())
         .map(str::trim)
         .filter(|id| {
-            !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            !id.is_empty()
+                && id.len() <= 64
+                && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         })
         .unwrap_or("unknown")
         .to_string()
@@ -227,7 +230,11 @@ const SHUTTING_DOWN: &str =
 // ---------------------------------------------------------------------------------------------
 // Timer trigger
 
-async fn export_signins(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn export_signins(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let id = invocation_id(&headers);
     if state.is_shutting_down() {
         tracing::warn!(invocation_id = %id, "timer invocation refused: shutting down");
@@ -254,7 +261,10 @@ async fn export_signins(State(state): State<AppState>, headers: HeaderMap, body:
             tracing::error!(invocation_id = %id, "malformed timer invocation: {}", one_line(&error));
             return reply(
                 StatusCode::BAD_REQUEST,
-                &InvocationResponse::with_logs(vec![format!("malformed invocation: {}", one_line(&error))]),
+                &InvocationResponse::with_logs(vec![format!(
+                    "malformed invocation: {}",
+                    one_line(&error)
+                )]),
             );
         }
     };
@@ -322,13 +332,19 @@ async fn export_signins(State(state): State<AppState>, headers: HeaderMap, body:
             let line = format!("export stopped: {}", PipelineError::Cancelled);
             tracing::warn!(invocation_id = %id, "{line}");
             logs.push(line);
-            reply(StatusCode::SERVICE_UNAVAILABLE, &InvocationResponse::with_logs(logs))
+            reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &InvocationResponse::with_logs(logs),
+            )
         }
         Err(error) => {
             let line = format!("export failed: {}", one_line(&error));
             tracing::error!(invocation_id = %id, "{line}");
             logs.push(line);
-            reply(StatusCode::INTERNAL_SERVER_ERROR, &InvocationResponse::with_logs(logs))
+            reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &InvocationResponse::with_logs(logs),
+            )
         }
     }
 }
@@ -342,10 +358,17 @@ fn http_reply(output: HttpOutput, logs: Vec<String>) -> Response {
 }
 
 fn error_output(status: u16, kind: &str, message: &str) -> HttpOutput {
-    HttpOutput::json(status, &json!({"status": kind, "error": {"message": message}}))
+    HttpOutput::json(
+        status,
+        &json!({"status": kind, "error": {"message": message}}),
+    )
 }
 
-async fn refresh_signins(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn refresh_signins(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let id = invocation_id(&headers);
     if state.is_shutting_down() {
         tracing::warn!(invocation_id = %id, "refresh refused: shutting down");
@@ -354,14 +377,19 @@ async fn refresh_signins(State(state): State<AppState>, headers: HeaderMap, body
             vec![SHUTTING_DOWN.to_string()],
         );
     }
-    let request = match InvocationRequest::parse(&body).and_then(|e| HttpRequestData::from_request(&e)) {
+    let request = match InvocationRequest::parse(&body)
+        .and_then(|e| HttpRequestData::from_request(&e))
+    {
         Ok(request) => request,
         Err(error) => {
             // Not an envelope the host would send: answer at the transport level.
             tracing::error!(invocation_id = %id, "malformed refresh invocation: {}", one_line(&error));
             return reply(
                 StatusCode::BAD_REQUEST,
-                &InvocationResponse::with_logs(vec![format!("malformed invocation: {}", one_line(&error))]),
+                &InvocationResponse::with_logs(vec![format!(
+                    "malformed invocation: {}",
+                    one_line(&error)
+                )]),
             );
         }
     };
@@ -369,7 +397,8 @@ async fn refresh_signins(State(state): State<AppState>, headers: HeaderMap, body
         Ok(settings) => settings,
         Err(error) => {
             tracing::error!(invocation_id = %id, "configuration error: {error}");
-            let message = format!("configuration error: {error}; fix the app setting and restart the app");
+            let message =
+                format!("configuration error: {error}; fix the app setting and restart the app");
             return http_reply(error_output(500, "misconfigured", &message), vec![message]);
         }
     };
@@ -387,7 +416,12 @@ async fn refresh_signins(State(state): State<AppState>, headers: HeaderMap, body
 }
 
 /// `POST /api/refresh[?since=…&until=…]`.
-async fn refresh(state: &AppState, settings: &Settings, id: &str, request: &HttpRequestData) -> Response {
+async fn refresh(
+    state: &AppState,
+    settings: &Settings,
+    id: &str,
+    request: &HttpRequestData,
+) -> Response {
     let window = match parse_refresh_query(&request.query, OffsetDateTime::now_utc()) {
         Ok(window) => window,
         Err(ParamError { parameter, message }) => {
@@ -402,8 +436,12 @@ async fn refresh(state: &AppState, settings: &Settings, id: &str, request: &Http
     };
     let mut logs = vec![format!(
         "refresh requested: since {}, until {}",
-        window.since.map_or("the watermark".to_string(), |at| rfc3339(Some(at))),
-        window.until.map_or("now".to_string(), |at| rfc3339(Some(at))),
+        window
+            .since
+            .map_or("the watermark".to_string(), |at| rfc3339(Some(at))),
+        window
+            .until
+            .map_or("now".to_string(), |at| rfc3339(Some(at))),
     )];
     tracing::info!(invocation_id = %id, "{}", logs[0]);
 
@@ -475,7 +513,9 @@ async fn last_run(state: &AppState, settings: &Settings, id: &str) -> Response {
     match state.inner.runner.last_summary(settings).await {
         Ok(summary) => {
             let line = match &summary {
-                Some(summary) => format!("last run: {} ({})", summary.outcome, summary_line(summary)),
+                Some(summary) => {
+                    format!("last run: {} ({})", summary.outcome, summary_line(summary))
+                }
                 None => "no run recorded yet".to_string(),
             };
             http_reply(
@@ -531,10 +571,17 @@ mod tests {
             if cancel.is_cancelled() {
                 return Err(PipelineError::Cancelled);
             }
-            self.outcome.lock().unwrap().take().expect("one run per test")
+            self.outcome
+                .lock()
+                .unwrap()
+                .take()
+                .expect("one run per test")
         }
 
-        async fn last_summary(&self, _settings: &Settings) -> Result<Option<RunSummary>, PipelineError> {
+        async fn last_summary(
+            &self,
+            _settings: &Settings,
+        ) -> Result<Option<RunSummary>, PipelineError> {
             Ok(self.last.clone())
         }
     }
@@ -567,9 +614,18 @@ mod tests {
             .await
             .unwrap();
         let status = response.status();
-        let content_type = response.headers()[header::CONTENT_TYPE].to_str().unwrap().to_string();
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
-        (status, content_type, serde_json::from_slice(&bytes).unwrap())
+        let content_type = response.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            content_type,
+            serde_json::from_slice(&bytes).unwrap(),
+        )
     }
 
     fn timer_envelope() -> Value {
@@ -588,13 +644,26 @@ mod tests {
     fn caller_view(reply: &Value) -> (u64, Value, Value) {
         let res = &reply["Outputs"]["res"];
         let body = res["body"].as_str().expect("body is a JSON string");
-        (res["statusCode"].as_u64().unwrap(), res["headers"].clone(), serde_json::from_str(body).unwrap())
+        (
+            res["statusCode"].as_u64().unwrap(),
+            res["headers"].clone(),
+            serde_json::from_str(body).unwrap(),
+        )
     }
 
     #[tokio::test]
     async fn readiness_probe_answers() {
-        let state = AppState::new(Err(ConfigError { setting: "SIGNINS_PRESET", message: "bad".into() }), Scripted::returning(Err(PipelineError::Cancelled)));
-        let response = app(state).oneshot(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
+        let state = AppState::new(
+            Err(ConfigError {
+                setting: "SIGNINS_PRESET",
+                message: "bad".into(),
+            }),
+            Scripted::returning(Err(PipelineError::Cancelled)),
+        );
+        let response = app(state)
+            .oneshot(Request::get("/").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
     }
 
@@ -608,18 +677,39 @@ mod tests {
         assert_eq!(reply["Outputs"], json!({}));
         assert_eq!(reply["ReturnValue"]["rows"], 42);
         let logs = reply["Logs"].as_array().unwrap();
-        assert!(logs[0].as_str().unwrap().contains("no schedule status"), "{logs:?}");
-        assert!(logs[1].as_str().unwrap().starts_with("export completed: 42 new rows in 1 files"), "{logs:?}");
+        assert!(
+            logs[0].as_str().unwrap().contains("no schedule status"),
+            "{logs:?}"
+        );
+        assert!(
+            logs[1]
+                .as_str()
+                .unwrap()
+                .starts_with("export completed: 42 new rows in 1 files"),
+            "{logs:?}"
+        );
         let requests = runner.requests.lock().unwrap();
         assert_eq!(requests[0].deadline, Some(settings().run_deadline));
-        assert!(requests[0].holder.starts_with("timer ExportSignIns invocation 3f1c-inv on "), "{}", requests[0].holder);
+        assert!(
+            requests[0]
+                .holder
+                .starts_with("timer ExportSignIns invocation 3f1c-inv on "),
+            "{}",
+            requests[0].holder
+        );
         assert!(requests[0].since.is_none() && !requests[0].dry_run);
     }
 
     #[tokio::test]
     async fn timer_busy_is_not_a_failure() {
-        let holder = LockHolder { holder: "refresh RefreshSignIns invocation x on h pid 1".into(), since: Some(time::macros::datetime!(2026-11-28 16:00 UTC)) };
-        let state = AppState::new(Ok(settings()), Scripted::returning(Ok(RunOutcome::Busy(holder))));
+        let holder = LockHolder {
+            holder: "refresh RefreshSignIns invocation x on h pid 1".into(),
+            since: Some(time::macros::datetime!(2026-11-28 16:00 UTC)),
+        };
+        let state = AppState::new(
+            Ok(settings()),
+            Scripted::returning(Ok(RunOutcome::Busy(holder))),
+        );
         let (status, _, reply) = call(state, "/ExportSignIns", timer_envelope()).await;
         assert_eq!(status, StatusCode::OK);
         let line = reply["Logs"][1].as_str().unwrap();
@@ -629,43 +719,88 @@ mod tests {
 
     #[tokio::test]
     async fn timer_failure_is_a_500_with_logs() {
-        let state = AppState::new(Ok(settings()), Scripted::returning(Err(PipelineError::Graph("Graph refused: 403 Forbidden".into()))));
+        let state = AppState::new(
+            Ok(settings()),
+            Scripted::returning(Err(PipelineError::Graph(
+                "Graph refused: 403 Forbidden".into(),
+            ))),
+        );
         let (status, content_type, reply) = call(state, "/ExportSignIns", timer_envelope()).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(content_type, "application/json");
-        assert_eq!(reply["Logs"][1], "export failed: Graph refused: 403 Forbidden");
+        assert_eq!(
+            reply["Logs"][1],
+            "export failed: Graph refused: 403 Forbidden"
+        );
         assert!(reply.get("ReturnValue").is_none());
     }
 
     #[tokio::test]
     async fn invalid_settings_fail_every_invocation_with_the_setting_named() {
-        let error = ConfigError { setting: "SIGNINS_LOOKBACK", message: "must be at most 30d".into() };
-        let state = AppState::new(Err(error), Scripted::returning(Err(PipelineError::Cancelled)));
+        let error = ConfigError {
+            setting: "SIGNINS_LOOKBACK",
+            message: "must be at most 30d".into(),
+        };
+        let state = AppState::new(
+            Err(error),
+            Scripted::returning(Err(PipelineError::Cancelled)),
+        );
         let (status, _, reply) = call(state.clone(), "/ExportSignIns", timer_envelope()).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-        assert!(reply["Logs"][0].as_str().unwrap().contains("SIGNINS_LOOKBACK: must be at most 30d"));
-        let (status, _, reply) = call(state, "/RefreshSignIns", refresh_envelope("POST", json!({}))).await;
+        assert!(reply["Logs"][0]
+            .as_str()
+            .unwrap()
+            .contains("SIGNINS_LOOKBACK: must be at most 30d"));
+        let (status, _, reply) = call(
+            state,
+            "/RefreshSignIns",
+            refresh_envelope("POST", json!({})),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK);
         let (code, _, body) = caller_view(&reply);
         assert_eq!(code, 500);
         assert_eq!(body["status"], "misconfigured");
-        assert!(body["error"]["message"].as_str().unwrap().contains("SIGNINS_LOOKBACK"));
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("SIGNINS_LOOKBACK"));
     }
 
     #[tokio::test]
     async fn refresh_outcomes_map_to_caller_statuses() {
-        let holder = LockHolder { holder: "timer ExportSignIns invocation y on h pid 2".into(), since: None };
+        let holder = LockHolder {
+            holder: "timer ExportSignIns invocation y on h pid 2".into(),
+            since: None,
+        };
         let cases: Vec<(Result<RunOutcome, PipelineError>, u64, &str)> = vec![
-            (Ok(RunOutcome::Completed(summary("completed"))), 200, "completed"),
-            (Ok(RunOutcome::DeadlineReached(summary("deadline-reached"))), 202, "deadline-reached"),
+            (
+                Ok(RunOutcome::Completed(summary("completed"))),
+                200,
+                "completed",
+            ),
+            (
+                Ok(RunOutcome::DeadlineReached(summary("deadline-reached"))),
+                202,
+                "deadline-reached",
+            ),
             (Ok(RunOutcome::Busy(holder)), 409, "already-running"),
-            (Err(PipelineError::State("etag mismatch".into())), 500, "failed"),
+            (
+                Err(PipelineError::State("etag mismatch".into())),
+                500,
+                "failed",
+            ),
             (Err(PipelineError::Cancelled), 503, "shutting-down"),
         ];
         for (outcome, expected, status_field) in cases {
             let runner = Scripted::returning(outcome);
             let state = AppState::new(Ok(settings()), runner.clone());
-            let (status, content_type, reply) = call(state, "/RefreshSignIns", refresh_envelope("POST", json!({"code": "secret-key"}))).await;
+            let (status, content_type, reply) = call(
+                state,
+                "/RefreshSignIns",
+                refresh_envelope("POST", json!({"code": "secret-key"})),
+            )
+            .await;
             assert_eq!(status, StatusCode::OK, "the host always gets 200");
             assert_eq!(content_type, "application/json");
             let (code, headers, body) = caller_view(&reply);
@@ -675,18 +810,34 @@ mod tests {
             assert!(!reply.to_string().contains("secret-key"), "{reply}");
             let request = &runner.requests.lock().unwrap()[0];
             assert_eq!(request.deadline, Some(settings().refresh_deadline));
-            assert!(request.holder.starts_with("refresh RefreshSignIns invocation 3f1c-inv on "));
+            assert!(request
+                .holder
+                .starts_with("refresh RefreshSignIns invocation 3f1c-inv on "));
         }
     }
 
     #[tokio::test]
     async fn refresh_busy_names_the_holder() {
-        let holder = LockHolder { holder: "timer ExportSignIns invocation y on h pid 2".into(), since: Some(time::macros::datetime!(2026-11-28 15:59:58 UTC)) };
-        let state = AppState::new(Ok(settings()), Scripted::returning(Ok(RunOutcome::Busy(holder))));
-        let (_, _, reply) = call(state, "/RefreshSignIns", refresh_envelope("POST", json!({}))).await;
+        let holder = LockHolder {
+            holder: "timer ExportSignIns invocation y on h pid 2".into(),
+            since: Some(time::macros::datetime!(2026-11-28 15:59:58 UTC)),
+        };
+        let state = AppState::new(
+            Ok(settings()),
+            Scripted::returning(Ok(RunOutcome::Busy(holder))),
+        );
+        let (_, _, reply) = call(
+            state,
+            "/RefreshSignIns",
+            refresh_envelope("POST", json!({})),
+        )
+        .await;
         let (code, _, body) = caller_view(&reply);
         assert_eq!(code, 409);
-        assert_eq!(body["holder"], "timer ExportSignIns invocation y on h pid 2");
+        assert_eq!(
+            body["holder"],
+            "timer ExportSignIns invocation y on h pid 2"
+        );
         assert_eq!(body["since"], "2026-11-28T15:59:58Z");
     }
 
@@ -694,7 +845,15 @@ mod tests {
     async fn refresh_bad_parameters_never_reach_the_pipeline() {
         let runner = Scripted::returning(Err(PipelineError::Cancelled));
         let state = AppState::new(Ok(settings()), runner.clone());
-        let (_, _, reply) = call(state, "/RefreshSignIns", refresh_envelope("POST", json!({"since": "last tuesday", "code": "secret-key"}))).await;
+        let (_, _, reply) = call(
+            state,
+            "/RefreshSignIns",
+            refresh_envelope(
+                "POST",
+                json!({"since": "last tuesday", "code": "secret-key"}),
+            ),
+        )
+        .await;
         let (code, _, body) = caller_view(&reply);
         assert_eq!(code, 400);
         assert_eq!(body["status"], "bad-request");
@@ -706,17 +865,25 @@ mod tests {
 
     #[tokio::test]
     async fn refresh_get_returns_the_last_run_without_running() {
-        let runner = Arc::new(Scripted { last: Some(summary("completed")), ..Scripted::default() });
+        let runner = Arc::new(Scripted {
+            last: Some(summary("completed")),
+            ..Scripted::default()
+        });
         let state = AppState::new(Ok(settings()), runner.clone());
-        let (_, _, reply) = call(state, "/RefreshSignIns", refresh_envelope("GET", json!({}))).await;
+        let (_, _, reply) =
+            call(state, "/RefreshSignIns", refresh_envelope("GET", json!({}))).await;
         let (code, _, body) = caller_view(&reply);
         assert_eq!(code, 200);
         assert_eq!(body["status"], "ok");
         assert_eq!(body["lastRun"]["rows"], 42);
         assert!(runner.requests.lock().unwrap().is_empty());
         let empty = AppState::new(Ok(settings()), Arc::new(Scripted::default()));
-        let (_, _, reply) = call(empty, "/RefreshSignIns", refresh_envelope("GET", json!({}))).await;
-        assert_eq!(caller_view(&reply).2, json!({"status": "ok", "lastRun": null}));
+        let (_, _, reply) =
+            call(empty, "/RefreshSignIns", refresh_envelope("GET", json!({}))).await;
+        assert_eq!(
+            caller_view(&reply).2,
+            json!({"status": "ok", "lastRun": null})
+        );
     }
 
     #[tokio::test]
@@ -727,9 +894,17 @@ mod tests {
         let (status, _, reply) = call(state.clone(), "/ExportSignIns", timer_envelope()).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(reply["Logs"][0].as_str().unwrap().contains("shutting down"));
-        let (_, _, reply) = call(state.clone(), "/RefreshSignIns", refresh_envelope("POST", json!({}))).await;
+        let (_, _, reply) = call(
+            state.clone(),
+            "/RefreshSignIns",
+            refresh_envelope("POST", json!({})),
+        )
+        .await;
         let (code, headers, body) = caller_view(&reply);
-        assert_eq!((code, body["status"].as_str()), (503, Some("shutting-down")));
+        assert_eq!(
+            (code, body["status"].as_str()),
+            (503, Some("shutting-down"))
+        );
         assert_eq!(headers["Retry-After"], "30");
         assert!(runner.requests.lock().unwrap().is_empty());
         assert_eq!(state.in_flight(), 0);
@@ -739,7 +914,11 @@ mod tests {
     async fn malformed_envelopes_and_unknown_routes() {
         let state = AppState::new(Ok(settings()), Arc::new(Scripted::default()));
         let response = app(state.clone())
-            .oneshot(Request::post("/ExportSignIns").body(Body::from("{not json")).unwrap())
+            .oneshot(
+                Request::post("/ExportSignIns")
+                    .body(Body::from("{not json"))
+                    .unwrap(),
+            )
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
@@ -756,7 +935,10 @@ mod tests {
         let error = PipelineError::Graph("Graph answered 500:\n  upstream\r\n  timeout".into());
         let state = AppState::new(Ok(settings()), Scripted::returning(Err(error)));
         let (_, _, reply) = call(state, "/ExportSignIns", timer_envelope()).await;
-        assert_eq!(reply["Logs"][1], "export failed: Graph answered 500: | upstream | timeout");
+        assert_eq!(
+            reply["Logs"][1],
+            "export failed: Graph answered 500: | upstream | timeout"
+        );
     }
 
     #[test]

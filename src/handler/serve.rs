@@ -57,7 +57,11 @@ pub async fn serve() -> Result<(), ServeError> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port))
         .await
         .map_err(|source| ServeError::Bind { port, source })?;
-    tracing::info!(port, version = env!("CARGO_PKG_VERSION"), "signin-export custom handler listening");
+    tracing::info!(
+        port,
+        version = env!("CARGO_PKG_VERSION"),
+        "signin-export custom handler listening"
+    );
 
     let settings = Settings::from_env();
     match &settings {
@@ -99,9 +103,15 @@ pub async fn serve_on(
         }
     }
 
-    tracing::info!(running = state.in_flight(), "shutdown requested: refusing new invocations, stopping running exports");
+    tracing::info!(
+        running = state.in_flight(),
+        "shutdown requested: refusing new invocations, stopping running exports"
+    );
     state.begin_shutdown();
-    if tokio::time::timeout(DRAIN_TIMEOUT, state.drained()).await.is_err() {
+    if tokio::time::timeout(DRAIN_TIMEOUT, state.drained())
+        .await
+        .is_err()
+    {
         tracing::warn!(
             running = state.in_flight(),
             "exports still running after {}s; exiting anyway (the lock expires by itself)",
@@ -131,7 +141,9 @@ async fn shutdown_signal() {
                 }
             }
             Err(error) => {
-                tracing::warn!("cannot listen for SIGTERM ({error}); only Ctrl-C stops the handler");
+                tracing::warn!(
+                    "cannot listen for SIGTERM ({error}); only Ctrl-C stops the handler"
+                );
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
@@ -145,15 +157,108 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Overrides;
+    use crate::handler::runner::Runner;
+    use crate::pipeline::{PipelineError, RunOutcome, RunRequest, RunSummary};
+    use async_trait::async_trait;
+    use serde_json::Value;
+    use tokio::sync::Notify;
+
+    /// Runs until cancelled, then needs a moment to reach its safe point.
+    struct UntilCancelled {
+        started: Notify,
+    }
+
+    #[async_trait]
+    impl Runner for UntilCancelled {
+        async fn run(
+            &self,
+            _settings: &Settings,
+            _request: RunRequest,
+            cancel: CancellationToken,
+        ) -> Result<RunOutcome, PipelineError> {
+            self.started.notify_one();
+            cancel.cancelled().await;
+            // Finishing the current slice and releasing the lock takes a little while.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Err(PipelineError::Cancelled)
+        }
+
+        async fn last_summary(
+            &self,
+            _settings: &Settings,
+        ) -> Result<Option<RunSummary>, PipelineError> {
+            Ok(None)
+        }
+    }
+
+    #[tokio::test]
+    async fn shutdown_cancels_the_running_export_refuses_new_work_and_returns() {
+        let runner = Arc::new(UntilCancelled {
+            started: Notify::new(),
+        });
+        let settings = Settings::load(&Overrides::default(), |_| None).unwrap();
+        let state = AppState::new(Ok(settings), runner.clone());
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_on(listener, state.clone(), async {
+            let _ = stop_rx.await;
+        }));
+        let client = reqwest::Client::new();
+        let timer = r#"{"Data":{"timer":{"ScheduleStatus":null,"IsPastDue":false}},"Metadata":{}}"#;
+        let running = tokio::spawn(
+            client
+                .post(format!("{base}/ExportSignIns"))
+                .body(timer)
+                .send(),
+        );
+        runner.started.notified().await;
+        assert_eq!(state.in_flight(), 1);
+
+        stop_tx.send(()).unwrap();
+        while !state.is_shutting_down() {
+            tokio::task::yield_now().await;
+        }
+        // Draining: still listening, refusing new work.
+        let refused = client
+            .post(format!("{base}/ExportSignIns"))
+            .body(timer)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 503);
+        let reply: Value = refused.json().await.unwrap();
+        assert!(reply["Logs"][0].as_str().unwrap().contains("shutting down"));
+
+        let interrupted = running.await.unwrap().unwrap();
+        assert_eq!(interrupted.status(), 503);
+        let reply: Value = interrupted.json().await.unwrap();
+        assert!(
+            reply["Logs"][1].as_str().unwrap().contains("cancelled"),
+            "{reply}"
+        );
+
+        let result = tokio::time::timeout(DRAIN_TIMEOUT + CLOSE_TIMEOUT, server).await;
+        assert!(matches!(result, Ok(Ok(Ok(())))), "{result:?}");
+        assert_eq!(state.in_flight(), 0);
+    }
 
     #[test]
     fn port_errors_are_clear() {
         assert_eq!(port_from(Some(" 8080 ".into())).unwrap(), 8080);
         assert!(matches!(port_from(None), Err(ServeError::PortMissing)));
-        assert!(matches!(port_from(Some("".into())), Err(ServeError::PortMissing)));
+        assert!(matches!(
+            port_from(Some("".into())),
+            Err(ServeError::PortMissing)
+        ));
         for bad in ["0", "65536", "http", "-1"] {
             let err = port_from(Some(bad.into())).unwrap_err();
-            assert!(err.to_string().starts_with(&format!("{PORT_VARIABLE}='{bad}'")), "{err}");
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("{PORT_VARIABLE}='{bad}'")),
+                "{err}"
+            );
         }
         assert!(ServeError::PortMissing.to_string().contains("func start"));
     }

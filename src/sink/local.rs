@@ -18,7 +18,9 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
-use super::{BlockId, CommitTicket, LockHolder, LockOutcome, Sink, SinkError, LATEST_FILE, STATE_FILE};
+use super::{
+    BlockId, CommitTicket, LockHolder, LockOutcome, Sink, SinkError, LATEST_FILE, STATE_FILE,
+};
 
 /// How long a lock outlives its last renewal.
 pub const LOCK_TTL: Duration = Duration::from_secs(60);
@@ -62,7 +64,10 @@ fn io_error(what: &Path, e: std::io::Error) -> SinkError {
             what: what.display().to_string(),
             hint: "the folder is not writable by this user".into(),
         },
-        _ => SinkError::Unavailable { what: what.display().to_string(), detail: e.to_string() },
+        _ => SinkError::Unavailable {
+            what: what.display().to_string(),
+            detail: e.to_string(),
+        },
     }
 }
 
@@ -90,7 +95,10 @@ fn hex(bytes: &[u8]) -> String {
 impl LocalSink {
     /// A sink writing under `base` (created if missing).
     pub fn new(base: impl Into<PathBuf>) -> LocalSink {
-        LocalSink { base: base.into(), lock: Mutex::new(None) }
+        LocalSink {
+            base: base.into(),
+            lock: Mutex::new(None),
+        }
     }
 
     fn path(&self, file: &str) -> PathBuf {
@@ -98,17 +106,31 @@ impl LocalSink {
     }
 
     fn staged(&self, file: &str, block: &BlockId) -> PathBuf {
-        self.base.join(STAGING).join(file.replace('/', "_")).join(block.as_str())
+        self.base
+            .join(STAGING)
+            .join(file.replace('/', "_"))
+            .join(block.as_str())
     }
 
     /// Writes `parts` (files and byte slices) to a new temp file beside `target`; returns its path
     /// and SHA-256. Nothing is visible at `target` until the caller renames it.
-    async fn assemble(&self, target: &Path, parts: &[Part<'_>]) -> Result<(PathBuf, String), SinkError> {
+    async fn assemble(
+        &self,
+        target: &Path,
+        parts: &[Part<'_>],
+    ) -> Result<(PathBuf, String), SinkError> {
         let dir = target.parent().unwrap_or(&self.base);
-        tokio::fs::create_dir_all(dir).await.map_err(|e| io_error(dir, e))?;
-        let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| io_error(dir, e))?;
+        let name = target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("file");
         let temp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
-        let mut out = tokio::fs::File::create(&temp).await.map_err(|e| io_error(&temp, e))?;
+        let mut out = tokio::fs::File::create(&temp)
+            .await
+            .map_err(|e| io_error(&temp, e))?;
         let mut hasher = Sha256::new();
         for part in parts {
             match part {
@@ -118,7 +140,9 @@ impl LocalSink {
                 }
                 // Streamed in chunks: daily files can be large, memory stays flat.
                 Part::File { path, skip } => {
-                    let mut input = tokio::fs::File::open(path).await.map_err(|e| io_error(path, e))?;
+                    let mut input = tokio::fs::File::open(path)
+                        .await
+                        .map_err(|e| io_error(path, e))?;
                     let len = input.metadata().await.map_err(|e| io_error(path, e))?.len();
                     if len < *skip as u64 {
                         return Err(SinkError::Other(format!(
@@ -132,12 +156,17 @@ impl LocalSink {
                         .map_err(|e| io_error(path, e))?;
                     let mut chunk = vec![0u8; 256 * 1024];
                     loop {
-                        let n = input.read(&mut chunk).await.map_err(|e| io_error(path, e))?;
+                        let n = input
+                            .read(&mut chunk)
+                            .await
+                            .map_err(|e| io_error(path, e))?;
                         if n == 0 {
                             break;
                         }
                         hasher.update(&chunk[..n]);
-                        out.write_all(&chunk[..n]).await.map_err(|e| io_error(&temp, e))?;
+                        out.write_all(&chunk[..n])
+                            .await
+                            .map_err(|e| io_error(&temp, e))?;
                     }
                 }
             }
@@ -147,7 +176,9 @@ impl LocalSink {
     }
 
     async fn replace(&self, temp: &Path, target: &Path) -> Result<(), SinkError> {
-        tokio::fs::rename(temp, target).await.map_err(|e| io_error(target, e))?;
+        tokio::fs::rename(temp, target)
+            .await
+            .map_err(|e| io_error(target, e))?;
         // Make the rename itself durable.
         if let Some(dir) = target.parent() {
             if let Ok(dir) = tokio::fs::File::open(dir).await {
@@ -175,7 +206,11 @@ enum Part<'a> {
 async fn write_lock(path: &Path, doc: &LockDoc, exclusive: bool) -> std::io::Result<()> {
     let bytes = serde_json::to_vec(doc).map_err(std::io::Error::other)?;
     if exclusive {
-        let mut file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(path).await?;
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .await?;
         file.write_all(&bytes).await?;
         file.sync_all().await
     } else {
@@ -194,11 +229,16 @@ impl Sink for LocalSink {
     async fn acquire(&self, holder: &str) -> Result<LockOutcome, SinkError> {
         let path = self.path(LOCK_FILE);
         let dir = self.base.join("_state");
-        tokio::fs::create_dir_all(&dir).await.map_err(|e| io_error(&dir, e))?;
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| io_error(&dir, e))?;
         let now = OffsetDateTime::now_utc();
         if let Some(existing) = self.read_lock().await? {
             if existing.expires > now {
-                return Ok(LockOutcome::Busy(LockHolder { holder: existing.holder, since: Some(existing.since) }));
+                return Ok(LockOutcome::Busy(LockHolder {
+                    holder: existing.holder,
+                    since: Some(existing.since),
+                }));
             }
             // The holder crashed: its lock expired.
             let _ = tokio::fs::remove_file(&path).await;
@@ -214,7 +254,10 @@ impl Sink for LocalSink {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 let current = self.read_lock().await?;
                 return Ok(LockOutcome::Busy(LockHolder {
-                    holder: current.as_ref().map(|d| d.holder.clone()).unwrap_or_default(),
+                    holder: current
+                        .as_ref()
+                        .map(|d| d.holder.clone())
+                        .unwrap_or_default(),
                     since: current.map(|d| d.since),
                 }));
             }
@@ -238,11 +281,21 @@ impl Sink for LocalSink {
     }
 
     async fn ensure_locked(&self) -> Result<(), SinkError> {
-        let token = self.lock.lock().ok().and_then(|held| held.as_ref().map(|h| h.token.clone()));
+        let token = self
+            .lock
+            .lock()
+            .ok()
+            .and_then(|held| held.as_ref().map(|h| h.token.clone()));
         let current = self.read_lock().await?;
         match (token, current) {
-            (Some(token), Some(doc)) if doc.token == token && doc.expires > OffsetDateTime::now_utc() => Ok(()),
-            _ => Err(SinkError::LockLost { what: self.path(LOCK_FILE).display().to_string() }),
+            (Some(token), Some(doc))
+                if doc.token == token && doc.expires > OffsetDateTime::now_utc() =>
+            {
+                Ok(())
+            }
+            _ => Err(SinkError::LockLost {
+                what: self.path(LOCK_FILE).display().to_string(),
+            }),
         }
     }
 
@@ -253,7 +306,9 @@ impl Sink for LocalSink {
             if let Some(doc) = self.read_lock().await? {
                 if doc.token == held.token {
                     let path = self.path(LOCK_FILE);
-                    tokio::fs::remove_file(&path).await.map_err(|e| io_error(&path, e))?;
+                    tokio::fs::remove_file(&path)
+                        .await
+                        .map_err(|e| io_error(&path, e))?;
                 }
             }
         }
@@ -282,27 +337,45 @@ impl Sink for LocalSink {
         self.replace(&temp, &path).await
     }
 
-    async fn prepare(&self, file: &str, header: Bytes, blocks: &[BlockId]) -> Result<CommitTicket, SinkError> {
+    async fn prepare(
+        &self,
+        file: &str,
+        header: Bytes,
+        blocks: &[BlockId],
+    ) -> Result<CommitTicket, SinkError> {
         let target = self.path(file);
         let before = sha256_of(&target).await?;
         let mut parts = vec![Part::Bytes(&header)];
         for block in blocks {
-            parts.push(Part::File { path: self.staged(file, block), skip: 0 });
+            parts.push(Part::File {
+                path: self.staged(file, block),
+                skip: 0,
+            });
         }
         if before.is_some() {
             let mut head = vec![0u8; header.len()];
-            let mut existing = tokio::fs::File::open(&target).await.map_err(|e| io_error(&target, e))?;
-            let starts_with_header = existing.read_exact(&mut head).await.is_ok() && head[..] == header[..];
+            let mut existing = tokio::fs::File::open(&target)
+                .await
+                .map_err(|e| io_error(&target, e))?;
+            let starts_with_header =
+                existing.read_exact(&mut head).await.is_ok() && head[..] == header[..];
             if !starts_with_header {
                 return Err(SinkError::Other(format!(
                     "{} does not start with the expected header; it was edited or written with other columns",
                     target.display()
                 )));
             }
-            parts.push(Part::File { path: target.clone(), skip: header.len() });
+            parts.push(Part::File {
+                path: target.clone(),
+                skip: header.len(),
+            });
         }
         let (temp, sha256) = self.assemble(&target, &parts).await?;
-        let detail = TicketDetail { temp: temp.display().to_string(), sha256, before };
+        let detail = TicketDetail {
+            temp: temp.display().to_string(),
+            sha256,
+            before,
+        };
         Ok(CommitTicket {
             file: file.to_string(),
             detail: serde_json::to_value(detail).map_err(|e| SinkError::Other(e.to_string()))?,
@@ -314,7 +387,9 @@ impl Sink for LocalSink {
             .map_err(|e| SinkError::Other(format!("not a local-folder commit ticket: {e}")))?;
         let target = self.path(&ticket.file);
         if sha256_of(&target).await? != detail.before {
-            return Err(SinkError::Conflict { what: target.display().to_string() });
+            return Err(SinkError::Conflict {
+                what: target.display().to_string(),
+            });
         }
         self.replace(Path::new(&detail.temp), &target).await?;
         let staging = self.base.join(STAGING).join(ticket.file.replace('/', "_"));
@@ -353,7 +428,10 @@ impl Sink for LocalSink {
     async fn publish_latest(&self, header: Bytes, daily_files: &[String]) -> Result<(), SinkError> {
         let mut parts = vec![Part::Bytes(&header)];
         for file in daily_files {
-            parts.push(Part::File { path: self.path(file), skip: header.len() });
+            parts.push(Part::File {
+                path: self.path(file),
+                skip: header.len(),
+            });
         }
         let target = self.path(LATEST_FILE);
         let (temp, _) = self.assemble(&target, &parts).await?;
@@ -370,10 +448,15 @@ impl Sink for LocalSink {
     }
 
     async fn probe(&self) -> Result<(), SinkError> {
-        let path = self.base.join("_state").join(format!("probe-{}", uuid::Uuid::new_v4().simple()));
+        let path = self
+            .base
+            .join("_state")
+            .join(format!("probe-{}", uuid::Uuid::new_v4().simple()));
         let (temp, _) = self.assemble(&path, &[Part::Bytes(b"probe")]).await?;
         self.replace(&temp, &path).await?;
-        tokio::fs::remove_file(&path).await.map_err(|e| io_error(&path, e))
+        tokio::fs::remove_file(&path)
+            .await
+            .map_err(|e| io_error(&path, e))
     }
 }
 

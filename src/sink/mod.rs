@@ -184,8 +184,14 @@ pub fn open(
     tokens: &TokenProvider,
 ) -> Result<Arc<dyn Sink>, SinkError> {
     match destination {
-        Destination::Local(folder) => Ok(Arc::new(local::LocalSink::new(folder.join(preset.as_str())))),
-        Destination::Blob { container_url, prefix, sas } => {
+        Destination::Local(folder) => Ok(Arc::new(local::LocalSink::new(
+            folder.join(preset.as_str()),
+        ))),
+        Destination::Blob {
+            container_url,
+            prefix,
+            sas,
+        } => {
             let base = if prefix.is_empty() {
                 preset.as_str().to_string()
             } else {

@@ -42,7 +42,10 @@ impl TestApp {
         let mut overrides = Overrides::default();
         overrides
             .set("SIGNINS_GRAPH_ENDPOINT", Some(self.graph_url.clone()))
-            .set("SIGNINS_DESTINATION", Some(self.dir.path().display().to_string()))
+            .set(
+                "SIGNINS_DESTINATION",
+                Some(self.dir.path().display().to_string()),
+            )
             .set("SIGNINS_AUTH", Some("managed-identity".into()))
             .set("SIGNINS_RETRY_BUDGET", Some("30s".into()));
         for (name, value) in extra {
@@ -63,15 +66,31 @@ impl TestApp {
 
     pub fn deps_with_sink(&self, settings: &Settings, sink: Arc<dyn Sink>) -> Deps {
         let token = Secret::new(self.fake.mint_token("https://graph.microsoft.com"));
-        let graph = GraphClient::new(&settings.graph, TokenProvider::fixed(token)).expect("graph client");
-        Deps { graph, sink, observer: None }
+        let graph =
+            GraphClient::new(&settings.graph, TokenProvider::fixed(token)).expect("graph client");
+        Deps {
+            graph,
+            sink,
+            observer: None,
+        }
     }
 
     pub async fn run(&self, settings: &Settings) -> Result<RunOutcome, PipelineError> {
-        self.run_request(settings, RunRequest { holder: "test".into(), ..RunRequest::default() }).await
+        self.run_request(
+            settings,
+            RunRequest {
+                holder: "test".into(),
+                ..RunRequest::default()
+            },
+        )
+        .await
     }
 
-    pub async fn run_request(&self, settings: &Settings, request: RunRequest) -> Result<RunOutcome, PipelineError> {
+    pub async fn run_request(
+        &self,
+        settings: &Settings,
+        request: RunRequest,
+    ) -> Result<RunOutcome, PipelineError> {
         let deps = self.deps(settings);
         pipeline::run_with(settings, &deps, request, CancellationToken::new()).await
     }
@@ -85,15 +104,27 @@ impl TestApp {
     }
 
     /// Every daily file's rows, parsed with the `csv` crate: file name → rows (header-keyed maps).
-    pub fn daily_rows(&self, settings: &Settings) -> BTreeMap<String, Vec<BTreeMap<String, String>>> {
+    pub fn daily_rows(
+        &self,
+        settings: &Settings,
+    ) -> BTreeMap<String, Vec<BTreeMap<String, String>>> {
         let dir = self.base(settings).join("daily");
         let mut files = BTreeMap::new();
-        let Ok(entries) = std::fs::read_dir(&dir) else { return files };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return files;
+        };
         for entry in entries {
             let path = entry.expect("dir entry").path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
             if name.ends_with(".csv") && !name.starts_with('.') {
-                files.insert(name, read_csv(&std::fs::read(&path).expect("read daily file")));
+                files.insert(
+                    name,
+                    read_csv(&std::fs::read(&path).expect("read daily file")),
+                );
             }
         }
         files
@@ -113,23 +144,37 @@ impl TestApp {
 
 /// Parses a CSV file (BOM, header) into header-keyed rows; panics on anything malformed.
 pub fn read_csv(bytes: &[u8]) -> Vec<BTreeMap<String, String>> {
-    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").expect("file starts with a UTF-8 BOM");
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(body);
+    let body = bytes
+        .strip_prefix(b"\xEF\xBB\xBF")
+        .expect("file starts with a UTF-8 BOM");
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(body);
     let headers = reader.headers().expect("header row").clone();
-    assert!(!headers.iter().any(|h| h.starts_with('\u{feff}')), "BOM inside the header");
+    assert!(
+        !headers.iter().any(|h| h.starts_with('\u{feff}')),
+        "BOM inside the header"
+    );
     reader
         .records()
         .map(|record| {
             let record = record.expect("well-formed CSV record");
-            headers.iter().zip(record.iter()).map(|(h, v)| (h.to_string(), v.to_string())).collect()
+            headers
+                .iter()
+                .zip(record.iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
         })
         .collect()
 }
 
 /// `createdDateTime` of a fake record.
 pub fn created(record: &Value) -> OffsetDateTime {
-    OffsetDateTime::parse(record["createdDateTime"].as_str().expect("createdDateTime"), &Rfc3339)
-        .expect("RFC 3339 createdDateTime")
+    OffsetDateTime::parse(
+        record["createdDateTime"].as_str().expect("createdDateTime"),
+        &Rfc3339,
+    )
+    .expect("RFC 3339 createdDateTime")
 }
 
 /// Ids of `records` created in `[start, end)` for which `keep` holds.

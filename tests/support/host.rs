@@ -94,12 +94,20 @@ print(json.dumps(entries))
             .arg(root.path())
             .output()
             .expect("python3 (needed to unpack the zip)");
-        assert!(output.status.success(), "unpacking {} failed: {}", zip.display(), String::from_utf8_lossy(&output.stderr));
-        let entries: BTreeMap<String, u32> = serde_json::from_slice(&output.stdout).expect("zip listing");
+        assert!(
+            output.status.success(),
+            "unpacking {} failed: {}",
+            zip.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let entries: BTreeMap<String, u32> =
+            serde_json::from_slice(&output.stdout).expect("zip listing");
 
         let read_json = |path: &Path| -> Value {
-            let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+            let text =
+                std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
         };
         let host_json = read_json(&root.path().join("host.json"));
         // The host indexes every folder at the app root holding a function.json.
@@ -108,10 +116,18 @@ print(json.dumps(entries))
             let entry = entry.expect("dir entry");
             let manifest = entry.path().join("function.json");
             if manifest.is_file() {
-                functions.insert(entry.file_name().to_string_lossy().into_owned(), read_json(&manifest));
+                functions.insert(
+                    entry.file_name().to_string_lossy().into_owned(),
+                    read_json(&manifest),
+                );
             }
         }
-        App { root, host_json, functions, entries }
+        App {
+            root,
+            host_json,
+            functions,
+            entries,
+        }
     }
 
     /// `customHandler.description`.
@@ -122,7 +138,9 @@ print(json.dumps(entries))
     /// `defaultExecutablePath`, resolved against the app root when that file exists
     /// (`HttpWorkerDescription.ApplyDefaultsAndValidate`).
     pub fn executable(&self) -> PathBuf {
-        let path = self.description()["defaultExecutablePath"].as_str().expect("defaultExecutablePath");
+        let path = self.description()["defaultExecutablePath"]
+            .as_str()
+            .expect("defaultExecutablePath");
         let candidate = self.root.path().join(path);
         if Path::new(path).is_relative() && candidate.exists() {
             candidate
@@ -134,7 +152,11 @@ print(json.dumps(entries))
     pub fn arguments(&self) -> Vec<String> {
         self.description()["arguments"]
             .as_array()
-            .map(|args| args.iter().filter_map(|a| a.as_str().map(str::to_string)).collect())
+            .map(|args| {
+                args.iter()
+                    .filter_map(|a| a.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -148,13 +170,17 @@ print(json.dumps(entries))
 
     /// The binding of `function` whose `direction`/`type` match.
     pub fn binding(&self, function: &str, direction: &str, kind: &str) -> Value {
-        let manifest = self.functions.get(function).unwrap_or_else(|| panic!("no function {function} in the package"));
+        let manifest = self
+            .functions
+            .get(function)
+            .unwrap_or_else(|| panic!("no function {function} in the package"));
         manifest["bindings"]
             .as_array()
             .and_then(|bindings| {
                 bindings.iter().find(|b| {
                     b["direction"].as_str() == Some(direction)
-                        && b["type"].as_str().map(str::to_ascii_lowercase) == Some(kind.to_ascii_lowercase())
+                        && b["type"].as_str().map(str::to_ascii_lowercase)
+                            == Some(kind.to_ascii_lowercase())
                 })
             })
             .cloned()
@@ -164,7 +190,10 @@ print(json.dumps(entries))
     /// `functionTimeout` as a duration (`hh:mm:ss`).
     pub fn function_timeout(&self) -> Option<Duration> {
         let text = self.host_json["functionTimeout"].as_str()?;
-        let parts: Vec<u64> = text.split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
+        let parts: Vec<u64> = text
+            .split(':')
+            .map(|p| p.parse().ok())
+            .collect::<Option<_>>()?;
         match parts[..] {
             [h, m, s] => Some(Duration::from_secs(h * 3600 + m * 60 + s)),
             _ => None,
@@ -178,11 +207,13 @@ pub fn resolve_setting_references(value: &str, settings: &BTreeMap<String, Strin
     let mut out = String::new();
     let mut rest = value;
     while let Some(start) = rest.find('%') {
-        let Some(len) = rest[start + 1..].find('%') else { break };
+        let Some(len) = rest[start + 1..].find('%') else {
+            break;
+        };
         let name = &rest[start + 1..start + 1 + len];
-        let resolved = settings
-            .get(name)
-            .unwrap_or_else(|| panic!("'%{name}%' does not resolve to a value (the host would not index the function)"));
+        let resolved = settings.get(name).unwrap_or_else(|| {
+            panic!("'%{name}%' does not resolve to a value (the host would not index the function)")
+        });
         out.push_str(&rest[..start]);
         out.push_str(resolved);
         rest = &rest[start + len + 2..];
@@ -203,7 +234,10 @@ pub struct Invocation {
 impl Invocation {
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("reply to the host is not JSON ({e}): {}", String::from_utf8_lossy(&self.body))
+            panic!(
+                "reply to the host is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
         })
     }
 
@@ -211,7 +245,11 @@ impl Invocation {
     pub fn logs(&self) -> Vec<String> {
         self.json()["Logs"]
             .as_array()
-            .map(|logs| logs.iter().map(|l| l.as_str().expect("log lines are strings").to_string()).collect())
+            .map(|logs| {
+                logs.iter()
+                    .map(|l| l.as_str().expect("log lines are strings").to_string())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -227,7 +265,10 @@ pub struct HttpCall {
 
 impl HttpCall {
     pub fn new(method: &str) -> HttpCall {
-        HttpCall { method: method.to_string(), ..HttpCall::default() }
+        HttpCall {
+            method: method.to_string(),
+            ..HttpCall::default()
+        }
     }
 
     pub fn query(mut self, name: &str, value: &str) -> HttpCall {
@@ -255,8 +296,12 @@ pub struct CallerResponse {
 
 impl CallerResponse {
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("caller body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "caller body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
     }
 
     pub fn content_type(&self) -> Option<&str> {
@@ -281,7 +326,11 @@ pub struct FunctionsHost {
 
 /// A free loopback port, chosen like `WorkerUtilities.GetUnusedTcpPort`.
 fn unused_port() -> u16 {
-    TcpListener::bind(("127.0.0.1", 0)).expect("bind port 0").local_addr().expect("local addr").port()
+    TcpListener::bind(("127.0.0.1", 0))
+        .expect("bind port 0")
+        .local_addr()
+        .expect("local addr")
+        .port()
 }
 
 impl FunctionsHost {
@@ -321,17 +370,31 @@ impl FunctionsHost {
         let logs = Arc::new(Mutex::new(Vec::new()));
         let stdout = child.stdout.take().expect("stdout pipe");
         let stderr = child.stderr.take().expect("stderr pipe");
-        for (pipe, is_stderr) in [(Box::new(stdout) as Box<dyn std::io::Read + Send>, false), (Box::new(stderr), true)] {
+        for (pipe, is_stderr) in [
+            (Box::new(stdout) as Box<dyn std::io::Read + Send>, false),
+            (Box::new(stderr), true),
+        ] {
             let logs = logs.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines() {
                     let Ok(line) = line else { break };
-                    let level = if is_stderr { stderr_level(&line) } else { Level::Information };
-                    logs.lock().unwrap().push(LogLine { level, function: None, text: line });
+                    let level = if is_stderr {
+                        stderr_level(&line)
+                    } else {
+                        Level::Information
+                    };
+                    logs.lock().unwrap().push(LogLine {
+                        level,
+                        function: None,
+                        text: line,
+                    });
                 }
             });
         }
-        let timeout = app.function_timeout().map(|t| t + Duration::from_secs(60)).unwrap_or(Duration::from_secs(3600));
+        let timeout = app
+            .function_timeout()
+            .map(|t| t + Duration::from_secs(60))
+            .unwrap_or(Duration::from_secs(3600));
         FunctionsHost {
             app,
             port,
@@ -339,13 +402,20 @@ impl FunctionsHost {
             settings,
             child: Some(child),
             logs,
-            client: reqwest::Client::builder().timeout(timeout).build().expect("HTTP client"),
+            client: reqwest::Client::builder()
+                .timeout(timeout)
+                .build()
+                .expect("HTTP client"),
             started_in: Duration::ZERO,
         }
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}/{}", self.port, path.trim_start_matches('/'))
+        format!(
+            "http://127.0.0.1:{}/{}",
+            self.port,
+            path.trim_start_matches('/')
+        )
     }
 
     /// `DefaultHttpWorkerService.IsWorkerReady`: GET / every 25 ms; any HTTP response is ready.
@@ -357,9 +427,16 @@ impl FunctionsHost {
                 return;
             }
             if let Some(status) = self.try_exit_status() {
-                panic!("the handler exited ({status}) before it was ready:\n{}", self.log_text());
+                panic!(
+                    "the handler exited ({status}) before it was ready:\n{}",
+                    self.log_text()
+                );
             }
-            assert!(started.elapsed() < READY_TIMEOUT, "Initializing HttpWorker timed out after 30 s:\n{}", self.log_text());
+            assert!(
+                started.elapsed() < READY_TIMEOUT,
+                "Initializing HttpWorker timed out after 30 s:\n{}",
+                self.log_text()
+            );
             tokio::time::sleep(READY_POLL).await;
         }
     }
@@ -372,19 +449,37 @@ impl FunctionsHost {
     pub fn log_text(&self) -> String {
         self.logs()
             .iter()
-            .map(|l| format!("[{:?}]{} {}", l.level, l.function.as_deref().map(|f| format!(" {f}:")).unwrap_or_default(), l.text))
+            .map(|l| {
+                format!(
+                    "[{:?}]{} {}",
+                    l.level,
+                    l.function
+                        .as_deref()
+                        .map(|f| format!(" {f}:"))
+                        .unwrap_or_default(),
+                    l.text
+                )
+            })
             .collect::<Vec<_>>()
             .join("\n")
     }
 
     /// Waits until a console line satisfies `predicate` (or panics after `timeout`).
-    pub async fn wait_for_log(&self, timeout: Duration, predicate: impl Fn(&LogLine) -> bool) -> LogLine {
+    pub async fn wait_for_log(
+        &self,
+        timeout: Duration,
+        predicate: impl Fn(&LogLine) -> bool,
+    ) -> LogLine {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(line) = self.logs().into_iter().find(|l| predicate(l)) {
                 return line;
             }
-            assert!(Instant::now() < deadline, "no matching log line within {timeout:?}:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "no matching log line within {timeout:?}:\n{}",
+                self.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -402,18 +497,33 @@ impl FunctionsHost {
             .body(envelope.to_string())
             .send()
             .await
-            .unwrap_or_else(|e| panic!("invocation of {function} failed: {e}\n{}", self.log_text()));
+            .unwrap_or_else(|e| {
+                panic!("invocation of {function} failed: {e}\n{}", self.log_text())
+            });
         let status = response.status().as_u16();
-        let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let body = response.bytes().await.expect("reply body").to_vec();
-        let invocation = Invocation { invocation_id, status, content_type, body };
+        let invocation = Invocation {
+            invocation_id,
+            status,
+            content_type,
+            body,
+        };
         // ProcessLogsFromHttpResponse: only for 2xx replies, each line as Information.
         if (200..300).contains(&status) {
             if let Ok(reply) = serde_json::from_slice::<Value>(&invocation.body) {
                 if let Some(lines) = reply["Logs"].as_array() {
                     let mut logs = self.logs.lock().unwrap();
                     for line in lines.iter().filter_map(Value::as_str) {
-                        logs.push(LogLine { level: Level::Information, function: Some(function.to_string()), text: line.to_string() });
+                        logs.push(LogLine {
+                            level: Level::Information,
+                            function: Some(function.to_string()),
+                            text: line.to_string(),
+                        });
                     }
                 }
             }
@@ -426,7 +536,10 @@ impl FunctionsHost {
         let trigger = self.app.binding(function, "in", "timerTrigger");
         let name = trigger["name"].as_str().expect("binding name");
         // The schedule must resolve, as when the host indexes the function.
-        resolve_setting_references(trigger["schedule"].as_str().expect("schedule"), &self.settings);
+        resolve_setting_references(
+            trigger["schedule"].as_str().expect("schedule"),
+            &self.settings,
+        );
         let now = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .expect("format now");
@@ -446,7 +559,11 @@ impl FunctionsHost {
         let output = self.app.binding(function, "out", "http");
         let methods: Vec<String> = trigger["methods"]
             .as_array()
-            .map(|m| m.iter().filter_map(|v| v.as_str().map(str::to_ascii_uppercase)).collect())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|v| v.as_str().map(str::to_ascii_uppercase))
+                    .collect()
+            })
             .unwrap_or_default();
         assert!(
             methods.is_empty() || methods.contains(&call.method.to_ascii_uppercase()),
@@ -468,10 +585,15 @@ impl FunctionsHost {
         for (k, v) in &call.query {
             query.entry(k.clone()).or_default().push(v.clone());
         }
-        let query: serde_json::Map<String, Value> =
-            query.into_iter().map(|(k, v)| (k, Value::String(v.join(",")))).collect();
+        let query: serde_json::Map<String, Value> = query
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v.join(","))))
+            .collect();
         let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        headers.entry("Host".into()).or_default().push("signin-export.azurewebsites.net".into());
+        headers
+            .entry("Host".into())
+            .or_default()
+            .push("signin-export.azurewebsites.net".into());
         for (k, v) in &call.headers {
             headers.entry(k.clone()).or_default().push(v.clone());
         }
@@ -488,7 +610,8 @@ impl FunctionsHost {
             req["Body"] = Value::String(body.clone());
         }
         let name = trigger["name"].as_str().expect("binding name");
-        let envelope = json!({"Data": { name: req }, "Metadata": {"sys": {"MethodName": function}}});
+        let envelope =
+            json!({"Data": { name: req }, "Metadata": {"sys": {"MethodName": function}}});
         let invocation = self.post_envelope(function, &envelope).await;
         host_http_result(&invocation, output["name"].as_str().expect("output name"))
     }
@@ -496,12 +619,17 @@ impl FunctionsHost {
     /// Sends SIGTERM to the handler.
     pub fn sigterm(&self) {
         let pid = self.child.as_ref().expect("running").id();
-        let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill");
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill");
         assert!(status.success());
     }
 
     fn try_exit_status(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// Waits for the process to exit.
@@ -513,7 +641,11 @@ impl FunctionsHost {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 return status;
             }
-            assert!(Instant::now() < deadline, "the handler did not exit within {timeout:?}:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "the handler did not exit within {timeout:?}:\n{}",
+                self.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -546,9 +678,15 @@ pub fn host_http_result(invocation: &Invocation, output_name: &str) -> CallerRes
         return failed(invocation);
     };
     let res = &reply["Outputs"][output_name];
-    assert!(res.is_object(), "the reply sets no `{output_name}` output: {reply}");
+    assert!(
+        res.is_object(),
+        "the reply sets no `{output_name}` output: {reply}"
+    );
     let field = |name: &str| -> Option<&Value> {
-        res.as_object()?.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+        res.as_object()?
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
     };
     // StatusCode is read as a string, then parsed as an int.
     let status = field("statusCode")
@@ -561,14 +699,36 @@ pub fn host_http_result(invocation: &Invocation, output_name: &str) -> CallerRes
         .unwrap_or(200);
     let headers: BTreeMap<String, String> = field("headers")
         .and_then(Value::as_object)
-        .map(|h| h.iter().map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))).collect())
+        .map(|h| {
+            h.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string()),
+                    )
+                })
+                .collect()
+        })
         .unwrap_or_default();
     let (body, reformatted_by_host) = match field("body") {
         None | Some(Value::Null) => (Vec::new(), false),
         // StringOutputFormatter: written as is.
         Some(Value::String(text)) => (text.as_bytes().to_vec(), false),
         // A JObject falls through to ToString(): Newtonsoft's indented form.
-        Some(other) => (serde_json::to_string_pretty(other).expect("pretty").into_bytes(), true),
+        Some(other) => (
+            serde_json::to_string_pretty(other)
+                .expect("pretty")
+                .into_bytes(),
+            true,
+        ),
     };
-    CallerResponse { status, headers, body, reformatted_by_host, invocation: invocation.clone() }
+    CallerResponse {
+        status,
+        headers,
+        body,
+        reformatted_by_host,
+        invocation: invocation.clone(),
+    }
 }

@@ -37,14 +37,17 @@
 //! Azurite does not implement Put Block From URL (with a SAS it answers 500 because its SAS
 //! permission table lacks the operation; with a token 501 APINotImplemented). With
 //! [`LatestCopy::Auto`] (the default) the sink recognises Azurite by its `Server` header (or any
-//! service by a 501) and switches, once per sink and with a warning, to [`LatestCopy::Download`]: each daily file's rows are downloaded in 4 MiB ranges and staged
-//! as blocks, with the same atomic Put Block List at the end. [`LatestCopy::ServerSide`] never
-//! falls back.
+//! service by a 501) and switches, once per sink and with a warning, to
+//! [`LatestCopy::Download`]: each daily file's rows are downloaded in 4 MiB ranges (pinned to the
+//! file's ETag) and staged as blocks, with the same atomic Put Block List at the end; that costs
+//! `d·3` requests instead of `d·2` and moves the data through the function.
+//! [`LatestCopy::ServerSide`] never falls back.
 //!
 //! # Secrets
 //!
-//! The SAS is only ever appended to request URLs; tokens only travel in `Authorization` and
-//! `x-ms-copy-source-authorization` headers. Every error message goes through
+//! The SAS is only ever appended to request URLs (and to the source URL in `x-ms-copy-source`);
+//! tokens only travel in `Authorization` and `x-ms-copy-source-authorization` headers (the SDK's
+//! logging redacts `sig` and both headers). Every error message goes through
 //! [`errors::redact`] plus a literal scrub of this sink's SAS, and [`BlobSink::describe`] never
 //! shows a query string.
 
