@@ -3,6 +3,7 @@
 mod blob_pipeline;
 mod blob_sink;
 mod cli;
+mod docs;
 mod fake_graph;
 mod graph;
 mod handler;

@@ -118,7 +118,8 @@ fn instance_name() -> String {
     let host = ["WEBSITE_INSTANCE_ID", "HOSTNAME", "COMPUTERNAME"]
         .iter()
         .filter_map(|name| std::env::var(name).ok())
-        .map(|value| value.trim().to_string())
+        .chain(std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|value| value.trim().chars().take(80).collect::<String>())
         .find(|value| !value.is_empty())
         .unwrap_or_else(|| "unknown-host".to_string());
     format!("{host} pid {}", std::process::id())
