@@ -22,5 +22,16 @@ bash scripts/package.sh
 step "infrastructure checks (scripts/check-infra.sh)"
 bash scripts/check-infra.sh
 
-step "cargo test"
-cargo test --locked
+# Tests talk only to loopback (fake Graph, fake token endpoints, Azurite, the handler). As root
+# with `unshare`, run them in a network namespace of their own that has nothing but loopback, so
+# no test can reach anything else, even by mistake (e.g. the VM managed-identity endpoint).
+step "cargo build --tests (offline from here on)"
+cargo test --locked --no-run
+if [[ $(id -u) == 0 ]] && command -v unshare >/dev/null && command -v ip >/dev/null \
+    && unshare -n true 2>/dev/null; then
+  step "cargo test (network namespace: loopback only)"
+  unshare -n bash -c 'ip link set lo up && exec cargo test --locked --offline'
+else
+  step "cargo test"
+  cargo test --locked
+fi

@@ -829,6 +829,21 @@ async fn sigterm_mid_run_releases_the_lock_and_the_next_run_completes() {
         "available",
         "the lease is released, not left to expire"
     );
+    let shutdown = host
+        .wait_for_log(Duration::from_secs(1), |l| {
+            l.text.contains("refresh stopped: cancelled")
+        })
+        .await;
+    assert_eq!(
+        shutdown.level,
+        Level::Warning,
+        "stderr lines with 'warn' are host Warnings"
+    );
+    assert!(
+        !host.logs().iter().any(|l| l.level == Level::Error),
+        "a clean shutdown logs no errors:\n{}",
+        host.log_text()
+    );
 
     // A new instance runs to completion at once, and nothing is exported twice.
     rig.running.fake.faults().slow_pages(Duration::ZERO);

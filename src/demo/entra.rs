@@ -259,6 +259,7 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
 pub(crate) async fn token_handler(
     State(fake): State<FakeGraph>,
     Path(tenant): Path<String>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -370,7 +371,7 @@ pub(crate) async fn token_handler(
                         "Invalid client_assertion_type: expected urn:ietf:params:oauth:client-assertion-type:jwt-bearer.",
                     );
                 }
-                let origin = fake.origin(&headers);
+                let origin = fake.origin(&headers, &uri);
                 let audiences = [
                     format!("{origin}/{tenant}/oauth2/v2.0/token"),
                     format!("{origin}/{tenant}/oauth2/token"),

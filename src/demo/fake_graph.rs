@@ -102,8 +102,7 @@ pub struct Faults {
     throttle: Mutex<(usize, Option<RetryAfter>)>,
     fail: Mutex<(usize, (u16, RetryAfter))>,
     malformed: AtomicUsize,
-    /// A watch so that changing the delay also shortens pages already waiting.
-    slow: tokio::sync::watch::Sender<Duration>,
+    slow: Mutex<Duration>,
     foreign: Mutex<Option<String>>,
     page_cap: AtomicUsize,
     deny: Mutex<Option<GraphDenial>>,
@@ -139,30 +138,17 @@ impl Faults {
         self.malformed.store(n, Ordering::SeqCst);
     }
 
-    /// Delay before every page response (zero to turn off). Pages already waiting are released
-    /// as soon as their elapsed wait reaches the new delay.
+    /// Delay before every page response (zero to turn off). A page's delay is fixed when it
+    /// arrives: changing it later does not release a page already waiting, so a client's own
+    /// timeout is what ends a stalled page.
     pub fn slow_pages(&self, delay: Duration) {
-        self.slow.send_replace(delay);
+        *lock(&self.slow) = delay;
     }
 
-    /// Waits out the current page delay, following changes made while waiting.
     async fn page_delay(&self) {
-        let started = tokio::time::Instant::now();
-        let mut rx = self.slow.subscribe();
-        loop {
-            let delay = *rx.borrow_and_update();
-            let deadline = started + delay;
-            if tokio::time::Instant::now() >= deadline {
-                return;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => return,
-                changed = rx.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                }
-            }
+        let delay = *lock(&self.slow);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
         }
     }
 
@@ -202,7 +188,7 @@ impl Faults {
         *lock(&self.throttle) = (0, None);
         *lock(&self.fail) = (0, (0, RetryAfter::None));
         self.malformed.store(0, Ordering::SeqCst);
-        self.slow.send_replace(Duration::ZERO);
+        *lock(&self.slow) = Duration::ZERO;
         *lock(&self.foreign) = None;
         self.page_cap.store(0, Ordering::SeqCst);
         *lock(&self.deny) = None;
@@ -380,11 +366,15 @@ impl FakeGraph {
     }
 
     /// `scheme://host` of a request.
-    pub(crate) fn origin(&self, headers: &HeaderMap) -> String {
+    /// HTTP/1.1 carries the host in `Host`; HTTP/2 (negotiated over TLS) in `:authority`,
+    /// which hyper exposes as the URI's authority.
+    pub(crate) fn origin(&self, headers: &HeaderMap, uri: &axum::http::Uri) -> String {
         let host = headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
-            .unwrap_or("127.0.0.1");
+            .map(str::to_owned)
+            .or_else(|| uri.authority().map(|a| a.to_string()))
+            .unwrap_or_else(|| "127.0.0.1".to_owned());
         format!("{}://{host}", self.scheme())
     }
 
@@ -578,10 +568,7 @@ fn select(
         .signins
         .iter()
         .filter(|r| r["id"].as_str().is_none_or(|id| !state.hidden.contains(id)))
-        .filter(|r| {
-            !default_interactive
-                || odata::Expr::EventTypes(vec!["interactiveUser".into()]).matches(r)
-        })
+        .filter(|r| !default_interactive || odata::event_types(r).contains(&"interactiveUser"))
         .filter(|r| filter.is_none_or(|f| f.matches(r)))
         .cloned()
         .map(|mut r| {
@@ -767,7 +754,7 @@ async fn signins_handler(
         Ok(q) => q,
         Err(e) => return bad_request(&e.0, &headers),
     };
-    let origin = fake.origin(&headers);
+    let origin = fake.origin(&headers, request.uri());
     let page = match resolve_page(&fake, version, &query) {
         Ok(page) => page,
         Err(message) => return bad_request(&message, &headers),

@@ -266,11 +266,9 @@ impl Expr {
                 equal != *negate
             }
             Expr::IsInteractive(value) => record["isInteractive"].as_bool() == Some(*value),
-            Expr::EventTypes(types) => record["signInEventTypes"].as_array().is_some_and(|have| {
-                have.iter()
-                    .filter_map(Value::as_str)
-                    .any(|t| types.iter().any(|want| want == t))
-            }),
+            Expr::EventTypes(types) => event_types(record)
+                .iter()
+                .any(|t| types.iter().any(|want| want == t)),
         }
     }
 
@@ -284,6 +282,16 @@ impl Expr {
             Expr::EventTypes(_) => true,
             _ => false,
         }
+    }
+}
+
+/// A record's event types: `signInEventTypes` when present, else derived from `isInteractive`
+/// (records hand-written by tests may lack the beta-only property).
+pub fn event_types(record: &Value) -> Vec<&str> {
+    match record.get("signInEventTypes").and_then(Value::as_array) {
+        Some(types) => types.iter().filter_map(Value::as_str).collect(),
+        None if record["isInteractive"] == Value::Bool(false) => vec!["nonInteractiveUser"],
+        None => vec!["interactiveUser"],
     }
 }
 

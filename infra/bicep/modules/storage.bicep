@@ -1,0 +1,89 @@
+// One hardened StorageV2 account with private blob containers: HTTPS only, TLS 1.2+, no shared key
+// (identity auth only), no anonymous access, blob and container soft delete.
+// Used twice by main.bicep: the Functions host/deployment account and the exports account.
+
+@description('Storage account name (3-24 lowercase letters and digits).')
+@minLength(3)
+@maxLength(24)
+param name string
+
+@description('Azure region.')
+param location string
+
+@description('Private blob containers to create.')
+param containers array
+
+@description('Days deleted blobs and containers stay recoverable.')
+@minValue(1)
+@maxValue(365)
+param softDeleteDays int = 14
+
+@description('Tags for every resource.')
+param tags object = {}
+
+// checkov:skip=CKV_AZURE_35:Flex Consumption without VNet integration and Power BI without a gateway both reach the account over its public endpoint; access is Entra ID RBAC only (shared key disabled).
+// checkov:skip=CKV_AZURE_206:Exports are re-creatable from Graph (30-day retention) and the host account holds only leases and the package; LRS is enough, GRS is a parameter away.
+resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  name: name
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: {
+    name: 'Standard_LRS'
+  }
+  properties: {
+    accessTier: 'Hot'
+    supportsHttpsTrafficOnly: true
+    minimumTlsVersion: 'TLS1_2'
+    allowBlobPublicAccess: false
+    allowSharedKeyAccess: false
+    defaultToOAuthAuthentication: true
+    allowCrossTenantReplication: false
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      bypass: 'AzureServices'
+      defaultAction: 'Allow'
+    }
+    encryption: {
+      keySource: 'Microsoft.Storage'
+      requireInfrastructureEncryption: true
+      services: {
+        blob: { enabled: true, keyType: 'Account' }
+        file: { enabled: true, keyType: 'Account' }
+        queue: { enabled: true, keyType: 'Account' }
+        table: { enabled: true, keyType: 'Account' }
+      }
+    }
+  }
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: account
+  name: 'default'
+  properties: {
+    deleteRetentionPolicy: {
+      enabled: true
+      days: softDeleteDays
+    }
+    containerDeleteRetentionPolicy: {
+      enabled: true
+      days: softDeleteDays
+    }
+  }
+}
+
+resource blobContainers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [
+  for container in containers: {
+    parent: blobService
+    name: container
+    properties: {
+      publicAccess: 'None'
+    }
+  }
+]
+
+@description('Resource id of the account.')
+output id string = account.id
+
+@description('Blob endpoint, e.g. https://<account>.blob.core.windows.net/.')
+output blobEndpoint string = account.properties.primaryEndpoints.blob
