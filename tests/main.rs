@@ -7,5 +7,6 @@ mod docs;
 mod fake_graph;
 mod graph;
 mod handler;
+mod infra;
 mod pipeline;
 mod support;

@@ -347,27 +347,26 @@ async fn csv_round_trips_every_value_through_a_standard_reader() {
 }
 
 #[tokio::test]
-async fn two_runs_at_once_one_exports_the_other_reports_busy() {
-    let app = TestApp::spawn(tenant_ending_now(20, 1, 19)).await;
+async fn a_second_run_while_one_is_exporting_reports_busy() {
+    let app = Arc::new(TestApp::spawn(tenant_ending_now(20, 1, 19)).await);
     app.fake.faults().slow_pages(Duration::from_millis(150));
     let settings = app.settings(&[("SIGNINS_PRESET", "all"), ("SIGNINS_LOOKBACK", "1d")]);
-    let (a, b) = tokio::join!(app.run(&settings), app.run(&settings));
-    let outcomes = [a.unwrap(), b.unwrap()];
-    let busy = outcomes
-        .iter()
-        .filter(|o| matches!(o, RunOutcome::Busy(_)))
-        .count();
-    let done = outcomes
-        .iter()
-        .filter(|o| matches!(o, RunOutcome::Completed(_)))
-        .count();
-    assert_eq!((busy, done), (1, 1), "{outcomes:?}");
-    if let Some(RunOutcome::Busy(holder)) =
-        outcomes.iter().find(|o| matches!(o, RunOutcome::Busy(_)))
-    {
-        assert_eq!(holder.holder, "test");
-        assert!(holder.since.is_some());
+    let first = {
+        let (app, settings) = (app.clone(), settings.clone());
+        tokio::spawn(async move { app.run(&settings).await })
+    };
+    // The first run holds the lock once it asks Graph for a page.
+    app.fake.wait_for_page_requests(1).await;
+    match app.run(&settings).await.unwrap() {
+        RunOutcome::Busy(holder) => {
+            assert_eq!(holder.holder, "test");
+            assert!(holder.since.is_some());
+        }
+        other => panic!("expected busy, got {other:?}"),
     }
+    assert!(matches!(first.await.unwrap().unwrap(), RunOutcome::Completed(_)));
+    // And the lock is free again afterwards.
+    assert!(matches!(app.run(&settings).await.unwrap(), RunOutcome::Completed(_)));
 }
 
 #[tokio::test]

@@ -185,6 +185,10 @@ var hostStorageName = take('sthost${suffix}', 24)
 var exportsStorageName = take('stexp${suffix}', 24)
 var deploymentContainerName = 'app-package'
 var keyVaultName = take('kv-${baseName}-${suffix}', 24)
+var secretName = 'graph-client-secret'
+// Versionless: the app follows secret rotation. Known before the vault exists, so the site can
+// carry the Key Vault reference from its first deployment.
+var secretUri = 'https://${keyVaultName}${environment().suffixes.keyvaultDns}/secrets/${secretName}'
 var userAssigned = identityType == 'UserAssigned'
 
 var roles = {
@@ -258,6 +262,66 @@ module exportsStorage 'modules/storage.bicep' = {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// App settings
+// ---------------------------------------------------------------------------------------------
+
+var exportsUrl = '${exportsStorage.outputs.blobEndpoint}${exportsContainerName}${empty(exportsPrefix) ? '' : '/${exportsPrefix}'}'
+
+// Identity-based AzureWebJobsStorage: no connection string; __clientId only for user-assigned.
+var hostStorageBase = {
+  AzureWebJobsStorage__accountName: hostStorageName
+  AzureWebJobsStorage__credential: 'managedidentity'
+}
+
+var hostStorageClient = {
+  AzureWebJobsStorage__clientId: userAssigned ? userIdentity.properties.clientId : ''
+}
+
+var hostStorageSettings = userAssigned ? union(hostStorageBase, hostStorageClient) : hostStorageBase
+
+var telemetrySettings = {
+  APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: userAssigned ? 'ClientId=${userIdentity.properties.clientId};Authorization=AAD' : 'Authorization=AAD'
+}
+
+// The code's token source: the user-assigned identity's client id, or the app registration.
+var secretAuthSettings = {
+  AZURE_TENANT_ID: tenantId
+  AZURE_CLIENT_ID: clientId
+  AZURE_CLIENT_SECRET: '@Microsoft.KeyVault(SecretUri=${secretUri})'
+}
+
+var userIdentityAuthSettings = {
+  AZURE_CLIENT_ID: userAssigned ? userIdentity.properties.clientId : ''
+}
+
+var identityAuthSettings = userAssigned ? userIdentityAuthSettings : {}
+
+var authSettings = clientSecretMode ? secretAuthSettings : identityAuthSettings
+
+var signinsSettings = {
+  SIGNINS_GRAPH_ENDPOINT: signinsGraphEndpoint
+  SIGNINS_GRAPH_VERSION: signinsGraphVersion
+  SIGNINS_AUTH: empty(signinsAuth) ? (clientSecretMode ? 'client-secret' : 'managed-identity') : signinsAuth
+  SIGNINS_DESTINATION: empty(signinsDestination) ? exportsUrl : signinsDestination
+  SIGNINS_PRESET: signinsPreset
+  SIGNINS_CLIENT_APPS: signinsClientApps
+  SIGNINS_APPS: signinsApps
+  SIGNINS_FILTER: signinsFilter
+  SIGNINS_EVENT_TYPES: signinsEventTypes
+  SIGNINS_LOOKBACK: signinsLookback
+  SIGNINS_OVERLAP: signinsOverlap
+  SIGNINS_SLICE: signinsSlice
+  SIGNINS_COLUMNS: signinsColumns
+  SIGNINS_CSV_SAFE: signinsCsvSafe
+  SIGNINS_REPORT_DAYS: signinsReportDays
+  SIGNINS_RETRY_BUDGET: signinsRetryBudget
+  SIGNINS_RUN_DEADLINE: signinsRunDeadline
+  SIGNINS_REFRESH_DEADLINE: signinsRefreshDeadline
+  SIGNINS_SCHEDULE: signinsSchedule
+}
+
 module functionApp 'modules/function-app.bicep' = {
   name: 'function-app'
   params: {
@@ -269,6 +333,7 @@ module functionApp 'modules/function-app.bicep' = {
     deploymentContainerUrl: '${hostStorage.outputs.blobEndpoint}${deploymentContainerName}'
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
+    appSettings: union(hostStorageSettings, telemetrySettings, authSettings, signinsSettings)
     tags: tags
   }
 }
@@ -368,81 +433,11 @@ module keyVault 'modules/keyvault.bicep' = if (clientSecretMode) {
     name: keyVaultName
     location: location
     clientSecret: clientSecret
+    secretName: secretName
     secretExpiresUnix: clientSecretExpiresUnix
     principalId: principalId
     tags: tags
   }
-}
-
-// ---------------------------------------------------------------------------------------------
-// App settings
-// ---------------------------------------------------------------------------------------------
-
-var exportsUrl = '${exportsStorage.outputs.blobEndpoint}${exportsContainerName}${empty(exportsPrefix) ? '' : '/${exportsPrefix}'}'
-
-// Identity-based AzureWebJobsStorage: no connection string; __clientId only for user-assigned.
-var hostStorageSettings = union(
-  {
-    AzureWebJobsStorage__accountName: hostStorageName
-    AzureWebJobsStorage__credential: 'managedidentity'
-  },
-  userAssigned ? { AzureWebJobsStorage__clientId: userIdentity.properties.clientId } : {}
-)
-
-var telemetrySettings = {
-  APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
-  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: userAssigned
-    ? 'ClientId=${userIdentity.properties.clientId};Authorization=AAD'
-    : 'Authorization=AAD'
-}
-
-// The code's token source: the user-assigned identity's client id, or the app registration.
-var authSettings = clientSecretMode
-  ? {
-      AZURE_TENANT_ID: tenantId
-      AZURE_CLIENT_ID: clientId
-      AZURE_CLIENT_SECRET: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.secretUri})'
-    }
-  : (userAssigned ? { AZURE_CLIENT_ID: userIdentity.properties.clientId } : {})
-
-var signinsSettings = {
-  SIGNINS_GRAPH_ENDPOINT: signinsGraphEndpoint
-  SIGNINS_GRAPH_VERSION: signinsGraphVersion
-  SIGNINS_AUTH: empty(signinsAuth) ? (clientSecretMode ? 'client-secret' : 'managed-identity') : signinsAuth
-  SIGNINS_DESTINATION: empty(signinsDestination) ? exportsUrl : signinsDestination
-  SIGNINS_PRESET: signinsPreset
-  SIGNINS_CLIENT_APPS: signinsClientApps
-  SIGNINS_APPS: signinsApps
-  SIGNINS_FILTER: signinsFilter
-  SIGNINS_EVENT_TYPES: signinsEventTypes
-  SIGNINS_LOOKBACK: signinsLookback
-  SIGNINS_OVERLAP: signinsOverlap
-  SIGNINS_SLICE: signinsSlice
-  SIGNINS_COLUMNS: signinsColumns
-  SIGNINS_CSV_SAFE: signinsCsvSafe
-  SIGNINS_REPORT_DAYS: signinsReportDays
-  SIGNINS_RETRY_BUDGET: signinsRetryBudget
-  SIGNINS_RUN_DEADLINE: signinsRunDeadline
-  SIGNINS_REFRESH_DEADLINE: signinsRefreshDeadline
-  SIGNINS_SCHEDULE: signinsSchedule
-}
-
-resource site 'Microsoft.Web/sites@2024-04-01' existing = {
-  name: functionAppName
-}
-
-// Flex Consumption: no FUNCTIONS_WORKER_RUNTIME / FUNCTIONS_EXTENSION_VERSION here; the runtime is
-// functionAppConfig.runtime (custom 1.0).
-resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
-  parent: site
-  name: 'appsettings'
-  properties: union(hostStorageSettings, telemetrySettings, authSettings, signinsSettings)
-  dependsOn: [
-    functionApp
-    hostRoles
-    exportsWriter
-    telemetryPublisher
-  ]
 }
 
 // ---------------------------------------------------------------------------------------------

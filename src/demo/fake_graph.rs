@@ -40,13 +40,33 @@ pub const GRAPH_CONTENT_TYPE: &str =
 
 /// One request the fake received (recorded on arrival; `status` is 0 until it is answered, and
 /// stays 0 if the client went away first).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RecordedRequest {
     pub method: String,
     pub path_and_query: String,
     pub host: String,
     pub authorization: Option<String>,
     pub status: u16,
+}
+
+impl std::fmt::Debug for RecordedRequest {
+    /// The credential is redacted: recordings end up in assertion messages.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let authorization = self
+            .authorization
+            .as_deref()
+            .map(|a| match a.split_once(' ') {
+                Some((scheme, _)) => format!("{scheme} <redacted>"),
+                None => "<redacted>".to_owned(),
+            });
+        f.debug_struct("RecordedRequest")
+            .field("method", &self.method)
+            .field("path_and_query", &self.path_and_query)
+            .field("host", &self.host)
+            .field("authorization", &authorization)
+            .field("status", &self.status)
+            .finish()
+    }
 }
 
 impl RecordedRequest {
@@ -968,6 +988,22 @@ pub(crate) fn http_date(t: OffsetDateTime) -> String {
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn recorded_requests_do_not_show_the_token_in_debug() {
+        let r = RecordedRequest {
+            method: "GET".into(),
+            path_and_query: "/v1.0/auditLogs/signIns".into(),
+            host: "127.0.0.1:1".into(),
+            authorization: Some("Bearer eyJsecret".into()),
+            status: 200,
+        };
+        let text = format!("{r:?}");
+        assert!(
+            !text.contains("eyJsecret") && text.contains("Bearer <redacted>"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn http_dates_are_imf_fixdate() {

@@ -749,6 +749,11 @@ mod tests {
         assert!(!e.matches(
             &json!({"signInEventTypes": ["nonInteractiveUser"], "status": {"errorCode": 0}})
         ));
+        // Records without the beta-only property fall back to isInteractive.
+        let e = beta("signInEventTypes/any(t: t eq 'nonInteractiveUser')").unwrap();
+        assert!(e.matches(&json!({"isInteractive": false})));
+        assert!(!e.matches(&json!({"isInteractive": true})));
+        assert_eq!(event_types(&json!({})), vec!["interactiveUser"]);
     }
 
     #[test]

@@ -1,7 +1,6 @@
 // The Function App on Flex Consumption (FC1): custom handler runtime (`custom` 1.0, the
 // signin-export binary started with `serve`, see host.json), package deployed to a blob container
-// read with the app's identity. App settings are set by main.bicep (they need the Key Vault and
-// role assignments first).
+// read with the app's identity, app settings built by main.bicep.
 
 @description('Function App name (globally unique host name <name>.azurewebsites.net).')
 @minLength(2)
@@ -40,15 +39,36 @@ param instanceMemoryMB int
 @maxValue(1000)
 param maximumInstanceCount int
 
+@description('App settings (name -> value); Flex Consumption takes no FUNCTIONS_WORKER_RUNTIME / FUNCTIONS_EXTENSION_VERSION.')
+param appSettings object
+
 @description('Tags for every resource.')
 param tags object = {}
 
 var userAssigned = identityType == 'UserAssigned'
 
-// checkov:skip=CKV_AZURE_225:Flex Consumption (FC1) plans have no zone-redundancy switch on the plan resource.
-// checkov:skip=CKV_AZURE_212:Flex Consumption scales on demand (maximumInstanceCount); a fixed minimum of instances does not apply to FC1.
-// checkov:skip=CKV_AZURE_211:FC1 is a consumption SKU by design; the export runs a few minutes every half hour.
+var systemIdentity = {
+  type: 'SystemAssigned'
+}
+
+var userIdentity = {
+  type: 'UserAssigned'
+  userAssignedIdentities: {
+    '${userAssignedIdentityId}': {}
+  }
+}
+
+var systemDeploymentAuth = {
+  type: 'SystemAssignedIdentity'
+}
+
+var userDeploymentAuth = {
+  type: 'UserAssignedIdentity'
+  userAssignedIdentityResourceId: userAssignedIdentityId
+}
+
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_225:Zone-redundant Flex Consumption is offered in few regions only; enable it per region where available.
   name: planName
   location: location
   tags: tags
@@ -62,23 +82,18 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   }
 }
 
-// checkov:skip=CKV_AZURE_56:Callers of /api/refresh authenticate with a function key (authLevel function); App Service Authentication would also block the platform's timer and key-based calls.
-// checkov:skip=CKV_AZURE_221:Power BI and admins call /api/refresh over the internet with a function key; private endpoints would need a VNet this deployment does not create.
 resource site 'Microsoft.Web/sites@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_16:A managed identity is always set (SystemAssigned or UserAssigned, chosen by identityType); checkov cannot evaluate the conditional.
+  // checkov:skip=CKV_AZURE_71:Same as CKV_AZURE_16: the identity object is chosen by a parameter.
+  // checkov:skip=CKV_AZURE_222:Power BI and admins call /api/refresh over the internet with a function key; private endpoints need a VNet this deployment does not create.
+  // checkov:skip=CKV_AZURE_17:Callers authenticate with a function key over HTTPS; client certificates would be one more secret to distribute.
+  // checkov:skip=CKV_AZURE_212:Flex Consumption scales on demand; a fixed minimum of instances does not apply to FC1.
+  // checkov:skip=CKV_AZURE_213:Flex Consumption has no App Service health-check feature; the platform restarts failed hosts and failed runs show in Application Insights.
   name: name
   location: location
   tags: tags
   kind: 'functionapp,linux'
-  identity: userAssigned
-    ? {
-        type: 'UserAssigned'
-        userAssignedIdentities: {
-          '${userAssignedIdentityId}': {}
-        }
-      }
-    : {
-        type: 'SystemAssigned'
-      }
+  identity: userAssigned ? userIdentity : systemIdentity
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
@@ -91,20 +106,19 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       ftpsState: 'Disabled'
       http20Enabled: true
       remoteDebuggingEnabled: false
+      appSettings: [
+        for setting in items(appSettings): {
+          name: setting.key
+          value: setting.value
+        }
+      ]
     }
     functionAppConfig: {
       deployment: {
         storage: {
           type: 'blobContainer'
           value: deploymentContainerUrl
-          authentication: userAssigned
-            ? {
-                type: 'UserAssignedIdentity'
-                userAssignedIdentityResourceId: userAssignedIdentityId
-              }
-            : {
-                type: 'SystemAssignedIdentity'
-              }
+          authentication: userAssigned ? userDeploymentAuth : systemDeploymentAuth
         }
       }
       scaleAndConcurrency: {

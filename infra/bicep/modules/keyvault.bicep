@@ -14,6 +14,9 @@ param location string
 @secure()
 param clientSecret string
 
+@description('Name of the secret (main.bicep builds the Key Vault reference from it).')
+param secretName string
+
 @description('Expiry of the secret (Unix seconds); set it to the app registration secret\'s own expiry.')
 param secretExpiresUnix int
 
@@ -26,9 +29,9 @@ param tags object = {}
 // Key Vault Secrets User
 var secretsUserRoleId = '4633458b-17de-408a-b874-0445c86b69e6'
 
-// checkov:skip=CKV_AZURE_109:Key Vault references from a Flex Consumption app without VNet integration resolve over the public endpoint; access is RBAC-only.
-// checkov:skip=CKV_AZURE_189:Same reason as CKV_AZURE_109: no private network in this deployment.
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
+  // checkov:skip=CKV_AZURE_109:Key Vault references from a Flex Consumption app without VNet integration resolve over the public endpoint; access is RBAC-only.
+  // checkov:skip=CKV_AZURE_189:Same reason as CKV_AZURE_109: no private network in this deployment.
   name: name
   location: location
   tags: tags
@@ -52,7 +55,7 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
 
 resource secret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
   parent: vault
-  name: 'graph-client-secret'
+  name: secretName
   properties: {
     value: clientSecret
     contentType: 'text/plain'

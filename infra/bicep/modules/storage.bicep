@@ -21,9 +21,10 @@ param softDeleteDays int = 14
 @description('Tags for every resource.')
 param tags object = {}
 
-// checkov:skip=CKV_AZURE_35:Flex Consumption without VNet integration and Power BI without a gateway both reach the account over its public endpoint; access is Entra ID RBAC only (shared key disabled).
-// checkov:skip=CKV_AZURE_206:Exports are re-creatable from Graph (30-day retention) and the host account holds only leases and the package; LRS is enough, GRS is a parameter away.
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  // checkov:skip=CKV_AZURE_35:Flex Consumption without VNet integration and Power BI without a gateway both reach the account over its public endpoint; access is Entra ID RBAC only (shared key disabled).
+  // checkov:skip=CKV_AZURE_206:Exports are re-creatable from Graph (30-day retention) and the host account holds only leases and the package; LRS is enough (change sku.name for geo-redundancy).
+  // checkov:skip=CKV_AZURE_59:Same as CKV_AZURE_35: public endpoint, Entra ID RBAC only, no anonymous or shared-key access.
   name: name
   location: location
   tags: tags
