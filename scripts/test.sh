@@ -16,8 +16,14 @@ cargo clippy --all-targets --locked -- -D warnings
 step "npm ci (Azurite, pinned in package-lock.json)"
 npm ci --no-audit --no-fund --loglevel=error
 
-step "Functions package (scripts/package.sh)"
-bash scripts/package.sh
+step "package build tools (pinned in scripts/requirements-package.txt)"
+venv=target/tools-venv
+[[ -x $venv/bin/pip ]] || python3 -m venv "$venv"
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements-package.txt
+export PATH="$PWD/$venv/bin:$PATH"
+
+step "Functions package (scripts/package.sh, glibc 2.28 baseline)"
+PACKAGE_BUILD=zig bash scripts/package.sh
 
 step "infrastructure checks (scripts/check-infra.sh)"
 bash scripts/check-infra.sh
