@@ -9,7 +9,9 @@ fn readme() -> String {
 
 /// First-column names of the table whose header row starts with `| {first} |`.
 fn table_names(readme: &str, first: &str) -> Vec<String> {
-    let mut lines = readme.lines().skip_while(|l| !l.starts_with(&format!("| {first} |")));
+    let mut lines = readme
+        .lines()
+        .skip_while(|l| !l.starts_with(&format!("| {first} |")));
     lines.next().expect("table header");
     lines
         .skip(1)
@@ -21,7 +23,10 @@ fn table_names(readme: &str, first: &str) -> Vec<String> {
 #[test]
 fn readme_column_table_lists_every_column_in_order() {
     let documented = table_names(&readme(), "column");
-    let code: Vec<String> = reference().into_iter().map(|(name, _, _)| name.to_string()).collect();
+    let code: Vec<String> = reference()
+        .into_iter()
+        .map(|(name, _, _)| name.to_string())
+        .collect();
     assert_eq!(documented, code);
 }
 

@@ -364,9 +364,15 @@ async fn a_second_run_while_one_is_exporting_reports_busy() {
         }
         other => panic!("expected busy, got {other:?}"),
     }
-    assert!(matches!(first.await.unwrap().unwrap(), RunOutcome::Completed(_)));
+    assert!(matches!(
+        first.await.unwrap().unwrap(),
+        RunOutcome::Completed(_)
+    ));
     // And the lock is free again afterwards.
-    assert!(matches!(app.run(&settings).await.unwrap(), RunOutcome::Completed(_)));
+    assert!(matches!(
+        app.run(&settings).await.unwrap(),
+        RunOutcome::Completed(_)
+    ));
 }
 
 #[tokio::test]
