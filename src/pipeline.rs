@@ -662,49 +662,58 @@ pub struct RequestedWindow {
     pub until: Option<OffsetDateTime>,
 }
 
-/// Parses and checks `since` / `until` (RFC 3339): not in the future, `since` before `until`,
-/// `since` within Graph's 30-day retention.
+/// How far ahead of our clock a caller's timestamp may be (their clock may run fast); later
+/// values are refused as "in the future", earlier ones are clamped to now.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(120);
+
+/// Parses and checks `since` / `until` (RFC 3339, any offset): not in the future (beyond
+/// [`CLOCK_SKEW`]), within Graph's 30-day retention, `since` before `until`. The one check behind
+/// the CLI flags and the refresh trigger's query. Messages never repeat the value.
 pub fn parse_window(
     since: Option<&str>,
     until: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<RequestedWindow, WindowError> {
-    let parse = |parameter: &'static str,
-                 value: Option<&str>|
-     -> Result<Option<OffsetDateTime>, WindowError> {
-        let Some(value) = value else { return Ok(None) };
-        let time = OffsetDateTime::parse(value.trim(), &Rfc3339).map_err(|_| WindowError {
-            parameter,
-            message: "expected an RFC 3339 time such as 2026-11-20T00:00:00Z".into(),
-        })?;
-        if time > now {
-            return Err(WindowError {
-                parameter,
-                message: "is in the future".into(),
-            });
-        }
-        Ok(Some(time.to_offset(time::UtcOffset::UTC)))
-    };
     let window = RequestedWindow {
-        since: parse("since", since)?,
-        until: parse("until", until)?,
+        since: since.map(|v| parse_instant("since", v, now)).transpose()?,
+        until: until.map(|v| parse_instant("until", v, now)).transpose()?,
     };
     if let (Some(since), Some(until)) = (window.since, window.until) {
         if since >= until {
             return Err(WindowError {
                 parameter: "since",
-                message: "must be before until".into(),
+                message: "must be earlier than until".into(),
             });
         }
     }
-    if window
-        .since
-        .is_some_and(|since| since < now - crate::config::GRAPH_RETENTION)
-    {
-        return Err(WindowError {
-            parameter: "since",
-            message: "is older than the 30 days Graph keeps sign-in logs".into(),
-        });
-    }
     Ok(window)
+}
+
+fn parse_instant(
+    parameter: &'static str,
+    value: &str,
+    now: OffsetDateTime,
+) -> Result<OffsetDateTime, WindowError> {
+    let refuse = |message: &str| WindowError {
+        parameter,
+        message: message.into(),
+    };
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(refuse(
+            "is empty; expected an RFC 3339 timestamp such as 2026-11-27T00:00:00Z",
+        ));
+    }
+    let at = OffsetDateTime::parse(value, &Rfc3339)
+        .map_err(|_| refuse("is not an RFC 3339 timestamp; expected e.g. 2026-11-27T00:00:00Z"))?
+        .to_offset(time::UtcOffset::UTC);
+    if at > now + CLOCK_SKEW {
+        return Err(refuse("is in the future"));
+    }
+    if at < now - crate::config::GRAPH_RETENTION {
+        return Err(refuse(
+            "is older than 30 days: Graph keeps sign-in logs for 30 days only",
+        ));
+    }
+    Ok(at.min(now))
 }

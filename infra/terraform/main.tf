@@ -17,13 +17,13 @@ resource "random_string" "suffix" {
 }
 
 locals {
-  location       = coalesce(var.location, data.azurerm_resource_group.rg.location)
-  suffix         = random_string.suffix.result
-  function_name  = "func-${var.base_name}-${local.suffix}"
-  plan_name      = "plan-${var.base_name}-${local.suffix}"
-  host_storage   = substr("sthost${local.suffix}", 0, 24)
-  export_storage = substr("stexp${local.suffix}", 0, 24)
-  key_vault_name = substr("kv-${var.base_name}-${local.suffix}", 0, 24)
+  location         = coalesce(var.location, data.azurerm_resource_group.rg.location)
+  suffix           = random_string.suffix.result
+  function_name    = "func-${var.base_name}-${local.suffix}"
+  plan_name        = "plan-${var.base_name}-${local.suffix}"
+  host_storage     = substr("sthost${local.suffix}", 0, 24)
+  export_storage   = substr("stexp${local.suffix}", 0, 24)
+  key_vault_name   = substr("kv-${var.base_name}-${local.suffix}", 0, 24)
   deploy_container = "app-package"
   user_assigned    = var.identity_type == "UserAssigned"
   tenant_id        = coalesce(var.tenant_id, data.azurerm_client_config.current.tenant_id)
@@ -52,13 +52,13 @@ resource "azurerm_log_analytics_workspace" "logs" {
 
 # Entra-only ingestion: the app authenticates with its identity (Monitoring Metrics Publisher).
 resource "azurerm_application_insights" "app" {
-  name                = "appi-${var.base_name}-${local.suffix}"
-  resource_group_name = data.azurerm_resource_group.rg.name
-  location            = local.location
-  application_type    = "web"
-  workspace_id        = azurerm_log_analytics_workspace.logs.id
+  name                          = "appi-${var.base_name}-${local.suffix}"
+  resource_group_name           = data.azurerm_resource_group.rg.name
+  location                      = local.location
+  application_type              = "web"
+  workspace_id                  = azurerm_log_analytics_workspace.logs.id
   local_authentication_disabled = true
-  tags                = var.tags
+  tags                          = var.tags
 }
 
 # ---------------------------------------------------------------------------------------------

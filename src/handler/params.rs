@@ -1,25 +1,13 @@
 //! The refresh trigger's query parameters (`since`, `until`, and the host's `code`), validated
-//! into a window or a [`ParamError`] naming the parameter.
+//! into a window or a [`ParamError`] naming the parameter. The time checks themselves are
+//! [`pipeline::parse_window`], shared with the CLI.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde::Serialize;
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::config::GRAPH_RETENTION;
-
-/// How far ahead of our clock a caller's timestamp may be (their clock may run fast); later
-/// values are refused as "in the future", earlier ones are clamped to now.
-pub const CLOCK_SKEW: Duration = Duration::from_secs(120);
-
-/// The window a refresh asks for; `None` = the pipeline's default (watermark / now).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RefreshWindow {
-    pub since: Option<OffsetDateTime>,
-    pub until: Option<OffsetDateTime>,
-}
+use crate::pipeline::{self, RequestedWindow};
 
 /// A refused parameter. `message` never repeats the parameter's value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
@@ -29,69 +17,32 @@ pub struct ParamError {
     pub message: String,
 }
 
-fn refuse(parameter: &str, message: impl Into<String>) -> ParamError {
-    ParamError {
-        parameter: parameter.chars().take(64).collect(),
-        message: message.into(),
-    }
-}
-
 /// Validates the query at `now`. `code` (the function key, when the caller authenticates with
 /// `?code=`) is accepted in any case and ignored; any other unknown name is refused.
 pub fn parse_refresh_query(
     query: &BTreeMap<String, String>,
     now: OffsetDateTime,
-) -> Result<RefreshWindow, ParamError> {
-    let mut window = RefreshWindow::default();
+) -> Result<RequestedWindow, ParamError> {
+    let (mut since, mut until) = (None, None);
     for (name, value) in query {
         match name.as_str() {
-            "since" => window.since = Some(parse_instant("since", value, now)?),
-            "until" => window.until = Some(parse_instant("until", value, now)?),
+            "since" => since = Some(value.as_str()),
+            "until" => until = Some(value.as_str()),
             _ if name.eq_ignore_ascii_case("code") => {}
             _ => {
-                return Err(refuse(
-                    name,
-                    "unknown parameter; accepted: since, until (RFC 3339 timestamps)",
-                ))
+                return Err(ParamError {
+                    // Bounded: the name comes from the caller.
+                    parameter: name.chars().take(64).collect(),
+                    message: "unknown parameter; accepted: since, until (RFC 3339 timestamps)"
+                        .into(),
+                });
             }
         }
     }
-    if let (Some(since), Some(until)) = (window.since, window.until) {
-        if since >= until {
-            return Err(refuse("since", "must be earlier than until"));
-        }
-    }
-    Ok(window)
-}
-
-fn parse_instant(
-    parameter: &str,
-    value: &str,
-    now: OffsetDateTime,
-) -> Result<OffsetDateTime, ParamError> {
-    let value = value.trim();
-    if value.is_empty() {
-        return Err(refuse(
-            parameter,
-            "is empty; expected an RFC 3339 timestamp such as 2026-11-27T00:00:00Z",
-        ));
-    }
-    let at = OffsetDateTime::parse(value, &Rfc3339).map_err(|_| {
-        refuse(
-            parameter,
-            "is not an RFC 3339 timestamp; expected e.g. 2026-11-27T00:00:00Z",
-        )
-    })?;
-    if at > now + CLOCK_SKEW {
-        return Err(refuse(parameter, "is in the future"));
-    }
-    if at < now - GRAPH_RETENTION {
-        return Err(refuse(
-            parameter,
-            "is older than 30 days: Graph keeps sign-in logs for 30 days only",
-        ));
-    }
-    Ok(at.min(now))
+    pipeline::parse_window(since, until, now).map_err(|e| ParamError {
+        parameter: e.parameter.to_string(),
+        message: e.message,
+    })
 }
 
 #[cfg(test)]
@@ -101,7 +52,7 @@ mod tests {
 
     const NOW: OffsetDateTime = datetime!(2026-11-28 16:00:00 UTC);
 
-    fn parse(pairs: &[(&str, &str)]) -> Result<RefreshWindow, ParamError> {
+    fn parse(pairs: &[(&str, &str)]) -> Result<RequestedWindow, ParamError> {
         let query = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -111,7 +62,7 @@ mod tests {
 
     #[test]
     fn accepts_a_window_and_the_function_key() {
-        assert_eq!(parse(&[]), Ok(RefreshWindow::default()));
+        assert_eq!(parse(&[]), Ok(RequestedWindow::default()));
         let window = parse(&[
             ("since", "2026-11-27T00:00:00Z"),
             ("until", "2026-11-28T17:00:00+02:00"),
