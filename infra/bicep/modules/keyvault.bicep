@@ -17,7 +17,7 @@ param clientSecret string
 @description('Name of the secret (main.bicep builds the Key Vault reference from it).')
 param secretName string
 
-@description('Expiry of the secret (Unix seconds); set it to the app registration secret\'s own expiry.')
+@description('Expiry of the secret (Unix seconds, 0 = none); set it to the app registration secret\'s own expiry.')
 param secretExpiresUnix int
 
 @description('Object id of the function identity.')
@@ -61,7 +61,7 @@ resource secret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
     contentType: 'text/plain'
     attributes: {
       enabled: true
-      exp: secretExpiresUnix
+      exp: secretExpiresUnix > 0 ? secretExpiresUnix : null
     }
   }
 }
