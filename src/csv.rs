@@ -17,10 +17,10 @@
 //!   `"\r=cmd"` → `' =cmd`); a tab is not a line break and stays. [`Cell::Number`] and
 //!   [`Cell::Bool`] cells are never altered (a longitude of `-122.3` stays `-122.3`).
 //!
-//! Two interchangeable quoting back ends produce identical bytes (a unit test checks this over
-//! hostile and random strings): [`Quoting::CsvCore`], the `csv` crate's own writer core
-//! (`csv-core`), and [`Quoting::Hand`], a single pass that copies clean fields straight through.
-//! `benches/encode.rs` compares them; [`CsvEncoder::new`] uses the faster one.
+//! Quoting is the `csv` crate's own writer core (`csv-core`), writing straight into the caller's
+//! buffer. A hand-written single pass was tried and measured (`benches/encode.rs`): 1.1–1.16×
+//! faster end to end, where flattening dominates and Graph's paging is the real limit — not
+//! worth a second quoting implementation to keep correct.
 
 use std::borrow::Cow;
 
@@ -34,21 +34,11 @@ pub const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// The record terminator.
 pub const TERMINATOR: &[u8] = b"\r\n";
 
-/// Which quoting back end an encoder uses (both write identical bytes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Quoting {
-    /// `csv-core`'s `Writer`, the engine of the `csv` crate's writer.
-    CsvCore,
-    /// A fused single pass: line-break replacement, guard and RFC 4180 quoting.
-    Hand,
-}
-
 /// Encodes rows of [`Cell`]s for one set of columns.
 pub struct CsvEncoder {
     header: Bytes,
     columns: usize,
     guard: bool,
-    quoting: Quoting,
     core: csv_core::Writer,
     /// csv-core's output window, reused.
     core_buf: Vec<u8>,
@@ -61,7 +51,6 @@ impl std::fmt::Debug for CsvEncoder {
         f.debug_struct("CsvEncoder")
             .field("columns", &self.columns)
             .field("guard", &self.guard)
-            .field("quoting", &self.quoting)
             .finish()
     }
 }
@@ -69,11 +58,6 @@ impl std::fmt::Debug for CsvEncoder {
 impl CsvEncoder {
     /// An encoder for `columns`; `formula_guard` is `SIGNINS_CSV_SAFE`.
     pub fn new(columns: &Columns, formula_guard: bool) -> CsvEncoder {
-        CsvEncoder::with_quoting(columns, formula_guard, Quoting::Hand)
-    }
-
-    /// An encoder with a chosen quoting back end (for the benchmark and equivalence tests).
-    pub fn with_quoting(columns: &Columns, formula_guard: bool, quoting: Quoting) -> CsvEncoder {
         let mut header = Vec::with_capacity(BOM.len() + columns.len() * 16);
         header.extend_from_slice(BOM);
         header.extend_from_slice(columns.names().join(",").as_bytes());
@@ -82,7 +66,6 @@ impl CsvEncoder {
             header: Bytes::from(header),
             columns: columns.len(),
             guard: formula_guard,
-            quoting,
             core: csv_core::WriterBuilder::new()
                 .terminator(csv_core::Terminator::CRLF)
                 .build(),
@@ -118,19 +101,13 @@ impl CsvEncoder {
                 Cell::Bool(true) => out.extend_from_slice(b"true"),
                 Cell::Bool(false) => out.extend_from_slice(b"false"),
                 // Numbers come from the flattener as plain decimals: nothing to quote or guard.
-                Cell::Number(n) => match self.quoting {
-                    Quoting::Hand => out.extend_from_slice(n.as_bytes()),
-                    Quoting::CsvCore => {
-                        core_field(&mut self.core, n.as_bytes(), &mut self.core_buf, out)
-                    }
-                },
-                Cell::Text(text) => match self.quoting {
-                    Quoting::Hand => hand_text(text, self.guard, &mut self.scratch, out),
-                    Quoting::CsvCore => {
-                        let clean = clean_text(text, self.guard, &mut self.scratch);
-                        core_field(&mut self.core, clean.as_bytes(), &mut self.core_buf, out);
-                    }
-                },
+                Cell::Number(n) => {
+                    core_field(&mut self.core, n.as_bytes(), &mut self.core_buf, out)
+                }
+                Cell::Text(text) => {
+                    let clean = clean_text(text, self.guard, &mut self.scratch);
+                    core_field(&mut self.core, clean.as_bytes(), &mut self.core_buf, out);
+                }
             }
         }
         out.extend_from_slice(TERMINATOR);
@@ -153,14 +130,6 @@ const BREAK_LEAD: [bool; 256] = {
     t[0x0C] = true;
     t[0xC2] = true;
     t[0xE2] = true;
-    t
-};
-
-/// Bytes the hand encoder must look at: line-break leads plus `,` and `"`.
-const SPECIAL: [bool; 256] = {
-    let mut t = BREAK_LEAD;
-    t[b',' as usize] = true;
-    t[b'"' as usize] = true;
     t
 };
 
@@ -231,41 +200,6 @@ fn core_field(core: &mut csv_core::Writer, input: &[u8], buf: &mut Vec<u8>, out:
     // is ours, so the `,` is dropped.
     let (_, closing) = core.delimiter(&mut buf[written..]);
     out.extend_from_slice(&buf[..(written + closing).saturating_sub(1)]);
-}
-
-/// The fused encoder for one text field.
-fn hand_text(text: &str, guard: bool, scratch: &mut String, out: &mut Vec<u8>) {
-    let bytes = text.as_bytes();
-    let guarded = guard && bytes.first().is_some_and(|&b| is_guarded_start(b));
-    if !bytes.iter().any(|&b| SPECIAL[b as usize]) {
-        // Clean: nothing to replace, nothing to quote.
-        if guarded {
-            out.push(b'\'');
-        }
-        out.extend_from_slice(bytes);
-        return;
-    }
-    let clean = replace_line_breaks(text, scratch).as_bytes();
-    if !clean.iter().any(|&b| b == b',' || b == b'"') {
-        if guarded {
-            out.push(b'\'');
-        }
-        out.extend_from_slice(clean);
-        return;
-    }
-    out.reserve(clean.len() + 4);
-    out.push(b'"');
-    if guarded {
-        out.push(b'\'');
-    }
-    let mut rest = clean;
-    while let Some(q) = rest.iter().position(|&b| b == b'"') {
-        out.extend_from_slice(&rest[..=q]);
-        out.push(b'"');
-        rest = &rest[q + 1..];
-    }
-    out.extend_from_slice(rest);
-    out.push(b'"');
 }
 
 #[cfg(test)]
@@ -341,9 +275,9 @@ mod tests {
         Columns::parse("userDisplayName,clientAppUsed,id").unwrap()
     }
 
-    fn encode_all(quoting: Quoting, guard: bool, values: &[&str]) -> Vec<u8> {
+    fn encode_all(guard: bool, values: &[&str]) -> Vec<u8> {
         let cols = columns3();
-        let mut enc = CsvEncoder::with_quoting(&cols, guard, quoting);
+        let mut enc = CsvEncoder::new(&cols, guard);
         let mut out = enc.header().to_vec();
         for v in values {
             enc.encode_row(&[text(v), text("x"), text(v)], &mut out);
@@ -353,28 +287,26 @@ mod tests {
 
     #[test]
     fn round_trip_of_nasty_strings_through_the_csv_reader() {
-        for quoting in [Quoting::Hand, Quoting::CsvCore] {
-            for guard in [true, false] {
-                let bytes = encode_all(quoting, guard, NASTY);
-                assert!(bytes.starts_with(BOM));
-                let (headers, rows) = read_back(&bytes[BOM.len()..]);
-                assert_eq!(headers, ["userDisplayName", "clientAppUsed", "id"]);
-                assert_eq!(rows.len(), NASTY.len(), "{quoting:?} guard={guard}");
-                for (row, original) in rows.iter().zip(NASTY) {
-                    let want = expected(original, guard);
-                    assert_eq!(row, &[want.clone(), "x".to_string(), want], "{original:?}");
-                    for field in row {
-                        assert!(!field.contains([
-                            '\r', '\n', '\u{0B}', '\u{0C}', '\u{85}', '\u{2028}', '\u{2029}'
-                        ]));
-                    }
+        for guard in [true, false] {
+            let bytes = encode_all(guard, NASTY);
+            assert!(bytes.starts_with(BOM));
+            let (headers, rows) = read_back(&bytes[BOM.len()..]);
+            assert_eq!(headers, ["userDisplayName", "clientAppUsed", "id"]);
+            assert_eq!(rows.len(), NASTY.len(), "guard={guard}");
+            for (row, original) in rows.iter().zip(NASTY) {
+                let want = expected(original, guard);
+                assert_eq!(row, &[want.clone(), "x".to_string(), want], "{original:?}");
+                for field in row {
+                    assert!(!field.contains([
+                        '\r', '\n', '\u{0B}', '\u{0C}', '\u{85}', '\u{2028}', '\u{2029}'
+                    ]));
                 }
-                // One physical line per row: a reader that ignores quotes splits rows right.
-                let text = std::str::from_utf8(&bytes).unwrap();
-                assert_eq!(text.matches("\r\n").count(), NASTY.len() + 1);
-                assert_eq!(text.matches('\n').count(), NASTY.len() + 1);
-                assert_eq!(text.matches('\r').count(), NASTY.len() + 1);
             }
+            // One physical line per row: a reader that ignores quotes splits rows right.
+            let text = std::str::from_utf8(&bytes).unwrap();
+            assert_eq!(text.matches("\r\n").count(), NASTY.len() + 1);
+            assert_eq!(text.matches('\n').count(), NASTY.len() + 1);
+            assert_eq!(text.matches('\r').count(), NASTY.len() + 1);
         }
     }
 
@@ -416,12 +348,10 @@ mod tests {
         }))
         .unwrap();
         let cols = Columns::parse("latitude,longitude,statusErrorCode,id").unwrap();
-        for quoting in [Quoting::Hand, Quoting::CsvCore] {
-            let mut enc = CsvEncoder::with_quoting(&cols, true, quoting);
-            let mut out = Vec::new();
-            enc.encode_row(&cols.row(&s), &mut out);
-            assert_eq!(out, b"-33.8688,-122.3,-1,'-id\r\n", "{quoting:?}");
-        }
+        let mut enc = CsvEncoder::new(&cols, true);
+        let mut out = Vec::new();
+        enc.encode_row(&cols.row(&s), &mut out);
+        assert_eq!(out, b"-33.8688,-122.3,-1,'-id\r\n");
     }
 
     #[test]
@@ -467,19 +397,17 @@ mod tests {
     #[test]
     fn single_empty_column_is_not_a_blank_line() {
         let cols = Columns::parse("userDisplayName").unwrap();
-        for quoting in [Quoting::Hand, Quoting::CsvCore] {
-            let mut enc = CsvEncoder::with_quoting(&cols, true, quoting);
-            let mut file = enc.header().to_vec();
-            enc.encode_row(&[Cell::Empty], &mut file);
-            enc.encode_row(&[text("")], &mut file);
-            enc.encode_row(&[text("x")], &mut file);
-            let (_, rows) = read_back(&file[BOM.len()..]);
-            assert_eq!(rows, [[""], [""], ["x"]]);
-        }
+        let mut enc = CsvEncoder::new(&cols, true);
+        let mut file = enc.header().to_vec();
+        enc.encode_row(&[Cell::Empty], &mut file);
+        enc.encode_row(&[text("")], &mut file);
+        enc.encode_row(&[text("x")], &mut file);
+        let (_, rows) = read_back(&file[BOM.len()..]);
+        assert_eq!(rows, [[""], [""], ["x"]]);
     }
 
     #[test]
-    fn hand_and_csv_core_write_identical_bytes() {
+    fn writes_the_same_bytes_as_the_csv_crates_writer() {
         // NASTY plus deterministic random strings over an alphabet of troublemakers.
         let alphabet: Vec<char> =
             "a,\"\r\n\t=+-@' é€😀\u{2028}\u{2029}\u{85}\u{0B}\u{0C}\u{a0}\u{2013}"
@@ -503,9 +431,7 @@ mod tests {
         }
         let refs: Vec<&str> = values.iter().map(String::as_str).collect();
         for guard in [true, false] {
-            let hand = encode_all(Quoting::Hand, guard, &refs);
-            let core = encode_all(Quoting::CsvCore, guard, &refs);
-            assert_eq!(hand, core);
+            let ours = encode_all(guard, &refs);
             // And the csv crate's high-level writer agrees on the cleaned values.
             let mut wtr = csv::WriterBuilder::new()
                 .terminator(csv::Terminator::CRLF)
@@ -518,8 +444,8 @@ mod tests {
             }
             let mut reference = BOM.to_vec();
             reference.extend_from_slice(&wtr.into_inner().unwrap());
-            assert_eq!(hand, reference);
-            let (_, rows) = read_back(&hand[BOM.len()..]);
+            assert_eq!(ours, reference);
+            let (_, rows) = read_back(&ours[BOM.len()..]);
             for (row, v) in rows.iter().zip(&refs) {
                 assert_eq!(row[0], expected(v, guard));
             }
