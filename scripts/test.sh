@@ -33,11 +33,16 @@ bash scripts/check-infra.sh
 # no test can reach anything else, even by mistake (e.g. the VM managed-identity endpoint).
 step "cargo build --tests (offline from here on)"
 cargo test --locked --no-run
+log=target/test-output.log
 if [[ $(id -u) == 0 ]] && command -v unshare >/dev/null && command -v ip >/dev/null \
     && unshare -n true 2>/dev/null; then
   step "cargo test (network namespace: loopback only)"
-  unshare -n bash -c 'ip link set lo up && exec cargo test --locked --offline'
+  unshare -n bash -c 'ip link set lo up && exec cargo test --locked --offline' 2>&1 | tee "$log"
 else
   step "cargo test"
-  cargo test --locked
+  cargo test --locked 2>&1 | tee "$log"
 fi
+
+# One total over every test binary (the last binary cargo runs is the doc tests).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;/) p += $i; if ($(i+1) ~ /^failed;/) f += $i; if ($(i+1) ~ /^ignored;/) s += $i } }
+     END { printf "\ntests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
