@@ -135,6 +135,8 @@ fn print_summary(summary: &RunSummary) {
 /// The progress bar shown on a terminal; `None` when stderr is not one (plain log lines then).
 struct Progress {
     bar: indicatif::ProgressBar,
+    /// Sign-ins read from Graph so far (before filtering and dedup).
+    read: std::sync::atomic::AtomicU64,
 }
 
 impl Progress {
@@ -148,7 +150,10 @@ impl Progress {
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
         );
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
-        Some(Arc::new(Progress { bar }))
+        Some(Arc::new(Progress {
+            bar,
+            read: std::sync::atomic::AtomicU64::new(0),
+        }))
     }
 
     fn finish(&self) {
@@ -157,14 +162,17 @@ impl Progress {
 }
 
 impl Observer for Progress {
-    fn page(&self, _rows_in_page: usize, stats: &GraphStats) {
+    fn page(&self, rows_in_page: usize, stats: &GraphStats) {
+        use std::sync::atomic::Ordering;
+        let read =
+            self.read.fetch_add(rows_in_page as u64, Ordering::Relaxed) + rows_in_page as u64;
         let secs = self.bar.elapsed().as_secs_f64().max(0.001);
         self.bar.set_message(format!(
-            "{} pages, {} requests, {} retries ({:.1} pages/s)",
+            "{read} sign-ins read ({:.0}/s), {} pages, {} requests, {} retries",
+            read as f64 / secs,
             stats.pages,
             stats.requests,
-            stats.retries,
-            stats.pages as f64 / secs
+            stats.retries
         ));
     }
 
