@@ -332,11 +332,24 @@ impl<'a> Run<'a> {
         self.summary.window_start = Some(window_start);
         self.summary.window_end = Some(window_end);
         self.summary.slices_total = u32::try_from(plan.len()).unwrap_or(u32::MAX);
-        self.state = Some(state.clone());
+        // Every path below must leave the final state in `self.state`: `finish` records the run
+        // in it, and a stale copy would move the watermark back.
+        let result = match self.export_slices(&mut state, plan).await {
+            Ok(completed) => self.publish_latest(&mut state).await.map(|()| completed),
+            Err(e) => Err(e),
+        };
+        self.state = Some(state);
+        result
+    }
 
+    /// Exports `plan` slice by slice; `Ok(false)` when the deadline stopped it early.
+    async fn export_slices(
+        &mut self,
+        state: &mut State,
+        plan: Vec<Slice>,
+    ) -> Result<bool, PipelineError> {
         let deadline = self.request.deadline.map(|d| self.started + d);
         let mut longest_slice = Duration::ZERO;
-        let mut completed = true;
         for slice in plan {
             if self.cancel.is_cancelled() {
                 return Err(PipelineError::Cancelled);
@@ -344,19 +357,12 @@ impl<'a> Run<'a> {
             let slice_started = std::time::Instant::now();
             // Don't start a slice that is unlikely to finish before the deadline.
             if deadline.is_some_and(|d| slice_started + longest_slice > d) {
-                completed = false;
-                break;
+                return Ok(false);
             }
-            match self.export_slice(&mut state, slice, deadline).await {
+            match self.export_slice(state, slice, deadline).await {
                 Ok(()) => {}
-                Err(PipelineError::DeadlineReached) => {
-                    completed = false;
-                    break;
-                }
-                Err(e) => {
-                    self.state = Some(state);
-                    return Err(e);
-                }
+                Err(PipelineError::DeadlineReached) => return Ok(false),
+                Err(e) => return Err(e),
             }
             longest_slice = longest_slice.max(slice_started.elapsed());
             self.summary.slices_done += 1;
@@ -368,9 +374,7 @@ impl<'a> Run<'a> {
                 );
             }
         }
-        self.publish_latest(&mut state).await?;
-        self.state = Some(state);
-        Ok(completed)
+        Ok(true)
     }
 
     async fn export_slice(

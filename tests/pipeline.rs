@@ -526,3 +526,47 @@ async fn a_crash_around_a_commit_is_settled_by_the_next_run() {
         assert!(state.get("pending").is_none());
     }
 }
+
+/// Cancels the run as soon as its first slice is committed.
+struct CancelAfterFirstSlice(CancellationToken);
+
+impl signin_export::pipeline::Observer for CancelAfterFirstSlice {
+    fn slice_done(&self, done: u32, _total: u32, _rows: u64) {
+        if done == 1 {
+            self.0.cancel();
+        }
+    }
+}
+
+/// Regression: a run cancelled between slices recorded its summary over a stale copy of the
+/// state, moving the watermark back, so the next run wrote the first slice again.
+#[tokio::test]
+async fn cancelling_between_slices_keeps_the_committed_slices() {
+    let app = TestApp::spawn(tenant_ending_now(30, 2, 22)).await;
+    let settings = app.settings(&[("SIGNINS_PRESET", "all"), ("SIGNINS_LOOKBACK", "2d")]);
+    let cancel = CancellationToken::new();
+    let mut deps = app.deps(&settings);
+    deps.observer = Some(Arc::new(CancelAfterFirstSlice(cancel.clone())));
+    let request = RunRequest {
+        holder: "test".into(),
+        ..RunRequest::default()
+    };
+    let outcome = pipeline::run_with(&settings, &deps, request, cancel).await;
+    assert!(
+        matches!(outcome, Err(PipelineError::Cancelled)),
+        "{outcome:?}"
+    );
+    let state: Value = serde_json::from_slice(
+        &std::fs::read(app.base(&settings).join("_state/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_ne!(
+        state["watermark"], state["coveredFrom"],
+        "the committed slice must stay exported: {state}"
+    );
+    assert_eq!(state["lastRun"]["outcome"], "cancelled");
+
+    app.export(&settings).await;
+    assert!(!app.exported_id_counts(&settings).is_empty());
+    counts_once(&app.exported_id_counts(&settings));
+}
