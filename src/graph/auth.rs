@@ -28,8 +28,8 @@ use crate::config::{AuthMode, Secret};
 
 /// The scope of Microsoft Graph in the global cloud.
 pub const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
-/// The scope of Azure Storage (the blob sink).
-pub const STORAGE_SCOPE: &str = "https://storage.azure.com/.default";
+/// OAuth scope for Blob Storage (the sink owns it; re-exported for callers of `with_scope`).
+pub use crate::sink::blob::STORAGE_SCOPE;
 /// Entra ID in the global cloud.
 pub const PUBLIC_AUTHORITY: &str = "https://login.microsoftonline.com";
 /// Longest a token request may take, retries included, before it is reported as hanging.

@@ -199,12 +199,9 @@ pub fn open(
             };
             let auth = match sas {
                 Some(sas) => blob::BlobAuth::Sas(sas.clone()),
-                None => blob::BlobAuth::Token(tokens.with_scope(STORAGE_SCOPE).credential()),
+                None => blob::BlobAuth::Token(tokens.with_scope(blob::STORAGE_SCOPE).credential()),
             };
             Ok(Arc::new(blob::BlobSink::new(container_url, &base, auth)?))
         }
     }
 }
-
-/// OAuth scope for Blob Storage.
-pub const STORAGE_SCOPE: &str = "https://storage.azure.com/.default";
