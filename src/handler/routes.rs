@@ -231,6 +231,19 @@ const SHUTTING_DOWN: &str =
 // ---------------------------------------------------------------------------------------------
 // Timer trigger
 
+/// The timer's 200 reply for a run that exported (all of its window or up to its deadline).
+fn timer_finished(id: &str, line: String, summary: &RunSummary, mut logs: Vec<String>) -> Response {
+    tracing::info!(invocation_id = %id, rows = summary.rows, "{line}");
+    logs.push(line);
+    reply(
+        StatusCode::OK,
+        &InvocationResponse {
+            return_value: Some(to_json(summary)),
+            ..InvocationResponse::with_logs(logs)
+        },
+    )
+}
+
 async fn export_signins(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -287,15 +300,7 @@ async fn export_signins(
     match outcome {
         Ok(RunOutcome::Completed(summary)) => {
             let line = format!("export completed: {}", summary_line(&summary));
-            tracing::info!(invocation_id = %id, rows = summary.rows, "{line}");
-            logs.push(line);
-            reply(
-                StatusCode::OK,
-                &InvocationResponse {
-                    return_value: Some(to_json(&summary)),
-                    ..InvocationResponse::with_logs(logs)
-                },
-            )
+            timer_finished(&id, line, &summary, logs)
         }
         Ok(RunOutcome::DeadlineReached(summary)) => {
             let line = format!(
@@ -303,15 +308,7 @@ async fn export_signins(
                 format_duration(settings.run_deadline),
                 summary_line(&summary)
             );
-            tracing::info!(invocation_id = %id, rows = summary.rows, "{line}");
-            logs.push(line);
-            reply(
-                StatusCode::OK,
-                &InvocationResponse {
-                    return_value: Some(to_json(&summary)),
-                    ..InvocationResponse::with_logs(logs)
-                },
-            )
+            timer_finished(&id, line, &summary, logs)
         }
         Ok(RunOutcome::Busy(holder)) => {
             let line = busy_line(&holder);
