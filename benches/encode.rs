@@ -9,9 +9,9 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use fake_tenant::tenant::{generate, TenantSpec};
 use serde_json::json;
 use signin_export::csv::{replace_line_breaks, CsvEncoder};
-use signin_export::demo::tenant::{generate, TenantSpec};
 use signin_export::graph::model::SignIn;
 use signin_export::transform::flatten::{Cell, Columns};
 

@@ -36,13 +36,13 @@ fi
 case $mode in
   zig)
     # Links against glibc 2.28 symbols: runs on every Functions Linux image (Debian 11/12).
-    echo "package.sh: cargo zigbuild --release --target $triple.$glibc_floor" >&2
-    cargo zigbuild --release --locked --bin "$bin" --target "$triple.$glibc_floor"
+    echo "package.sh: cargo zigbuild --release --no-default-features --target $triple.$glibc_floor" >&2
+    cargo zigbuild --release --locked --no-default-features --bin "$bin" --target "$triple.$glibc_floor"
     binary=$target_dir/$triple/release/$bin
     ;;
   native)
-    echo "package.sh: cargo build --release (native toolchain; the glibc floor is this machine's)" >&2
-    cargo build --release --locked --bin "$bin"
+    echo "package.sh: cargo build --release --no-default-features (native toolchain; the glibc floor is this machine's)" >&2
+    cargo build --release --locked --no-default-features --bin "$bin"
     binary=$target_dir/release/$bin
     ;;
   *)

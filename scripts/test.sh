@@ -10,8 +10,8 @@ step() { printf '\n==> %s\n' "$*"; }
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets --locked -- -D warnings
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "npm ci (Azurite, pinned in package-lock.json)"
 npm ci --no-audit --no-fund --loglevel=error
@@ -32,15 +32,15 @@ bash scripts/check-infra.sh
 # with `unshare`, run them in a network namespace of their own that has nothing but loopback, so
 # no test can reach anything else, even by mistake (e.g. the VM managed-identity endpoint).
 step "cargo build --tests (offline from here on)"
-cargo test --locked --no-run
+cargo test --workspace --locked --no-run
 log=target/test-output.log
 if [[ $(id -u) == 0 ]] && command -v unshare >/dev/null && command -v ip >/dev/null \
     && unshare -n true 2>/dev/null; then
   step "cargo test (network namespace: loopback only)"
-  unshare -n bash -c 'ip link set lo up && exec cargo test --locked --offline' 2>&1 | tee "$log"
+  unshare -n bash -c 'ip link set lo up && exec cargo test --workspace --locked --offline' 2>&1 | tee "$log"
 else
   step "cargo test"
-  cargo test --locked 2>&1 | tee "$log"
+  cargo test --workspace --locked 2>&1 | tee "$log"
 fi
 
 # One total over every test binary (the last binary cargo runs is the doc tests).

@@ -183,9 +183,21 @@ impl Observer for Progress {
     }
 }
 
+/// A build without the `demo` feature (the Functions package) has no simulated tenant.
+#[cfg(not(feature = "demo"))]
+async fn demo(_args: DemoArgs) -> Result<(), CommandError> {
+    Err(CommandError::Config(
+        "this build of signin-export has no demo: it was built without the `demo` feature \
+         (the Azure Functions package leaves the simulated tenant out). Build the CLI with \
+         default features (`cargo install --path .` or `cargo run -- demo`) to try it."
+            .into(),
+    ))
+}
+
+#[cfg(feature = "demo")]
 async fn demo(args: DemoArgs) -> Result<(), CommandError> {
-    use crate::demo::fake_graph::FakeGraph;
-    use crate::demo::tenant::{generate, TenantSpec};
+    use fake_tenant::fake_graph::FakeGraph;
+    use fake_tenant::tenant::{generate, TenantSpec};
 
     let now = OffsetDateTime::now_utc();
     // Whole hours: repeating the demo within the hour serves the same tenant, so the second run

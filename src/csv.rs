@@ -454,7 +454,7 @@ mod tests {
 
     #[test]
     fn the_demo_tenant_round_trips_with_every_column() {
-        use crate::demo::tenant::{generate, TenantSpec};
+        use fake_tenant::tenant::{generate, TenantSpec};
         let records: Vec<SignIn> = generate(&TenantSpec::demo(7))
             .into_iter()
             .map(|v| SignIn::from_json(v).unwrap())

@@ -20,7 +20,6 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod csv;
-pub mod demo;
 pub mod graph;
 pub mod handler;
 pub mod pipeline;

@@ -988,7 +988,7 @@ mod oauth {
     use crate::support::env::ENV_LOCK;
     use crate::support::tls;
     use azure_core::credentials::TokenCredential;
-    use signin_export::demo::fake_graph::FakeGraph;
+    use fake_tenant::fake_graph::FakeGraph;
     use signin_export::sink::blob::STORAGE_SCOPE;
 
     pub async fn ctx() -> Ctx {

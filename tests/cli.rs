@@ -112,7 +112,7 @@ async fn check_explains_a_missing_graph_permission() {
     let fake = spawn_http(tenant_ending_now(5, 1, 32)).await;
     fake.fake
         .faults()
-        .deny(signin_export::demo::GraphDenial::MissingPermission);
+        .deny(fake_tenant::GraphDenial::MissingPermission);
     let out = tempfile::tempdir().unwrap();
     let mut command = binary();
     command

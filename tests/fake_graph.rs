@@ -12,8 +12,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha1::Digest as _;
 
-use signin_export::demo::tenant::{generate, TenantSpec};
-use signin_export::demo::{
+use fake_tenant::tenant::{generate, TenantSpec};
+use fake_tenant::{
     ApiVersion, FakeGraph, GraphDenial, RetryAfter, GRAPH_RESOURCE, STORAGE_RESOURCE,
 };
 

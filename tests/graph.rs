@@ -10,8 +10,8 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use fake_tenant::{FakeGraph, GraphDenial, RetryAfter, GRAPH_RESOURCE};
 use signin_export::config::{AuthMode, EventType, GraphSettings, GraphVersion, Secret};
-use signin_export::demo::{FakeGraph, GraphDenial, RetryAfter, GRAPH_RESOURCE};
 use signin_export::graph::auth::{AuthError, AuthOptions, TokenProvider};
 use signin_export::graph::client::{GraphClient, GraphError, SignInPager, Window};
 use signin_export::graph::model::SignIn;

@@ -13,7 +13,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use signin_export::demo::RetryAfter;
+use fake_tenant::RetryAfter;
 use signin_export::pipeline::{self, PipelineError, RunOutcome, RunRequest};
 use signin_export::sink::local::LocalSink;
 use signin_export::sink::{BlockId, CommitTicket, LockOutcome, Sink, SinkError};

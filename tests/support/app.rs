@@ -10,8 +10,8 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
+use fake_tenant::FakeGraph;
 use signin_export::config::{Overrides, Secret, Settings};
-use signin_export::demo::FakeGraph;
 use signin_export::graph::{GraphClient, TokenProvider};
 use signin_export::pipeline::{self, Deps, PipelineError, RunOutcome, RunRequest, RunSummary};
 use signin_export::sink::local::LocalSink;

@@ -1,13 +1,13 @@
 //! Test conveniences around the fake Graph / Entra / managed-identity service
-//! (`signin_export::demo::FakeGraph`): spawning it over HTTP or HTTPS, a registered client-secret
+//! (`fake_tenant::FakeGraph`): spawning it over HTTP or HTTPS, a registered client-secret
 //! app, and the environment a subprocess needs to talk to it.
 
 use serde_json::Value;
 use time::macros::datetime;
 use time::OffsetDateTime;
 
-use signin_export::demo::tenant::{generate, TenantSpec};
-use signin_export::demo::FakeGraph;
+use fake_tenant::tenant::{generate, TenantSpec};
+use fake_tenant::FakeGraph;
 
 use super::tls;
 

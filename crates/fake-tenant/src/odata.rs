@@ -226,7 +226,7 @@ const KNOWN_UNFILTERABLE: &[&str] = &[
     "location/geoCoordinates",
 ];
 
-pub const EVENT_TYPE_VALUES: [&str; 4] = crate::demo::tenant::EVENT_TYPES;
+pub const EVENT_TYPE_VALUES: [&str; 4] = crate::tenant::EVENT_TYPES;
 
 impl Expr {
     /// Whether the record satisfies the filter.

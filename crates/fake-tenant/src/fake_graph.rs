@@ -3,7 +3,7 @@
 //!
 //! It backs the `demo` command and every integration test. It behaves like the real services
 //! where a client can get things wrong: bearer tokens are checked (issuer, audience, lifetime,
-//! revocation), `$filter`/`$top` follow the service's grammar and refusals ([`super::odata`]),
+//! revocation), `$filter`/`$top` follow the service's grammar and refusals ([`crate::odata`]),
 //! results are newest first, and paging uses opaque `$skiptoken`s bound to a server-side
 //! snapshot. Faults (429 with `Retry-After`, 5xx, malformed or slow pages, foreign next links,
 //! permission errors) are injected at run time through [`Faults`]. Every request is recorded.
