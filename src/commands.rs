@@ -9,9 +9,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command, CommonArgs, DemoArgs, RunArgs};
 use crate::config::{ConfigError, Overrides, Settings};
-use crate::graph::auth::TokenProvider;
+use crate::credential::TokenProvider;
 use crate::graph::client::{GraphClient, GraphStats};
-use crate::pipeline::{self, Deps, Observer, RunOutcome, RunRequest, RunSummary};
+use crate::run::{self, Deps, Observer, RunOutcome, RunRequest, RunSummary};
 use crate::sink::local::LocalSink;
 
 /// Why a command failed; decides the exit code.
@@ -80,7 +80,7 @@ fn holder(what: &str) -> String {
 
 async fn run(args: RunArgs) -> Result<(), CommandError> {
     let settings = load_settings(&args.common, args.lookback.clone())?;
-    let window = pipeline::parse_window(
+    let window = run::parse_window(
         args.since.as_deref(),
         args.until.as_deref(),
         OffsetDateTime::now_utc(),
@@ -97,7 +97,7 @@ async fn run(args: RunArgs) -> Result<(), CommandError> {
         dry_run: args.dry_run,
         holder: holder("signin-export run"),
     };
-    let outcome = pipeline::run_with(&settings, &deps, request, cancel_on_ctrl_c()).await;
+    let outcome = run::run_with(&settings, &deps, request, cancel_on_ctrl_c()).await;
     if let Some(progress) = progress {
         progress.finish();
     }
@@ -105,7 +105,7 @@ async fn run(args: RunArgs) -> Result<(), CommandError> {
 }
 
 /// Prints the one-line JSON summary on stdout.
-fn report(outcome: Result<RunOutcome, pipeline::PipelineError>) -> Result<(), CommandError> {
+fn report(outcome: Result<RunOutcome, run::RunError>) -> Result<(), CommandError> {
     match outcome {
         Ok(RunOutcome::Completed(summary)) | Ok(RunOutcome::DeadlineReached(summary)) => {
             print_summary(&summary);
@@ -161,7 +161,7 @@ impl Progress {
     }
 }
 
-impl Observer for Progress {
+impl crate::graph::stream::PageObserver for Progress {
     fn page(&self, rows_in_page: usize, stats: &GraphStats) {
         use std::sync::atomic::Ordering;
         let read =
@@ -176,6 +176,9 @@ impl Observer for Progress {
         ));
     }
 
+}
+
+impl Observer for Progress {
     fn slice_done(&self, done: u32, total: u32, rows: u64) {
         self.bar.println(format!(
             "slice {done}/{total} committed, {rows} rows so far"
@@ -254,7 +257,7 @@ async fn demo(args: DemoArgs) -> Result<(), CommandError> {
         holder: holder("signin-export demo"),
         ..RunRequest::default()
     };
-    let outcome = pipeline::run_with(&settings, &deps, request, cancel_on_ctrl_c()).await;
+    let outcome = run::run_with(&settings, &deps, request, cancel_on_ctrl_c()).await;
     if let Some(progress) = progress {
         progress.finish();
     }

@@ -19,10 +19,11 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod credential;
 pub mod csv;
 pub mod graph;
 pub mod handler;
-pub mod pipeline;
+pub mod run;
 pub mod sink;
 pub mod state;
 pub mod telemetry;

@@ -21,7 +21,6 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::pipeline::RunSummary;
 use crate::sink::CommitTicket;
 
 /// Layout version of the state document.
@@ -55,6 +54,41 @@ pub struct State {
     pub latest_files: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run: Option<RunSummary>,
+}
+
+/// The summary of one run: what every shell reports, and `last_run` in the state document.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSummary {
+    /// "completed", "deadline-reached", "failed", "dry-run".
+    pub outcome: String,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub started: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub finished: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub window_start: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub window_end: Option<OffsetDateTime>,
+    /// The watermark after the run: everything before it (minus the overlap) is exported.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub watermark: Option<OffsetDateTime>,
+    /// New rows written.
+    pub rows: u64,
+    /// New rows per file.
+    pub files: BTreeMap<String, u64>,
+    pub slices_done: u32,
+    pub slices_total: u32,
+    pub pages: u64,
+    pub requests: u64,
+    pub retries: u64,
+    /// Sign-ins read from Graph but skipped as already exported.
+    pub duplicates_skipped: u64,
+    pub destination: String,
+    pub preset: String,
+    /// Set when `outcome` is "failed".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A prepared commit of one slice.

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use fake_tenant::{FakeGraph, GraphDenial, RetryAfter, GRAPH_RESOURCE};
 use signin_export::config::{AuthMode, EventType, GraphSettings, GraphVersion, Secret};
-use signin_export::graph::auth::{AuthError, AuthOptions, TokenProvider};
+use signin_export::credential::{AuthError, AuthOptions, TokenProvider};
 use signin_export::graph::client::{GraphClient, GraphError, SignInPager, Window};
 use signin_export::graph::model::SignIn;
 

@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use fake_tenant::RetryAfter;
-use signin_export::pipeline::{self, PipelineError, RunOutcome, RunRequest};
+use signin_export::run::{self, RunError, RunOutcome, RunRequest};
 use signin_export::sink::local::LocalSink;
 use signin_export::sink::{BlockId, CommitTicket, LockOutcome, Sink, SinkError};
 use signin_export::transform::filter::{EXCHANGE_CLIENT_APPS, LEGACY_AUTH_CLIENT_APPS};
@@ -259,7 +259,7 @@ async fn a_malformed_page_fails_the_run_and_writes_no_file() {
         .run(&settings)
         .await
         .expect_err("a malformed page must fail the run");
-    assert!(matches!(err, PipelineError::Graph(_)), "{err:?}");
+    assert!(matches!(err, RunError::Graph(_)), "{err:?}");
     assert!(
         app.daily_rows(&settings).is_empty(),
         "no daily file for an incomplete window"
@@ -494,7 +494,7 @@ async fn a_crash_around_a_commit_is_settled_by_the_next_run() {
             holder: "test".into(),
             ..RunRequest::default()
         };
-        let crashed = pipeline::run_with(&settings, &deps, request, CancellationToken::new()).await;
+        let crashed = run::run_with(&settings, &deps, request, CancellationToken::new()).await;
         assert!(crashed.is_err(), "after_commit={after_commit}");
         let state = std::fs::read_to_string(app.base(&settings).join("_state/state.json")).unwrap();
         assert!(
@@ -530,7 +530,8 @@ async fn a_crash_around_a_commit_is_settled_by_the_next_run() {
 /// Cancels the run as soon as its first slice is committed.
 struct CancelAfterFirstSlice(CancellationToken);
 
-impl signin_export::pipeline::Observer for CancelAfterFirstSlice {
+impl signin_export::graph::stream::PageObserver for CancelAfterFirstSlice {}
+impl signin_export::run::Observer for CancelAfterFirstSlice {
     fn slice_done(&self, done: u32, _total: u32, _rows: u64) {
         if done == 1 {
             self.0.cancel();
@@ -551,9 +552,9 @@ async fn cancelling_between_slices_keeps_the_committed_slices() {
         holder: "test".into(),
         ..RunRequest::default()
     };
-    let outcome = pipeline::run_with(&settings, &deps, request, cancel).await;
+    let outcome = run::run_with(&settings, &deps, request, cancel).await;
     assert!(
-        matches!(outcome, Err(PipelineError::Cancelled)),
+        matches!(outcome, Err(RunError::Cancelled)),
         "{outcome:?}"
     );
     let state: Value = serde_json::from_slice(

@@ -13,7 +13,7 @@ use tracing::{debug, warn};
 use url::Url;
 
 use crate::config::{EventType, GraphSettings, GraphVersion};
-use crate::graph::auth::{AuthError, TokenProvider, GRAPH_SCOPE};
+use crate::credential::{AuthError, TokenProvider, GRAPH_SCOPE};
 use crate::graph::model::SignIn;
 use crate::graph::query::{self, PAGE_SIZE};
 use crate::graph::throttle::{self, Decision, Failure};

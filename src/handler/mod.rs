@@ -9,5 +9,5 @@ pub mod runner;
 pub mod serve;
 
 pub use routes::{app, AppState};
-pub use runner::{PipelineRunner, Runner};
+pub use runner::{ExportRunner, Runner};
 pub use serve::{serve, serve_on, ServeError};

@@ -1,13 +1,13 @@
 //! The refresh trigger's query parameters (`since`, `until`, and the host's `code`), validated
 //! into a window or a [`ParamError`] naming the parameter. The time checks themselves are
-//! [`pipeline::parse_window`], shared with the CLI.
+//! [`run::parse_window`], shared with the CLI.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::pipeline::{self, RequestedWindow};
+use crate::run::{self, RequestedWindow};
 
 /// A refused parameter. `message` never repeats the parameter's value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
@@ -39,7 +39,7 @@ pub fn parse_refresh_query(
             }
         }
     }
-    pipeline::parse_window(since, until, now).map_err(|e| ParamError {
+    run::parse_window(since, until, now).map_err(|e| ParamError {
         parameter: e.parameter.to_string(),
         message: e.message,
     })

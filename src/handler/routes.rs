@@ -31,7 +31,7 @@ use super::protocol::{
 };
 use super::runner::Runner;
 use crate::config::{format_duration, ConfigError, Settings};
-use crate::pipeline::{PipelineError, RunOutcome, RunRequest, RunSummary};
+use crate::run::{RunError, RunOutcome, RunRequest, RunSummary};
 use crate::sink::LockHolder;
 
 /// Function names, as in `function/<Name>/function.json`.
@@ -326,8 +326,8 @@ async fn export_signins(
                 },
             )
         }
-        Err(PipelineError::Cancelled) => {
-            let line = format!("export stopped: {}", PipelineError::Cancelled);
+        Err(RunError::Cancelled) => {
+            let line = format!("export stopped: {}", RunError::Cancelled);
             tracing::warn!(invocation_id = %id, "{line}");
             logs.push(line);
             reply(
@@ -485,8 +485,8 @@ async fn refresh(
                 }),
             )
         }
-        Err(PipelineError::Cancelled) => {
-            let message = format!("{}; retry shortly", PipelineError::Cancelled);
+        Err(RunError::Cancelled) => {
+            let message = format!("{}; retry shortly", RunError::Cancelled);
             tracing::warn!(invocation_id = %id, "refresh stopped: {message}");
             logs.push(message.clone());
             error_output(503, "shutting-down", &message).with_header("Retry-After", "30")
@@ -543,13 +543,13 @@ mod tests {
     /// A runner that returns a scripted outcome and records what it was asked.
     #[derive(Default)]
     struct Scripted {
-        outcome: Mutex<Option<Result<RunOutcome, PipelineError>>>,
+        outcome: Mutex<Option<Result<RunOutcome, RunError>>>,
         requests: Mutex<Vec<RunRequest>>,
         last: Option<RunSummary>,
     }
 
     impl Scripted {
-        fn returning(outcome: Result<RunOutcome, PipelineError>) -> Arc<Scripted> {
+        fn returning(outcome: Result<RunOutcome, RunError>) -> Arc<Scripted> {
             Arc::new(Scripted {
                 outcome: Mutex::new(Some(outcome)),
                 ..Scripted::default()
@@ -564,10 +564,10 @@ mod tests {
             _settings: &Settings,
             request: RunRequest,
             cancel: CancellationToken,
-        ) -> Result<RunOutcome, PipelineError> {
+        ) -> Result<RunOutcome, RunError> {
             self.requests.lock().unwrap().push(request);
             if cancel.is_cancelled() {
-                return Err(PipelineError::Cancelled);
+                return Err(RunError::Cancelled);
             }
             self.outcome
                 .lock()
@@ -579,7 +579,7 @@ mod tests {
         async fn last_summary(
             &self,
             _settings: &Settings,
-        ) -> Result<Option<RunSummary>, PipelineError> {
+        ) -> Result<Option<RunSummary>, RunError> {
             Ok(self.last.clone())
         }
     }
@@ -656,7 +656,7 @@ mod tests {
                 setting: "SIGNINS_PRESET",
                 message: "bad".into(),
             }),
-            Scripted::returning(Err(PipelineError::Cancelled)),
+            Scripted::returning(Err(RunError::Cancelled)),
         );
         let response = app(state)
             .oneshot(Request::get("/").body(Body::empty()).unwrap())
@@ -719,7 +719,7 @@ mod tests {
     async fn timer_failure_is_a_500_with_logs() {
         let state = AppState::new(
             Ok(settings()),
-            Scripted::returning(Err(PipelineError::Graph(
+            Scripted::returning(Err(RunError::Graph(
                 "Graph refused: 403 Forbidden".into(),
             ))),
         );
@@ -741,7 +741,7 @@ mod tests {
         };
         let state = AppState::new(
             Err(error),
-            Scripted::returning(Err(PipelineError::Cancelled)),
+            Scripted::returning(Err(RunError::Cancelled)),
         );
         let (status, _, reply) = call(state.clone(), "/ExportSignIns", timer_envelope()).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
@@ -771,7 +771,7 @@ mod tests {
             holder: "timer ExportSignIns invocation y on h pid 2".into(),
             since: None,
         };
-        let cases: Vec<(Result<RunOutcome, PipelineError>, u64, &str)> = vec![
+        let cases: Vec<(Result<RunOutcome, RunError>, u64, &str)> = vec![
             (
                 Ok(RunOutcome::Completed(summary("completed"))),
                 200,
@@ -784,11 +784,11 @@ mod tests {
             ),
             (Ok(RunOutcome::Busy(holder)), 409, "already-running"),
             (
-                Err(PipelineError::State("etag mismatch".into())),
+                Err(RunError::State("etag mismatch".into())),
                 500,
                 "failed",
             ),
-            (Err(PipelineError::Cancelled), 503, "shutting-down"),
+            (Err(RunError::Cancelled), 503, "shutting-down"),
         ];
         for (outcome, expected, status_field) in cases {
             let runner = Scripted::returning(outcome);
@@ -841,7 +841,7 @@ mod tests {
 
     #[tokio::test]
     async fn refresh_bad_parameters_never_reach_the_pipeline() {
-        let runner = Scripted::returning(Err(PipelineError::Cancelled));
+        let runner = Scripted::returning(Err(RunError::Cancelled));
         let state = AppState::new(Ok(settings()), runner.clone());
         let (_, _, reply) = call(
             state,
@@ -930,7 +930,7 @@ mod tests {
 
     #[tokio::test]
     async fn multi_line_errors_become_one_line() {
-        let error = PipelineError::Graph("Graph answered 500:\n  upstream\r\n  timeout".into());
+        let error = RunError::Graph("Graph answered 500:\n  upstream\r\n  timeout".into());
         let state = AppState::new(Ok(settings()), Scripted::returning(Err(error)));
         let (_, _, reply) = call(state, "/ExportSignIns", timer_envelope()).await;
         assert_eq!(

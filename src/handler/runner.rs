@@ -1,11 +1,11 @@
 //! The seam between the handler and the pipeline: the routes call a [`Runner`], production uses
-//! [`PipelineRunner`] (the real `pipeline::run`), route tests substitute a double.
+//! [`ExportRunner`] (the real `run::run`), route tests substitute a double.
 
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
-use crate::pipeline::{self, PipelineError, RunOutcome, RunRequest, RunSummary};
+use crate::run::{self, RunError, RunOutcome, RunRequest, RunSummary};
 
 /// Runs exports and reads the last summary.
 #[async_trait]
@@ -16,28 +16,28 @@ pub trait Runner: Send + Sync {
         settings: &Settings,
         request: RunRequest,
         cancel: CancellationToken,
-    ) -> Result<RunOutcome, PipelineError>;
+    ) -> Result<RunOutcome, RunError>;
 
     /// The last run's summary from the state document (no Graph call).
-    async fn last_summary(&self, settings: &Settings) -> Result<Option<RunSummary>, PipelineError>;
+    async fn last_summary(&self, settings: &Settings) -> Result<Option<RunSummary>, RunError>;
 }
 
 /// The real pipeline.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct PipelineRunner;
+pub struct ExportRunner;
 
 #[async_trait]
-impl Runner for PipelineRunner {
+impl Runner for ExportRunner {
     async fn run(
         &self,
         settings: &Settings,
         request: RunRequest,
         cancel: CancellationToken,
-    ) -> Result<RunOutcome, PipelineError> {
-        pipeline::run(settings, request, cancel).await
+    ) -> Result<RunOutcome, RunError> {
+        run::run(settings, request, cancel).await
     }
 
-    async fn last_summary(&self, settings: &Settings) -> Result<Option<RunSummary>, PipelineError> {
-        pipeline::last_summary(settings).await
+    async fn last_summary(&self, settings: &Settings) -> Result<Option<RunSummary>, RunError> {
+        run::last_summary(settings).await
     }
 }

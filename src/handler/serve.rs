@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::routes::{app, AppState};
-use super::runner::PipelineRunner;
+use super::runner::ExportRunner;
 use crate::config::Settings;
 use crate::telemetry::{self, LogMode};
 
@@ -74,7 +74,7 @@ pub async fn serve() -> Result<(), ServeError> {
             "configuration error: {error}; every invocation will fail until the app setting is fixed"
         ),
     }
-    let state = AppState::new(settings, Arc::new(PipelineRunner));
+    let state = AppState::new(settings, Arc::new(ExportRunner));
     serve_on(listener, state, shutdown_signal()).await
 }
 
@@ -159,7 +159,7 @@ mod tests {
     use super::*;
     use crate::config::Overrides;
     use crate::handler::runner::Runner;
-    use crate::pipeline::{PipelineError, RunOutcome, RunRequest, RunSummary};
+    use crate::run::{RunError, RunOutcome, RunRequest, RunSummary};
     use async_trait::async_trait;
     use serde_json::Value;
     use tokio::sync::Notify;
@@ -176,18 +176,18 @@ mod tests {
             _settings: &Settings,
             _request: RunRequest,
             cancel: CancellationToken,
-        ) -> Result<RunOutcome, PipelineError> {
+        ) -> Result<RunOutcome, RunError> {
             self.started.notify_one();
             cancel.cancelled().await;
             // Finishing the current slice and releasing the lock takes a little while.
             tokio::time::sleep(Duration::from_millis(300)).await;
-            Err(PipelineError::Cancelled)
+            Err(RunError::Cancelled)
         }
 
         async fn last_summary(
             &self,
             _settings: &Settings,
-        ) -> Result<Option<RunSummary>, PipelineError> {
+        ) -> Result<Option<RunSummary>, RunError> {
             Ok(None)
         }
     }

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::config::{Destination, Preset};
-use crate::graph::auth::TokenProvider;
+use crate::credential::TokenProvider;
 
 /// Path of the state document, relative to the sink's base.
 pub const STATE_FILE: &str = "_state/state.json";
@@ -199,7 +199,7 @@ pub fn open(
             };
             let auth = match sas {
                 Some(sas) => blob::BlobAuth::Sas(sas.clone()),
-                None => blob::BlobAuth::Token(tokens.with_scope(blob::STORAGE_SCOPE).credential()),
+                None => blob::BlobAuth::Token(tokens.with_scope(crate::credential::STORAGE_SCOPE).credential()),
             };
             Ok(Arc::new(blob::BlobSink::new(container_url, &base, auth)?))
         }

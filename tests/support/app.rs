@@ -12,8 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use fake_tenant::FakeGraph;
 use signin_export::config::{Overrides, Secret, Settings};
-use signin_export::graph::{GraphClient, TokenProvider};
-use signin_export::pipeline::{self, Deps, PipelineError, RunOutcome, RunRequest, RunSummary};
+use signin_export::credential::TokenProvider;
+use signin_export::graph::GraphClient;
+use signin_export::run::{self, Deps, RunError, RunOutcome, RunRequest, RunSummary};
 use signin_export::sink::local::LocalSink;
 use signin_export::sink::Sink;
 
@@ -75,7 +76,7 @@ impl TestApp {
         }
     }
 
-    pub async fn run(&self, settings: &Settings) -> Result<RunOutcome, PipelineError> {
+    pub async fn run(&self, settings: &Settings) -> Result<RunOutcome, RunError> {
         self.run_request(
             settings,
             RunRequest {
@@ -90,9 +91,9 @@ impl TestApp {
         &self,
         settings: &Settings,
         request: RunRequest,
-    ) -> Result<RunOutcome, PipelineError> {
+    ) -> Result<RunOutcome, RunError> {
         let deps = self.deps(settings);
-        pipeline::run_with(settings, &deps, request, CancellationToken::new()).await
+        run::run_with(settings, &deps, request, CancellationToken::new()).await
     }
 
     /// Runs and expects a completed export.

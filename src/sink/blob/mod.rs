@@ -82,6 +82,7 @@ use time::OffsetDateTime;
 use url::Url;
 
 use crate::config::Secret;
+use crate::credential::STORAGE_SCOPE;
 use crate::sink::{BlockId, CommitTicket, LockOutcome, Sink, SinkError, STATE_FILE};
 
 use blocks::TicketDetail;
@@ -89,8 +90,6 @@ use lease::{HeldLease, LeaseHealth};
 
 pub use latest::LatestCopy;
 
-/// The OAuth scope of Azure Storage.
-pub const STORAGE_SCOPE: &str = "https://storage.azure.com/.default";
 
 /// Content type of the CSV files.
 const CSV_CONTENT_TYPE: &str = "text/csv; charset=utf-8";

@@ -1,0 +1,99 @@
+//! Exporting one slice: read it from Graph newest first, keep what the filter matches and was not
+//! written before, encode rows into blocks of at most [`BLOCK_TARGET`] staged as they fill, then
+//! the commit protocol of [`crate::state`]: record `pending`, commit, settle.
+
+use std::collections::{BTreeMap, HashSet};
+
+use bytes::Bytes;
+use tracing::{debug, info};
+
+use super::{rfc3339, Run, RunError, Slice, BLOCK_TARGET};
+use crate::graph::stream::PageObserver;
+use crate::sink::daily_file;
+use crate::state::{Instant, Pending, State};
+
+impl Run<'_> {
+    pub(super) async fn export_slice(
+        &mut self,
+        state: &mut State,
+        slice: Slice,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<(), RunError> {
+        let overlap = self.settings.overlap;
+        let file = daily_file(slice.start.date());
+        let sink = &self.deps.sink;
+        let mut stream = self.open_stream(slice);
+        let mut slice_ids: HashSet<String> = HashSet::new();
+        let mut pending_ids = BTreeMap::new();
+        let mut buffer = Vec::with_capacity(BLOCK_TARGET + 64 * 1024);
+        let mut blocks = Vec::new();
+        let mut rows = 0u64;
+        loop {
+            let next = tokio::select! {
+                _ = self.cancel.cancelled() => return Err(RunError::Cancelled),
+                next = stream.next(self.deps.observer.as_deref().map(|o| o as &dyn PageObserver)) => next,
+            };
+            let Some(signin) = next.map_err(|e| RunError::Graph(e.to_string()))? else {
+                break;
+            };
+            if deadline.is_some_and(|d| std::time::Instant::now() > d) {
+                // Abandon this slice: its staged blocks were never committed and stay invisible.
+                return Err(RunError::DeadlineReached);
+            }
+            // Half-open slices: the row at the end instant belongs to the next slice.
+            if signin.created < slice.start
+                || signin.created >= slice.end
+                || !self.filter.matches(&signin)
+            {
+                continue;
+            }
+            if state.is_written(&signin.id) || !slice_ids.insert(signin.id.clone()) {
+                self.summary.duplicates_skipped += 1;
+                continue;
+            }
+            self.encoder
+                .encode_row(&self.settings.columns.row(&signin), &mut buffer);
+            rows += 1;
+            if signin.created >= slice.end - overlap {
+                pending_ids.insert(signin.id.clone(), Instant(signin.created));
+            }
+            if buffer.len() >= BLOCK_TARGET {
+                let block = self.next_block_id();
+                sink.stage(&file, &block, Bytes::from(std::mem::take(&mut buffer)))
+                    .await?;
+                blocks.push(block);
+                buffer.reserve(BLOCK_TARGET + 64 * 1024);
+            }
+        }
+        if rows == 0 {
+            state.extend(slice.start, slice.end, overlap);
+            return Ok(());
+        }
+        if !buffer.is_empty() {
+            let block = self.next_block_id();
+            sink.stage(&file, &block, Bytes::from(buffer)).await?;
+            blocks.push(block);
+        }
+        // The phase events below are where crash tests stop the process (tests/blob_pipeline.rs).
+        debug!(file = %file, blocks = blocks.len(), "blocks staged");
+        let ticket = sink.prepare(&file, self.encoder.header(), &blocks).await?;
+        state.pending = Some(Pending {
+            ticket: ticket.clone(),
+            start: slice.start,
+            end: slice.end,
+            ids: pending_ids,
+            rows,
+        });
+        sink.write_state(state.to_bytes()).await?;
+        debug!(file = %file, "pending commit recorded");
+        sink.ensure_locked().await?;
+        sink.commit(&ticket).await?;
+        debug!(file = %file, "commit landed");
+        state.settle(true, overlap);
+        sink.write_state(state.to_bytes()).await?;
+        self.summary.rows += rows;
+        *self.summary.files.entry(file.clone()).or_default() += rows;
+        info!(file = %file, rows, slice_start = %rfc3339(slice.start), slice_end = %rfc3339(slice.end), "slice committed");
+        Ok(())
+    }
+}
