@@ -161,7 +161,7 @@ impl azure_core::credentials::TokenCredential for StaticToken {
         scopes: &[&str],
         _: Option<azure_core::credentials::TokenRequestOptions<'_>>,
     ) -> azure_core::Result<azure_core::credentials::AccessToken> {
-        assert_eq!(scopes, [signin_export::sink::blob::STORAGE_SCOPE]);
+        assert_eq!(scopes, [signin_export::credential::STORAGE_SCOPE]);
         Ok(azure_core::credentials::AccessToken::new(
             self.0.clone(),
             time::OffsetDateTime::now_utc() + time::Duration::hours(1),
@@ -989,7 +989,7 @@ mod oauth {
     use crate::support::tls;
     use azure_core::credentials::TokenCredential;
     use fake_tenant::fake_graph::FakeGraph;
-    use signin_export::sink::blob::STORAGE_SCOPE;
+    use signin_export::credential::STORAGE_SCOPE;
 
     pub async fn ctx() -> Ctx {
         ctx_with_fake().await.0
