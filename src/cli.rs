@@ -1,5 +1,5 @@
 //! Command-line interface: argument definitions only (clap derive); no I/O here.
-//! What each command does lives in [`crate::commands`].
+//! What each command does lives in [`crate::shell`].
 
 use std::path::PathBuf;
 

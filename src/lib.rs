@@ -1,29 +1,35 @@
 //! signin-export: Microsoft Graph sign-in logs → filtered, flattened, Power BI-ready CSV in a
 //! local folder or Azure Blob Storage.
 //!
-//! The crate is one pipeline, `source → transform → encode → sink`, with two thin shells around
-//! it (the CLI in [`cli`] and the Azure Functions custom handler in [`handler`]):
+//! The crate is one pipeline, `credential → graph source → transform → CSV → sink`, orchestrated
+//! by [`run`], with two thin shells around it (the CLI in [`shell`] and the Azure Functions custom
+//! handler in [`handler`]). Dependencies point one way; `docs/ARCHITECTURE.md` has the picture and
+//! the rule, and `tests/architecture.rs` keeps it true.
 //!
 //! | stage | module |
 //! |---|---|
 //! | settings, validated once | [`config`] |
-//! | Graph source: auth, paging, throttling | [`graph`] |
+//! | tokens: managed identity, client secret, certificate | [`credential`] |
+//! | Graph source: query, pager, throttling, merged stream | [`graph`] |
 //! | filters (presets) and flattening | [`transform`] |
 //! | CSV encoding | [`csv`] |
 //! | sinks: local folder, Blob Storage | [`sink`] |
-//! | watermark, overlap ids, commit protocol | [`state`] |
-//! | the run itself | [`pipeline`] |
-//! | what each CLI command does | [`commands`] |
-//! | simulated tenant (demo and tests) | [`demo`] |
+//! | watermark, overlap ids, commit protocol, run summary | [`state`] |
+//! | the run: plan, slices, latest.csv, one report of its outcome | [`run`] |
+//! | what each CLI command does | [`shell`] (arguments in [`cli`]) |
+//! | the Functions custom handler | [`handler`] |
+//!
+//! The simulated tenant and the fake Graph / Entra / managed-identity service live in the
+//! workspace crate `fake-tenant` (dev-dependency, and the CLI's `demo` feature).
 
 pub mod cli;
-pub mod commands;
 pub mod config;
 pub mod credential;
 pub mod csv;
 pub mod graph;
 pub mod handler;
 pub mod run;
+pub mod shell;
 pub mod sink;
 pub mod state;
 pub mod telemetry;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use signin_export::cli::{Cli, Command};
-use signin_export::commands::dispatch;
+use signin_export::shell::dispatch;
 use signin_export::telemetry::{self, LogMode};
 
 fn main() -> ExitCode {

@@ -553,10 +553,7 @@ async fn cancelling_between_slices_keeps_the_committed_slices() {
         ..RunRequest::default()
     };
     let outcome = run::run_with(&settings, &deps, request, cancel).await;
-    assert!(
-        matches!(outcome, Err(RunError::Cancelled)),
-        "{outcome:?}"
-    );
+    assert!(matches!(outcome, Err(RunError::Cancelled)), "{outcome:?}");
     let state: Value = serde_json::from_slice(
         &std::fs::read(app.base(&settings).join("_state/state.json")).unwrap(),
     )

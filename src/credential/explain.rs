@@ -102,7 +102,11 @@ pub(super) fn http_status(error: &azure_core::Error) -> Option<u16> {
 }
 
 /// Maps a credential error to what the admin should change.
-pub(super) fn explain(auth: &AuthMode, options: &AuthOptions, error: &azure_core::Error) -> AuthError {
+pub(super) fn explain(
+    auth: &AuthMode,
+    options: &AuthOptions,
+    error: &azure_core::Error,
+) -> AuthError {
     let detail = chain_text(error, secret_of(auth));
     let codes = aadsts_codes(error);
     let has = |code: &str| codes.iter().any(|c| c == code);

@@ -30,9 +30,9 @@ use super::protocol::{
     INVOCATION_ID_HEADER,
 };
 use super::runner::Runner;
-use crate::config::{format_duration, ConfigError, Settings};
-use crate::run::{RunError, RunOutcome, RunRequest, RunSummary};
-use crate::sink::LockHolder;
+use crate::config::{ConfigError, Settings};
+use crate::run::report::{one_line, summary_line, Report, Trigger, Verdict};
+use crate::run::{RunRequest, RunSummary};
 
 /// Function names, as in `function/<Name>/function.json`.
 pub const TIMER_FUNCTION: &str = "ExportSignIns";
@@ -178,49 +178,6 @@ fn invocation_id(headers: &HeaderMap) -> String {
         .to_string()
 }
 
-fn rfc3339(at: Option<OffsetDateTime>) -> String {
-    at.and_then(|at| at.format(&Rfc3339).ok())
-        .unwrap_or_else(|| "an unknown time".to_string())
-}
-
-/// "already running (held by … since …)".
-fn busy_line(holder: &LockHolder) -> String {
-    format!(
-        "already running (held by {} since {}); nothing to do",
-        holder.holder,
-        rfc3339(holder.since)
-    )
-}
-
-/// One line summing up a run.
-fn summary_line(summary: &RunSummary) -> String {
-    format!(
-        "{} new rows in {} files; window {} to {}; watermark {}; slices {}/{}; {} pages, {} requests, {} retries, {} duplicates skipped; destination {}",
-        summary.rows,
-        summary.files.len(),
-        rfc3339(summary.window_start),
-        rfc3339(summary.window_end),
-        rfc3339(summary.watermark),
-        summary.slices_done,
-        summary.slices_total,
-        summary.pages,
-        summary.requests,
-        summary.retries,
-        summary.duplicates_skipped,
-        summary.destination,
-    )
-}
-
-/// `text` on one line: the host logs each console line as its own entry.
-fn one_line(text: impl std::fmt::Display) -> String {
-    text.to_string()
-        .split(['\r', '\n'])
-        .map(str::trim)
-        .filter(|part| !part.is_empty())
-        .collect::<Vec<_>>()
-        .join(" | ")
-}
-
 fn to_json(summary: &RunSummary) -> Value {
     serde_json::to_value(summary).unwrap_or(Value::Null)
 }
@@ -230,19 +187,6 @@ const SHUTTING_DOWN: &str =
 
 // ---------------------------------------------------------------------------------------------
 // Timer trigger
-
-/// The timer's 200 reply for a run that exported (all of its window or up to its deadline).
-fn timer_finished(id: &str, line: String, summary: &RunSummary, mut logs: Vec<String>) -> Response {
-    tracing::info!(invocation_id = %id, rows = summary.rows, "{line}");
-    logs.push(line);
-    reply(
-        StatusCode::OK,
-        &InvocationResponse {
-            return_value: Some(to_json(summary)),
-            ..InvocationResponse::with_logs(logs)
-        },
-    )
-}
 
 async fn export_signins(
     State(state): State<AppState>,
@@ -292,59 +236,48 @@ async fn export_signins(
         holder: state.holder("timer", TIMER_FUNCTION, &id),
         ..RunRequest::default()
     };
+    let started = std::time::Instant::now();
     let outcome = state
         .inner
         .runner
         .run(settings, request, state.inner.shutdown.child_token())
         .await;
-    match outcome {
-        Ok(RunOutcome::Completed(summary)) => {
-            let line = format!("export completed: {}", summary_line(&summary));
-            timer_finished(&id, line, &summary, logs)
-        }
-        Ok(RunOutcome::DeadlineReached(summary)) => {
-            let line = format!(
-                "run deadline ({}) reached: finished slices are committed, the next run continues; {}",
-                format_duration(settings.run_deadline),
-                summary_line(&summary)
-            );
-            timer_finished(&id, line, &summary, logs)
-        }
-        Ok(RunOutcome::Busy(holder)) => {
-            let line = busy_line(&holder);
-            tracing::info!(invocation_id = %id, "{line}");
-            logs.push(line);
-            reply(
-                StatusCode::OK,
-                &InvocationResponse {
-                    return_value: Some(json!({
-                        "outcome": "already-running",
-                        "holder": holder.holder,
-                        "since": holder.since.and_then(|at| at.format(&Rfc3339).ok()),
-                    })),
-                    ..InvocationResponse::with_logs(logs)
-                },
-            )
-        }
-        Err(RunError::Cancelled) => {
-            let line = format!("export stopped: {}", RunError::Cancelled);
-            tracing::warn!(invocation_id = %id, "{line}");
-            logs.push(line);
-            reply(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &InvocationResponse::with_logs(logs),
-            )
-        }
-        Err(error) => {
-            let line = format!("export failed: {}", one_line(&error));
-            tracing::error!(invocation_id = %id, "{line}");
-            logs.push(line);
-            reply(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &InvocationResponse::with_logs(logs),
-            )
-        }
+    let report = Report::new(
+        Trigger::Timer,
+        &outcome,
+        Some(settings.run_deadline),
+        started.elapsed(),
+    );
+    report.log_event();
+    logs.push(report.line.clone());
+    // The timer reports through the transport status; the host reads the reply only if it is
+    // 2xx, so a failure's line also goes to stderr (the log event above and this line).
+    let status = match report.verdict {
+        Verdict::Completed | Verdict::DeadlineReached | Verdict::Busy => StatusCode::OK,
+        Verdict::Cancelled => StatusCode::SERVICE_UNAVAILABLE,
+        Verdict::Failed => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    match report.verdict {
+        Verdict::Failed => tracing::error!(invocation_id = %id, "{}", report.line),
+        Verdict::Cancelled => tracing::warn!(invocation_id = %id, "{}", report.line),
+        _ => tracing::info!(invocation_id = %id, "{}", report.line),
     }
+    let return_value = match report.verdict {
+        Verdict::Completed | Verdict::DeadlineReached => report.summary.as_ref().map(to_json),
+        Verdict::Busy => Some(json!({
+            "outcome": Verdict::Busy.as_str(),
+            "holder": report.body()["holder"],
+            "since": report.body()["since"],
+        })),
+        Verdict::Cancelled | Verdict::Failed => None,
+    };
+    reply(
+        status,
+        &InvocationResponse {
+            return_value,
+            ..InvocationResponse::with_logs(logs)
+        },
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -434,12 +367,12 @@ async fn refresh(
     };
     let mut logs = vec![format!(
         "refresh requested: since {}, until {}",
-        window
-            .since
-            .map_or("the watermark".to_string(), |at| rfc3339(Some(at))),
-        window
-            .until
-            .map_or("now".to_string(), |at| rfc3339(Some(at))),
+        window.since.map_or("the watermark".to_string(), |at| at
+            .format(&Rfc3339)
+            .unwrap_or_default()),
+        window.until.map_or("now".to_string(), |at| at
+            .format(&Rfc3339)
+            .unwrap_or_default()),
     )];
     tracing::info!(invocation_id = %id, "{}", logs[0]);
 
@@ -451,57 +384,28 @@ async fn refresh(
         dry_run: false,
         holder: state.holder("refresh", REFRESH_FUNCTION, id),
     };
+    let started = std::time::Instant::now();
     let outcome = state
         .inner
         .runner
         .run(settings, run, state.inner.shutdown.child_token())
         .await;
-    let output = match outcome {
-        Ok(RunOutcome::Completed(summary)) => {
-            logs.push(format!("refresh completed: {}", summary_line(&summary)));
-            HttpOutput::json(200, &json!({"status": "completed", "summary": summary}))
-        }
-        Ok(RunOutcome::DeadlineReached(summary)) => {
-            let message = format!(
-                "the refresh deadline ({}) was reached: finished slices are committed; the next timer run or refresh continues",
-                format_duration(settings.refresh_deadline)
-            );
-            logs.push(format!("{message}; {}", summary_line(&summary)));
-            HttpOutput::json(
-                202,
-                &json!({"status": "deadline-reached", "message": message, "summary": summary}),
-            )
-        }
-        Ok(RunOutcome::Busy(holder)) => {
-            let line = busy_line(&holder);
-            logs.push(line.clone());
-            HttpOutput::json(
-                409,
-                &json!({
-                    "status": "already-running",
-                    "message": line,
-                    "holder": holder.holder,
-                    "since": holder.since.and_then(|at| at.format(&Rfc3339).ok()),
-                }),
-            )
-        }
-        Err(RunError::Cancelled) => {
-            let message = format!("{}; retry shortly", RunError::Cancelled);
-            tracing::warn!(invocation_id = %id, "refresh stopped: {message}");
-            logs.push(message.clone());
-            error_output(503, "shutting-down", &message).with_header("Retry-After", "30")
-        }
-        Err(error) => {
-            let message = format!("export failed: {}", one_line(&error));
-            tracing::error!(invocation_id = %id, "refresh {message}");
-            logs.push(message.clone());
-            error_output(500, "failed", &message)
-        }
-    };
-    if output.status_code < 500 {
-        if let Some(line) = logs.last() {
-            tracing::info!(invocation_id = %id, status = output.status_code, "{line}");
-        }
+    let report = Report::new(
+        Trigger::Refresh,
+        &outcome,
+        Some(settings.refresh_deadline),
+        started.elapsed(),
+    );
+    report.log_event();
+    logs.push(report.line.clone());
+    match report.verdict {
+        Verdict::Failed => tracing::error!(invocation_id = %id, "refresh {}", report.line),
+        Verdict::Cancelled => tracing::warn!(invocation_id = %id, "refresh {}", report.line),
+        _ => tracing::info!(invocation_id = %id, status = report.http_status(), "{}", report.line),
+    }
+    let mut output = HttpOutput::json(report.http_status(), &report.body());
+    if report.verdict == Verdict::Cancelled {
+        output = output.with_header("Retry-After", "30");
     }
     http_reply(output, logs)
 }
@@ -533,6 +437,8 @@ async fn last_run(state: &AppState, settings: &Settings, id: &str) -> Response {
 mod tests {
     use super::*;
     use crate::config::Overrides;
+    use crate::run::{RunError, RunOutcome};
+    use crate::sink::LockHolder;
     use async_trait::async_trait;
     use axum::body::Body;
     use axum::http::Request;
@@ -576,10 +482,7 @@ mod tests {
                 .expect("one run per test")
         }
 
-        async fn last_summary(
-            &self,
-            _settings: &Settings,
-        ) -> Result<Option<RunSummary>, RunError> {
+        async fn last_summary(&self, _settings: &Settings) -> Result<Option<RunSummary>, RunError> {
             Ok(self.last.clone())
         }
     }
@@ -719,9 +622,7 @@ mod tests {
     async fn timer_failure_is_a_500_with_logs() {
         let state = AppState::new(
             Ok(settings()),
-            Scripted::returning(Err(RunError::Graph(
-                "Graph refused: 403 Forbidden".into(),
-            ))),
+            Scripted::returning(Err(RunError::Graph("Graph refused: 403 Forbidden".into()))),
         );
         let (status, content_type, reply) = call(state, "/ExportSignIns", timer_envelope()).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
@@ -739,10 +640,7 @@ mod tests {
             setting: "SIGNINS_LOOKBACK",
             message: "must be at most 30d".into(),
         };
-        let state = AppState::new(
-            Err(error),
-            Scripted::returning(Err(RunError::Cancelled)),
-        );
+        let state = AppState::new(Err(error), Scripted::returning(Err(RunError::Cancelled)));
         let (status, _, reply) = call(state.clone(), "/ExportSignIns", timer_envelope()).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(reply["Logs"][0]
@@ -783,11 +681,7 @@ mod tests {
                 "deadline-reached",
             ),
             (Ok(RunOutcome::Busy(holder)), 409, "already-running"),
-            (
-                Err(RunError::State("etag mismatch".into())),
-                500,
-                "failed",
-            ),
+            (Err(RunError::State("etag mismatch".into())), 500, "failed"),
             (Err(RunError::Cancelled), 503, "shutting-down"),
         ];
         for (outcome, expected, status_field) in cases {

@@ -184,10 +184,7 @@ mod tests {
             Err(RunError::Cancelled)
         }
 
-        async fn last_summary(
-            &self,
-            _settings: &Settings,
-        ) -> Result<Option<RunSummary>, RunError> {
+        async fn last_summary(&self, _settings: &Settings) -> Result<Option<RunSummary>, RunError> {
             Ok(None)
         }
     }

@@ -100,8 +100,8 @@ pub struct Deps {
 impl Deps {
     /// Production wiring: credential from the settings, Graph client, sink for the destination.
     pub fn from_settings(settings: &Settings) -> Result<Deps, RunError> {
-        let tokens = TokenProvider::new(&settings.graph.auth)
-            .map_err(|e| RunError::Graph(e.to_string()))?;
+        let tokens =
+            TokenProvider::new(&settings.graph.auth).map_err(|e| RunError::Graph(e.to_string()))?;
         let sink = crate::sink::open(&settings.destination, settings.preset, &tokens)?;
         let graph = GraphClient::new(&settings.graph, tokens)
             .map_err(|e| RunError::Graph(e.to_string()))?;
@@ -126,8 +126,8 @@ pub async fn run(
 
 /// The last run's summary from the state document; no Graph call.
 pub async fn last_summary(settings: &Settings) -> Result<Option<RunSummary>, RunError> {
-    let tokens = TokenProvider::new(&settings.graph.auth)
-        .map_err(|e| RunError::Graph(e.to_string()))?;
+    let tokens =
+        TokenProvider::new(&settings.graph.auth).map_err(|e| RunError::Graph(e.to_string()))?;
     let sink = crate::sink::open(&settings.destination, settings.preset, &tokens)?;
     let state = match sink.read_state().await? {
         Some(bytes) => State::parse(&bytes).map_err(|e| RunError::State(e.to_string()))?,
@@ -342,10 +342,7 @@ impl<'a> Run<'a> {
     }
 
     /// Records the run's summary in the state (best effort on failure) and turns the result into the outcome.
-    async fn finish(
-        &mut self,
-        result: Result<bool, RunError>,
-    ) -> Result<RunOutcome, RunError> {
+    async fn finish(&mut self, result: Result<bool, RunError>) -> Result<RunOutcome, RunError> {
         let stats = self.deps.graph.stats();
         self.summary.pages = stats.pages;
         self.summary.requests = stats.requests;
@@ -392,7 +389,12 @@ impl<'a> Run<'a> {
             let mut stream = self.open_stream(slice);
             let mut seen = HashSet::new();
             while let Some(signin) = stream
-                .next(self.deps.observer.as_deref().map(|o| o as &dyn PageObserver))
+                .next(
+                    self.deps
+                        .observer
+                        .as_deref()
+                        .map(|o| o as &dyn PageObserver),
+                )
                 .await
                 .map_err(|e| RunError::Graph(e.to_string()))?
             {
@@ -435,4 +437,3 @@ fn now_seconds() -> OffsetDateTime {
     let now = OffsetDateTime::now_utc();
     now.replace_nanosecond(0).unwrap_or(now)
 }
-

@@ -137,9 +137,18 @@ mod tests {
         assert_eq!(
             cut.iter().map(|s| (s.start, s.end)).collect::<Vec<_>>(),
             vec![
-                (datetime!(2026-11-28 20:00 UTC), datetime!(2026-11-29 00:00 UTC)),
-                (datetime!(2026-11-29 00:00 UTC), datetime!(2026-11-29 06:00 UTC)),
-                (datetime!(2026-11-29 06:00 UTC), datetime!(2026-11-29 09:00 UTC)),
+                (
+                    datetime!(2026-11-28 20:00 UTC),
+                    datetime!(2026-11-29 00:00 UTC)
+                ),
+                (
+                    datetime!(2026-11-29 00:00 UTC),
+                    datetime!(2026-11-29 06:00 UTC)
+                ),
+                (
+                    datetime!(2026-11-29 06:00 UTC),
+                    datetime!(2026-11-29 09:00 UTC)
+                ),
             ]
         );
         assert!(slices(NOW, NOW, HOUR).is_empty());
@@ -166,10 +175,22 @@ mod tests {
                 None,
                 None,
                 vec![
-                    (datetime!(2026-11-29 12:00 UTC), datetime!(2026-11-29 18:00 UTC)),
-                    (datetime!(2026-11-29 18:00 UTC), datetime!(2026-11-30 00:00 UTC)),
-                    (datetime!(2026-11-30 00:00 UTC), datetime!(2026-11-30 06:00 UTC)),
-                    (datetime!(2026-11-30 06:00 UTC), datetime!(2026-11-30 12:00 UTC)),
+                    (
+                        datetime!(2026-11-29 12:00 UTC),
+                        datetime!(2026-11-29 18:00 UTC),
+                    ),
+                    (
+                        datetime!(2026-11-29 18:00 UTC),
+                        datetime!(2026-11-30 00:00 UTC),
+                    ),
+                    (
+                        datetime!(2026-11-30 00:00 UTC),
+                        datetime!(2026-11-30 06:00 UTC),
+                    ),
+                    (
+                        datetime!(2026-11-30 06:00 UTC),
+                        datetime!(2026-11-30 12:00 UTC),
+                    ),
                 ],
             ),
             (
@@ -177,21 +198,30 @@ mod tests {
                 None,
                 Some(datetime!(2026-11-30 01:00 UTC)),
                 Some(datetime!(2026-11-30 03:00 UTC)),
-                vec![(datetime!(2026-11-30 01:00 UTC), datetime!(2026-11-30 03:00 UTC))],
+                vec![(
+                    datetime!(2026-11-30 01:00 UTC),
+                    datetime!(2026-11-30 03:00 UTC),
+                )],
             ),
             (
                 "incremental: re-read the overlap up to now",
                 covered,
                 None,
                 None,
-                vec![(datetime!(2026-11-30 09:00 UTC), datetime!(2026-11-30 12:00 UTC))],
+                vec![(
+                    datetime!(2026-11-30 09:00 UTC),
+                    datetime!(2026-11-30 12:00 UTC),
+                )],
             ),
             (
                 "since inside what is covered: no back-fill",
                 covered,
                 Some(datetime!(2026-11-30 02:00 UTC)),
                 None,
-                vec![(datetime!(2026-11-30 09:00 UTC), datetime!(2026-11-30 12:00 UTC))],
+                vec![(
+                    datetime!(2026-11-30 09:00 UTC),
+                    datetime!(2026-11-30 12:00 UTC),
+                )],
             ),
             (
                 "back-fill below covered.from, newest first, after the forward part",
@@ -199,8 +229,14 @@ mod tests {
                 Some(datetime!(2026-11-29 20:00 UTC)),
                 None,
                 vec![
-                    (datetime!(2026-11-30 09:00 UTC), datetime!(2026-11-30 12:00 UTC)),
-                    (datetime!(2026-11-29 20:00 UTC), datetime!(2026-11-30 00:00 UTC)),
+                    (
+                        datetime!(2026-11-30 09:00 UTC),
+                        datetime!(2026-11-30 12:00 UTC),
+                    ),
+                    (
+                        datetime!(2026-11-29 20:00 UTC),
+                        datetime!(2026-11-30 00:00 UTC),
+                    ),
                 ],
             ),
             (
@@ -208,7 +244,10 @@ mod tests {
                 None,
                 Some(datetime!(2026-10-01 00:00 UTC)),
                 Some(datetime!(2026-10-31 13:00 UTC)),
-                vec![(datetime!(2026-10-31 12:00 UTC), datetime!(2026-10-31 13:00 UTC))],
+                vec![(
+                    datetime!(2026-10-31 12:00 UTC),
+                    datetime!(2026-10-31 13:00 UTC),
+                )],
             ),
         ];
         for (name, covered, since, until, want) in table {

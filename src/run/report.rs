@@ -293,19 +293,55 @@ mod tests {
             since: None,
         };
         let table: Vec<(Result<RunOutcome, RunError>, u16, u8, &str, &str)> = vec![
-            (Ok(RunOutcome::Completed(summary())), 200, 0, "completed", "completed"),
-            (Ok(RunOutcome::DeadlineReached(summary())), 202, 0, "deadline-reached", "deadline-reached"),
-            (Ok(RunOutcome::Busy(holder)), 409, 1, "already-running", "busy"),
-            (Err(RunError::Cancelled), 503, 1, "shutting-down", "cancelled"),
-            (Err(RunError::Graph("boom\nagain".into())), 500, 1, "failed", "failed"),
+            (
+                Ok(RunOutcome::Completed(summary())),
+                200,
+                0,
+                "completed",
+                "completed",
+            ),
+            (
+                Ok(RunOutcome::DeadlineReached(summary())),
+                202,
+                0,
+                "deadline-reached",
+                "deadline-reached",
+            ),
+            (
+                Ok(RunOutcome::Busy(holder)),
+                409,
+                1,
+                "already-running",
+                "busy",
+            ),
+            (
+                Err(RunError::Cancelled),
+                503,
+                1,
+                "shutting-down",
+                "cancelled",
+            ),
+            (
+                Err(RunError::Graph("boom\nagain".into())),
+                500,
+                1,
+                "failed",
+                "failed",
+            ),
         ];
         for (outcome, status, exit, word, event) in table {
-            let report = Report::new(Trigger::Timer, &outcome, Some(Duration::from_secs(60)), Duration::from_millis(1500));
+            let report = Report::new(
+                Trigger::Timer,
+                &outcome,
+                Some(Duration::from_secs(60)),
+                Duration::from_millis(1500),
+            );
             assert_eq!(report.http_status(), status, "{word}");
             assert_eq!(report.exit_code(), exit, "{word}");
             assert_eq!(report.body()["status"], word);
             let line = report.event();
-            let json: Value = serde_json::from_str(line.strip_prefix("SIGNIN_EXPORT_RUN ").unwrap()).unwrap();
+            let json: Value =
+                serde_json::from_str(line.strip_prefix("SIGNIN_EXPORT_RUN ").unwrap()).unwrap();
             assert_eq!(json["outcome"], event);
             assert_eq!(json["trigger"], "timer");
             assert_eq!(json["durationMs"], 1500);
@@ -315,15 +351,28 @@ mod tests {
 
     #[test]
     fn the_event_carries_the_window_and_the_error() {
-        let done = Report::new(Trigger::Refresh, &Ok(RunOutcome::Completed(summary())), None, Duration::ZERO);
-        let json: Value = serde_json::from_str(done.event().strip_prefix("SIGNIN_EXPORT_RUN ").unwrap()).unwrap();
+        let done = Report::new(
+            Trigger::Refresh,
+            &Ok(RunOutcome::Completed(summary())),
+            None,
+            Duration::ZERO,
+        );
+        let json: Value =
+            serde_json::from_str(done.event().strip_prefix("SIGNIN_EXPORT_RUN ").unwrap()).unwrap();
         assert_eq!(json["rows"], 42);
         assert_eq!(json["windowStart"], "2026-11-30T10:00:00Z");
         assert_eq!(json["watermark"], "2026-11-30T11:00:00Z");
         assert!(json.get("error").is_none());
         assert!(done.line.starts_with("refresh completed: 42 new rows"));
-        let failed = Report::new(Trigger::Cli, &Err(RunError::Graph("Graph refused: 403".into())), None, Duration::ZERO);
-        let json: Value = serde_json::from_str(failed.event().strip_prefix("SIGNIN_EXPORT_RUN ").unwrap()).unwrap();
+        let failed = Report::new(
+            Trigger::Cli,
+            &Err(RunError::Graph("Graph refused: 403".into())),
+            None,
+            Duration::ZERO,
+        );
+        let json: Value =
+            serde_json::from_str(failed.event().strip_prefix("SIGNIN_EXPORT_RUN ").unwrap())
+                .unwrap();
         assert_eq!(json["error"], "export failed: Graph refused: 403");
         assert_eq!(json["rows"], 0);
     }

@@ -199,7 +199,11 @@ pub fn open(
             };
             let auth = match sas {
                 Some(sas) => blob::BlobAuth::Sas(sas.clone()),
-                None => blob::BlobAuth::Token(tokens.with_scope(crate::credential::STORAGE_SCOPE).credential()),
+                None => blob::BlobAuth::Token(
+                    tokens
+                        .with_scope(crate::credential::STORAGE_SCOPE)
+                        .credential(),
+                ),
             };
             Ok(Arc::new(blob::BlobSink::new(container_url, &base, auth)?))
         }

@@ -90,7 +90,6 @@ use lease::{HeldLease, LeaseHealth};
 
 pub use latest::LatestCopy;
 
-
 /// Content type of the CSV files.
 const CSV_CONTENT_TYPE: &str = "text/csv; charset=utf-8";
 /// What a state blob holds before the first run wrote a state (read back as "no state").
