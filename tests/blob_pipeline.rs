@@ -239,7 +239,7 @@ async fn repeated_runs_over_sas_export_the_ground_truth_once() {
 
 #[tokio::test]
 async fn sigkill_at_any_phase_then_a_normal_run_gives_exactly_the_ground_truth() {
-    // Each phase of a slice's commit (see pipeline.rs), at the first and a later slice, and
+    // Each phase of a slice's commit (see src/run/slice.rs), at the first and a later slice, and
     // mid-page with slow pages.
     let kill_points: [(&str, usize); 7] = [
         ("blocks staged", 1),

@@ -211,6 +211,24 @@ fn packaged_binary_links_no_openssl() {
     }
 }
 
+#[test]
+fn packaged_binary_has_no_demo_and_says_so() {
+    // The package is built without the `demo` feature: no simulated tenant ships to Azure.
+    let app = App::unpack(&package_zip());
+    let output = std::process::Command::new(app.executable())
+        .arg("demo")
+        .env_clear()
+        .output()
+        .expect("run the packaged binary");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("this build of signin-export has no demo"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Start-up, readiness, console logging, signals
 
@@ -512,6 +530,35 @@ async fn timer_runs_whatever_the_schedule_status_says() {
         exported += summary["rows"].as_u64().unwrap();
     }
     assert!(exported > 0, "the first run exports the tenant's sign-ins");
+    // One structured run event per invocation on the console (what the Azure Monitor alerts
+    // query), never in the invocation's Logs (the host would log it twice).
+    let events: Vec<Value> = host
+        .logs()
+        .iter()
+        .filter(|l| l.function.is_none())
+        .filter_map(|l| {
+            l.text
+                .split_once("SIGNIN_EXPORT_RUN ")
+                .map(|(_, json)| json.to_string())
+        })
+        .map(|json| serde_json::from_str(&json).expect("the run event is one JSON object"))
+        .collect();
+    assert_eq!(events.len(), 4, "{}", host.log_text());
+    for event in &events {
+        assert_eq!(event["trigger"], "timer");
+        assert_eq!(event["outcome"], "completed");
+        assert!(
+            event["durationMs"].is_u64() && event["windowEnd"].is_string(),
+            "{event}"
+        );
+    }
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| e["rows"].as_u64().unwrap())
+            .sum::<u64>(),
+        exported
+    );
     // The invocation's Logs are logged by the host for the function.
     assert!(host
         .logs()

@@ -1,5 +1,6 @@
 //! The one integration-test binary: shared helpers in `support`, one module per topic.
 
+mod architecture;
 mod blob_pipeline;
 mod blob_sink;
 mod cli;

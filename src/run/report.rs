@@ -292,7 +292,9 @@ mod tests {
             holder: "timer on h".into(),
             since: None,
         };
-        let table: Vec<(Result<RunOutcome, RunError>, u16, u8, &str, &str)> = vec![
+        // outcome, HTTP status, exit code, JSON status word, event outcome word
+        type Row = (Result<RunOutcome, RunError>, u16, u8, &'static str, &'static str);
+        let table: Vec<Row> = vec![
             (
                 Ok(RunOutcome::Completed(summary())),
                 200,
