@@ -293,7 +293,13 @@ mod tests {
             since: None,
         };
         // outcome, HTTP status, exit code, JSON status word, event outcome word
-        type Row = (Result<RunOutcome, RunError>, u16, u8, &'static str, &'static str);
+        type Row = (
+            Result<RunOutcome, RunError>,
+            u16,
+            u8,
+            &'static str,
+            &'static str,
+        );
         let table: Vec<Row> = vec![
             (
                 Ok(RunOutcome::Completed(summary())),
