@@ -400,7 +400,7 @@ async fn refresh(
     logs.push(report.line.clone());
     match report.verdict {
         Verdict::Failed => tracing::error!(invocation_id = %id, "refresh {}", report.line),
-        Verdict::Cancelled => tracing::warn!(invocation_id = %id, "refresh {}", report.line),
+        Verdict::Cancelled => tracing::warn!(invocation_id = %id, "{}", report.line),
         _ => tracing::info!(invocation_id = %id, status = report.http_status(), "{}", report.line),
     }
     let mut output = HttpOutput::json(report.http_status(), &report.body());

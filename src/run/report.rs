@@ -116,7 +116,7 @@ impl Report {
             }
             Ok(RunOutcome::DeadlineReached(summary)) => {
                 let message = format!(
-                    "the run's deadline ({}) was reached: finished slices are committed; the next run continues",
+                    "the run's deadline ({}) was reached: finished slices are committed; the next timer run or refresh continues",
                     deadline.map_or_else(|| "none".to_string(), format_duration)
                 );
                 Report {
@@ -138,7 +138,11 @@ impl Report {
                 }
             }
             Err(RunError::Cancelled) => {
-                let message = format!("export stopped: {}; retry shortly", RunError::Cancelled);
+                let what = match trigger {
+                    Trigger::Refresh => "refresh",
+                    Trigger::Timer | Trigger::Cli => "export",
+                };
+                let message = format!("{what} stopped: {}; retry shortly", RunError::Cancelled);
                 Report {
                     verdict: Verdict::Cancelled,
                     line: message.clone(),
