@@ -57,29 +57,27 @@ pub mod errors;
 mod http;
 mod latest;
 mod lease;
+mod lock;
+mod state;
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
 use async_trait::async_trait;
 use azure_core::http::Etag;
 use azure_storage_blob::models::{
-    BlobClientAcquireLeaseOptions, BlobClientGetPropertiesResultHeaders,
-    BlobClientSetMetadataOptions, BlobClientUploadOptions, BlobContainerClientListBlobsOptions,
-    BlockBlobClientCommitBlockListOptions, BlockListHeaders, BlockListType,
+    BlobContainerClientListBlobsOptions, BlockBlobClientCommitBlockListOptions, BlockListHeaders,
+    BlockListType,
 };
 use bytes::Bytes;
 use futures::TryStreamExt as _;
-use time::OffsetDateTime;
 use url::Url;
 
-use crate::sink::{BlockId, CommitTicket, LockOutcome, Sink, SinkError, STATE_FILE};
+use crate::sink::{BlockId, CommitTicket, LockOutcome, Sink, SinkError};
 
 use blocks::TicketDetail;
 use client::{content, Inner};
-use lease::{HeldLease, LeaseHealth};
+use lease::HeldLease;
 
 pub use client::{BlobAuth, BlobSinkOptions};
 pub use http::RequestCounts;
@@ -87,8 +85,6 @@ pub use latest::LatestCopy;
 
 /// Content type of the CSV files.
 const CSV_CONTENT_TYPE: &str = "text/csv; charset=utf-8";
-/// What a state blob holds before the first run wrote a state (read back as "no state").
-const EMPTY_STATE: &[u8] = b"{}";
 
 /// Writes the export to one container (and optional path prefix) of Azure Blob Storage.
 ///
@@ -133,53 +129,9 @@ impl BlobSink {
     pub fn latest_copy(&self) -> LatestCopy {
         LatestCopy::from_u8(self.inner.latest_mode.load(Ordering::Relaxed))
     }
-
-    /// The held lease's id and metadata, or LockLost.
-    async fn held_lease(
-        &self,
-    ) -> Result<(String, HashMap<String, String>, Arc<LeaseHealth>), SinkError> {
-        let guard = self.lease.lock().await;
-        match guard.as_ref() {
-            Some(held) if held.health.is_held() => Ok((
-                held.lease_id.clone(),
-                held.metadata.clone(),
-                held.health.clone(),
-            )),
-            _ => Err(self.inner.lock_lost()),
-        }
-    }
 }
 
 impl Inner {
-    /// Puts `{}` as the state blob unless it exists (creating the container if needed).
-    async fn create_state_blob(&self) -> Result<(), SinkError> {
-        let state = self.blob(STATE_FILE)?;
-        for attempt in 0..2 {
-            let options = BlobClientUploadOptions {
-                if_none_match: Some(Etag::from("*")),
-                blob_content_type: Some("application/json".to_string()),
-                ..Default::default()
-            };
-            match state
-                .upload(content(Bytes::from_static(EMPTY_STATE)), Some(options))
-                .await
-            {
-                Ok(_) => return Ok(()),
-                // Exists already (possibly leased by someone else).
-                Err(e) if errors::is_status(&e, 409, &[]) || errors::is_status(&e, 412, &[]) => {
-                    return Ok(())
-                }
-                Err(e) if attempt == 0 && Self::container_missing(&e) => {
-                    self.create_container().await?;
-                }
-                Err(e) => return Err(self.error(STATE_FILE, &e)),
-            }
-        }
-        Err(SinkError::Other(format!(
-            "{}: the container disappeared while creating the state blob",
-            self.blob_name(STATE_FILE)
-        )))
-    }
     /// The committed block ids and ETag of `file`, or `None` if it does not exist (or has no
     /// committed block).
     async fn committed_blocks(
@@ -252,117 +204,23 @@ impl Sink for BlobSink {
     }
 
     async fn acquire(&self, holder: &str) -> Result<LockOutcome, SinkError> {
-        let inner = &self.inner;
-        let mut guard = self.lease.lock().await;
-        if let Some(held) = guard.as_mut() {
-            if held.health.is_held() {
-                return Ok(LockOutcome::Acquired);
-            }
-            held.stop().await;
-            *guard = None;
-        }
-        let state = inner.blob(STATE_FILE)?;
-        let duration = i32::try_from(inner.options.lease_duration.as_secs()).unwrap_or(60);
-        let mut created = false;
-        let (lease_id, sent_at) = loop {
-            let proposed = uuid::Uuid::new_v4().to_string();
-            let sent_at = Instant::now();
-            let options = BlobClientAcquireLeaseOptions {
-                proposed_lease_id: Some(proposed.clone()),
-                ..Default::default()
-            };
-            match state.acquire_lease(duration, Some(options)).await {
-                Ok(_) => break (proposed, sent_at),
-                Err(e) if errors::is_status(&e, 409, &["LeaseAlreadyPresent"]) => {
-                    let properties = state
-                        .get_properties(None)
-                        .await
-                        .map_err(|e| inner.error(STATE_FILE, &e))?;
-                    let metadata = properties.metadata().unwrap_or_default();
-                    return Ok(LockOutcome::Busy(blocks::holder_from_metadata(&metadata)));
-                }
-                Err(e) if !created && errors::is_status(&e, 404, &[]) => {
-                    inner.create_state_blob().await?;
-                    created = true;
-                }
-                Err(e) => return Err(inner.error(STATE_FILE, &e)),
-            }
-        };
-        let since = OffsetDateTime::now_utc()
-            .replace_nanosecond(0)
-            .unwrap_or_else(|_| OffsetDateTime::now_utc());
-        let metadata = blocks::holder_metadata(holder, since);
-        let options = BlobClientSetMetadataOptions {
-            lease_id: Some(lease_id.clone()),
-            ..Default::default()
-        };
-        if let Err(e) = state.set_metadata(&metadata, Some(options)).await {
-            let _ = state.release_lease(lease_id, None).await;
-            return Err(inner.error(STATE_FILE, &e));
-        }
-        let health = Arc::new(LeaseHealth::new(sent_at, inner.options.lease_duration));
-        *guard = Some(HeldLease::start(
-            state,
-            lease_id,
-            metadata,
-            health,
-            inner.options.renew_every,
-        ));
-        tracing::info!(state = %inner.blob_name(STATE_FILE), "took the single-writer lease");
-        Ok(LockOutcome::Acquired)
+        lock::acquire(self, holder).await
     }
 
     async fn ensure_locked(&self) -> Result<(), SinkError> {
-        self.held_lease().await.map(|_| ())
+        lock::ensure_locked(self).await
     }
 
     async fn release(&self) -> Result<(), SinkError> {
-        let mut guard = self.lease.lock().await;
-        let Some(mut held) = guard.take() else {
-            return Ok(());
-        };
-        held.stop().await;
-        let state = self.inner.blob(STATE_FILE)?;
-        match state.release_lease(held.lease_id.clone(), None).await {
-            Ok(_) => Ok(()),
-            // Expired and taken by someone else, or already broken: not ours any more.
-            Err(e) if errors::is_status(&e, 409, &[]) || errors::is_status(&e, 412, &[]) => {
-                tracing::warn!(error = %self.inner.scrub(errors::describe(&e)), "the lease was already gone when releasing it");
-                Ok(())
-            }
-            Err(e) => Err(self.inner.error(STATE_FILE, &e)),
-        }
+        lock::release(self).await
     }
 
     async fn read_state(&self) -> Result<Option<Bytes>, SinkError> {
-        let Some(bytes) = self.inner.download(STATE_FILE).await? else {
-            return Ok(None);
-        };
-        let trimmed = String::from_utf8_lossy(&bytes);
-        let trimmed = trimmed.trim();
-        if trimmed.is_empty() || trimmed == "{}" {
-            return Ok(None);
-        }
-        Ok(Some(bytes))
+        state::read_state(self).await
     }
 
     async fn write_state(&self, bytes: Bytes) -> Result<(), SinkError> {
-        let (lease_id, metadata, health) = self.held_lease().await?;
-        let state = self.inner.blob(STATE_FILE)?;
-        let options = BlobClientUploadOptions {
-            lease_id: Some(lease_id),
-            metadata: Some(metadata),
-            blob_content_type: Some("application/json".to_string()),
-            ..Default::default()
-        };
-        match state.upload(content(bytes), Some(options)).await {
-            Ok(_) => Ok(()),
-            Err(e) if errors::is_status(&e, 412, &[]) || errors::is_status(&e, 409, &[]) => {
-                health.lose();
-                Err(self.inner.lock_lost())
-            }
-            Err(e) => Err(self.inner.error(STATE_FILE, &e)),
-        }
+        state::write_state(self, bytes).await
     }
 
     async fn stage(&self, file: &str, block: &BlockId, data: Bytes) -> Result<(), SinkError> {
