@@ -15,7 +15,8 @@ use bytes::Bytes;
 
 use super::blocks::{self, ListedBlock, Source};
 use super::client::{content, with_sas, BlobAuth};
-use super::{errors, BlobSink, CSV_CONTENT_TYPE};
+use super::files::CSV_CONTENT_TYPE;
+use super::{errors, BlobSink};
 use crate::credential::STORAGE_SCOPE;
 use crate::sink::{BlockId, Sink, SinkError, LATEST_FILE};
 

@@ -50,10 +50,20 @@
 //! logging redacts `sig` and both headers). Every error message goes through
 //! [`errors::redact`] plus a literal scrub of this sink's SAS, and [`BlobSink::describe`] never
 //! shows a query string.
+//!
+//! # Where things are
+//!
+//! This file holds the [`BlobSink`] type and its [`Sink`] implementation, which delegates to:
+//! `client` (authentication, tunables, URLs and clients, SAS scrubbing, creating the
+//! container), `http` (retry policy and request counting), `lock` (acquire / ensure / release)
+//! over `lease` (the held lease and its renewals), `state` (the state blob), `files` (stage,
+//! prepare, commit, list, read, probe), `latest` (`latest.csv`), `blocks` (pure block
+//! bookkeeping) and [`errors`] (redaction and error classification).
 
 mod blocks;
 mod client;
 pub mod errors;
+mod files;
 mod http;
 mod latest;
 mod lease;
@@ -64,27 +74,17 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use azure_core::http::Etag;
-use azure_storage_blob::models::{
-    BlobContainerClientListBlobsOptions, BlockBlobClientCommitBlockListOptions, BlockListHeaders,
-    BlockListType,
-};
 use bytes::Bytes;
-use futures::TryStreamExt as _;
 use url::Url;
 
 use crate::sink::{BlockId, CommitTicket, LockOutcome, Sink, SinkError};
 
-use blocks::TicketDetail;
-use client::{content, Inner};
+use client::Inner;
 use lease::HeldLease;
 
 pub use client::{BlobAuth, BlobSinkOptions};
 pub use http::RequestCounts;
 pub use latest::LatestCopy;
-
-/// Content type of the CSV files.
-const CSV_CONTENT_TYPE: &str = "text/csv; charset=utf-8";
 
 /// Writes the export to one container (and optional path prefix) of Azure Blob Storage.
 ///
@@ -131,72 +131,6 @@ impl BlobSink {
     }
 }
 
-impl Inner {
-    /// The committed block ids and ETag of `file`, or `None` if it does not exist (or has no
-    /// committed block).
-    async fn committed_blocks(
-        &self,
-        file: &str,
-    ) -> Result<Option<(Vec<BlockId>, String)>, SinkError> {
-        let client = self.blob(file)?.block_blob_client();
-        let response = match client.get_block_list(BlockListType::Committed, None).await {
-            Ok(response) => response,
-            Err(e) if errors::is_status(&e, 404, &[]) => return Ok(None),
-            Err(e) => return Err(self.error(file, &e)),
-        };
-        let etag = response.etag().ok().flatten().map(String::from);
-        let list = response.into_model().map_err(|e| {
-            SinkError::Other(format!("{file}: {}", self.scrub(errors::describe(&e))))
-        })?;
-        let mut ids = Vec::new();
-        for block in list.committed_blocks.unwrap_or_default() {
-            let raw = block.name.unwrap_or_default();
-            let id = blocks::block_id_from_raw(&raw).ok_or_else(|| {
-                SinkError::Other(format!(
-                    "{file} holds a block not written by signin-export; move it away or use a new destination prefix"
-                ))
-            })?;
-            ids.push(parse_block_id(&id)?);
-        }
-        // A blob with only uncommitted blocks answers Get Block List too: it does not exist yet.
-        if ids.is_empty() {
-            return Ok(None);
-        }
-        let etag = etag
-            .ok_or_else(|| SinkError::Other(format!("{file}: Get Block List returned no ETag")))?;
-        Ok(Some((ids, etag)))
-    }
-
-    async fn download(&self, file: &str) -> Result<Option<Bytes>, SinkError> {
-        let client = self.blob(file)?;
-        let response = match client.download(None).await {
-            Ok(response) => response,
-            Err(e) if errors::is_status(&e, 404, &[]) => return Ok(None),
-            Err(e) => return Err(self.error(file, &e)),
-        };
-        let body = response
-            .body
-            .collect()
-            .await
-            .map_err(|e| self.error(file, &e))?;
-        Ok(Some(body))
-    }
-}
-
-/// A [`BlockId`] from its 32-character text (ids only come from this crate's own blocks).
-fn parse_block_id(text: &str) -> Result<BlockId, SinkError> {
-    serde_json::from_value(serde_json::Value::String(text.to_string()))
-        .map_err(|e| SinkError::Other(format!("invalid block id: {e}")))
-}
-
-fn ticket_detail(ticket: &CommitTicket) -> Result<TicketDetail, SinkError> {
-    serde_json::from_value(ticket.detail.clone()).map_err(|e| {
-        SinkError::Other(format!(
-            "the commit ticket for {} was not made by the Blob sink: {e}",
-            ticket.file
-        ))
-    })
-}
 #[async_trait]
 impl Sink for BlobSink {
     fn describe(&self) -> String {
@@ -224,23 +158,7 @@ impl Sink for BlobSink {
     }
 
     async fn stage(&self, file: &str, block: &BlockId, data: Bytes) -> Result<(), SinkError> {
-        let client = self.inner.blob(file)?.block_blob_client();
-        let len = data.len() as u64;
-        match client
-            .stage_block(block.as_str().as_bytes(), len, content(data.clone()), None)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if Inner::container_missing(&e) => {
-                self.inner.create_container().await?;
-                client
-                    .stage_block(block.as_str().as_bytes(), len, content(data), None)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| self.inner.error(file, &e))
-            }
-            Err(e) => Err(self.inner.error(file, &e)),
-        }
+        files::stage(self, file, block, data).await
     }
 
     async fn prepare(
@@ -249,107 +167,19 @@ impl Sink for BlobSink {
         header: Bytes,
         blocks: &[BlockId],
     ) -> Result<CommitTicket, SinkError> {
-        let existing = self.inner.committed_blocks(file).await?;
-        if existing.is_none() {
-            self.stage(file, &BlockId::header(), header).await?;
-        }
-        let detail = TicketDetail::new(
-            existing
-                .as_ref()
-                .map(|(ids, etag)| (ids.as_slice(), etag.clone())),
-            blocks,
-        )
-        .map_err(|e| SinkError::Other(format!("{}: {e}", self.inner.blob_name(file))))?;
-        let detail = serde_json::to_value(&detail)
-            .map_err(|e| SinkError::Other(format!("{file}: cannot encode the ticket: {e}")))?;
-        Ok(CommitTicket {
-            file: file.to_string(),
-            detail,
-        })
+        files::prepare(self, file, header, blocks).await
     }
 
     async fn commit(&self, ticket: &CommitTicket) -> Result<(), SinkError> {
-        let detail = ticket_detail(ticket)?;
-        let file = ticket.file.as_str();
-        let client = self.inner.blob(file)?.block_blob_client();
-        let mut options = BlockBlobClientCommitBlockListOptions {
-            blob_content_type: Some(CSV_CONTENT_TYPE.to_string()),
-            ..Default::default()
-        };
-        match &detail.etag {
-            Some(etag) => options.if_match = Some(Etag::from(etag.as_str())),
-            None => options.if_none_match = Some(Etag::from("*")),
-        }
-        let body = Bytes::from(blocks::block_list_xml(&detail.blocks));
-        match client.commit_block_list(content(body), Some(options)).await {
-            Ok(_) => Ok(()),
-            // 412: the ETag changed; 409: the file appeared; 400 InvalidBlockList: our staged
-            // blocks are gone (another writer's commit discarded them).
-            Err(e)
-                if errors::is_status(&e, 412, &[])
-                    || errors::is_status(&e, 409, &[])
-                    || errors::is_status(&e, 400, &["InvalidBlockList"]) =>
-            {
-                // A retried request whose first attempt succeeded also lands here.
-                if let Some((committed, _)) = self.inner.committed_blocks(file).await? {
-                    if committed.iter().collect::<Vec<_>>() == detail.ids() {
-                        return Ok(());
-                    }
-                }
-                Err(SinkError::Conflict {
-                    what: self.inner.blob_name(file),
-                })
-            }
-            Err(e) => Err(self.inner.error(file, &e)),
-        }
+        files::commit(self, ticket).await
     }
 
     async fn is_committed(&self, ticket: &CommitTicket) -> Result<bool, SinkError> {
-        let detail = ticket_detail(ticket)?;
-        Ok(self
-            .inner
-            .committed_blocks(&ticket.file)
-            .await?
-            .is_some_and(|(ids, _)| ids.contains(&detail.marker)))
+        files::is_committed(self, ticket).await
     }
 
     async fn list_daily(&self) -> Result<Vec<String>, SinkError> {
-        let inner = &self.inner;
-        let prefix = inner.blob_name("daily/");
-        let base_prefix = inner.blob_name("");
-        let options = BlobContainerClientListBlobsOptions {
-            prefix: Some(prefix),
-            ..Default::default()
-        };
-        let mut pages = inner
-            .container
-            .list_blobs(Some(options))
-            .map_err(|e| inner.error("daily/", &e))?
-            .into_pages();
-        let mut files = Vec::new();
-        loop {
-            let page = match pages.try_next().await {
-                Ok(Some(page)) => page,
-                Ok(None) => break,
-                Err(e) if Inner::container_missing(&e) => break,
-                Err(e) => return Err(inner.error("daily/", &e)),
-            };
-            let page = page.into_model().map_err(|e| inner.error("daily/", &e))?;
-            for item in page.blob_items {
-                let Some(name) = item.name else { continue };
-                let relative = if base_prefix.is_empty() {
-                    name.as_str()
-                } else {
-                    name.strip_prefix(base_prefix.as_str()).unwrap_or(&name)
-                };
-                let day = relative.strip_prefix("daily/").unwrap_or("");
-                if !day.contains('/') && day.ends_with(".csv") {
-                    files.push(relative.to_string());
-                }
-            }
-        }
-        files.sort();
-        Ok(files)
+        files::list_daily(self).await
     }
 
     async fn publish_latest(&self, header: Bytes, daily_files: &[String]) -> Result<(), SinkError> {
@@ -357,42 +187,10 @@ impl Sink for BlobSink {
     }
 
     async fn read(&self, file: &str) -> Result<Option<Bytes>, SinkError> {
-        self.inner.download(file).await
+        files::read(self, file).await
     }
 
     async fn probe(&self) -> Result<(), SinkError> {
-        let inner = &self.inner;
-        let name = format!("_state/probe-{}", uuid::Uuid::new_v4());
-        let client = inner.blob(&name)?;
-        let payload = Bytes::from_static(b"signin-export write probe");
-        let upload = || async { client.upload(content(payload.clone()), None).await };
-        match upload().await {
-            Ok(_) => {}
-            Err(e) if Inner::container_missing(&e) => {
-                inner.create_container().await?;
-                upload().await.map_err(|e| inner.error(&name, &e))?;
-            }
-            Err(e) => return Err(inner.error(&name, &e)),
-        }
-        let read_back = inner.download(&name).await;
-        let listed = self.list_daily().await;
-        let deleted = client
-            .delete(None)
-            .await
-            .map_err(|e| inner.error(&name, &e));
-        if inner.blobs.lock().map(|mut c| c.remove(&name)).is_err() {
-            tracing::debug!("blob client cache poisoned");
-        }
-        match read_back? {
-            Some(bytes) if bytes == payload => {}
-            _ => {
-                return Err(SinkError::Other(format!(
-                    "{name}: the probe blob did not read back as written"
-                )))
-            }
-        }
-        listed?;
-        deleted?;
-        Ok(())
+        files::probe(self).await
     }
 }
