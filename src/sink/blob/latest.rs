@@ -14,7 +14,10 @@ use azure_storage_blob::models::{
 use bytes::Bytes;
 
 use super::blocks::{self, ListedBlock, Source};
-use super::{content, errors, with_sas, BlobAuth, BlobSink, CSV_CONTENT_TYPE, STORAGE_SCOPE};
+use super::client::{content, with_sas, BlobAuth};
+use super::files::CSV_CONTENT_TYPE;
+use super::{errors, BlobSink};
+use crate::credential::STORAGE_SCOPE;
 use crate::sink::{BlockId, Sink, SinkError, LATEST_FILE};
 
 /// Largest source range one Put Block From URL may copy (Azure's limit: 4000 MiB).

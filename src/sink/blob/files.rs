@@ -1,0 +1,265 @@
+//! The CSV files of the Blob sink: staging blocks, preparing a file's block list as a commit
+//! ticket and committing it, recognising a commit that landed, listing the daily files, reading a
+//! file, and the write probe.
+
+use azure_core::http::Etag;
+use azure_storage_blob::models::{
+    BlobContainerClientListBlobsOptions, BlockBlobClientCommitBlockListOptions, BlockListHeaders,
+    BlockListType,
+};
+use bytes::Bytes;
+use futures::TryStreamExt as _;
+
+use crate::sink::{BlockId, CommitTicket, SinkError};
+
+use super::blocks::{self, TicketDetail};
+use super::client::{content, Inner};
+use super::errors;
+use super::BlobSink;
+
+/// Content type of the CSV files.
+pub(super) const CSV_CONTENT_TYPE: &str = "text/csv; charset=utf-8";
+
+impl Inner {
+    /// The committed block ids and ETag of `file`, or `None` if it does not exist (or has no
+    /// committed block).
+    async fn committed_blocks(
+        &self,
+        file: &str,
+    ) -> Result<Option<(Vec<BlockId>, String)>, SinkError> {
+        let client = self.blob(file)?.block_blob_client();
+        let response = match client.get_block_list(BlockListType::Committed, None).await {
+            Ok(response) => response,
+            Err(e) if errors::is_status(&e, 404, &[]) => return Ok(None),
+            Err(e) => return Err(self.error(file, &e)),
+        };
+        let etag = response.etag().ok().flatten().map(String::from);
+        let list = response.into_model().map_err(|e| {
+            SinkError::Other(format!("{file}: {}", self.scrub(errors::describe(&e))))
+        })?;
+        let mut ids = Vec::new();
+        for block in list.committed_blocks.unwrap_or_default() {
+            let raw = block.name.unwrap_or_default();
+            let id = blocks::block_id_from_raw(&raw).ok_or_else(|| {
+                SinkError::Other(format!(
+                    "{file} holds a block not written by signin-export; move it away or use a new destination prefix"
+                ))
+            })?;
+            ids.push(parse_block_id(&id)?);
+        }
+        // A blob with only uncommitted blocks answers Get Block List too: it does not exist yet.
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        let etag = etag
+            .ok_or_else(|| SinkError::Other(format!("{file}: Get Block List returned no ETag")))?;
+        Ok(Some((ids, etag)))
+    }
+
+    pub(super) async fn download(&self, file: &str) -> Result<Option<Bytes>, SinkError> {
+        let client = self.blob(file)?;
+        let response = match client.download(None).await {
+            Ok(response) => response,
+            Err(e) if errors::is_status(&e, 404, &[]) => return Ok(None),
+            Err(e) => return Err(self.error(file, &e)),
+        };
+        let body = response
+            .body
+            .collect()
+            .await
+            .map_err(|e| self.error(file, &e))?;
+        Ok(Some(body))
+    }
+}
+
+/// A [`BlockId`] from its 32-character text (ids only come from this crate's own blocks).
+fn parse_block_id(text: &str) -> Result<BlockId, SinkError> {
+    serde_json::from_value(serde_json::Value::String(text.to_string()))
+        .map_err(|e| SinkError::Other(format!("invalid block id: {e}")))
+}
+
+fn ticket_detail(ticket: &CommitTicket) -> Result<TicketDetail, SinkError> {
+    serde_json::from_value(ticket.detail.clone()).map_err(|e| {
+        SinkError::Other(format!(
+            "the commit ticket for {} was not made by the Blob sink: {e}",
+            ticket.file
+        ))
+    })
+}
+
+pub(super) async fn stage(
+    sink: &BlobSink,
+    file: &str,
+    block: &BlockId,
+    data: Bytes,
+) -> Result<(), SinkError> {
+    let client = sink.inner.blob(file)?.block_blob_client();
+    let len = data.len() as u64;
+    match client
+        .stage_block(block.as_str().as_bytes(), len, content(data.clone()), None)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if Inner::container_missing(&e) => {
+            sink.inner.create_container().await?;
+            client
+                .stage_block(block.as_str().as_bytes(), len, content(data), None)
+                .await
+                .map(|_| ())
+                .map_err(|e| sink.inner.error(file, &e))
+        }
+        Err(e) => Err(sink.inner.error(file, &e)),
+    }
+}
+
+pub(super) async fn prepare(
+    sink: &BlobSink,
+    file: &str,
+    header: Bytes,
+    blocks: &[BlockId],
+) -> Result<CommitTicket, SinkError> {
+    let existing = sink.inner.committed_blocks(file).await?;
+    if existing.is_none() {
+        stage(sink, file, &BlockId::header(), header).await?;
+    }
+    let detail = TicketDetail::new(
+        existing
+            .as_ref()
+            .map(|(ids, etag)| (ids.as_slice(), etag.clone())),
+        blocks,
+    )
+    .map_err(|e| SinkError::Other(format!("{}: {e}", sink.inner.blob_name(file))))?;
+    let detail = serde_json::to_value(&detail)
+        .map_err(|e| SinkError::Other(format!("{file}: cannot encode the ticket: {e}")))?;
+    Ok(CommitTicket {
+        file: file.to_string(),
+        detail,
+    })
+}
+
+pub(super) async fn commit(sink: &BlobSink, ticket: &CommitTicket) -> Result<(), SinkError> {
+    let detail = ticket_detail(ticket)?;
+    let file = ticket.file.as_str();
+    let client = sink.inner.blob(file)?.block_blob_client();
+    let mut options = BlockBlobClientCommitBlockListOptions {
+        blob_content_type: Some(CSV_CONTENT_TYPE.to_string()),
+        ..Default::default()
+    };
+    match &detail.etag {
+        Some(etag) => options.if_match = Some(Etag::from(etag.as_str())),
+        None => options.if_none_match = Some(Etag::from("*")),
+    }
+    let body = Bytes::from(blocks::block_list_xml(&detail.blocks));
+    match client.commit_block_list(content(body), Some(options)).await {
+        Ok(_) => Ok(()),
+        // 412: the ETag changed; 409: the file appeared; 400 InvalidBlockList: our staged
+        // blocks are gone (another writer's commit discarded them).
+        Err(e)
+            if errors::is_status(&e, 412, &[])
+                || errors::is_status(&e, 409, &[])
+                || errors::is_status(&e, 400, &["InvalidBlockList"]) =>
+        {
+            // A retried request whose first attempt succeeded also lands here.
+            if let Some((committed, _)) = sink.inner.committed_blocks(file).await? {
+                if committed.iter().collect::<Vec<_>>() == detail.ids() {
+                    return Ok(());
+                }
+            }
+            Err(SinkError::Conflict {
+                what: sink.inner.blob_name(file),
+            })
+        }
+        Err(e) => Err(sink.inner.error(file, &e)),
+    }
+}
+
+pub(super) async fn is_committed(
+    sink: &BlobSink,
+    ticket: &CommitTicket,
+) -> Result<bool, SinkError> {
+    let detail = ticket_detail(ticket)?;
+    Ok(sink
+        .inner
+        .committed_blocks(&ticket.file)
+        .await?
+        .is_some_and(|(ids, _)| ids.contains(&detail.marker)))
+}
+
+pub(super) async fn list_daily(sink: &BlobSink) -> Result<Vec<String>, SinkError> {
+    let inner = &sink.inner;
+    let prefix = inner.blob_name("daily/");
+    let base_prefix = inner.blob_name("");
+    let options = BlobContainerClientListBlobsOptions {
+        prefix: Some(prefix),
+        ..Default::default()
+    };
+    let mut pages = inner
+        .container
+        .list_blobs(Some(options))
+        .map_err(|e| inner.error("daily/", &e))?
+        .into_pages();
+    let mut files = Vec::new();
+    loop {
+        let page = match pages.try_next().await {
+            Ok(Some(page)) => page,
+            Ok(None) => break,
+            Err(e) if Inner::container_missing(&e) => break,
+            Err(e) => return Err(inner.error("daily/", &e)),
+        };
+        let page = page.into_model().map_err(|e| inner.error("daily/", &e))?;
+        for item in page.blob_items {
+            let Some(name) = item.name else { continue };
+            let relative = if base_prefix.is_empty() {
+                name.as_str()
+            } else {
+                name.strip_prefix(base_prefix.as_str()).unwrap_or(&name)
+            };
+            let day = relative.strip_prefix("daily/").unwrap_or("");
+            if !day.contains('/') && day.ends_with(".csv") {
+                files.push(relative.to_string());
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+pub(super) async fn read(sink: &BlobSink, file: &str) -> Result<Option<Bytes>, SinkError> {
+    sink.inner.download(file).await
+}
+
+pub(super) async fn probe(sink: &BlobSink) -> Result<(), SinkError> {
+    let inner = &sink.inner;
+    let name = format!("_state/probe-{}", uuid::Uuid::new_v4());
+    let client = inner.blob(&name)?;
+    let payload = Bytes::from_static(b"signin-export write probe");
+    let upload = || async { client.upload(content(payload.clone()), None).await };
+    match upload().await {
+        Ok(_) => {}
+        Err(e) if Inner::container_missing(&e) => {
+            inner.create_container().await?;
+            upload().await.map_err(|e| inner.error(&name, &e))?;
+        }
+        Err(e) => return Err(inner.error(&name, &e)),
+    }
+    let read_back = inner.download(&name).await;
+    let listed = list_daily(sink).await;
+    let deleted = client
+        .delete(None)
+        .await
+        .map_err(|e| inner.error(&name, &e));
+    if inner.blobs.lock().map(|mut c| c.remove(&name)).is_err() {
+        tracing::debug!("blob client cache poisoned");
+    }
+    match read_back? {
+        Some(bytes) if bytes == payload => {}
+        _ => {
+            return Err(SinkError::Other(format!(
+                "{name}: the probe blob did not read back as written"
+            )))
+        }
+    }
+    listed?;
+    deleted?;
+    Ok(())
+}
