@@ -54,7 +54,14 @@ pub struct State {
     pub latest_files: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run: Option<RunSummary>,
+    /// Slice length, in seconds, learnt from a slice that did not fit in a run's deadline;
+    /// `None` = SIGNINS_SLICE. Persisted so that every later run makes progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slice_seconds: Option<u64>,
 }
+
+/// The shortest slice the deadline can teach: below this, Graph's per-request cost dominates.
+pub const MIN_SLICE: Duration = Duration::from_secs(60);
 
 /// The summary of one run: what every shell reports, and `last_run` in the state document.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -84,6 +91,9 @@ pub struct RunSummary {
     pub retries: u64,
     /// Sign-ins read from Graph but skipped as already exported.
     pub duplicates_skipped: u64,
+    /// Completeness re-checks sent (one per slice with rows; more when Graph ended paging early).
+    #[serde(default)]
+    pub completeness_checks: u64,
     pub destination: String,
     pub preset: String,
     /// Set when `outcome` is "failed".
@@ -132,6 +142,31 @@ impl State {
             pending: None,
             latest_files: None,
             last_run: None,
+            slice_seconds: None,
+        }
+    }
+
+    /// The slice length learnt from deadlines, if any.
+    pub fn slice_limit(&self) -> Option<Duration> {
+        self.slice_seconds.map(Duration::from_secs)
+    }
+
+    /// A slice of `length` did not fit in a whole run's deadline: halve it (not below
+    /// [`MIN_SLICE`]) for later runs. Returns the new length.
+    pub fn shorten_slices(&mut self, length: Duration) -> Duration {
+        let shorter = (length / 2).max(MIN_SLICE);
+        let shorter = self
+            .slice_limit()
+            .map_or(shorter, |limit| limit.min(shorter));
+        self.slice_seconds = Some(shorter.as_secs());
+        shorter
+    }
+
+    /// Slices finish well inside the deadline: double the learnt length, back to `configured`.
+    pub fn lengthen_slices(&mut self, configured: Duration) {
+        if let Some(limit) = self.slice_limit() {
+            let longer = limit * 2;
+            self.slice_seconds = (longer < configured).then_some(longer.as_secs());
         }
     }
 
@@ -287,6 +322,25 @@ mod tests {
         );
         assert_eq!(state.covered_from, datetime!(2026-11-27 10:00 UTC));
         assert_eq!(state.watermark, datetime!(2026-11-28 10:00 UTC));
+    }
+
+    #[test]
+    fn slice_length_halves_on_a_miss_and_grows_back() {
+        let mut state = State::new("all", vec![], datetime!(2026-11-28 10:00 UTC));
+        let hour = Duration::from_secs(3600);
+        assert_eq!(state.shorten_slices(6 * hour), 3 * hour);
+        assert_eq!(state.shorten_slices(3 * hour), Duration::from_secs(5400));
+        assert_eq!(
+            state.shorten_slices(6 * hour),
+            Duration::from_secs(5400),
+            "never longer than learnt"
+        );
+        assert_eq!(state.shorten_slices(Duration::from_secs(70)), MIN_SLICE);
+        state.slice_seconds = Some(3 * 3600);
+        state.lengthen_slices(6 * hour);
+        assert_eq!(state.slice_limit(), None, "back to the configured length");
+        let parsed = State::parse(&state.to_bytes()).unwrap().unwrap();
+        assert_eq!(parsed, state);
     }
 
     #[test]

@@ -255,10 +255,13 @@ async fn export_signins(
     let status = match report.verdict {
         Verdict::Completed | Verdict::DeadlineReached | Verdict::Busy => StatusCode::OK,
         Verdict::Cancelled => StatusCode::SERVICE_UNAVAILABLE,
-        Verdict::Failed => StatusCode::INTERNAL_SERVER_ERROR,
+        // The timer asks for no window, so a refusal is a server-side problem too.
+        Verdict::Refused | Verdict::Failed => StatusCode::INTERNAL_SERVER_ERROR,
     };
     match report.verdict {
-        Verdict::Failed => tracing::error!(invocation_id = %id, "{}", report.line),
+        Verdict::Refused | Verdict::Failed => {
+            tracing::error!(invocation_id = %id, "{}", report.line)
+        }
         Verdict::Cancelled => tracing::warn!(invocation_id = %id, "{}", report.line),
         _ => tracing::info!(invocation_id = %id, "{}", report.line),
     }
@@ -269,7 +272,7 @@ async fn export_signins(
             "holder": report.body()["holder"],
             "since": report.body()["since"],
         })),
-        Verdict::Cancelled | Verdict::Failed => None,
+        Verdict::Cancelled | Verdict::Refused | Verdict::Failed => None,
     };
     reply(
         status,

@@ -76,6 +76,9 @@ pub enum RunError {
     State(String),
     #[error("cancelled (shutting down); finished slices are committed")]
     Cancelled,
+    /// The request cannot run as asked (e.g. `until` before a needed back-fill); nothing was read.
+    #[error(transparent)]
+    Refused(#[from] plan::PlanError),
     /// Internal signal: the deadline hit inside a slice (the run reports `DeadlineReached`).
     #[error("the run's deadline was reached")]
     DeadlineReached,
@@ -231,12 +234,12 @@ impl<'a> Run<'a> {
     }
 
     /// The pure planner, fed from the state, the request and the settings.
-    fn plan(&self, state: Option<&State>, now: OffsetDateTime) -> plan::Plan {
+    fn plan(&self, state: Option<&State>, now: OffsetDateTime) -> Result<plan::Plan, RunError> {
         let covered = state.map(|state| plan::Covered {
             from: state.covered_from,
             watermark: state.watermark,
         });
-        plan::plan(
+        Ok(plan::plan(
             covered,
             &plan::PlanInput {
                 now,
@@ -244,9 +247,11 @@ impl<'a> Run<'a> {
                 until: self.request.until,
                 lookback: self.settings.lookback,
                 overlap: self.settings.overlap,
-                slice: self.settings.slice,
+                slice: state
+                    .and_then(State::slice_limit)
+                    .map_or(self.settings.slice, |limit| limit.min(self.settings.slice)),
             },
-        )
+        )?)
     }
 
     async fn export(&mut self) -> Result<bool, RunError> {
@@ -264,7 +269,8 @@ impl<'a> Run<'a> {
             slices: plan,
             window_start,
             window_end,
-        } = self.plan(state.as_ref(), now);
+            ..
+        } = self.plan(state.as_ref(), now)?;
         let mut state = state.unwrap_or_else(|| {
             State::new(self.settings.preset.as_str(), self.columns(), window_start)
         });
@@ -300,10 +306,29 @@ impl<'a> Run<'a> {
             }
             match self.export_slice(state, slice, deadline).await {
                 Ok(()) => {}
-                Err(RunError::DeadlineReached) => return Ok(false),
+                Err(RunError::DeadlineReached) => {
+                    // A slice that had the whole budget and still did not fit would be planned
+                    // again, whole, by every later run: shorten slices for the runs to come.
+                    if self.summary.slices_done == 0 {
+                        let length =
+                            Duration::try_from(slice.end - slice.start).unwrap_or_default();
+                        let shorter = state.shorten_slices(length);
+                        warn!(
+                            slice_seconds = shorter.as_secs(),
+                            "a whole slice did not fit in the deadline; later runs use shorter slices"
+                        );
+                    }
+                    return Ok(false);
+                }
                 Err(e) => return Err(e),
             }
             longest_slice = longest_slice.max(slice_started.elapsed());
+            if let Some(budget) = self.request.deadline {
+                // Slices that take a small part of the budget can grow back towards SIGNINS_SLICE.
+                if longest_slice < budget / 4 {
+                    state.lengthen_slices(self.settings.slice);
+                }
+            }
             self.summary.slices_done += 1;
             if let Some(observer) = &self.deps.observer {
                 observer.slice_done(
@@ -321,11 +346,10 @@ impl<'a> Run<'a> {
         BlockId::new(&self.run_id, self.next_block)
     }
 
-    fn open_stream(&self, slice: Slice) -> MergedSignIns<'a> {
-        let window = Window {
-            start: slice.start,
-            end: slice.end,
-        };
+    /// All event types' sign-ins created in `[start, end]` (inclusive: the slice drops rows at
+    /// its end, which belong to the next slice), newest first.
+    fn open_stream(&self, start: OffsetDateTime, end: OffsetDateTime) -> MergedSignIns<'a> {
+        let window = Window { start, end };
         let server_clause = self.filter.server_clause();
         let pagers = self
             .settings
@@ -381,12 +405,13 @@ impl<'a> Run<'a> {
             slices: plan,
             window_start,
             window_end,
-        } = self.plan(state.as_ref(), now_seconds());
+            ..
+        } = self.plan(state.as_ref(), now_seconds())?;
         self.summary.window_start = Some(window_start);
         self.summary.window_end = Some(window_end);
         self.summary.slices_total = u32::try_from(plan.len()).unwrap_or(u32::MAX);
         for slice in plan {
-            let mut stream = self.open_stream(slice);
+            let mut stream = self.open_stream(slice.start, slice.end);
             let mut seen = HashSet::new();
             while let Some(signin) = stream
                 .next(

@@ -42,19 +42,36 @@ pub struct PlanInput {
     pub slice: Duration,
 }
 
+/// A request the planner refuses, with what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error(
+        "until ({until}) ends before what this destination has exported (from {covered_from}): a \
+         back-fill always runs up to the exported interval so that it stays one contiguous \
+         interval; leave until out, or set it at or after {covered_from}"
+    )]
+    UntilBeforeBackfill { until: String, covered_from: String },
+}
+
 /// The slices of one run, in export order, and the whole window they span.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub slices: Vec<Slice>,
     pub window_start: OffsetDateTime,
     pub window_end: OffsetDateTime,
+    /// The back-fill this run plans, `[from, to)`, if any.
+    pub backfill: Option<(OffsetDateTime, OffsetDateTime)>,
 }
 
 /// Plans a run. Forward from the watermark (oldest first, each slice raises the watermark), then
 /// any back-fill below `covered.from` that `since` asks for (newest first, each slice lowers
 /// `covered.from`, so an interrupted back-fill resumes where it stopped). Nothing older than
 /// Graph's retention is planned.
-pub fn plan(covered: Option<Covered>, input: &PlanInput) -> Plan {
+///
+/// The back-fill ends where the forward part starts when that is lower than `covered.from`
+/// (a first run shorter than the overlap): the forward part re-reads `[watermark − overlap, …)`
+/// and would otherwise read the same rows as the back-fill and write them twice.
+pub fn plan(covered: Option<Covered>, input: &PlanInput) -> Result<Plan, PlanError> {
     let now = input.now;
     let floor = now - GRAPH_RETENTION;
     let end = input.until.unwrap_or(now).min(now);
@@ -64,11 +81,22 @@ pub fn plan(covered: Option<Covered>, input: &PlanInput) -> Plan {
             (start.max(floor), None)
         }
         Some(covered) => {
+            let forward_start = (covered.watermark - input.overlap).max(floor);
+            let backfill_end = covered.from.min(forward_start);
             let backfill = input
                 .since
-                .filter(|since| *since < covered.from)
-                .map(|since| (since.max(floor), covered.from));
-            ((covered.watermark - input.overlap).max(floor), backfill)
+                .map(|since| since.max(floor))
+                .filter(|since| *since < backfill_end)
+                .map(|since| (since, backfill_end));
+            if let (Some((_, to)), Some(until)) = (backfill, input.until) {
+                if until < to {
+                    return Err(PlanError::UntilBeforeBackfill {
+                        until: rfc3339(until),
+                        covered_from: rfc3339(to),
+                    });
+                }
+            }
+            (forward_start, backfill)
         }
     };
     let mut planned = slices(forward_start, end, input.slice);
@@ -77,11 +105,17 @@ pub fn plan(covered: Option<Covered>, input: &PlanInput) -> Plan {
         window_start = window_start.min(from);
         planned.extend(slices(from, to, input.slice).into_iter().rev());
     }
-    Plan {
+    Ok(Plan {
         slices: planned,
         window_start,
         window_end: end,
-    }
+        backfill,
+    })
+}
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| at.to_string())
 }
 
 /// Cuts `[start, end)` at UTC midnights and every `length`, oldest first.
@@ -120,6 +154,18 @@ mod tests {
             lookback: 24 * HOUR,
             overlap: HOUR,
             slice: 6 * HOUR,
+        }
+    }
+
+    /// Two slices of one plan never share an instant (each row is read by one slice only).
+    fn assert_no_slice_read_twice(plan: &Plan, name: &str) {
+        for (i, a) in plan.slices.iter().enumerate() {
+            for b in &plan.slices[i + 1..] {
+                assert!(
+                    a.end <= b.start || b.end <= a.start,
+                    "{name}: {a:?} and {b:?} overlap"
+                );
+            }
         }
     }
 
@@ -240,6 +286,64 @@ mod tests {
                 ],
             ),
             (
+                // The measured bug: a first run shorter than the overlap, then a back-fill. The
+                // forward part re-reads from watermark − overlap (09:00 < covered.from 09:50), so
+                // the back-fill must stop at 09:00, not at covered.from.
+                "back-fill after a first run shorter than the overlap",
+                Some(Covered {
+                    from: datetime!(2026-11-30 09:50 UTC),
+                    watermark: datetime!(2026-11-30 10:00 UTC),
+                }),
+                Some(datetime!(2026-11-30 05:00 UTC)),
+                None,
+                vec![
+                    (
+                        datetime!(2026-11-30 09:00 UTC),
+                        datetime!(2026-11-30 12:00 UTC),
+                    ),
+                    (
+                        datetime!(2026-11-30 05:00 UTC),
+                        datetime!(2026-11-30 09:00 UTC),
+                    ),
+                ],
+            ),
+            (
+                "back-fill with until at or after what is covered: forward part up to until",
+                covered,
+                Some(datetime!(2026-11-29 22:00 UTC)),
+                Some(datetime!(2026-11-30 11:00 UTC)),
+                vec![
+                    (
+                        datetime!(2026-11-30 09:00 UTC),
+                        datetime!(2026-11-30 11:00 UTC),
+                    ),
+                    (
+                        datetime!(2026-11-29 22:00 UTC),
+                        datetime!(2026-11-30 00:00 UTC),
+                    ),
+                ],
+            ),
+            (
+                "since older than the retention: the back-fill starts at the retention floor",
+                covered,
+                Some(datetime!(2026-10-01 00:00 UTC)),
+                None,
+                {
+                    let mut want = vec![(
+                        datetime!(2026-11-30 09:00 UTC),
+                        datetime!(2026-11-30 12:00 UTC),
+                    )];
+                    let mut back = slices(
+                        datetime!(2026-10-31 12:00 UTC),
+                        datetime!(2026-11-30 00:00 UTC),
+                        6 * HOUR,
+                    );
+                    back.reverse();
+                    want.extend(back.into_iter().map(|s| (s.start, s.end)));
+                    want
+                },
+            ),
+            (
                 "nothing older than the retention",
                 None,
                 Some(datetime!(2026-10-01 00:00 UTC)),
@@ -251,6 +355,9 @@ mod tests {
             ),
         ];
         for (name, covered, since, until, want) in table {
+            // Every order of runs ends the same way: the table rows are each a state some order
+            // of forward runs and back-fills reaches; what matters is that no plan reads an
+            // instant twice and none goes below the retention.
             let got = plan(
                 covered,
                 &PlanInput {
@@ -258,8 +365,104 @@ mod tests {
                     until,
                     ..input()
                 },
-            );
+            )
+            .unwrap();
             assert_eq!(bounds(&got), want, "{name}");
+            assert_no_slice_read_twice(&got, name);
+        }
+    }
+
+    #[test]
+    fn until_before_a_needed_backfill_is_refused_with_the_remedy() {
+        let covered = Some(Covered {
+            from: datetime!(2026-11-30 00:00 UTC),
+            watermark: datetime!(2026-11-30 10:00 UTC),
+        });
+        let err = plan(
+            covered,
+            &PlanInput {
+                since: Some(datetime!(2026-11-29 00:00 UTC)),
+                until: Some(datetime!(2026-11-29 12:00 UTC)),
+                ..input()
+            },
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("leave until out") && text.contains("2026-11-30T00:00:00Z"),
+            "{text}"
+        );
+        // No back-fill needed: until only limits the forward part, even below the watermark.
+        let forward_only = plan(
+            covered,
+            &PlanInput {
+                since: None,
+                until: Some(datetime!(2026-11-30 08:00 UTC)),
+                ..input()
+            },
+        )
+        .unwrap();
+        assert!(forward_only.slices.is_empty());
+    }
+
+    /// Every schedule of forward runs and back-fills, simulated on the covered interval alone:
+    /// each instant is planned by at most one slice over the whole schedule until it is covered.
+    #[test]
+    fn no_schedule_of_runs_reads_an_exported_instant_as_new() {
+        let since_choices = [
+            None,
+            Some(datetime!(2026-11-29 00:00 UTC)),
+            Some(datetime!(2026-11-30 09:55 UTC)),
+            Some(datetime!(2026-11-28 06:30 UTC)),
+        ];
+        let minutes = |m: i64| time::Duration::minutes(m);
+        for first in since_choices {
+            for second in since_choices {
+                for third in since_choices {
+                    let mut covered: Option<Covered> = None;
+                    let mut clock = datetime!(2026-11-30 10:00 UTC);
+                    // Each instant's first export; a later slice may re-read it only inside the
+                    // overlap below the watermark, where the stored ids deduplicate.
+                    let mut exported: Vec<(OffsetDateTime, OffsetDateTime)> = Vec::new();
+                    for since in [first, second, third] {
+                        let got = plan(
+                            covered,
+                            &PlanInput {
+                                now: clock,
+                                since,
+                                ..input()
+                            },
+                        )
+                        .unwrap();
+                        for slice in &got.slices {
+                            // Ids are kept for [watermark − overlap, watermark) only.
+                            let dedup_from = covered.map(|c| c.watermark - HOUR);
+                            for (a, b) in &exported {
+                                let overlap_start = slice.start.max(*a);
+                                let overlap_end = slice.end.min(*b);
+                                if overlap_start < overlap_end {
+                                    assert!(
+                                        dedup_from.is_some_and(|d| overlap_start >= d),
+                                        "{first:?} {second:?} {third:?}: {slice:?} re-reads [{a}, {b}) outside the overlap"
+                                    );
+                                }
+                            }
+                            exported.push((slice.start, slice.end));
+                            covered = Some(match covered {
+                                None => Covered {
+                                    from: slice.start,
+                                    watermark: slice.end,
+                                },
+                                Some(c) => Covered {
+                                    from: c.from.min(slice.start),
+                                    watermark: c.watermark.max(slice.end),
+                                },
+                            });
+                        }
+                        clock += minutes(7);
+                    }
+                }
+            }
         }
     }
 }

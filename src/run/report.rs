@@ -46,6 +46,8 @@ pub enum Verdict {
     DeadlineReached,
     Busy,
     Cancelled,
+    /// The request cannot run as asked: the caller must change it.
+    Refused,
     Failed,
 }
 
@@ -57,6 +59,7 @@ impl Verdict {
             Verdict::DeadlineReached => "deadline-reached",
             Verdict::Busy => "already-running",
             Verdict::Cancelled => "shutting-down",
+            Verdict::Refused => "bad-request",
             Verdict::Failed => "failed",
         }
     }
@@ -65,6 +68,7 @@ impl Verdict {
         match self {
             Verdict::Busy => "busy",
             Verdict::Cancelled => "cancelled",
+            Verdict::Refused => "refused",
             other => other.as_str(),
         }
     }
@@ -150,6 +154,15 @@ impl Report {
                     ..base
                 }
             }
+            Err(RunError::Refused(why)) => {
+                let message = format!("export refused: {}", one_line(why));
+                Report {
+                    verdict: Verdict::Refused,
+                    line: message.clone(),
+                    message: Some(message),
+                    ..base
+                }
+            }
             Err(error) => {
                 let message = format!("export failed: {}", one_line(error));
                 Report {
@@ -170,14 +183,17 @@ impl Report {
             Verdict::DeadlineReached => 202,
             Verdict::Busy => 409,
             Verdict::Cancelled => 503,
+            Verdict::Refused => 400,
             Verdict::Failed => 500,
         }
     }
 
-    /// The CLI's exit code: 0 when the export made its progress, 1 when it did not run or failed.
+    /// The CLI's exit code: 0 when the export made its progress, 2 when the request must change,
+    /// 1 when it did not run or failed.
     pub fn exit_code(&self) -> u8 {
         match self.verdict {
             Verdict::Completed | Verdict::DeadlineReached => 0,
+            Verdict::Refused => 2,
             Verdict::Busy | Verdict::Cancelled | Verdict::Failed => 1,
         }
     }
@@ -196,7 +212,7 @@ impl Report {
                 "holder": self.holder.as_ref().map(|h| h.holder.clone()),
                 "since": self.holder.as_ref().and_then(|h| h.since).and_then(|at| at.format(&Rfc3339).ok()),
             }),
-            Verdict::Cancelled | Verdict::Failed => {
+            Verdict::Cancelled | Verdict::Refused | Verdict::Failed => {
                 json!({"status": status, "error": {"message": self.message}})
             }
         }

@@ -5,12 +5,16 @@
 use std::collections::{BTreeMap, HashSet};
 
 use bytes::Bytes;
+use time::OffsetDateTime;
 use tracing::{debug, info};
 
 use super::{rfc3339, Run, RunError, Slice, BLOCK_TARGET};
 use crate::graph::stream::PageObserver;
 use crate::sink::daily_file;
 use crate::state::{Instant, Pending, State};
+
+/// Completeness re-checks per slice before the slice fails (each one found older rows).
+const MAX_RECHECKS: u32 = 5;
 
 impl Run<'_> {
     pub(super) async fn export_slice(
@@ -22,23 +26,62 @@ impl Run<'_> {
         let overlap = self.settings.overlap;
         let file = daily_file(slice.start.date());
         let sink = &self.deps.sink;
-        let mut stream = self.open_stream(slice);
+        let mut stream = self.open_stream(slice.start, slice.end);
+        // The oldest sign-in Graph returned for this slice, and how many completeness re-checks
+        // were asked (see below).
+        let mut oldest: Option<OffsetDateTime> = None;
+        let mut rechecks = 0u32;
+        let mut checked_below: Option<OffsetDateTime> = None;
         let mut slice_ids: HashSet<String> = HashSet::new();
         let mut pending_ids = BTreeMap::new();
         let mut buffer = Vec::with_capacity(BLOCK_TARGET + 64 * 1024);
         let mut blocks = Vec::new();
         let mut rows = 0u64;
+        // The deadline is hard: it also ends a wait for a slow page and the retry sleeps inside
+        // the pager (dropping the read cancels them). The slice is then abandoned: its staged
+        // blocks were never committed and stay invisible.
+        let deadline_passed = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(deadline_passed);
         loop {
             let next = tokio::select! {
                 _ = self.cancel.cancelled() => return Err(RunError::Cancelled),
+                _ = &mut deadline_passed => return Err(RunError::DeadlineReached),
                 next = stream.next(self.deps.observer.as_deref().map(|o| o as &dyn PageObserver)) => next,
             };
             let Some(signin) = next.map_err(|e| RunError::Graph(e.to_string()))? else {
-                break;
+                // Graph has been seen to end paging early: a short page without
+                // `@odata.nextLink` mid-window, a different total for the same closed window on
+                // another run (public reports; see crates/fake-tenant `end_paging_early_next`).
+                // Sign-ins come newest first, so what may be missing is older than the oldest row
+                // read: ask for `[slice start, oldest]` once more. Nothing older in the answer =
+                // complete (one extra request per slice with rows); else keep reading.
+                let Some(at) = oldest.filter(|at| *at > slice.start) else {
+                    break;
+                };
+                if checked_below == Some(at) {
+                    break; // the re-check found nothing older: the slice is complete
+                }
+                if rechecks == MAX_RECHECKS {
+                    return Err(RunError::Graph(format!(
+                        "Graph's paging ended early {MAX_RECHECKS} times in a row for {} to {}; nothing of this slice was committed, the next run reads it again",
+                        rfc3339(slice.start),
+                        rfc3339(slice.end)
+                    )));
+                }
+                rechecks += 1;
+                self.summary.completeness_checks += 1;
+                debug!(file = %file, recheck = rechecks, below = %rfc3339(at), "checking the slice is complete");
+                stream = self.open_stream(slice.start, at);
+                checked_below = Some(at);
+                continue;
             };
-            if deadline.is_some_and(|d| std::time::Instant::now() > d) {
-                // Abandon this slice: its staged blocks were never committed and stay invisible.
-                return Err(RunError::DeadlineReached);
+            if signin.created >= slice.start && signin.created < slice.end {
+                oldest = Some(oldest.map_or(signin.created, |o| o.min(signin.created)));
             }
             // Half-open slices: the row at the end instant belongs to the next slice.
             if signin.created < slice.start

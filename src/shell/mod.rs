@@ -123,6 +123,7 @@ fn report(
     }
     match report.exit_code() {
         0 => Ok(()),
+        2 => Err(CommandError::Config(report.line)),
         _ => Err(CommandError::Failed(report.line)),
     }
 }

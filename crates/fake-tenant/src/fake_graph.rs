@@ -125,6 +125,7 @@ pub struct Faults {
     slow: Mutex<Duration>,
     foreign: Mutex<Option<String>>,
     page_cap: AtomicUsize,
+    early_end: AtomicUsize,
     deny: Mutex<Option<GraphDenial>>,
     token_fail: Mutex<(usize, u16)>,
     /// Tokens with a serial below this are revoked.
@@ -184,6 +185,20 @@ impl Faults {
     }
 
     /// Serve at most `n` records per page whatever `$top` says (0 removes the cap).
+    /// The next `n` pages that have more results after them are served short (half the page)
+    /// and without `@odata.nextLink`: paging ends early, as users report of the real service
+    /// (the same closed window returning different totals on different runs, e.g.
+    /// microsoftgraph/msgraph-sdk-powershell issues about incomplete `Get-MgAuditLogSignIn` results).
+    pub fn end_paging_early_next(&self, n: usize) {
+        self.early_end.store(n, Ordering::SeqCst);
+    }
+
+    fn take_early_end(&self) -> bool {
+        self.early_end
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
     pub fn page_size_cap(&self, n: usize) {
         self.page_cap.store(n, Ordering::SeqCst);
     }
@@ -211,6 +226,7 @@ impl Faults {
         *lock(&self.slow) = Duration::ZERO;
         *lock(&self.foreign) = None;
         self.page_cap.store(0, Ordering::SeqCst);
+        self.early_end.store(0, Ordering::SeqCst);
         *lock(&self.deny) = None;
         *lock(&self.token_fail) = (0, 0);
     }
@@ -807,6 +823,11 @@ async fn signins_handler(
         return response;
     }
 
+    let mut page = page;
+    if page.end < page.cursor.results.len() && fake.inner.faults.take_early_end() {
+        page.end = page.cursor.start + (page.end - page.cursor.start).div_ceil(2);
+        page.last = true;
+    }
     let body = page_body(&fake, &origin, version, &page);
     let mut text = body.to_string();
     if fake.inner.faults.take_malformed() {
@@ -834,6 +855,8 @@ async fn signins_handler(
 struct Page {
     cursor: Arc<Cursor>,
     end: usize,
+    /// Served without `@odata.nextLink` even if results remain (a fault).
+    last: bool,
 }
 
 fn resolve_page(
@@ -881,7 +904,11 @@ fn resolve_page(
         cursor.page_size
     };
     let end = (cursor.start + size).min(cursor.results.len());
-    Ok(Page { cursor, end })
+    Ok(Page {
+        cursor,
+        end,
+        last: false,
+    })
 }
 
 fn page_body(fake: &FakeGraph, origin: &str, version: ApiVersion, page: &Page) -> Value {
@@ -896,7 +923,7 @@ fn page_body(fake: &FakeGraph, origin: &str, version: ApiVersion, page: &Page) -
         )),
     );
     body.insert("value".into(), Value::Array(items));
-    if page.end < cursor.results.len() {
+    if page.end < cursor.results.len() && !page.last {
         let token = new_skiptoken();
         let next = Arc::new(Cursor {
             version: cursor.version,
