@@ -46,11 +46,12 @@ param exportsContainerName string = 'signins'
 @description('Optional folder inside the exports container ("" = container root).')
 param exportsPrefix string = ''
 
-@description('Optional object id of a Power BI user or group that gets Storage Blob Data Reader on the exports container ("" = none).')
+@description('Optional object id of the Power BI reader that gets Storage Blob Data Reader on the exports container ("" = none): a service principal (production: scheduled refresh does not depend on a person), a group or a user.')
 param powerBiPrincipalId string = ''
 
-@description('Type of powerBiPrincipalId.')
+@description('Type of powerBiPrincipalId: ServicePrincipal (the enterprise application\'s object id, not the app id), Group or User.')
 @allowed([
+  'ServicePrincipal'
   'User'
   'Group'
 ])

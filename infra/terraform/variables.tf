@@ -78,7 +78,7 @@ variable "exports_prefix" {
 }
 
 variable "power_bi_principal_id" {
-  description = "Optional object id of a Power BI user or group that gets Storage Blob Data Reader on the exports container (\"\" = none)."
+  description = "Optional object id of the Power BI reader that gets Storage Blob Data Reader on the exports container (\"\" = none): a service principal (production: scheduled refresh does not depend on a person), a group or a user."
   type        = string
   default     = ""
   validation {
@@ -88,12 +88,12 @@ variable "power_bi_principal_id" {
 }
 
 variable "power_bi_principal_type" {
-  description = "Type of power_bi_principal_id."
+  description = "Type of power_bi_principal_id: ServicePrincipal (the enterprise application's object id, not the app id), Group or User."
   type        = string
   default     = "Group"
   validation {
-    condition     = contains(["User", "Group"], var.power_bi_principal_type)
-    error_message = "power_bi_principal_type must be User or Group."
+    condition     = contains(["ServicePrincipal", "User", "Group"], var.power_bi_principal_type)
+    error_message = "power_bi_principal_type must be ServicePrincipal, User or Group."
   }
 }
 
