@@ -189,11 +189,14 @@ fn object_keys(expr: &Expression, out: &mut BTreeSet<String>) {
 }
 
 /// Names that must never be app settings here: a plain (connection-string) AzureWebJobsStorage,
-/// and the worker/extension settings Flex Consumption rejects (runtime is functionAppConfig).
+/// and the settings Flex Consumption rejects (runtime is functionAppConfig; the package comes
+/// from functionAppConfig.deployment.storage, not WEBSITE_RUN_FROM_PACKAGE; Microsoft Learn,
+/// "Flex Consumption plan deprecations").
 const FORBIDDEN_SETTINGS: &[&str] = &[
     "AzureWebJobsStorage",
     "FUNCTIONS_WORKER_RUNTIME",
     "FUNCTIONS_EXTENSION_VERSION",
+    "WEBSITE_RUN_FROM_PACKAGE",
 ];
 
 fn string_default(block: &Block) -> Option<String> {
@@ -621,20 +624,13 @@ fn bicep_parameters_and_terraform_variables_share_names() {
     let vars: BTreeSet<String> = blocks("variable")
         .filter_map(|b| b.labels.first().map(|l| l.as_str().to_string()))
         .collect();
-    // Language-specific inputs: Terraform needs the resource group and a write-only secret
-    // version; the secret expiry is a Unix time in Bicep (`exp`) and an RFC 3339 date in azurerm.
-    let only_bicep: BTreeSet<String> = ["client_secret_expires_unix"]
+    // Language-specific inputs: Terraform needs the resource group and the version that makes
+    // it send the write-only secret again.
+    let only_bicep: BTreeSet<String> = BTreeSet::new();
+    let only_tf: BTreeSet<String> = ["resource_group_name", "client_secret_version"]
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let only_tf: BTreeSet<String> = [
-        "resource_group_name",
-        "client_secret_version",
-        "client_secret_expiration_date",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
     assert_eq!(
         params.difference(&vars).cloned().collect::<BTreeSet<_>>(),
         only_bicep

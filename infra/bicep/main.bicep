@@ -73,8 +73,16 @@ param clientId string = ''
 @secure()
 param clientSecret string = ''
 
-@description('Expiry of that client secret, Unix seconds (client-secret mode).')
+@description('Expiry of that client secret, Unix seconds (client-secret mode; 0 = none).')
 param clientSecretExpiresUnix int = 0
+
+@description('Optional alerting: an e-mail address (an action group that mails it is created) or the resource id of an existing action group; "" = no alerts. Alerts fire when no export has completed for alertStaleMinutes and when a run fails.')
+param alertTarget string = ''
+
+@description('Minutes without a completed export before the staleness alert fires (default 120 = four runs of the default 30-minute schedule; keep it at 3-4 schedule periods).')
+@minValue(30)
+@maxValue(2880)
+param alertStaleMinutes int = 120
 
 @description('Days Log Analytics keeps the logs.')
 @minValue(30)
@@ -437,6 +445,19 @@ module keyVault 'modules/keyvault.bicep' = if (clientSecretMode) {
     secretName: secretName
     secretExpiresUnix: clientSecretExpiresUnix
     principalId: principalId
+    tags: tags
+  }
+}
+
+module alerts 'modules/alerts.bicep' = if (!empty(alertTarget)) {
+  name: 'alerts'
+  params: {
+    namePrefix: '${baseName}-${suffix}'
+    location: location
+    appInsightsId: appInsights.id
+    alertTarget: alertTarget
+    staleMinutes: alertStaleMinutes
+    actionGroupShortName: take('signins${suffix}', 12)
     tags: tags
   }
 }
