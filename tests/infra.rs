@@ -19,11 +19,11 @@ use signin_export::config::SETTINGS;
 /// deploys (the exports container URL; managed-identity or client-secret mode).
 const DERIVED: &[&str] = &["SIGNINS_DESTINATION", "SIGNINS_AUTH"];
 
-fn root() -> &'static Path {
+pub(crate) fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn read(rel: &str) -> String {
+pub(crate) fn read(rel: &str) -> String {
     std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
 }
 
@@ -94,7 +94,7 @@ fn terraform_files() -> Vec<PathBuf> {
 }
 
 /// Every .tf file parsed and merged into one body (Terraform reads a folder as one module).
-fn terraform() -> &'static Body {
+pub(crate) fn terraform() -> &'static Body {
     static BODY: OnceLock<Body> = OnceLock::new();
     BODY.get_or_init(|| {
         let mut merged = Body::builder();
@@ -397,7 +397,7 @@ fn venv_python() -> PathBuf {
 }
 
 /// {path: pycep tree} for every .bicep file under infra/bicep.
-fn bicep() -> &'static BTreeMap<String, Value> {
+pub(crate) fn bicep() -> &'static BTreeMap<String, Value> {
     static TREES: OnceLock<BTreeMap<String, Value>> = OnceLock::new();
     TREES.get_or_init(|| {
         let python = venv_python();

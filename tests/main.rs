@@ -8,5 +8,6 @@ mod fake_graph;
 mod graph;
 mod handler;
 mod infra;
+mod infra_schema;
 mod pipeline;
 mod support;
