@@ -1,4 +1,5 @@
-"""Regenerates the pinned schema extracts in tests/data/schemas/ (test data for tests/infra_schema.rs).
+"""Regenerates the pinned schema extracts in tests/data/ (test data for tests/infra_schema.rs and
+tests/powerquery.rs).
 
 Not run by the test suite (it needs the upstream sources): run it by hand when a template starts
 using a new resource type, API version or provider version, then commit the JSON it writes.
@@ -17,6 +18,9 @@ using a new resource type, API version or provider version, then commit the JSON
       KIND is resource, data or provider (NAME = the provider). Output: {"source", "schemas": {"resource.TYPE": {"arguments": [...],
       "blocks": {"block": [...arguments]}}}}. Nested blocks are keyed by block name (as the
       documentation is written), so a block's arguments are checked wherever that block nests.
+
+  python3 scripts/extract-schemas.py m GIT_DIR REV > tests/data/powerquery/m-library.txt
+      GIT_DIR: a clone of MicrosoftDocs/query-docs; the documented M library names.
 """
 
 import json
@@ -164,7 +168,46 @@ def terraform(provider: str, git_dir: str, rev: str, wanted: list[str]) -> dict:
     return {"schemas": schemas}
 
 
+# ------------------------------------------------------------------------------------------------
+# Power Query M library (MicrosoftDocs/query-docs)
+# ------------------------------------------------------------------------------------------------
+
+TITLE = re.compile(r'^title:\s*"?([^"\n]+?)"?\s*$', re.MULTILINE)
+VALUE = re.compile(r"^\|\s*`([A-Za-z0-9]+\.[A-Za-z0-9.]+)`\s*\|", re.MULTILINE)
+TYPE_NAME = re.compile(r"`([A-Z][A-Za-z0-9]*\.Type)`")
+
+
+def m_library(git_dir: str, rev: str) -> list[str]:
+    """Names of the documented M library: the title of every function/constant page under
+    query-languages/m/, the values listed in enumeration pages ("Allowed values" tables, e.g.
+    QuoteStyle.Csv) and the X.Type names of the type conversion page (e.g. Int64.Type)."""
+    names: set[str] = set()
+    for path in git(git_dir, "ls-tree", "--name-only", rev, "query-languages/m/").splitlines():
+        if not path.endswith(".md"):
+            continue
+        text = git(git_dir, "show", f"{rev}:{path}")
+        m = TITLE.search(text)
+        if m and re.fullmatch(r"#?[A-Za-z][A-Za-z0-9]*(\.[A-Za-z0-9]+)*", m.group(1).strip()):
+            names.add(m.group(1).strip())
+        if "## Allowed values" in text:
+            names.update(VALUE.findall(text))
+        if path.endswith("/type-conversion.md"):
+            names.update(TYPE_NAME.findall(text))
+    return sorted(names)
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) == 3 and argv[0] == "m":
+        git_dir, rev = argv[1], argv[2]
+        commit = git(git_dir, "rev-parse", rev).strip()
+        date = git(git_dir, "log", "-1", "--format=%cs", rev).strip()
+        print("# Documented Power Query M library names, one per line (tests/powerquery.rs).")
+        print(f"# Source: github.com/MicrosoftDocs/query-docs, query-languages/m/*.md (published as")
+        print(f"# learn.microsoft.com/powerquery-m/), commit {commit} ({date}).")
+        print("# Regenerate: python3 scripts/extract-schemas.py m QUERY_DOCS_GIT_DIR REV > this file")
+        for name in m_library(git_dir, rev):
+            print(name)
+        return 0
     if len(argv) >= 4 and argv[0] == "bicep":
         git_dir, rev = argv[1], argv[2]
         commit = git(git_dir, "rev-parse", rev).strip()

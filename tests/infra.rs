@@ -694,3 +694,42 @@ fn readme_configuration_table_lists_the_code_settings() {
         "README configuration table vs config::SETTINGS"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Alerts: the run-event query is the same in both flavours and the docs
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn alerts_query_the_run_event_line_the_same_way_everywhere() {
+    // The contract with the handler: one `SIGNIN_EXPORT_RUN {json}` line per run on the
+    // Functions host console, which Application Insights stores in `traces`.
+    let lines = [
+        r#"| where message contains_cs "SIGNIN_EXPORT_RUN ""#,
+        r#"| extend run = parse_json(extract(@"SIGNIN_EXPORT_RUN (\{.*\})", 1, message))"#,
+    ];
+    for file in [
+        "infra/terraform/main.tf",
+        "infra/bicep/modules/alerts.bicep",
+        "docs/deploy.md",
+    ] {
+        let text = read(file);
+        for line in lines {
+            assert!(
+                text.contains(line),
+                "{file} lacks the run-event query line {line}"
+            );
+        }
+        for outcome in ["\"completed\"", "\"deadline-reached\"", "\"failed\""] {
+            assert!(
+                file == "docs/deploy.md" || text.contains(outcome),
+                "{file}: {outcome}"
+            );
+        }
+    }
+    // Both flavours: one parameter for the target, one for the staleness, same names.
+    let main = bicep_file("infra/bicep/main.bicep");
+    for name in ["alertTarget", "alertStaleMinutes"] {
+        assert!(main["parameters"].get(name).is_some(), "main.bicep {name}");
+        labelled("variable", &[camel_to_snake(name).as_str()]);
+    }
+}

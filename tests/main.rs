@@ -10,4 +10,5 @@ mod handler;
 mod infra;
 mod infra_schema;
 mod pipeline;
+mod powerquery;
 mod support;
