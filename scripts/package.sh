@@ -3,7 +3,8 @@
 #
 #   scripts/package.sh            # zig (glibc 2.28 baseline) when cargo-zigbuild is installed, else native
 #   PACKAGE_BUILD=zig scripts/package.sh      # require cargo-zigbuild (pip install ziglang cargo-zigbuild)
-#   PACKAGE_BUILD=native scripts/package.sh   # plain `cargo build --release` (glibc of this machine)
+#   PACKAGE_BUILD=native scripts/package.sh   # plain `cargo build --release`; fails unless this machine's
+#                                             # glibc yields a binary within the 2.28 floor
 #
 # Zip layout (what the Functions host expects at the app root):
 #   host.json
@@ -41,7 +42,7 @@ case $mode in
     binary=$target_dir/$triple/release/$bin
     ;;
   native)
-    echo "package.sh: cargo build --release --no-default-features (native toolchain; the glibc floor is this machine's)" >&2
+    echo "package.sh: cargo build --release --no-default-features (native toolchain; checked against the glibc $glibc_floor floor below)" >&2
     cargo build --release --locked --no-default-features --bin "$bin"
     binary=$target_dir/release/$bin
     ;;
@@ -62,9 +63,16 @@ if grep -Eq 'libssl|libcrypto' <<<"$needed"; then
   echo "package.sh: $binary links OpenSSL ($needed); the build must use rustls only" >&2
   exit 1
 fi
+# The glibc floor holds in every mode: a native build on a newer distribution links newer symbol
+# versions (Debian 12: 2.34) and would not start on the Debian 11 based images (2.31).
 max_glibc=$(objdump -T "$binary" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -1)
-if [[ $mode == zig ]] && [[ $(printf '%s\n%s\n' "$max_glibc" "$glibc_floor" | sort -V | tail -1) != "$glibc_floor" ]]; then
-  echo "package.sh: $binary needs glibc $max_glibc, more than the $glibc_floor floor" >&2
+if [[ -z $max_glibc ]]; then
+  echo "package.sh: found no GLIBC_ symbol versions in $binary (objdump -T); cannot check the $glibc_floor floor" >&2
+  exit 1
+fi
+if [[ $(printf '%s\n%s\n' "$max_glibc" "$glibc_floor" | sort -V | tail -1) != "$glibc_floor" ]]; then
+  echo "package.sh: $binary ($mode build) needs glibc $max_glibc, more than the $glibc_floor floor of the Functions images;" \
+    "build with PACKAGE_BUILD=zig (pip install ziglang cargo-zigbuild)" >&2
   exit 1
 fi
 

@@ -19,11 +19,11 @@ use signin_export::config::SETTINGS;
 /// deploys (the exports container URL; managed-identity or client-secret mode).
 const DERIVED: &[&str] = &["SIGNINS_DESTINATION", "SIGNINS_AUTH"];
 
-fn root() -> &'static Path {
+pub(crate) fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn read(rel: &str) -> String {
+pub(crate) fn read(rel: &str) -> String {
     std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
 }
 
@@ -94,7 +94,7 @@ fn terraform_files() -> Vec<PathBuf> {
 }
 
 /// Every .tf file parsed and merged into one body (Terraform reads a folder as one module).
-fn terraform() -> &'static Body {
+pub(crate) fn terraform() -> &'static Body {
     static BODY: OnceLock<Body> = OnceLock::new();
     BODY.get_or_init(|| {
         let mut merged = Body::builder();
@@ -189,11 +189,14 @@ fn object_keys(expr: &Expression, out: &mut BTreeSet<String>) {
 }
 
 /// Names that must never be app settings here: a plain (connection-string) AzureWebJobsStorage,
-/// and the worker/extension settings Flex Consumption rejects (runtime is functionAppConfig).
+/// and the settings Flex Consumption rejects (runtime is functionAppConfig; the package comes
+/// from functionAppConfig.deployment.storage, not WEBSITE_RUN_FROM_PACKAGE; Microsoft Learn,
+/// "Flex Consumption plan deprecations").
 const FORBIDDEN_SETTINGS: &[&str] = &[
     "AzureWebJobsStorage",
     "FUNCTIONS_WORKER_RUNTIME",
     "FUNCTIONS_EXTENSION_VERSION",
+    "WEBSITE_RUN_FROM_PACKAGE",
 ];
 
 fn string_default(block: &Block) -> Option<String> {
@@ -394,7 +397,7 @@ fn venv_python() -> PathBuf {
 }
 
 /// {path: pycep tree} for every .bicep file under infra/bicep.
-fn bicep() -> &'static BTreeMap<String, Value> {
+pub(crate) fn bicep() -> &'static BTreeMap<String, Value> {
     static TREES: OnceLock<BTreeMap<String, Value>> = OnceLock::new();
     TREES.get_or_init(|| {
         let python = venv_python();
@@ -621,20 +624,13 @@ fn bicep_parameters_and_terraform_variables_share_names() {
     let vars: BTreeSet<String> = blocks("variable")
         .filter_map(|b| b.labels.first().map(|l| l.as_str().to_string()))
         .collect();
-    // Language-specific inputs: Terraform needs the resource group and a write-only secret
-    // version; the secret expiry is a Unix time in Bicep (`exp`) and an RFC 3339 date in azurerm.
-    let only_bicep: BTreeSet<String> = ["client_secret_expires_unix"]
+    // Language-specific inputs: Terraform needs the resource group and the version that makes
+    // it send the write-only secret again.
+    let only_bicep: BTreeSet<String> = BTreeSet::new();
+    let only_tf: BTreeSet<String> = ["resource_group_name", "client_secret_version"]
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let only_tf: BTreeSet<String> = [
-        "resource_group_name",
-        "client_secret_version",
-        "client_secret_expiration_date",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
     assert_eq!(
         params.difference(&vars).cloned().collect::<BTreeSet<_>>(),
         only_bicep
@@ -697,4 +693,43 @@ fn readme_configuration_table_lists_the_code_settings() {
         code_names(),
         "README configuration table vs config::SETTINGS"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Alerts: the run-event query is the same in both flavours and the docs
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn alerts_query_the_run_event_line_the_same_way_everywhere() {
+    // The contract with the handler: one `SIGNIN_EXPORT_RUN {json}` line per run on the
+    // Functions host console, which Application Insights stores in `traces`.
+    let lines = [
+        r#"| where message contains_cs "SIGNIN_EXPORT_RUN ""#,
+        r#"| extend run = parse_json(extract(@"SIGNIN_EXPORT_RUN (\{.*\})", 1, message))"#,
+    ];
+    for file in [
+        "infra/terraform/main.tf",
+        "infra/bicep/modules/alerts.bicep",
+        "docs/deploy.md",
+    ] {
+        let text = read(file);
+        for line in lines {
+            assert!(
+                text.contains(line),
+                "{file} lacks the run-event query line {line}"
+            );
+        }
+        for outcome in ["\"completed\"", "\"deadline-reached\"", "\"failed\""] {
+            assert!(
+                file == "docs/deploy.md" || text.contains(outcome),
+                "{file}: {outcome}"
+            );
+        }
+    }
+    // Both flavours: one parameter for the target, one for the staleness, same names.
+    let main = bicep_file("infra/bicep/main.bicep");
+    for name in ["alertTarget", "alertStaleMinutes"] {
+        assert!(main["parameters"].get(name).is_some(), "main.bicep {name}");
+        labelled("variable", &[camel_to_snake(name).as_str()]);
+    }
 }

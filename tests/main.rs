@@ -9,5 +9,7 @@ mod fake_graph;
 mod graph;
 mod handler;
 mod infra;
+mod infra_schema;
 mod pipeline;
+mod powerquery;
 mod support;

@@ -46,11 +46,12 @@ param exportsContainerName string = 'signins'
 @description('Optional folder inside the exports container ("" = container root).')
 param exportsPrefix string = ''
 
-@description('Optional object id of a Power BI user or group that gets Storage Blob Data Reader on the exports container ("" = none).')
+@description('Optional object id of the Power BI reader that gets Storage Blob Data Reader on the exports container ("" = none): a service principal (production: scheduled refresh does not depend on a person), a group or a user.')
 param powerBiPrincipalId string = ''
 
-@description('Type of powerBiPrincipalId.')
+@description('Type of powerBiPrincipalId: ServicePrincipal (the enterprise application\'s object id, not the app id), Group or User.')
 @allowed([
+  'ServicePrincipal'
   'User'
   'Group'
 ])
@@ -72,8 +73,16 @@ param clientId string = ''
 @secure()
 param clientSecret string = ''
 
-@description('Expiry of that client secret, Unix seconds (client-secret mode).')
+@description('Expiry of that client secret, Unix seconds (client-secret mode; 0 = none).')
 param clientSecretExpiresUnix int = 0
+
+@description('Optional alerting: an e-mail address (an action group that mails it is created) or the resource id of an existing action group; "" = no alerts. Alerts fire when no export has completed for alertStaleMinutes and when a run fails.')
+param alertTarget string = ''
+
+@description('Minutes without a completed export before the staleness alert fires (default 120 = four runs of the default 30-minute schedule; keep it at 3-4 schedule periods).')
+@minValue(30)
+@maxValue(2880)
+param alertStaleMinutes int = 120
 
 @description('Days Log Analytics keeps the logs.')
 @minValue(30)
@@ -436,6 +445,19 @@ module keyVault 'modules/keyvault.bicep' = if (clientSecretMode) {
     secretName: secretName
     secretExpiresUnix: clientSecretExpiresUnix
     principalId: principalId
+    tags: tags
+  }
+}
+
+module alerts 'modules/alerts.bicep' = if (!empty(alertTarget)) {
+  name: 'alerts'
+  params: {
+    namePrefix: '${baseName}-${suffix}'
+    location: location
+    appInsightsId: appInsights.id
+    alertTarget: alertTarget
+    staleMinutes: alertStaleMinutes
+    actionGroupShortName: take('signins${suffix}', 12)
     tags: tags
   }
 }

@@ -24,6 +24,7 @@ locals {
   host_storage     = substr("sthost${local.suffix}", 0, 24)
   export_storage   = substr("stexp${local.suffix}", 0, 24)
   key_vault_name   = substr("kv-${var.base_name}-${local.suffix}", 0, 24)
+  secret_name      = "graph-client-secret"
   deploy_container = "app-package"
   user_assigned    = var.identity_type == "UserAssigned"
   tenant_id        = coalesce(var.tenant_id, data.azurerm_client_config.current.tenant_id)
@@ -55,10 +56,10 @@ resource "azurerm_application_insights" "app" {
   name                          = "appi-${var.base_name}-${local.suffix}"
   resource_group_name           = data.azurerm_resource_group.rg.name
   location                      = local.location
-  application_type              = "web"
-  workspace_id                  = azurerm_log_analytics_workspace.logs.id
-  local_authentication_disabled = true
-  tags                          = var.tags
+  application_type             = "web"
+  workspace_id                 = azurerm_log_analytics_workspace.logs.id
+  local_authentication_enabled = false # replaces local_authentication_disabled, deprecated in azurerm 4.78
+  tags                         = var.tags
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -224,10 +225,11 @@ locals {
   }
 
   # The code's token source: the user-assigned identity's client id, or the app registration.
+  # Versionless secret URI: the app follows secret rotation.
   auth_settings = var.client_secret_mode ? {
     AZURE_TENANT_ID     = local.tenant_id
     AZURE_CLIENT_ID     = var.client_id
-    AZURE_CLIENT_SECRET = "@Microsoft.KeyVault(SecretUri=${azurerm_key_vault_secret.client_secret[0].versionless_id})"
+    AZURE_CLIENT_SECRET = "@Microsoft.KeyVault(SecretUri=${azurerm_key_vault.vault[0].vault_uri}secrets/${local.secret_name})"
   } : (local.user_assigned ? { AZURE_CLIENT_ID = azurerm_user_assigned_identity.app[0].client_id } : {})
 
   signins_settings = {
@@ -267,10 +269,13 @@ resource "azapi_update_resource" "app_settings" {
     properties = local.app_settings
   }
 
+  # The host resolves the Key Vault reference when it starts with these settings: the identity
+  # must already hold Key Vault Secrets User on the secret.
   depends_on = [
     azurerm_role_assignment.host,
     azurerm_role_assignment.exports_writer,
     azurerm_role_assignment.telemetry,
+    azurerm_role_assignment.secrets_user,
   ]
 
   lifecycle {
@@ -339,7 +344,7 @@ resource "azurerm_key_vault" "vault" {
   name                          = local.key_vault_name
   resource_group_name           = data.azurerm_resource_group.rg.name
   location                      = local.location
-  tenant_id                     = local.tenant_id
+  tenant_id                     = data.azurerm_client_config.current.tenant_id # the vault's tenant is the subscription's, not the app registration's
   sku_name                      = "standard"
   rbac_authorization_enabled    = true
   purge_protection_enabled      = true
@@ -353,24 +358,35 @@ resource "azurerm_key_vault" "vault" {
   }
 }
 
-# The deployer writes the secret (data plane) through RBAC too.
-resource "azurerm_role_assignment" "deployer_secrets_officer" {
-  count                = var.client_secret_mode ? 1 : 0
-  scope                = azurerm_key_vault.vault[0].id
-  role_definition_name = "Key Vault Secrets Officer"
-  principal_id         = data.azurerm_client_config.current.object_id
-}
+# The secret is written through Azure Resource Manager (Microsoft.KeyVault/vaults/secrets, as
+# the Bicep flavour does), not the Key Vault data plane: the deployer needs no data-plane role and
+# there is no role-propagation window in which the first apply fails with 403 (which writing it
+# with azurerm_key_vault_secret after granting the deployer Key Vault Secrets Officer had).
+# sensitive_body is write-only (azapi >= 2.4): the secret never reaches the plan or the state; it is
+# sent when client_secret_version changes.
+resource "azapi_resource" "client_secret" {
+  count     = var.client_secret_mode ? 1 : 0
+  type      = "Microsoft.KeyVault/vaults/secrets@2023-07-01"
+  name      = local.secret_name
+  parent_id = azurerm_key_vault.vault[0].id
 
-resource "azurerm_key_vault_secret" "client_secret" {
-  count            = var.client_secret_mode ? 1 : 0
-  name             = "graph-client-secret"
-  key_vault_id     = azurerm_key_vault.vault[0].id
-  value_wo         = var.client_secret
-  value_wo_version = var.client_secret_version
-  content_type     = "text/plain"
-  expiration_date  = var.client_secret_expiration_date
-
-  depends_on = [azurerm_role_assignment.deployer_secrets_officer]
+  body = {
+    properties = {
+      contentType = "text/plain"
+      attributes = {
+        enabled = true
+        exp     = var.client_secret_expires_unix > 0 ? var.client_secret_expires_unix : null
+      }
+    }
+  }
+  sensitive_body = {
+    properties = {
+      value = var.client_secret
+    }
+  }
+  sensitive_body_version = {
+    "properties.value" = tostring(var.client_secret_version)
+  }
 }
 
 # Key Vault references resolve with the system-assigned identity unless told otherwise; the flex
@@ -389,8 +405,123 @@ resource "azapi_update_resource" "key_vault_reference_identity" {
 
 resource "azurerm_role_assignment" "secrets_user" {
   count                = var.client_secret_mode ? 1 : 0
-  scope                = azurerm_key_vault_secret.client_secret[0].resource_versionless_id
+  scope                = azapi_resource.client_secret[0].id
   role_definition_name = "Key Vault Secrets User"
   principal_id         = local.principal_id
   principal_type       = "ServicePrincipal"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Optional alerts (alert_target): no completed export for alert_stale_minutes, and failed runs.
+# Both query the one line per run the handler writes to the Functions host console:
+#   [LEVEL ]SIGNIN_EXPORT_RUN {"trigger":…,"outcome":…,"rows":…,"windowStart":…,…}
+# The host logs worker stdout/stderr under the category Host.Function.Console (stderr as Error),
+# which Application Insights stores in `traces` (message = the line). The KQL is shared with the
+# Bicep flavour and docs/deploy.md; tests/infra.rs keeps the three in step.
+# ---------------------------------------------------------------------------------------------
+
+locals {
+  alerts_enabled     = var.alert_target != ""
+  alert_create_group = local.alerts_enabled && !startswith(lower(var.alert_target), "/subscriptions/")
+  alert_group_id     = local.alert_create_group ? azurerm_monitor_action_group.alerts[0].id : var.alert_target
+
+  # contains_cs, not has: `has` matches whole terms, and the token's underscores make its term
+  # boundaries an implementation detail; a case-sensitive substring match is exact.
+  run_events_kql = <<-KQL
+    traces
+    | where message contains_cs "SIGNIN_EXPORT_RUN "
+    | extend run = parse_json(extract(@"SIGNIN_EXPORT_RUN (\{.*\})", 1, message))
+  KQL
+
+  stale_kql = <<-KQL
+    ${local.run_events_kql}
+    | where tostring(run.outcome) in ("completed", "deadline-reached")
+    | summarize lastCompleted = max(timestamp)
+    | extend minutesSinceLastExport = iff(isnull(lastCompleted), 100000.0, (now() - lastCompleted) / 1m)
+  KQL
+
+  failed_kql = <<-KQL
+    ${local.run_events_kql}
+    | where tostring(run.outcome) == "failed"
+    | project timestamp, trigger = tostring(run.trigger), error = tostring(run.error)
+  KQL
+}
+
+resource "azurerm_monitor_action_group" "alerts" {
+  count               = local.alert_create_group ? 1 : 0
+  name                = "ag-${var.base_name}-${local.suffix}"
+  resource_group_name = data.azurerm_resource_group.rg.name
+  short_name          = substr("signins${local.suffix}", 0, 12)
+  tags                = var.tags
+
+  email_receiver {
+    name                    = "signin-export-admin"
+    email_address           = var.alert_target
+    use_common_alert_schema = true
+  }
+}
+
+resource "azurerm_monitor_scheduled_query_rules_alert_v2" "stale" {
+  count                   = local.alerts_enabled ? 1 : 0
+  name                    = "alert-${var.base_name}-${local.suffix}-no-export"
+  display_name            = "signin-export: no export completed for ${var.alert_stale_minutes} minutes"
+  description             = "No SIGNIN_EXPORT_RUN event with outcome completed or deadline-reached in the last ${var.alert_stale_minutes} minutes: Power BI is showing stale sign-ins. See docs/deploy.md, Alerts."
+  resource_group_name     = data.azurerm_resource_group.rg.name
+  location                = local.location
+  scopes                  = [azurerm_application_insights.app.id]
+  severity                = 1
+  enabled                 = true
+  evaluation_frequency    = "PT15M"
+  window_duration         = "P2D"
+  auto_mitigation_enabled = true
+  tags                    = var.tags
+
+  criteria {
+    query                   = local.stale_kql
+    time_aggregation_method = "Maximum"
+    metric_measure_column   = "minutesSinceLastExport"
+    operator                = "GreaterThan"
+    threshold               = var.alert_stale_minutes
+
+    failing_periods {
+      minimum_failing_periods_to_trigger_alert = 1
+      number_of_evaluation_periods             = 1
+    }
+  }
+
+  action {
+    action_groups = [local.alert_group_id]
+  }
+}
+
+resource "azurerm_monitor_scheduled_query_rules_alert_v2" "failed" {
+  count                   = local.alerts_enabled ? 1 : 0
+  name                    = "alert-${var.base_name}-${local.suffix}-run-failed"
+  display_name            = "signin-export: an export run failed"
+  description             = "A SIGNIN_EXPORT_RUN event with outcome failed (its error field says why). See docs/deploy.md, Alerts."
+  resource_group_name     = data.azurerm_resource_group.rg.name
+  location                = local.location
+  scopes                  = [azurerm_application_insights.app.id]
+  severity                = 2
+  enabled                 = true
+  evaluation_frequency    = "PT15M"
+  window_duration         = "PT15M"
+  auto_mitigation_enabled = true
+  tags                    = var.tags
+
+  criteria {
+    query                   = local.failed_kql
+    time_aggregation_method = "Count"
+    operator                = "GreaterThan"
+    threshold               = 0
+
+    failing_periods {
+      minimum_failing_periods_to_trigger_alert = 1
+      number_of_evaluation_periods             = 1
+    }
+  }
+
+  action {
+    action_groups = [local.alert_group_id]
+  }
 }

@@ -78,7 +78,7 @@ variable "exports_prefix" {
 }
 
 variable "power_bi_principal_id" {
-  description = "Optional object id of a Power BI user or group that gets Storage Blob Data Reader on the exports container (\"\" = none)."
+  description = "Optional object id of the Power BI reader that gets Storage Blob Data Reader on the exports container (\"\" = none): a service principal (production: scheduled refresh does not depend on a person), a group or a user."
   type        = string
   default     = ""
   validation {
@@ -88,12 +88,12 @@ variable "power_bi_principal_id" {
 }
 
 variable "power_bi_principal_type" {
-  description = "Type of power_bi_principal_id."
+  description = "Type of power_bi_principal_id: ServicePrincipal (the enterprise application's object id, not the app id), Group or User."
   type        = string
   default     = "Group"
   validation {
-    condition     = contains(["User", "Group"], var.power_bi_principal_type)
-    error_message = "power_bi_principal_type must be User or Group."
+    condition     = contains(["ServicePrincipal", "User", "Group"], var.power_bi_principal_type)
+    error_message = "power_bi_principal_type must be ServicePrincipal, User or Group."
   }
 }
 
@@ -130,18 +130,38 @@ variable "client_secret" {
 }
 
 variable "client_secret_version" {
-  description = "Bump to write a new client_secret (write-only values are not diffed)."
+  description = "Bump to write client_secret again (write-only values are not diffed): after rotating the secret or changing its expiry."
   type        = number
   default     = 1
 }
 
-variable "client_secret_expiration_date" {
-  description = "Expiry of that client secret, RFC 3339 (client-secret mode), e.g. 2027-06-30T00:00:00Z."
-  type        = string
-  default     = "2027-01-01T00:00:00Z"
+variable "client_secret_expires_unix" {
+  description = "Expiry of that client secret, Unix seconds (client-secret mode; 0 = none), e.g. $(date -d 2027-06-30 +%s). Bump client_secret_version to change it."
+  type        = number
+  default     = 0
   validation {
-    condition     = can(formatdate("YYYY", var.client_secret_expiration_date))
-    error_message = "client_secret_expiration_date must be an RFC 3339 timestamp."
+    condition     = var.client_secret_expires_unix >= 0
+    error_message = "client_secret_expires_unix must be 0 or a Unix time in seconds."
+  }
+}
+
+variable "alert_target" {
+  description = "Optional alerting: an e-mail address (an action group that mails it is created) or the resource id of an existing action group; \"\" = no alerts. Alerts fire when no export has completed for alert_stale_minutes and when a run fails."
+  type        = string
+  default     = ""
+  validation {
+    condition     = var.alert_target == "" || can(regex("^[^@ ]+@[^@ ]+$", var.alert_target)) || can(regex("^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/microsoft.insights/actionGroups/[^/]+$", lower(var.alert_target)))
+    error_message = "alert_target must be empty, an e-mail address or an action group resource id."
+  }
+}
+
+variable "alert_stale_minutes" {
+  description = "Minutes without a completed export before the staleness alert fires (default 120 = four runs of the default 30-minute schedule; keep it at 3-4 schedule periods)."
+  type        = number
+  default     = 120
+  validation {
+    condition     = var.alert_stale_minutes >= 30 && var.alert_stale_minutes <= 2880
+    error_message = "alert_stale_minutes must be between 30 and 2880 (the alert looks back 2 days at most)."
   }
 }
 
