@@ -471,19 +471,14 @@ impl<'a> Run<'a> {
             start: slice.start,
             end: slice.end,
         };
-        let server_clause = self.filter.server_clause();
-        let pagers = self
-            .settings
-            .graph
-            .event_types
-            .iter()
-            .map(|event_type| {
-                self.deps
-                    .graph
-                    .pager(window, *event_type, server_clause.clone())
-            })
-            .collect();
-        MergedSignIns::new(&self.deps.graph, pagers)
+        // One query for every event type (`signInEventTypes/any(…)`); the merge below then
+        // has a single stream.
+        let pager = self.deps.graph.pager_for(
+            window,
+            &self.settings.graph.event_types,
+            self.filter.server_clause(),
+        );
+        MergedSignIns::new(&self.deps.graph, vec![pager])
     }
 
     /// Rebuilds `latest.csv` when rows were added or its set of days changed.
