@@ -10,6 +10,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha1::Digest as _;
+use signin_export::demo::fake_graph::V1_PROPERTIES;
 
 use signin_export::demo::tenant::{generate, TenantSpec};
 use signin_export::demo::{
@@ -105,6 +106,13 @@ async fn paging_returns_every_record_exactly_once_newest_first() {
     // v1.0 only returns interactive sign-ins, without the beta-only property.
     assert!(got.iter().all(|r| r["isInteractive"] == json!(true)));
     assert!(got.iter().all(|r| r.get("signInEventTypes").is_none()));
+    // Only v1.0 properties: the beta-only ones the tenant carries are left out.
+    for r in &got {
+        for name in r.as_object().unwrap().keys() {
+            assert!(V1_PROPERTIES.contains(&name.as_str()), "{name} on v1.0");
+        }
+        assert!(r.get("userAgent").is_some() && r.get("incomingTokenType").is_none());
+    }
     let times: Vec<&str> = got
         .iter()
         .map(|r| r["createdDateTime"].as_str().unwrap())
@@ -1137,4 +1145,13 @@ fn generate_is_deterministic_for_a_seed() {
     };
     assert_eq!(generate(&spec(42)), generate(&spec(42)));
     assert_ne!(ids(&generate(&spec(42))), ids(&generate(&spec(43))));
+}
+
+/// The fake's list of v1.0 properties (self-contained in the demo code) is the pipeline's.
+#[test]
+fn the_fake_and_the_pipeline_agree_on_the_v1_properties() {
+    assert_eq!(
+        signin_export::demo::fake_graph::V1_PROPERTIES,
+        signin_export::graph::model::V1_PROPERTIES
+    );
 }

@@ -9,6 +9,43 @@ use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+/// The properties of `microsoft.graph.signIn` in Graph v1.0: `id` and the 29 of the v1.0 CSDL
+/// (microsoftgraph/msgraph-metadata, `clean_v10_metadata/cleanMetadata.xml`). Every other
+/// property (`signInEventTypes`, `userType`, `incomingTokenType`, `managedServiceIdentity`, …)
+/// is beta-only.
+pub const V1_PROPERTIES: [&str; 30] = [
+    "id",
+    "appDisplayName",
+    "appId",
+    "appliedConditionalAccessPolicies",
+    "authenticationAppDeviceDetails",
+    "clientAppUsed",
+    "conditionalAccessStatus",
+    "correlationId",
+    "createdDateTime",
+    "deviceDetail",
+    "homeTenantId",
+    "ipAddress",
+    "isInteractive",
+    "location",
+    "resourceDisplayName",
+    "resourceId",
+    "resourceTenantId",
+    "riskDetail",
+    "riskEventTypes",
+    "riskEventTypes_v2",
+    "riskLevelAggregated",
+    "riskLevelDuringSignIn",
+    "riskState",
+    "servicePrincipalId",
+    "servicePrincipalName",
+    "status",
+    "userAgent",
+    "userDisplayName",
+    "userId",
+    "userPrincipalName",
+];
+
 /// One sign-in event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SignIn {
