@@ -15,14 +15,14 @@ pub use crate::transform::filter::Preset;
 /// The single list behind the README table, the IaC app settings and the drift test.
 pub const SETTINGS: &[Setting] = &[
     Setting { name: "SIGNINS_GRAPH_ENDPOINT", default: "https://graph.microsoft.com", meaning: "Graph base URL (national clouds, tests)" },
-    Setting { name: "SIGNINS_GRAPH_VERSION", default: "v1.0", meaning: "`v1.0` or `beta`" },
+    Setting { name: "SIGNINS_GRAPH_VERSION", default: "beta", meaning: "`beta` or `v1.0`; only beta returns non-interactive sign-ins (where most mobile mail appears) and the beta-only columns" },
     Setting { name: "SIGNINS_AUTH", default: "auto", meaning: "`auto`, `managed-identity`, `client-secret`, `certificate`" },
     Setting { name: "SIGNINS_DESTINATION", default: "./signins-out", meaning: "local folder, or `https://<account>.blob.core.windows.net/<container>[/<prefix>]` (token auth), or that URL with a SAS query string" },
     Setting { name: "SIGNINS_PRESET", default: "exchange-activesync", meaning: "`exchange-activesync`, `exchange`, `legacy-auth`, `all`" },
     Setting { name: "SIGNINS_CLIENT_APPS", default: "", meaning: "comma list replacing the preset's client apps (`clientAppUsed`)" },
     Setting { name: "SIGNINS_APPS", default: "", meaning: "comma list replacing the preset's app names (`appDisplayName`)" },
     Setting { name: "SIGNINS_FILTER", default: "", meaning: "extra raw OData `$filter` clause, AND-ed on the server" },
-    Setting { name: "SIGNINS_EVENT_TYPES", default: "interactiveUser", meaning: "comma list of `interactiveUser`, `nonInteractiveUser`, `servicePrincipal`, `managedIdentity` (all but the first need `beta`)" },
+    Setting { name: "SIGNINS_EVENT_TYPES", default: "interactiveUser,nonInteractiveUser", meaning: "comma list of `interactiveUser`, `nonInteractiveUser`, `servicePrincipal`, `managedIdentity` (all but the first need `beta`; unset with `v1.0`: `interactiveUser`), read in one query" },
     Setting { name: "SIGNINS_LOOKBACK", default: "7d", meaning: "window of the first run (no watermark yet), at most 30d" },
     Setting { name: "SIGNINS_OVERLAP", default: "1h", meaning: "how far before the watermark each run re-reads, to catch late-published sign-ins" },
     Setting { name: "SIGNINS_SLICE", default: "6h", meaning: "longest window committed at once; a run that hits its deadline keeps finished slices" },
@@ -81,41 +81,7 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// Graph API version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GraphVersion {
-    V1,
-    Beta,
-}
-
-impl GraphVersion {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GraphVersion::V1 => "v1.0",
-            GraphVersion::Beta => "beta",
-        }
-    }
-}
-
-/// Sign-in event types (`signInEventTypes`); all but `InteractiveUser` need `beta`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventType {
-    InteractiveUser,
-    NonInteractiveUser,
-    ServicePrincipal,
-    ManagedIdentity,
-}
-
-impl EventType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::InteractiveUser => "interactiveUser",
-            EventType::NonInteractiveUser => "nonInteractiveUser",
-            EventType::ServicePrincipal => "servicePrincipal",
-            EventType::ManagedIdentity => "managedIdentity",
-        }
-    }
-}
+pub use crate::graph::model::{EventType, GraphVersion};
 
 /// Everything the Graph source needs.
 #[derive(Debug, Clone)]
@@ -235,7 +201,14 @@ impl Settings {
                 ))
             }
         };
-        let event_types = parse_event_types(&or_default("SIGNINS_EVENT_TYPES"), version)?;
+        // Unset with v1.0, the default narrows to what v1.0 can return instead of failing.
+        let event_types = match (get("SIGNINS_EVENT_TYPES"), version) {
+            (Some(list), _) => parse_event_types(&list, version)?,
+            (None, GraphVersion::Beta) => {
+                parse_event_types(default_of("SIGNINS_EVENT_TYPES"), version)?
+            }
+            (None, GraphVersion::V1) => vec![EventType::InteractiveUser],
+        };
         let endpoint = parse_endpoint(&or_default("SIGNINS_GRAPH_ENDPOINT"))?;
         let auth = parse_auth(&or_default("SIGNINS_AUTH"), &get)?;
         let preset = Preset::parse(&or_default("SIGNINS_PRESET"))
@@ -262,6 +235,22 @@ impl Settings {
                 Columns::parse(&list).map_err(|message| invalid("SIGNINS_COLUMNS", message))?
             }
         };
+        if version == GraphVersion::V1 {
+            let beta_only = columns.beta_only();
+            if !beta_only.is_empty() {
+                return Err(invalid(
+                    "SIGNINS_COLUMNS",
+                    format!(
+                        "column{} '{}' exist{} only in Graph beta and would stay empty with \
+                         SIGNINS_GRAPH_VERSION=v1.0; set SIGNINS_GRAPH_VERSION=beta or remove {} from SIGNINS_COLUMNS",
+                        if beta_only.len() > 1 { "s" } else { "" },
+                        beta_only.join("', '"),
+                        if beta_only.len() > 1 { "" } else { "s" },
+                        if beta_only.len() > 1 { "them" } else { "it" },
+                    ),
+                ));
+            }
+        }
         let csv_safe = parse_bool("SIGNINS_CSV_SAFE", &or_default("SIGNINS_CSV_SAFE"))?;
         let report_days = or_default("SIGNINS_REPORT_DAYS")
             .parse::<u32>()
@@ -688,7 +677,7 @@ mod tests {
     fn defaults_are_the_documented_ones() {
         let s = load(&[]).unwrap();
         assert_eq!(s.graph.endpoint.as_str(), "https://graph.microsoft.com/");
-        assert_eq!(s.graph.version, GraphVersion::V1);
+        assert_eq!(s.graph.version, GraphVersion::Beta);
         assert_eq!(s.graph.auth, AuthMode::ManagedIdentity { client_id: None });
         assert_eq!(s.preset, Preset::ExchangeActiveSync);
         assert_eq!(s.lookback, Duration::from_secs(7 * 86_400));
@@ -698,7 +687,55 @@ mod tests {
         assert!(
             matches!(s.destination, Destination::Local(ref p) if p == &PathBuf::from("./signins-out"))
         );
+        assert_eq!(
+            s.graph.event_types,
+            vec![EventType::InteractiveUser, EventType::NonInteractiveUser]
+        );
+        // v1.0 without event types: what v1.0 can return.
+        let s = load(&[("SIGNINS_GRAPH_VERSION", "v1.0")]).unwrap();
         assert_eq!(s.graph.event_types, vec![EventType::InteractiveUser]);
+        // Named explicitly, a beta-only type with v1.0 is still an error.
+        let e = error_of(&[
+            ("SIGNINS_GRAPH_VERSION", "v1.0"),
+            ("SIGNINS_EVENT_TYPES", "interactiveUser,nonInteractiveUser"),
+        ]);
+        assert_eq!(e.setting, "SIGNINS_EVENT_TYPES");
+    }
+
+    #[test]
+    fn beta_only_columns_with_v1_name_the_settings_and_the_fix() {
+        let e = error_of(&[
+            ("SIGNINS_GRAPH_VERSION", "v1.0"),
+            ("SIGNINS_COLUMNS", "id,userType,incomingTokenType,userAgent"),
+        ]);
+        assert_eq!(e.setting, "SIGNINS_COLUMNS");
+        assert_eq!(
+            e.to_string(),
+            "SIGNINS_COLUMNS: columns 'userType', 'incomingTokenType' exist only in Graph beta and would stay \
+             empty with SIGNINS_GRAPH_VERSION=v1.0; set SIGNINS_GRAPH_VERSION=beta or remove them from SIGNINS_COLUMNS"
+        );
+        let e = error_of(&[
+            ("SIGNINS_GRAPH_VERSION", "v1.0"),
+            ("SIGNINS_COLUMNS", "managedIdentityType"),
+        ]);
+        assert!(
+            e.message
+                .starts_with("column 'managedIdentityType' exists only"),
+            "{e}"
+        );
+        // The v1.0 columns and every column on beta are fine.
+        assert!(load(&[
+            ("SIGNINS_GRAPH_VERSION", "v1.0"),
+            (
+                "SIGNINS_COLUMNS",
+                "id,userAgent,servicePrincipalName,homeTenantId"
+            )
+        ])
+        .is_ok());
+        let every = crate::transform::flatten::Columns::every()
+            .names()
+            .join(",");
+        assert!(load(&[("SIGNINS_COLUMNS", every.as_str())]).is_ok());
     }
 
     #[test]
@@ -744,7 +781,10 @@ mod tests {
                 "SIGNINS_GRAPH_ENDPOINT",
             ),
             (
-                &[("SIGNINS_EVENT_TYPES", "nonInteractiveUser")],
+                &[
+                    ("SIGNINS_GRAPH_VERSION", "v1.0"),
+                    ("SIGNINS_EVENT_TYPES", "nonInteractiveUser"),
+                ],
                 "SIGNINS_EVENT_TYPES",
             ),
             (&[("SIGNINS_EVENT_TYPES", "robots")], "SIGNINS_EVENT_TYPES"),

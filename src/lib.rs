@@ -10,7 +10,7 @@
 //! |---|---|
 //! | settings, validated once | [`config`] |
 //! | tokens: managed identity, client secret, certificate | [`credential`] |
-//! | Graph source: query, pager, throttling, merged stream | [`graph`] |
+//! | Graph source: query, pager, throttling, row stream | [`graph`] |
 //! | filters (presets) and flattening | [`transform`] |
 //! | CSV encoding | [`csv`] |
 //! | sinks: local folder, Blob Storage | [`sink`] |

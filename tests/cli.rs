@@ -31,7 +31,13 @@ fn configuration_errors_exit_2_and_name_the_setting() {
         ("SIGNINS_EVENT_TYPES", "nonInteractiveUser"),
     ];
     for (name, value) in cases {
-        let output = binary().args(["run"]).env(name, value).output().unwrap();
+        let output = binary()
+            .args(["run"])
+            // Beta-only event types are an error only with v1.0 (the default is beta).
+            .env("SIGNINS_GRAPH_VERSION", "v1.0")
+            .env(name, value)
+            .output()
+            .unwrap();
         let (_, stderr) = text(&output);
         assert_eq!(output.status.code(), Some(2), "{name}={value}: {stderr}");
         assert!(stderr.contains(name), "{name}: {stderr}");
@@ -129,6 +135,59 @@ async fn check_explains_a_missing_graph_permission() {
     assert!(stdout.contains("AuditLog.Read.All"), "{stdout}");
     assert!(stdout.contains("[ ok ] destination"), "{stdout}");
     assert!(stdout.contains("[ ok ] Graph token"), "{stdout}");
+}
+
+#[tokio::test]
+async fn check_warns_when_policy_columns_lack_the_policy_permission() {
+    let fake = spawn_http(tenant_ending_now(5, 1, 33)).await;
+    let out = tempfile::tempdir().unwrap();
+    let check = |fake_env: Vec<(String, String)>, dest: std::path::PathBuf| {
+        let mut command = binary();
+        command
+            .args(["check"])
+            .arg("--destination")
+            .arg(dest)
+            .env("SIGNINS_COLUMNS", "id,appliedConditionalAccessPolicyCount")
+            .envs(fake_env);
+        async move {
+            let output = tokio::task::spawn_blocking(move || command.output())
+                .await
+                .unwrap()
+                .unwrap();
+            let (stdout, _) = text(&output);
+            assert_eq!(output.status.code(), Some(0), "{stdout}");
+            stdout
+        }
+    };
+    let stdout = check(fake.managed_identity_env("beta"), out.path().into()).await;
+    assert!(
+        stdout.contains("[warn] Conditional Access columns")
+            && stdout.contains("appliedConditionalAccessPolicyCount")
+            && stdout.contains("Policy.Read.All"),
+        "{stdout}"
+    );
+    // With the permission granted, no warning.
+    fake.fake.grant_role("Policy.Read.All");
+    let stdout = check(fake.managed_identity_env("beta"), out.path().into()).await;
+    assert!(!stdout.contains("[warn]"), "{stdout}");
+}
+
+#[test]
+fn beta_only_column_with_v1_exits_2_naming_the_settings() {
+    let output = binary()
+        .args(["run"])
+        .env("SIGNINS_GRAPH_VERSION", "v1.0")
+        .env("SIGNINS_COLUMNS", "id,incomingTokenType")
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("SIGNINS_COLUMNS")
+            && stderr.contains("incomingTokenType")
+            && stderr.contains("SIGNINS_GRAPH_VERSION=beta"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -25,9 +25,28 @@ fn readme_column_table_lists_every_column_in_order() {
     let documented = table_names(&readme(), "column");
     let code: Vec<String> = reference()
         .into_iter()
-        .map(|(name, _, _)| name.to_string())
+        .map(|(name, _, _, _)| name.to_string())
         .collect();
     assert_eq!(documented, code);
+}
+
+/// Each row of the column table names the Graph source and the Graph version the code uses.
+#[test]
+fn readme_column_table_states_source_and_version() {
+    let readme = readme();
+    for (name, source, version, _) in reference() {
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{name}` |")))
+            .unwrap_or_else(|| panic!("no README row for {name}"));
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        assert_eq!(
+            cells.get(3).copied(),
+            Some(format!("`{source}`").as_str()),
+            "{row}"
+        );
+        assert_eq!(cells.get(4).copied(), Some(version), "{row}");
+    }
 }
 
 #[test]

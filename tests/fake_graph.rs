@@ -2,11 +2,11 @@
 //! test relies on it refusing what the real services refuse, so these tests pin that down with
 //! plain reqwest calls (and azure_identity for the token endpoint over HTTPS).
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use fake_tenant::fake_graph::V1_PROPERTIES;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -106,6 +106,13 @@ async fn paging_returns_every_record_exactly_once_newest_first() {
     // v1.0 only returns interactive sign-ins, without the beta-only property.
     assert!(got.iter().all(|r| r["isInteractive"] == json!(true)));
     assert!(got.iter().all(|r| r.get("signInEventTypes").is_none()));
+    // Only v1.0 properties: the beta-only ones the tenant carries are left out.
+    for r in &got {
+        for name in r.as_object().unwrap().keys() {
+            assert!(V1_PROPERTIES.contains(&name.as_str()), "{name} on v1.0");
+        }
+        assert!(r.get("userAgent").is_some() && r.get("incomingTokenType").is_none());
+    }
     let times: Vec<&str> = got
         .iter()
         .map(|r| r["createdDateTime"].as_str().unwrap())
@@ -274,28 +281,62 @@ async fn filters_follow_the_service_semantics() {
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let all = running.fake.all_signins();
 
-    // eq on clientAppUsed is case-insensitive, like the service.
-    let filter = "clientAppUsed eq 'Exchange ActiveSync'";
-    let url = format!("{}?$filter={}", running.signins_url("beta"), enc("signInEventTypes/any(t: t eq 'interactiveUser' or t eq 'nonInteractiveUser') and (clientAppUsed eq 'Exchange ActiveSync')"));
-    let (pages, _) = all_pages(&url, &token).await;
-    let got = pages.concat();
-    let truth: Vec<&Value> = all
-        .iter()
-        .filter(|r| {
-            r["clientAppUsed"]
-                .as_str()
-                .is_some_and(|c| c.eq_ignore_ascii_case("exchange activesync"))
-        })
-        .filter(|r| r["userPrincipalName"].is_string())
-        .collect();
-    assert_eq!(got.len(), truth.len(), "{filter}");
-    let spellings: HashSet<&str> = got
-        .iter()
-        .map(|r| r["clientAppUsed"].as_str().unwrap())
-        .collect();
+    // String eq is exact (case-sensitive), like the service; one combined event-type clause
+    // reads both user event types on beta.
+    let both = "signInEventTypes/any(t: t eq 'interactiveUser' or t eq 'nonInteractiveUser')";
+    let user = |r: &&Value| {
+        r["signInEventTypes"][0] == "interactiveUser"
+            || r["signInEventTypes"][0] == "nonInteractiveUser"
+    };
+    for (clause, keep) in [
+        (
+            "clientAppUsed eq 'Exchange ActiveSync'",
+            Box::new(|r: &Value| r["clientAppUsed"] == "Exchange ActiveSync")
+                as Box<dyn Fn(&Value) -> bool>,
+        ),
+        (
+            "clientAppUsed eq 'exchange activesync'",
+            Box::new(|_: &Value| false),
+        ),
+        (
+            "resourceId eq '00000002-0000-0ff1-ce00-000000000000'",
+            Box::new(|r: &Value| r["resourceId"] == "00000002-0000-0ff1-ce00-000000000000"),
+        ),
+        (
+            "clientAppUsed ne 'Browser' and clientAppUsed ne 'Mobile Apps and Desktop clients'",
+            // OData: null ne 'x' holds, so records without a client app pass too.
+            Box::new(|r: &Value| {
+                r["clientAppUsed"] != "Browser"
+                    && r["clientAppUsed"] != "Mobile Apps and Desktop clients"
+            }),
+        ),
+    ] {
+        let url = format!(
+            "{}?$filter={}",
+            running.signins_url("beta"),
+            enc(&format!("{both} and ({clause})"))
+        );
+        let (pages, _) = all_pages(&url, &token).await;
+        let got = pages.concat().len();
+        let truth = all.iter().filter(user).filter(|r| keep(r)).count();
+        assert_eq!(got, truth, "{clause}");
+        if !clause.contains("exchange activesync") {
+            assert!(truth > 0, "{clause}");
+        }
+    }
+    // v1.0 has no signInEventTypes: "Invalid filter clause".
+    let (status, _, body) = get(
+        &format!("{}?$filter={}", running.signins_url("v1.0"), enc(both)),
+        Some(&token),
+    )
+    .await;
+    assert_graph_error(status, &body, StatusCode::BAD_REQUEST, "BadRequest");
+    let body: Value = serde_json::from_str(&body).expect("JSON error");
     assert!(
-        spellings.len() > 1,
-        "other casings are matched too: {spellings:?}"
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Invalid filter clause")),
+        "{body}"
     );
 
     // beta event-type filter returns exactly that type.
@@ -358,7 +399,7 @@ async fn filters_follow_the_service_semantics() {
         .any(|r| r["createdDateTime"] == json!(later)));
 
     // startswith and status/errorCode, joined with and/or and parentheses.
-    let f = "(startswith(appDisplayName,'office 365') or appDisplayName eq 'Microsoft Office') and status/errorCode eq 50126";
+    let f = "(startswith(appDisplayName,'Office 365') or appDisplayName eq 'Microsoft Office') and status/errorCode eq 50126";
     let url = format!("{}?$filter={}", running.signins_url("v1.0"), enc(f));
     let (pages, _) = all_pages(&url, &token).await;
     let got = pages.concat();
@@ -1104,4 +1145,13 @@ fn generate_is_deterministic_for_a_seed() {
     };
     assert_eq!(generate(&spec(42)), generate(&spec(42)));
     assert_ne!(ids(&generate(&spec(42))), ids(&generate(&spec(43))));
+}
+
+/// The fake's list of v1.0 properties (self-contained in the demo code) is the pipeline's.
+#[test]
+fn the_fake_and_the_pipeline_agree_on_the_v1_properties() {
+    assert_eq!(
+        fake_tenant::fake_graph::V1_PROPERTIES,
+        signin_export::graph::model::V1_PROPERTIES
+    );
 }

@@ -106,6 +106,56 @@ impl Drop for EnvVars {
 // Paging
 
 #[tokio::test]
+async fn several_event_types_are_one_newest_first_query_that_asks_for_unknown_enum_members() {
+    let records = fake::tenant(25, 3, 31);
+    let running = fake::spawn_http(records.clone()).await;
+    running.fake.faults().page_size_cap(41);
+    let client = minted_client(&running, Duration::from_secs(30));
+    let types = [EventType::InteractiveUser, EventType::NonInteractiveUser];
+    let got = read_all(client.pager_for(days_before_end(3), &types, None))
+        .await
+        .unwrap();
+    let expected: BTreeSet<String> = records
+        .iter()
+        .filter(|r| {
+            let t = event_type_of(r);
+            t == "interactiveUser" || t == "nonInteractiveUser"
+        })
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    let got_ids: BTreeSet<String> = got.iter().map(|s| s.id.clone()).collect();
+    assert_eq!(got_ids.len(), got.len(), "an id arrived twice");
+    assert_eq!(got_ids, expected);
+    assert!(got.windows(2).all(|w| w[0].created >= w[1].created));
+
+    let requests = running.fake.signin_requests();
+    assert!(requests.len() > 2, "several pages");
+    // One query: the first request names both types in one clause, the rest follow nextLinks.
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|r| r.query("$skiptoken").is_none())
+            .count(),
+        1
+    );
+    let filter = requests[0].query("$filter").unwrap();
+    assert!(
+        filter.ends_with(
+            "signInEventTypes/any(t: t eq 'interactiveUser' or t eq 'nonInteractiveUser')"
+        ),
+        "{filter}"
+    );
+    // Every request, nextLinks included, asks for evolvable enum members by name.
+    for r in &requests {
+        assert_eq!(
+            r.prefer.as_deref(),
+            Some("include-unknown-enum-members"),
+            "{r:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn every_signin_arrives_exactly_once_across_pages_and_event_types() {
     let records = fake::tenant(25, 4, 11);
     let running = fake::spawn_http(records.clone()).await;

@@ -17,7 +17,6 @@ use fake_tenant::RetryAfter;
 use signin_export::run::{self, RunError, RunOutcome, RunRequest};
 use signin_export::sink::local::LocalSink;
 use signin_export::sink::{BlockId, CommitTicket, LockOutcome, Sink, SinkError};
-use signin_export::transform::filter::{EXCHANGE_CLIENT_APPS, LEGACY_AUTH_CLIENT_APPS};
 
 use crate::support::app::{created, ids_where, interactive, read_csv, TestApp};
 use crate::support::fake::tenant_ending_now;
@@ -26,13 +25,6 @@ fn counts_once(counts: &std::collections::BTreeMap<String, usize>) -> BTreeSet<S
     let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "ids written more than once: {twice:?}");
     counts.keys().cloned().collect()
-}
-
-fn client_app(record: &Value) -> String {
-    record["clientAppUsed"]
-        .as_str()
-        .unwrap_or_default()
-        .to_lowercase()
 }
 
 #[tokio::test]
@@ -128,51 +120,65 @@ async fn new_and_late_signins_inside_the_overlap_are_captured_once() {
     assert_eq!(exported, truth);
 }
 
+/// Each preset's definition, written out independently of `transform::filter` (exact string
+/// comparisons, as Graph compares): the ground truth of the preset tests.
+fn preset_truth(preset: &str, r: &Value) -> bool {
+    let text = |name: &str| r[name].as_str();
+    let client = text("clientAppUsed");
+    let app = text("appDisplayName").unwrap_or_default();
+    match preset {
+        "exchange-activesync" => client == Some("Exchange ActiveSync"),
+        "exchange" => {
+            text("resourceId") == Some("00000002-0000-0ff1-ce00-000000000000")
+                || app == "Office 365 Exchange Online"
+                || app.starts_with("Exchange")
+                || client.is_some_and(|c| {
+                    [
+                        "Exchange ActiveSync",
+                        "Exchange Web Services",
+                        "MAPI Over HTTP",
+                        "Outlook Anywhere (RPC over HTTP)",
+                        "AutoDiscover",
+                        "Offline Address Book",
+                        "IMAP4",
+                        "POP3",
+                        "Authenticated SMTP",
+                    ]
+                    .contains(&c)
+                })
+        }
+        "legacy-auth" => client.is_some_and(|c| {
+            !c.is_empty() && c != "Browser" && c != "Mobile Apps and Desktop clients"
+        }),
+        _ => true,
+    }
+}
+
+fn user_signin(r: &Value) -> bool {
+    r["signInEventTypes"].as_array().is_some_and(|a| {
+        a.iter()
+            .any(|t| t == "interactiveUser" || t == "nonInteractiveUser")
+    })
+}
+
 #[tokio::test]
-async fn each_preset_exports_what_it_promises_and_filters_on_the_server() {
+async fn each_preset_exports_its_ground_truth_with_one_query_per_page() {
     let records = tenant_ending_now(60, 3, 14);
     let app = TestApp::spawn(records.clone()).await;
-    let legacy: Vec<String> = LEGACY_AUTH_CLIENT_APPS
-        .iter()
-        .map(|c| c.to_lowercase())
-        .collect();
-    let exchange_clients: Vec<String> = EXCHANGE_CLIENT_APPS
-        .iter()
-        .map(|c| c.to_lowercase())
-        .collect();
-    type Keep = Box<dyn Fn(&Value) -> bool>;
-    let presets: [(&str, Keep); 4] = [
-        (
-            "exchange-activesync",
-            Box::new(|r| client_app(r) == "exchange activesync"),
-        ),
-        (
-            "legacy-auth",
-            Box::new(move |r| legacy.contains(&client_app(r))),
-        ),
-        (
-            "exchange",
-            Box::new(move |r| {
-                let app_name = r["appDisplayName"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_lowercase();
-                exchange_clients.contains(&client_app(r))
-                    || app_name == "office 365 exchange online"
-                    || app_name.starts_with("exchange")
-            }),
-        ),
-        ("all", Box::new(|_| true)),
-    ];
-    for (preset, keep) in presets {
+    for preset in ["exchange-activesync", "exchange", "legacy-auth", "all"] {
         app.fake.clear_requests();
-        let settings = app.settings(&[("SIGNINS_PRESET", preset), ("SIGNINS_LOOKBACK", "3d")]);
+        let settings = app.settings(&[
+            ("SIGNINS_PRESET", preset),
+            ("SIGNINS_LOOKBACK", "3d"),
+            ("SIGNINS_GRAPH_VERSION", "beta"),
+            ("SIGNINS_EVENT_TYPES", "interactiveUser,nonInteractiveUser"),
+        ]);
         let summary = app.export(&settings).await;
         let truth = ids_where(
             &records,
             summary.window_start.unwrap(),
             summary.window_end.unwrap(),
-            |r| interactive(r) && keep(r),
+            |r| user_signin(r) && preset_truth(preset, r),
         );
         assert!(!truth.is_empty(), "{preset}: empty ground truth");
         assert_eq!(
@@ -180,26 +186,71 @@ async fn each_preset_exports_what_it_promises_and_filters_on_the_server() {
             truth,
             "{preset}"
         );
-        let filters: Vec<String> = app
-            .fake
-            .signin_requests()
+        let requests = app.fake.signin_requests();
+        // One query per slice, followed page by page: every request is a first page or a
+        // nextLink, never a second stream per event type.
+        let first_pages = requests
             .iter()
-            .filter_map(|r| r.query("$filter"))
-            .collect();
-        assert!(!filters.is_empty());
-        for filter in &filters {
+            .filter(|r| r.query("$skiptoken").is_none())
+            .count();
+        assert_eq!(first_pages as u32, summary.slices_total, "{preset}");
+        for r in &requests {
+            let filter = r.query("$filter").unwrap_or_default();
             assert!(
                 filter.contains("createdDateTime ge ") && filter.contains("createdDateTime le "),
                 "{filter}"
             );
-            if preset != "all" {
-                assert!(
-                    filter.contains("clientAppUsed eq") || filter.contains("appDisplayName"),
-                    "{preset}: {filter}"
-                );
-            }
+            assert!(
+                filter.ends_with(
+                    "signInEventTypes/any(t: t eq 'interactiveUser' or t eq 'nonInteractiveUser')"
+                ),
+                "{filter}"
+            );
+            let expected = match preset {
+                "exchange-activesync" => "(clientAppUsed eq 'Exchange ActiveSync')",
+                "exchange" => "resourceId eq '00000002-0000-0ff1-ce00-000000000000'",
+                "legacy-auth" => {
+                    "(clientAppUsed ne 'Browser' and clientAppUsed ne 'Mobile Apps and Desktop clients')"
+                }
+                _ => "createdDateTime",
+            };
+            assert!(filter.contains(expected), "{preset}: {filter}");
         }
+        eprintln!(
+            "preset {preset}: {} rows, {} requests, {} pages",
+            summary.rows, summary.requests, summary.pages
+        );
     }
+}
+
+#[tokio::test]
+async fn exchange_preset_keeps_outlook_sign_ins_to_the_exchange_resource() {
+    let records = tenant_ending_now(40, 2, 21);
+    let outlook = |r: &Value| {
+        r["appDisplayName"] == "Microsoft Office"
+            && r["resourceId"] == "00000002-0000-0ff1-ce00-000000000000"
+    };
+    assert!(
+        records.iter().any(outlook),
+        "the tenant has Outlook desktop sign-ins"
+    );
+    let app = TestApp::spawn(records.clone()).await;
+    let settings = app.settings(&[
+        ("SIGNINS_PRESET", "exchange"),
+        ("SIGNINS_LOOKBACK", "2d"),
+        ("SIGNINS_GRAPH_VERSION", "beta"),
+        ("SIGNINS_EVENT_TYPES", "interactiveUser,nonInteractiveUser"),
+    ]);
+    let summary = app.export(&settings).await;
+    let outlook_ids = ids_where(
+        &records,
+        summary.window_start.unwrap(),
+        summary.window_end.unwrap(),
+        |r| user_signin(r) && outlook(r),
+    );
+    assert!(!outlook_ids.is_empty());
+    let exported = counts_once(&app.exported_id_counts(&settings));
+    assert!(outlook_ids.is_subset(&exported));
 }
 
 #[tokio::test]

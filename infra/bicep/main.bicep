@@ -112,7 +112,7 @@ param signinsGraphEndpoint string = 'https://graph.microsoft.com'
   'v1.0'
   'beta'
 ])
-param signinsGraphVersion string = 'v1.0'
+param signinsGraphVersion string = 'beta'
 
 @description('SIGNINS_AUTH: "" = derived here (managed-identity, or client-secret in client-secret mode); or auto, managed-identity, client-secret, certificate.')
 @allowed([
@@ -146,7 +146,7 @@ param signinsApps string = ''
 param signinsFilter string = ''
 
 @description('SIGNINS_EVENT_TYPES: comma list of interactiveUser, nonInteractiveUser, servicePrincipal, managedIdentity (all but the first need beta).')
-param signinsEventTypes string = 'interactiveUser'
+param signinsEventTypes string = 'interactiveUser,nonInteractiveUser'
 
 @description('SIGNINS_LOOKBACK: window of the first run, e.g. 7d (at most 30d).')
 param signinsLookback string = '7d'

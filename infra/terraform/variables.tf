@@ -210,7 +210,7 @@ variable "signins_graph_endpoint" {
 variable "signins_graph_version" {
   description = "SIGNINS_GRAPH_VERSION: v1.0 or beta."
   type        = string
-  default     = "v1.0"
+  default     = "beta"
   validation {
     condition     = contains(["v1.0", "beta"], var.signins_graph_version)
     error_message = "signins_graph_version must be v1.0 or beta."
@@ -264,7 +264,7 @@ variable "signins_filter" {
 variable "signins_event_types" {
   description = "SIGNINS_EVENT_TYPES: comma list of interactiveUser, nonInteractiveUser, servicePrincipal, managedIdentity (all but the first need beta)."
   type        = string
-  default     = "interactiveUser"
+  default     = "interactiveUser,nonInteractiveUser"
   validation {
     condition     = alltrue([for t in split(",", var.signins_event_types) : contains(["interactiveUser", "nonInteractiveUser", "servicePrincipal", "managedIdentity"], trimspace(t))])
     error_message = "signins_event_types must list interactiveUser, nonInteractiveUser, servicePrincipal or managedIdentity."

@@ -22,6 +22,12 @@ pub use crate::graph::query::Window;
 
 /// Longest a single request (headers and body) may take before it counts as a failed attempt.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Asks Graph to send evolvable enum members added after `unknownFutureValue` (e.g.
+/// `incomingTokenType: refreshToken`, policy results `reportOnly…`) instead of replacing them with
+/// `unknownFutureValue`
+/// (<https://learn.microsoft.com/graph/best-practices-concept#handling-future-members-in-evolvable-enumerations>).
+/// A CSV export wants the real value.
+pub const PREFER_UNKNOWN_ENUM_MEMBERS: &str = "include-unknown-enum-members";
 /// Retry budget of [`GraphClient::probe`]: `check` should answer in seconds.
 pub const PROBE_BUDGET: Duration = Duration::from_secs(10);
 
@@ -144,7 +150,7 @@ struct Inner {
     endpoint: Url,
     version: GraphVersion,
     extra_filter: Option<String>,
-    probe_event_type: EventType,
+    event_types: Vec<EventType>,
     tokens: TokenProvider,
     budget: Budget,
     counters: Counters,
@@ -195,11 +201,7 @@ impl GraphClient {
                     .extra_filter
                     .clone()
                     .filter(|f| !f.trim().is_empty()),
-                probe_event_type: settings
-                    .event_types
-                    .first()
-                    .copied()
-                    .unwrap_or(EventType::InteractiveUser),
+                event_types: settings.event_types.clone(),
                 tokens,
                 budget: Budget::new(settings.retry_budget),
                 counters: Counters::default(),
@@ -214,17 +216,17 @@ impl GraphClient {
         self
     }
 
-    /// The first page's URL of one query stream.
+    /// The first page's URL of one query.
     pub fn first_page_url(
         &self,
         window: &Window,
-        event_type: EventType,
+        event_types: &[EventType],
         server_filter: Option<&str>,
         top: u32,
     ) -> Result<Url, GraphError> {
         let filter = query::filter(
             window,
-            event_type,
+            event_types,
             server_filter,
             self.inner.extra_filter.as_deref(),
         );
@@ -232,15 +234,27 @@ impl GraphClient {
             .map_err(|e| GraphError::Transport(format!("cannot build the request URL: {e}")))
     }
 
-    /// One query stream: the window, one event type, the preset's server clause (if any) and
-    /// `SIGNINS_FILTER`, AND-ed.
+    /// One query of one event type; see [`GraphClient::pager_for`].
     pub fn pager(
         &self,
         window: Window,
         event_type: EventType,
         server_filter: Option<String>,
     ) -> SignInPager {
-        let first = self.first_page_url(&window, event_type, server_filter.as_deref(), PAGE_SIZE);
+        self.pager_for(window, &[event_type], server_filter)
+    }
+
+    /// One query for a set of event types: the window, the event types (one
+    /// `signInEventTypes/any(…)` clause), the preset's server clause (if any) and
+    /// `SIGNINS_FILTER`, AND-ed. Graph returns the matching sign-ins of every type in one
+    /// newest-first sequence of pages, so no client-side merge is needed.
+    pub fn pager_for(
+        &self,
+        window: Window,
+        event_types: &[EventType],
+        server_filter: Option<String>,
+    ) -> SignInPager {
+        let first = self.first_page_url(&window, event_types, server_filter.as_deref(), PAGE_SIZE);
         let (next, pending_error) = match first {
             Ok(url) => (Some(url), None),
             Err(e) => (None, Some(e)),
@@ -249,7 +263,7 @@ impl GraphClient {
             client: self.clone(),
             next,
             pending_error,
-            event_type,
+            event_types: event_types.to_vec(),
             page: 0,
         }
     }
@@ -266,7 +280,7 @@ impl GraphClient {
     }
 
     /// For `check`: one request with `$top=1` over the last hour, the same filter shape as a run
-    /// (first configured event type, `SIGNINS_FILTER`). Returns the rows of that page (0 or 1).
+    /// (the configured event types, `SIGNINS_FILTER`). Returns the rows of that page (0 or 1).
     pub async fn probe(&self) -> Result<usize, GraphError> {
         let end = OffsetDateTime::now_utc()
             .replace_nanosecond(0)
@@ -275,7 +289,7 @@ impl GraphClient {
             start: end - time::Duration::hours(1),
             end,
         };
-        let url = self.first_page_url(&window, self.inner.probe_event_type, None, 1)?;
+        let url = self.first_page_url(&window, &self.inner.event_types, None, 1)?;
         let budget = Budget::new(PROBE_BUDGET.min(self.inner.budget.limit));
         let body = self.get(&url, 1, &budget).await?;
         let page = parse_page(&body, 1)?;
@@ -319,6 +333,7 @@ impl GraphClient {
                 .get(url.clone())
                 .header(AUTHORIZATION, bearer)
                 .header(ACCEPT, "application/json")
+                .header("Prefer", PREFER_UNKNOWN_ENUM_MEMBERS)
                 .timeout(self.request_timeout)
                 .send()
                 .await;
@@ -496,7 +511,7 @@ pub struct SignInPager {
     client: GraphClient,
     next: Option<Url>,
     pending_error: Option<GraphError>,
-    event_type: EventType,
+    event_types: Vec<EventType>,
     page: u64,
 }
 
@@ -504,7 +519,7 @@ impl std::fmt::Debug for SignInPager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The URL is left out: nextLinks carry opaque skiptokens.
         f.debug_struct("SignInPager")
-            .field("event_type", &self.event_type)
+            .field("event_types", &self.event_types)
             .field("pages_read", &self.page)
             .field("done", &self.next.is_none())
             .finish_non_exhaustive()
@@ -512,9 +527,9 @@ impl std::fmt::Debug for SignInPager {
 }
 
 impl SignInPager {
-    /// The event type this stream reads.
-    pub fn event_type(&self) -> EventType {
-        self.event_type
+    /// The event types this query reads.
+    pub fn event_types(&self) -> &[EventType] {
+        &self.event_types
     }
 
     /// The next page's sign-ins, or `None` when the previous page had no `@odata.nextLink`.
@@ -544,7 +559,7 @@ impl SignInPager {
         debug!(
             rows = parsed.rows.len(),
             page,
-            event_type = self.event_type.as_str(),
+            event_types = ?self.event_types,
             more = self.next.is_some(),
             "page fetched"
         );
@@ -704,7 +719,7 @@ mod tests {
         let url = c
             .first_page_url(
                 &window,
-                EventType::NonInteractiveUser,
+                &[EventType::NonInteractiveUser],
                 Some("clientAppUsed eq 'IMAP4'"),
                 PAGE_SIZE,
             )

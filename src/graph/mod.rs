@@ -1,5 +1,5 @@
 //! Microsoft Graph source: the `/auditLogs/signIns` query and pager, throttling, the sign-in
-//! model and the merged newest-first stream. Tokens come from [`crate::credential`].
+//! model and the row stream (one query for every event type). Tokens come from [`crate::credential`].
 
 pub mod client;
 pub mod model;

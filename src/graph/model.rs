@@ -1,4 +1,5 @@
-//! The sign-in record as the rest of the pipeline sees it.
+//! The sign-in record as the rest of the pipeline sees it, and the API vocabulary every stage
+//! shares (the Graph version, the sign-in event types).
 //!
 //! Graph's `signIn` resource has dozens of nested, version-dependent properties. We keep the raw
 //! JSON object (so `beta`-only fields and future additions flow through to the flattener) and lift
@@ -8,6 +9,43 @@
 use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+
+/// The properties of `microsoft.graph.signIn` in Graph v1.0: `id` and the 29 of the v1.0 CSDL
+/// (microsoftgraph/msgraph-metadata, `clean_v10_metadata/cleanMetadata.xml`). Every other
+/// property (`signInEventTypes`, `userType`, `incomingTokenType`, `managedServiceIdentity`, …)
+/// is beta-only.
+pub const V1_PROPERTIES: [&str; 30] = [
+    "id",
+    "appDisplayName",
+    "appId",
+    "appliedConditionalAccessPolicies",
+    "authenticationAppDeviceDetails",
+    "clientAppUsed",
+    "conditionalAccessStatus",
+    "correlationId",
+    "createdDateTime",
+    "deviceDetail",
+    "homeTenantId",
+    "ipAddress",
+    "isInteractive",
+    "location",
+    "resourceDisplayName",
+    "resourceId",
+    "resourceTenantId",
+    "riskDetail",
+    "riskEventTypes",
+    "riskEventTypes_v2",
+    "riskLevelAggregated",
+    "riskLevelDuringSignIn",
+    "riskState",
+    "servicePrincipalId",
+    "servicePrincipalName",
+    "status",
+    "userAgent",
+    "userDisplayName",
+    "userId",
+    "userPrincipalName",
+];
 
 /// One sign-in event.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +96,42 @@ impl SignIn {
             current = current.as_object()?.get(part)?;
         }
         Some(current)
+    }
+}
+
+/// Graph API version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GraphVersion {
+    V1,
+    Beta,
+}
+
+impl GraphVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GraphVersion::V1 => "v1.0",
+            GraphVersion::Beta => "beta",
+        }
+    }
+}
+
+/// Sign-in event types (`signInEventTypes`); all but `InteractiveUser` need `beta`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    InteractiveUser,
+    NonInteractiveUser,
+    ServicePrincipal,
+    ManagedIdentity,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::InteractiveUser => "interactiveUser",
+            EventType::NonInteractiveUser => "nonInteractiveUser",
+            EventType::ServicePrincipal => "servicePrincipal",
+            EventType::ManagedIdentity => "managedIdentity",
+        }
     }
 }
 

@@ -40,12 +40,15 @@ pub fn odata_instant(t: OffsetDateTime) -> String {
     s
 }
 
-/// The `$filter` of one query stream: the window, AND the preset's server clause, AND the extra
-/// raw clause (each parenthesised), AND — for every event type but `interactiveUser` — the
-/// `signInEventTypes` clause (`beta` only; the configuration enforces that).
+/// The `$filter` of one query: the window, AND the preset's server clause, AND the extra raw
+/// clause (each parenthesised), AND — unless the set is just `interactiveUser`, which Graph
+/// returns when no event type is named — one `signInEventTypes/any(…)` clause naming every event
+/// type of the set, so several types are one query and one pager (`beta` only; the configuration
+/// enforces that; the combined form is what Graph accepts:
+/// <https://github.com/microsoftgraph/msgraph-sdk-powershell/issues/956>).
 pub fn filter(
     window: &Window,
-    event_type: EventType,
+    event_types: &[EventType],
     server_filter: Option<&str>,
     extra_filter: Option<&str>,
 ) -> String {
@@ -59,13 +62,26 @@ pub fn filter(
             clauses.push(format!("({clause})"));
         }
     }
-    if event_type != EventType::InteractiveUser {
-        clauses.push(format!(
-            "signInEventTypes/any(t: t eq '{}')",
-            event_type.as_str()
-        ));
+    if let Some(clause) = event_types_clause(event_types) {
+        clauses.push(clause);
     }
     clauses.join(" and ")
+}
+
+/// `signInEventTypes/any(t: t eq 'a' or t eq 'b')`, or `None` for no types or just
+/// `interactiveUser` (Graph's default).
+pub fn event_types_clause(event_types: &[EventType]) -> Option<String> {
+    if event_types.is_empty() || event_types == [EventType::InteractiveUser] {
+        return None;
+    }
+    let alternatives: Vec<String> = event_types
+        .iter()
+        .map(|t| format!("t eq '{}'", t.as_str()))
+        .collect();
+    Some(format!(
+        "signInEventTypes/any(t: {})",
+        alternatives.join(" or ")
+    ))
 }
 
 /// Percent-encodes a query value: everything but unreserved characters and `: / ( ) ,` is
@@ -138,7 +154,7 @@ mod tests {
     #[test]
     fn window_only() {
         assert_eq!(
-            filter(&week(), EventType::InteractiveUser, None, None),
+            filter(&week(), &[EventType::InteractiveUser], None, None),
             "createdDateTime ge 2026-11-21T10:00:00Z and createdDateTime le 2026-11-28T10:00:00Z"
         );
     }
@@ -147,7 +163,7 @@ mod tests {
     fn every_part_is_anded_in_order() {
         let f = filter(
             &week(),
-            EventType::NonInteractiveUser,
+            &[EventType::NonInteractiveUser],
             Some("clientAppUsed eq 'IMAP4' or clientAppUsed eq 'POP3'"),
             Some(" userPrincipalName eq 'a@b.c' "),
         );
@@ -158,12 +174,36 @@ mod tests {
              and signInEventTypes/any(t: t eq 'nonInteractiveUser')"
         );
         assert!(!f.contains(" gt ") && !f.contains(" lt "));
-        let sp = filter(&week(), EventType::ServicePrincipal, Some("  "), None);
+        let sp = filter(&week(), &[EventType::ServicePrincipal], Some("  "), None);
         assert!(
             sp.ends_with(
                 "le 2026-11-28T10:00:00Z and signInEventTypes/any(t: t eq 'servicePrincipal')"
             ),
             "{sp}"
+        );
+    }
+
+    #[test]
+    fn several_event_types_are_one_clause() {
+        let both = filter(
+            &week(),
+            &[EventType::InteractiveUser, EventType::NonInteractiveUser],
+            Some("clientAppUsed eq 'Exchange ActiveSync'"),
+            None,
+        );
+        assert!(
+            both.ends_with(
+                "and (clientAppUsed eq 'Exchange ActiveSync') \
+                 and signInEventTypes/any(t: t eq 'interactiveUser' or t eq 'nonInteractiveUser')"
+            ),
+            "{both}"
+        );
+        assert_eq!(event_types_clause(&[]), None);
+        assert_eq!(event_types_clause(&[EventType::InteractiveUser]), None);
+        assert_eq!(
+            event_types_clause(&[EventType::ManagedIdentity, EventType::InteractiveUser])
+                .as_deref(),
+            Some("signInEventTypes/any(t: t eq 'managedIdentity' or t eq 'interactiveUser')")
         );
     }
 
@@ -187,7 +227,7 @@ mod tests {
         let endpoint = Url::parse("https://graph.microsoft.com").unwrap();
         let f = filter(
             &week(),
-            EventType::InteractiveUser,
+            &[EventType::InteractiveUser],
             Some("clientAppUsed eq 'Exchange ActiveSync'"),
             None,
         );

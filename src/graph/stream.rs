@@ -1,5 +1,6 @@
-//! All event types' sign-ins as one newest-first stream: several pagers (one per event type)
-//! merged by `createdDateTime`, holding at most one page per pager in memory.
+//! A query's sign-ins one at a time, newest first: the pager's pages unrolled, holding one page in
+//! memory. Every event type is in the same query (`signInEventTypes/any(…)`), so Graph already
+//! returns one newest-first sequence and nothing is merged here.
 
 use std::collections::VecDeque;
 
@@ -11,48 +12,40 @@ pub trait PageObserver: Send + Sync {
     fn page(&self, _rows_in_page: usize, _stats: &GraphStats) {}
 }
 
-/// Several newest-first pagers (one per event type) merged into one newest-first stream, holding
-/// at most one page per pager in memory.
-pub struct MergedSignIns<'g> {
+/// The rows of one query, page by page.
+pub struct SignInStream<'g> {
     graph: &'g GraphClient,
-    streams: Vec<(SignInPager, VecDeque<SignIn>, bool)>,
+    pager: SignInPager,
+    page: VecDeque<SignIn>,
+    done: bool,
 }
 
-impl<'g> MergedSignIns<'g> {
-    pub fn new(graph: &'g GraphClient, pagers: Vec<SignInPager>) -> Self {
-        MergedSignIns {
+impl<'g> SignInStream<'g> {
+    pub fn new(graph: &'g GraphClient, pager: SignInPager) -> Self {
+        SignInStream {
             graph,
-            streams: pagers
-                .into_iter()
-                .map(|p| (p, VecDeque::new(), false))
-                .collect(),
+            pager,
+            page: VecDeque::new(),
+            done: false,
         }
     }
 
+    /// The next sign-in, reading the next page when this one is used up; `None` at the end.
     pub async fn next(
         &mut self,
         observer: Option<&dyn PageObserver>,
     ) -> Result<Option<SignIn>, GraphError> {
-        for (pager, buffer, done) in &mut self.streams {
-            while buffer.is_empty() && !*done {
-                match pager.next_page().await? {
-                    Some(page) => {
-                        if let Some(observer) = observer {
-                            observer.page(page.len(), &self.graph.stats());
-                        }
-                        buffer.extend(page);
+        while self.page.is_empty() && !self.done {
+            match self.pager.next_page().await? {
+                Some(page) => {
+                    if let Some(observer) = observer {
+                        observer.page(page.len(), &self.graph.stats());
                     }
-                    None => *done = true,
+                    self.page.extend(page);
                 }
+                None => self.done = true,
             }
         }
-        let newest = self
-            .streams
-            .iter()
-            .enumerate()
-            .filter_map(|(i, (_, buffer, _))| buffer.front().map(|s| (i, s.created)))
-            .max_by_key(|(_, created)| *created)
-            .map(|(i, _)| i);
-        Ok(newest.and_then(|i| self.streams[i].1.pop_front()))
+        Ok(self.page.pop_front())
     }
 }

@@ -29,7 +29,7 @@ use crate::credential::TokenProvider;
 use crate::csv::CsvEncoder;
 use crate::graph::client::GraphClient;
 use crate::graph::query::Window;
-use crate::graph::stream::{MergedSignIns, PageObserver};
+use crate::graph::stream::{PageObserver, SignInStream};
 use crate::sink::{daily_file, BlockId, LockHolder, LockOutcome, Sink, SinkError};
 use crate::state::State;
 use crate::transform::filter::SignInFilter;
@@ -348,21 +348,14 @@ impl<'a> Run<'a> {
 
     /// All event types' sign-ins created in `[start, end]` (inclusive: the slice drops rows at
     /// its end, which belong to the next slice), newest first.
-    fn open_stream(&self, start: OffsetDateTime, end: OffsetDateTime) -> MergedSignIns<'a> {
+    fn open_stream(&self, start: OffsetDateTime, end: OffsetDateTime) -> SignInStream<'a> {
         let window = Window { start, end };
-        let server_clause = self.filter.server_clause();
-        let pagers = self
-            .settings
-            .graph
-            .event_types
-            .iter()
-            .map(|event_type| {
-                self.deps
-                    .graph
-                    .pager(window, *event_type, server_clause.clone())
-            })
-            .collect();
-        MergedSignIns::new(&self.deps.graph, pagers)
+        let pager = self.deps.graph.pager_for(
+            window,
+            &self.settings.graph.event_types,
+            self.filter.server_clause(),
+        );
+        SignInStream::new(&self.deps.graph, pager)
     }
 
     /// Records the run's summary in the state (best effort on failure) and turns the result into the outcome.

@@ -2,8 +2,12 @@
 //!
 //! A [`SignInFilter`] is a set of rules; a sign-in is kept when **any** rule matches:
 //!
-//! * a *client app* rule: `clientAppUsed` equals the value (the legacy/modern client protocol,
-//!   e.g. `Exchange ActiveSync`, `IMAP4`);
+//! * a *resource* rule: `resourceId` equals the value — the API signed in to (the `exchange`
+//!   preset keys on Exchange Online's id, because Outlook desktop and mobile sign in as the
+//!   *client* `Microsoft Office` / `Outlook Mobile` to the Exchange *resource*);
+//! * a *client app* rule: `clientAppUsed` equals one of the values (`Exchange ActiveSync`, …),
+//!   or — for `legacy-auth` — is a value other than the modern ones (`Browser`,
+//!   `Mobile Apps and Desktop clients`);
 //! * an *app* rule: `appDisplayName` equals the value, or — written with a trailing `*` in
 //!   `SIGNINS_APPS`, e.g. `Exchange*` — starts with it.
 //!
@@ -11,34 +15,41 @@
 //!
 //! # What Graph filters on the server, and what is checked here
 //!
-//! Graph documents `$filter` support on `signIn` for `clientAppUsed` (`eq`) and
-//! `appDisplayName` (`eq`, `startsWith`), and OData joins clauses with `or`. Every rule of every
-//! preset is therefore expressible on the server, and [`SignInFilter::server_clause`] sends them
-//! all as one parenthesised `or` group (the pipeline AND-s it with the time window and
-//! `SIGNINS_FILTER`). No preset reads more pages than the sign-ins it keeps, except `all`, which
-//! has no clause and reads every sign-in of the window.
+//! Graph documents `$filter` on `signIn` for `resourceId` and `clientAppUsed` (`eq`) and
+//! `appDisplayName` (`eq`, `startsWith`)
+//! (<https://learn.microsoft.com/graph/api/resources/signin>). `clientAppUsed ne '…'` is not in
+//! that list but is what Microsoft's legacy-authentication guidance and widely used scripts send;
+//! every rule of every preset is therefore sent as one parenthesised clause
+//! ([`SignInFilter::server_clause`]), which the pipeline AND-s with the time window and
+//! `SIGNINS_FILTER`. No preset reads more pages than the sign-ins it keeps, except `all`.
 //!
-//! The server comparison uses Graph's spelling of each value; this API offers no way to ask for
-//! a case-insensitive comparison (no `tolower`), so rows Graph stores in another casing arrive
-//! only as far as Graph's own `eq` ignores case. [`SignInFilter::matches`] is
-//! always applied to what the server returns, trimming and ignoring case (real data spells some
-//! clients differently, e.g. `exchange activesync`), so a fake or a lenient server can never
-//! widen the output, and a server that ignores the clause still yields the right rows.
+//! String comparisons on this API are exact (case-sensitive), and there is no `tolower`, so every
+//! value is sent in the spelling Graph emits. [`SignInFilter::matches`] applies the **same** exact
+//! rules to what the server returns: it changes nothing when the server honours the clause, and
+//! keeps the output defined by these rules (not by whatever a server returns) when it does not.
+//! It deliberately does not ignore case: a case-insensitive guard would claim rows the server
+//! never sends.
 //!
-//! | preset | client apps (`clientAppUsed eq`) | apps (`appDisplayName`) |
-//! |---|---|---|
-//! | `exchange-activesync` | Exchange ActiveSync | — |
-//! | `exchange` | the Exchange client protocols ([`EXCHANGE_CLIENT_APPS`]) | `eq 'Office 365 Exchange Online'`, `startswith 'Exchange'` |
-//! | `legacy-auth` | every legacy-authentication client ([`LEGACY_AUTH_CLIENT_APPS`]) | — |
-//! | `all` | — | — |
+//! | preset | rules |
+//! |---|---|
+//! | `exchange-activesync` | `clientAppUsed eq 'Exchange ActiveSync'` |
+//! | `exchange` | `resourceId eq '00000002-0000-0ff1-ce00-000000000000'` (Office 365 Exchange Online), `appDisplayName eq 'Office 365 Exchange Online'`, `startswith(appDisplayName,'Exchange')`, the Exchange client protocols ([`EXCHANGE_CLIENT_APPS`]) |
+//! | `legacy-auth` | `clientAppUsed` other than [`MODERN_CLIENT_APPS`] |
+//! | `all` | — |
 //!
-//! `SIGNINS_CLIENT_APPS` replaces the client-app column of the preset and `SIGNINS_APPS` the app
-//! column, for the server clause and the client-side match alike (an empty list counts as not
-//! set). An app entry of just `*` matches every sign-in.
+//! `SIGNINS_CLIENT_APPS` replaces the client-app rule of the preset and `SIGNINS_APPS` the app
+//! rules, for the server clause and the client-side match alike (an empty list counts as not
+//! set); the `exchange` preset's resource rule stays. An app entry of just `*` matches every
+//! sign-in.
 //!
-//! The client-app spellings are those Graph emits in `clientAppUsed` (the Entra sign-in log's
-//! "Client app" filter and Conditional Access's legacy-authentication client list), e.g.
-//! `AutoDiscover` with a capital D and `Outlook Anywhere (RPC over HTTP)`.
+//! `legacy-auth` follows Microsoft's definition: a sign-in whose client app is `Browser` or
+//! `Mobile Apps and Desktop clients` used modern authentication, any other client app is legacy
+//! ("Sign-ins using legacy authentication" workbook,
+//! <https://learn.microsoft.com/entra/identity/monitoring-health/workbook-legacy-authentication>;
+//! MicrosoftDocs/entra-docs `docs/identity/monitoring-health/workbook-legacy-authentication.md`).
+//! Defining it by exclusion means no legacy protocol is missed for its exact label. A sign-in
+//! with no `clientAppUsed` at all (workload sign-ins) is not counted as legacy; OData's `ne`
+//! lets such rows through the server clause, so the client-side check drops them.
 
 use std::fmt::Write as _;
 
@@ -58,10 +69,15 @@ pub enum Preset {
 /// `clientAppUsed` of Exchange ActiveSync sign-ins (the seed report).
 pub const EXCHANGE_ACTIVESYNC: &str = "Exchange ActiveSync";
 
-/// The `appDisplayName` of Exchange Online itself.
+/// The `appDisplayName` (and `resourceDisplayName`) of Exchange Online itself.
 pub const EXCHANGE_ONLINE_APP: &str = "Office 365 Exchange Online";
 
-/// Apps whose name starts with this are Exchange too (e.g. "Exchange Online PowerShell" apps).
+/// The application id of Office 365 Exchange Online, the `resourceId` of every sign-in to it.
+pub const EXCHANGE_ONLINE_RESOURCE_ID: &str = "00000002-0000-0ff1-ce00-000000000000";
+
+/// Apps whose name starts with this are Exchange too (the original script matched
+/// `*Exchange *`; OData on this API has no `contains`, and apps that merely mention Exchange
+/// and sign in to it are caught by the resource rule).
 pub const EXCHANGE_APP_PREFIX: &str = "Exchange";
 
 /// The client protocols that talk to Exchange (`exchange` preset), as Graph spells them.
@@ -77,22 +93,9 @@ pub const EXCHANGE_CLIENT_APPS: [&str; 9] = [
     "Authenticated SMTP",
 ];
 
-/// Every legacy-authentication client (`legacy-auth` preset), as Graph spells them.
-pub const LEGACY_AUTH_CLIENT_APPS: [&str; 13] = [
-    "IMAP4",
-    "POP3",
-    "Authenticated SMTP",
-    "Exchange ActiveSync",
-    "Exchange Web Services",
-    "MAPI Over HTTP",
-    "AutoDiscover",
-    "Outlook Anywhere (RPC over HTTP)",
-    "Offline Address Book",
-    "Exchange Online PowerShell",
-    "Reporting Web Services",
-    "Universal Outlook",
-    "Other clients",
-];
+/// The `clientAppUsed` values of modern authentication; every other value is legacy
+/// authentication (`legacy-auth` preset).
+pub const MODERN_CLIENT_APPS: [&str; 2] = ["Browser", "Mobile Apps and Desktop clients"];
 
 impl Preset {
     /// Every preset, in documentation order.
@@ -134,27 +137,43 @@ impl Preset {
         match self {
             Preset::ExchangeActiveSync => "sign-ins whose client app is Exchange ActiveSync",
             Preset::Exchange => {
-                "sign-ins to Exchange Online (app 'Office 365 Exchange Online' or starting with 'Exchange') or by any Exchange client protocol"
+                "sign-ins to the Exchange Online resource, by an app named 'Office 365 Exchange Online' or starting with 'Exchange', or by any Exchange client protocol"
             }
-            Preset::LegacyAuth => "sign-ins by any legacy-authentication client protocol",
+            Preset::LegacyAuth => {
+                "sign-ins by any client app other than Browser and Mobile Apps and Desktop clients"
+            }
             Preset::All => "every sign-in",
         }
     }
 
-    /// The preset's `clientAppUsed` set.
+    /// The preset's `clientAppUsed` set: the values kept, or for `legacy-auth` the values
+    /// excluded (see [`Preset::excludes_client_apps`]).
     pub fn client_apps(self) -> &'static [&'static str] {
         match self {
             Preset::ExchangeActiveSync => &[EXCHANGE_ACTIVESYNC],
             Preset::Exchange => &EXCHANGE_CLIENT_APPS,
-            Preset::LegacyAuth => &LEGACY_AUTH_CLIENT_APPS,
+            Preset::LegacyAuth => &MODERN_CLIENT_APPS,
             Preset::All => &[],
+        }
+    }
+
+    /// Whether [`Preset::client_apps`] lists the values to exclude rather than to keep.
+    pub fn excludes_client_apps(self) -> bool {
+        self == Preset::LegacyAuth
+    }
+
+    /// The preset's `resourceId` set.
+    pub fn resource_ids(self) -> &'static [&'static str] {
+        match self {
+            Preset::Exchange => &[EXCHANGE_ONLINE_RESOURCE_ID],
+            _ => &[],
         }
     }
 
     /// The preset's `appDisplayName` set, in `SIGNINS_APPS` syntax (trailing `*` = prefix).
     pub fn apps(self) -> &'static [&'static str] {
         match self {
-            Preset::Exchange => &["Office 365 Exchange Online", "Exchange*"],
+            Preset::Exchange => &[EXCHANGE_ONLINE_APP, "Exchange*"],
             _ => &[],
         }
     }
@@ -173,53 +192,64 @@ enum AppRule {
     StartsWith(String),
 }
 
+/// The `clientAppUsed` rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ClientRule {
+    /// Equals one of these (no values: no client rule).
+    AnyOf(Vec<String>),
+    /// Present, non-empty and none of these.
+    NoneOf(Vec<String>),
+}
+
 /// The rules of one run: a sign-in is kept when any rule matches; no rules keeps everything.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignInFilter {
-    /// `clientAppUsed` values (trimmed, as given).
-    client_apps: Vec<String>,
-    /// Lower-cased `client_apps`, for the case-insensitive match.
-    client_apps_folded: Vec<String>,
+    resource_ids: Vec<String>,
+    client_rule: ClientRule,
     app_rules: Vec<AppRule>,
-    /// Lower-cased `app_rules`.
-    app_rules_folded: Vec<AppRule>,
     /// An app entry `*` was given: everything matches.
     match_all: bool,
 }
 
+/// Trimmed, non-empty, without duplicates, in the order given.
+fn distinct(values: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for value in values {
+        let value = value.trim();
+        if !value.is_empty() && !out.iter().any(|v| v == value) {
+            out.push(value.to_string());
+        }
+    }
+    out
+}
+
 impl SignInFilter {
-    /// From the preset, optionally replacing its client-app set (`SIGNINS_CLIENT_APPS`) and
-    /// app-name set (`SIGNINS_APPS`; a trailing `*` makes an entry a prefix). `Some` of an empty
-    /// list counts as not set.
+    /// From the preset, optionally replacing its client-app rule (`SIGNINS_CLIENT_APPS`: keep
+    /// these values) and app-name rules (`SIGNINS_APPS`; a trailing `*` makes an entry a
+    /// prefix). `Some` of an empty list counts as not set.
     pub fn new(
         preset: Preset,
         client_apps: Option<Vec<String>>,
         apps: Option<Vec<String>>,
     ) -> SignInFilter {
-        let client_apps: Vec<String> = match client_apps.filter(|l| !l.is_empty()) {
-            Some(list) => list,
-            None => preset.client_apps().iter().map(|s| s.to_string()).collect(),
+        let preset_list = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let client_rule = match client_apps.filter(|l| !l.is_empty()) {
+            Some(list) => ClientRule::AnyOf(distinct(list)),
+            None if preset.excludes_client_apps() => {
+                ClientRule::NoneOf(distinct(preset_list(preset.client_apps())))
+            }
+            None => ClientRule::AnyOf(distinct(preset_list(preset.client_apps()))),
         };
         let apps: Vec<String> = match apps.filter(|l| !l.is_empty()) {
             Some(list) => list,
-            None => preset.apps().iter().map(|s| s.to_string()).collect(),
+            None => preset_list(preset.apps()),
         };
-
         let mut filter = SignInFilter {
-            client_apps: Vec::new(),
-            client_apps_folded: Vec::new(),
+            resource_ids: distinct(preset_list(preset.resource_ids())),
+            client_rule,
             app_rules: Vec::new(),
-            app_rules_folded: Vec::new(),
             match_all: false,
         };
-        for app in client_apps {
-            let app = app.trim();
-            let folded = fold(app);
-            if !app.is_empty() && !filter.client_apps_folded.contains(&folded) {
-                filter.client_apps.push(app.to_string());
-                filter.client_apps_folded.push(folded);
-            }
-        }
         for app in apps {
             let app = app.trim();
             let rule = match app.strip_suffix('*') {
@@ -231,13 +261,8 @@ impl SignInFilter {
                 None if app.is_empty() => continue,
                 None => AppRule::Equals(app.to_string()),
             };
-            let folded = match &rule {
-                AppRule::Equals(s) => AppRule::Equals(fold(s)),
-                AppRule::StartsWith(s) => AppRule::StartsWith(fold(s)),
-            };
-            if !filter.app_rules_folded.contains(&folded) {
+            if !filter.app_rules.contains(&rule) {
                 filter.app_rules.push(rule);
-                filter.app_rules_folded.push(folded);
             }
         }
         filter
@@ -245,12 +270,18 @@ impl SignInFilter {
 
     /// True when every sign-in is kept (no server clause, no client-side work).
     pub fn keeps_everything(&self) -> bool {
-        self.match_all || (self.client_apps.is_empty() && self.app_rules.is_empty())
+        self.match_all
+            || (self.resource_ids.is_empty()
+                && self.app_rules.is_empty()
+                && matches!(&self.client_rule, ClientRule::AnyOf(l) if l.is_empty()))
     }
 
-    /// The `clientAppUsed` values this filter keeps.
+    /// The `clientAppUsed` values this filter keeps (empty for an exclusion rule).
     pub fn client_apps(&self) -> &[String] {
-        &self.client_apps
+        match &self.client_rule {
+            ClientRule::AnyOf(list) => list,
+            ClientRule::NoneOf(_) => &[],
+        }
     }
 
     /// The app rules in `SIGNINS_APPS` syntax (trailing `*` = prefix).
@@ -265,69 +296,85 @@ impl SignInFilter {
     }
 
     /// The OData clause Graph evaluates server-side for this filter, e.g.
-    /// `(clientAppUsed eq 'Exchange ActiveSync')`, or
-    /// `(appDisplayName eq 'Office 365 Exchange Online' or startswith(appDisplayName,'Exchange') or clientAppUsed eq 'IMAP4' ...)`;
-    /// `None` when everything is kept. App rules come first, then client apps, each in the
-    /// order given. Single quotes inside values are doubled (OData); URL-encoding is the HTTP
-    /// layer's job.
+    /// `(clientAppUsed eq 'Exchange ActiveSync')`,
+    /// `(resourceId eq '…' or appDisplayName eq '…' or startswith(appDisplayName,'Exchange') or clientAppUsed eq 'IMAP4' …)`
+    /// or `(clientAppUsed ne 'Browser' and clientAppUsed ne 'Mobile Apps and Desktop clients')`;
+    /// `None` when everything is kept. Resource rules come first, then app rules, then the
+    /// client rule, each in the order given. Single quotes inside values are doubled (OData);
+    /// URL-encoding is the HTTP layer's job.
     pub fn server_clause(&self) -> Option<String> {
         if self.keeps_everything() {
             return None;
         }
-        let mut clause = String::from("(");
-        let mut first = true;
-        let mut sep = |clause: &mut String| {
-            if !first {
-                clause.push_str(" or ");
-            }
-            first = false;
-        };
+        let mut terms: Vec<String> = Vec::new();
+        for id in &self.resource_ids {
+            terms.push(format!("resourceId eq '{}'", odata_escape(id)));
+        }
         for rule in &self.app_rules {
-            sep(&mut clause);
-            // Writing to a String cannot fail.
-            let _ = match rule {
-                AppRule::Equals(s) => write!(clause, "appDisplayName eq '{}'", odata_escape(s)),
+            terms.push(match rule {
+                AppRule::Equals(s) => format!("appDisplayName eq '{}'", odata_escape(s)),
                 AppRule::StartsWith(s) => {
-                    write!(clause, "startswith(appDisplayName,'{}')", odata_escape(s))
+                    format!("startswith(appDisplayName,'{}')", odata_escape(s))
                 }
-            };
+            });
         }
-        for app in &self.client_apps {
-            sep(&mut clause);
-            let _ = write!(clause, "clientAppUsed eq '{}'", odata_escape(app));
+        match &self.client_rule {
+            ClientRule::AnyOf(list) => {
+                for app in list {
+                    terms.push(format!("clientAppUsed eq '{}'", odata_escape(app)));
+                }
+            }
+            ClientRule::NoneOf(list) => {
+                let mut group = String::new();
+                for (i, app) in list.iter().enumerate() {
+                    if i > 0 {
+                        group.push_str(" and ");
+                    }
+                    // Writing to a String cannot fail.
+                    let _ = write!(group, "clientAppUsed ne '{}'", odata_escape(app));
+                }
+                // Alone, the group needs no inner parentheses; OR-ed with other rules it does.
+                if self.resource_ids.is_empty() && self.app_rules.is_empty() {
+                    terms.push(group);
+                } else {
+                    terms.push(format!("({group})"));
+                }
+            }
         }
-        clause.push(')');
-        Some(clause)
+        Some(format!("({})", terms.join(" or ")))
     }
 
-    /// The client-side check, applied to every sign-in the server returns: trims and ignores
-    /// case.
+    /// The client-side check, applied to every sign-in the server returns: the same rules as
+    /// [`SignInFilter::server_clause`], compared exactly as Graph compares.
     pub fn matches(&self, signin: &SignIn) -> bool {
         if self.keeps_everything() {
             return true;
         }
-        if !self.client_apps_folded.is_empty() {
-            if let Some(Value::String(client)) = signin.raw.get("clientAppUsed") {
-                let client = client.trim();
-                if self
-                    .client_apps_folded
-                    .iter()
-                    .any(|want| eq_folded(client, want))
-                {
-                    return true;
-                }
+        let text = |name: &str| match signin.raw.get(name) {
+            Some(Value::String(s)) => Some(s.as_str()),
+            _ => None,
+        };
+        if let Some(resource) = text("resourceId") {
+            if self.resource_ids.iter().any(|id| id == resource) {
+                return true;
             }
         }
-        if !self.app_rules_folded.is_empty() {
-            if let Some(Value::String(app)) = signin.raw.get("appDisplayName") {
-                let app = app.trim();
-                return self.app_rules_folded.iter().any(|rule| match rule {
-                    AppRule::Equals(want) => eq_folded(app, want),
-                    AppRule::StartsWith(want) => starts_with_folded(app, want),
-                });
+        if let Some(app) = text("appDisplayName") {
+            let by_app = self.app_rules.iter().any(|rule| match rule {
+                AppRule::Equals(want) => app == want,
+                AppRule::StartsWith(want) => app.starts_with(want.as_str()),
+            });
+            if by_app {
+                return true;
             }
         }
-        false
+        let client = text("clientAppUsed");
+        match &self.client_rule {
+            ClientRule::AnyOf(list) => client.is_some_and(|c| list.iter().any(|want| want == c)),
+            ClientRule::NoneOf(list) => {
+                client.is_some_and(|c| !c.is_empty() && !list.iter().any(|modern| modern == c))
+            }
+        }
     }
 }
 
@@ -340,40 +387,25 @@ fn odata_escape(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-fn fold(s: &str) -> String {
-    s.to_lowercase()
-}
-
-/// `value` equals `folded` (already lower-cased), ignoring case.
-fn eq_folded(value: &str, folded: &str) -> bool {
-    if value.is_ascii() {
-        value.eq_ignore_ascii_case(folded)
-    } else {
-        value.to_lowercase() == folded
-    }
-}
-
-/// `value` starts with `folded` (already lower-cased), ignoring case.
-fn starts_with_folded(value: &str, folded: &str) -> bool {
-    if value.is_ascii() && folded.is_ascii() {
-        value.len() >= folded.len() && value[..folded.len()].eq_ignore_ascii_case(folded)
-    } else {
-        value.to_lowercase().starts_with(folded)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
     fn signin(client: Option<&str>, app: Option<&str>) -> SignIn {
+        signin_to(client, app, None)
+    }
+
+    fn signin_to(client: Option<&str>, app: Option<&str>, resource: Option<&str>) -> SignIn {
         let mut v = json!({"id": "1", "createdDateTime": "2026-11-28T10:00:00Z"});
         if let Some(c) = client {
             v["clientAppUsed"] = json!(c);
         }
         if let Some(a) = app {
             v["appDisplayName"] = json!(a);
+        }
+        if let Some(r) = resource {
+            v["resourceId"] = json!(r);
         }
         SignIn::from_json(v).unwrap()
     }
@@ -397,7 +429,7 @@ mod tests {
     }
 
     #[test]
-    fn exchange_activesync_server_clause_and_match() {
+    fn exchange_activesync_server_clause_and_exact_match() {
         let f = SignInFilter::new(Preset::ExchangeActiveSync, None, None);
         assert_eq!(
             f.server_clause().as_deref(),
@@ -407,20 +439,22 @@ mod tests {
             Some("Exchange ActiveSync"),
             Some("Office 365 Exchange Online")
         )));
-        assert!(f.matches(&signin(Some("exchange activesync"), None)));
-        assert!(f.matches(&signin(Some("  EXCHANGE ACTIVESYNC "), None)));
+        // Graph compares exactly; so does the guard.
+        assert!(!f.matches(&signin(Some("exchange activesync"), None)));
+        assert!(!f.matches(&signin(Some(" Exchange ActiveSync"), None)));
         assert!(!f.matches(&signin(Some("Exchange ActiveSync2"), None)));
         assert!(!f.matches(&signin(Some("Browser"), Some("Office 365 Exchange Online"))));
         assert!(!f.matches(&signin(None, None)));
     }
 
     #[test]
-    fn exchange_server_clause_is_apps_then_every_exchange_protocol() {
+    fn exchange_server_clause_is_resource_then_apps_then_every_exchange_protocol() {
         let f = SignInFilter::new(Preset::Exchange, None, None);
         assert_eq!(
             f.server_clause().as_deref(),
             Some(
-                "(appDisplayName eq 'Office 365 Exchange Online' or startswith(appDisplayName,'Exchange') \
+                "(resourceId eq '00000002-0000-0ff1-ce00-000000000000' \
+                 or appDisplayName eq 'Office 365 Exchange Online' or startswith(appDisplayName,'Exchange') \
                  or clientAppUsed eq 'Exchange ActiveSync' or clientAppUsed eq 'Exchange Web Services' \
                  or clientAppUsed eq 'MAPI Over HTTP' or clientAppUsed eq 'Outlook Anywhere (RPC over HTTP)' \
                  or clientAppUsed eq 'AutoDiscover' or clientAppUsed eq 'Offline Address Book' \
@@ -430,13 +464,23 @@ mod tests {
     }
 
     #[test]
-    fn exchange_matches_app_or_protocol_ignoring_case() {
+    fn exchange_matches_resource_app_or_protocol() {
         let f = SignInFilter::new(Preset::Exchange, None, None);
+        // Outlook desktop / mobile: the client is "Microsoft Office", the resource is Exchange.
+        assert!(f.matches(&signin_to(
+            Some("Mobile Apps and Desktop clients"),
+            Some("Microsoft Office"),
+            Some(EXCHANGE_ONLINE_RESOURCE_ID)
+        )));
+        assert!(!f.matches(&signin_to(
+            Some("Mobile Apps and Desktop clients"),
+            Some("Microsoft Office"),
+            Some("00000003-0000-0ff1-ce00-000000000000")
+        )));
         // By app name, whatever the client.
         assert!(f.matches(&signin(Some("Browser"), Some("Office 365 Exchange Online"))));
-        assert!(f.matches(&signin(Some("Browser"), Some("office 365 exchange online"))));
         assert!(f.matches(&signin(Some("Browser"), Some("Exchange Online PowerShell"))));
-        assert!(f.matches(&signin(None, Some("exchange admin center"))));
+        assert!(!f.matches(&signin(Some("Browser"), Some("office 365 exchange online"))));
         // By protocol, whatever the app.
         for client in EXCHANGE_CLIENT_APPS {
             assert!(
@@ -444,11 +488,10 @@ mod tests {
                 "{client}"
             );
             assert!(
-                f.matches(&signin(Some(&client.to_uppercase()), None)),
+                !f.matches(&signin(Some(&client.to_lowercase()), None)),
                 "{client}"
             );
         }
-        assert!(f.matches(&signin(Some("Autodiscover"), None)));
         // Neither.
         assert!(!f.matches(&signin(Some("Browser"), Some("Microsoft Teams"))));
         assert!(!f.matches(&signin(
@@ -459,9 +502,13 @@ mod tests {
     }
 
     #[test]
-    fn legacy_auth_lists_every_legacy_client() {
+    fn legacy_auth_is_every_client_but_the_modern_ones() {
         let f = SignInFilter::new(Preset::LegacyAuth, None, None);
-        let expected = [
+        assert_eq!(
+            f.server_clause().as_deref(),
+            Some("(clientAppUsed ne 'Browser' and clientAppUsed ne 'Mobile Apps and Desktop clients')")
+        );
+        for client in [
             "IMAP4",
             "POP3",
             "Authenticated SMTP",
@@ -473,18 +520,17 @@ mod tests {
             "Offline Address Book",
             "Exchange Online PowerShell",
             "Reporting Web Services",
-            "Universal Outlook",
             "Other clients",
-        ]
-        .map(|c| format!("clientAppUsed eq '{c}'"))
-        .join(" or ");
-        assert_eq!(f.server_clause(), Some(format!("({expected})")));
-        for client in LEGACY_AUTH_CLIENT_APPS {
-            assert!(f.matches(&signin(Some(client), None)));
-            assert!(f.matches(&signin(Some(&client.to_lowercase()), None)));
+            "A protocol added next year",
+        ] {
+            assert!(f.matches(&signin(Some(client), None)), "{client}");
         }
         assert!(!f.matches(&signin(Some("Browser"), Some("Office 365 Exchange Online"))));
         assert!(!f.matches(&signin(Some("Mobile Apps and Desktop clients"), None)));
+        // Workload sign-ins have no client app: not legacy authentication.
+        assert!(!f.matches(&signin(None, Some("Contoso Daemon"))));
+        assert!(!f.matches(&signin(Some(""), None)));
+        assert!(f.client_apps().is_empty());
     }
 
     #[test]
@@ -497,27 +543,28 @@ mod tests {
     }
 
     #[test]
-    fn client_app_override_replaces_the_preset_set_on_both_sides() {
+    fn client_app_override_replaces_the_preset_rule_on_both_sides() {
         let f = SignInFilter::new(
             Preset::LegacyAuth,
-            strings(&[" IMAP4 ", "POP3", "imap4"]),
+            strings(&[" IMAP4 ", "POP3", "IMAP4"]),
             None,
         );
         assert_eq!(
             f.server_clause().as_deref(),
             Some("(clientAppUsed eq 'IMAP4' or clientAppUsed eq 'POP3')")
         );
-        assert!(f.matches(&signin(Some("pop3"), None)));
+        assert!(f.matches(&signin(Some("POP3"), None)));
         assert!(!f.matches(&signin(Some("Exchange ActiveSync"), None)));
 
-        // The exchange preset keeps its app rules when only the client apps are replaced.
+        // The exchange preset keeps its resource and app rules when only the client apps are
+        // replaced.
         let f = SignInFilter::new(Preset::Exchange, strings(&["Browser"]), None);
         assert_eq!(
             f.server_clause().as_deref(),
-            Some("(appDisplayName eq 'Office 365 Exchange Online' or startswith(appDisplayName,'Exchange') or clientAppUsed eq 'Browser')")
+            Some("(resourceId eq '00000002-0000-0ff1-ce00-000000000000' or appDisplayName eq 'Office 365 Exchange Online' or startswith(appDisplayName,'Exchange') or clientAppUsed eq 'Browser')")
         );
         assert!(!f.matches(&signin(Some("IMAP4"), Some("Other"))));
-        assert!(f.matches(&signin(Some("browser"), Some("Other"))));
+        assert!(f.matches(&signin(Some("Browser"), Some("Other"))));
     }
 
     #[test]
@@ -531,18 +578,25 @@ mod tests {
             f.apps(),
             vec!["Microsoft Teams".to_string(), "Azure*".to_string()]
         );
-        assert!(f.matches(&signin(None, Some("microsoft teams"))));
+        assert!(f.matches(&signin(None, Some("Microsoft Teams"))));
         assert!(f.matches(&signin(None, Some("Azure Portal"))));
         assert!(!f.matches(&signin(None, Some("Microsoft Teams Web"))));
         assert!(!f.matches(&signin(Some("Browser"), None)));
 
-        // Replacing the exchange app set drops the default app rules.
+        // Replacing the exchange app set drops the default app rules, not the resource rule.
         let f = SignInFilter::new(Preset::Exchange, strings(&["IMAP4"]), strings(&["Outlook"]));
         assert_eq!(
             f.server_clause().as_deref(),
-            Some("(appDisplayName eq 'Outlook' or clientAppUsed eq 'IMAP4')")
+            Some("(resourceId eq '00000002-0000-0ff1-ce00-000000000000' or appDisplayName eq 'Outlook' or clientAppUsed eq 'IMAP4')")
         );
         assert!(!f.matches(&signin(None, Some("Office 365 Exchange Online"))));
+
+        // App rules OR-ed with legacy-auth's exclusion group keep it parenthesised.
+        let f = SignInFilter::new(Preset::LegacyAuth, None, strings(&["Contoso"]));
+        assert_eq!(
+            f.server_clause().as_deref(),
+            Some("(appDisplayName eq 'Contoso' or (clientAppUsed ne 'Browser' and clientAppUsed ne 'Mobile Apps and Desktop clients'))")
+        );
     }
 
     #[test]
@@ -566,15 +620,16 @@ mod tests {
             f.server_clause().as_deref(),
             Some("(startswith(appDisplayName,'Bob''s') or clientAppUsed eq 'O''Brien''s client')")
         );
-        assert!(f.matches(&signin(Some("o'brien's CLIENT"), None)));
+        assert!(f.matches(&signin(Some("O'Brien's client"), None)));
         assert!(f.matches(&signin(None, Some("Bob's App"))));
     }
 
     #[test]
-    fn non_ascii_values_match_ignoring_case() {
+    fn non_ascii_values_match_exactly() {
         let f = SignInFilter::new(Preset::All, None, strings(&["Ämter-App", "Öffentlich*"]));
-        assert!(f.matches(&signin(None, Some("ämter-app"))));
-        assert!(f.matches(&signin(None, Some("ÖFFENTLICH Portal"))));
+        assert!(f.matches(&signin(None, Some("Ämter-App"))));
+        assert!(f.matches(&signin(None, Some("Öffentlich Portal"))));
+        assert!(!f.matches(&signin(None, Some("ämter-app"))));
         assert!(!f.matches(&signin(None, Some("Amter-App"))));
     }
 
@@ -583,9 +638,11 @@ mod tests {
         let f = SignInFilter::new(Preset::Exchange, None, None);
         let s = SignIn::from_json(json!({
             "id": "1", "createdDateTime": "2026-11-28T10:00:00Z",
-            "clientAppUsed": 5, "appDisplayName": null
+            "clientAppUsed": 5, "appDisplayName": null, "resourceId": ["00000002-0000-0ff1-ce00-000000000000"]
         }))
         .unwrap();
         assert!(!f.matches(&s));
+        let legacy = SignInFilter::new(Preset::LegacyAuth, None, None);
+        assert!(!legacy.matches(&s));
     }
 }

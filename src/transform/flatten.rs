@@ -18,13 +18,22 @@
 //! skipped (what a Power BI map geocodes), `appliedConditionalAccessPolicyCount` counts the
 //! policies Graph evaluated and `conditionalAccessPoliciesApplied` names those that applied
 //! (result `success` or `failure`).
+//!
+//! Columns read properties of Graph's v1.0 `signIn` or, for some, properties only beta has
+//! ([`Column::needs_beta`], from [`crate::graph::model::V1_PROPERTIES`]); the configuration
+//! refuses a beta-only column with `SIGNINS_GRAPH_VERSION=v1.0`, since it could only be empty.
+//! The Conditional Access policy columns ([`Column::needs_policy_permission`]) stay empty unless
+//! the identity may read Conditional Access data (`Policy.Read.All` or
+//! `Policy.Read.ConditionalAccess`): Graph returns `appliedConditionalAccessPolicies` only to such
+//! callers (<https://learn.microsoft.com/graph/api/resources/appliedconditionalaccesspolicy>).
 
 use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
 
-use crate::graph::model::SignIn;
+use crate::graph::model::GraphVersion;
+use crate::graph::model::{SignIn, V1_PROPERTIES};
 
 /// One CSV cell. Text is borrowed from the sign-in where possible.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,7 +142,7 @@ static COLUMNS: [ColumnDef; 57] = [
     col("resourceId", &["resourceId"], Kind::Value, "Id of the resource signed in to"),
     col("resourceTenantId", &["resourceTenantId"], Kind::Value, "Tenant id of the resource"),
     col("homeTenantId", &["homeTenantId"], Kind::Value, "Home tenant id of the user"),
-    col("signInEventTypes", &["signInEventTypes"], Kind::Value, "Event types (interactiveUser, nonInteractiveUser, …), joined with ';' (beta)"),
+    col("signInEventTypes", &["signInEventTypes"], Kind::Value, "Event types (interactiveUser, nonInteractiveUser, …), joined with ';'"),
     col("userType", &["userType"], Kind::Value, "member or guest"),
     col("userAgent", &["userAgent"], Kind::Value, "User agent of the client"),
     col("authenticationRequirement", &["authenticationRequirement"], Kind::Value, "singleFactorAuthentication or multiFactorAuthentication"),
@@ -144,7 +153,7 @@ static COLUMNS: [ColumnDef; 57] = [
     col("clientCredentialType", &["clientCredentialType"], Kind::Value, "Credential type of a service principal sign-in"),
     col("servicePrincipalId", &["servicePrincipalId"], Kind::Value, "Service principal id (service principal sign-ins)"),
     col("servicePrincipalName", &["servicePrincipalName"], Kind::Value, "Service principal name (service principal sign-ins)"),
-    col("managedIdentityType", &["managedIdentityType"], Kind::Value, "Managed identity type (managed identity sign-ins)"),
+    col("managedIdentityType", &["managedServiceIdentity", "msiType"], Kind::Value, "Managed identity type: systemAssigned, userAssigned or none (managed identity sign-ins)"),
     col("originalRequestId", &["originalRequestId"], Kind::Value, "Request id of the first request of the flow"),
     col("uniqueTokenIdentifier", &["uniqueTokenIdentifier"], Kind::Value, "Unique id of the token issued"),
     col("ipAddressFromResourceProvider", &["ipAddressFromResourceProvider"], Kind::Value, "Client IP as the resource provider saw it"),
@@ -169,6 +178,28 @@ impl Column {
     /// The column's header name.
     pub fn name(self) -> &'static str {
         self.0.name
+    }
+
+    /// Whether the property it reads exists only in Graph beta.
+    pub fn needs_beta(self) -> bool {
+        self.0
+            .path
+            .first()
+            .is_none_or(|root| !V1_PROPERTIES.contains(root))
+    }
+
+    /// The oldest Graph version that returns the property: `v1.0` or `beta`.
+    pub fn version(self) -> GraphVersion {
+        if self.needs_beta() {
+            GraphVersion::Beta
+        } else {
+            GraphVersion::V1
+        }
+    }
+
+    /// Whether Graph fills it only for identities that may read Conditional Access data.
+    pub fn needs_policy_permission(self) -> bool {
+        self.0.path.first() == Some(&"appliedConditionalAccessPolicies")
     }
 
     /// The cell of this column for `signin`.
@@ -247,6 +278,24 @@ impl Columns {
         &self.0
     }
 
+    /// The names of the chosen columns that only Graph beta fills.
+    pub fn beta_only(&self) -> Vec<&'static str> {
+        self.0
+            .iter()
+            .filter(|c| c.needs_beta())
+            .map(|c| c.name())
+            .collect()
+    }
+
+    /// The names of the chosen Conditional Access policy columns.
+    pub fn needing_policy_permission(&self) -> Vec<&'static str> {
+        self.0
+            .iter()
+            .filter(|c| c.needs_policy_permission())
+            .map(|c| c.name())
+            .collect()
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }
@@ -267,9 +316,9 @@ impl Columns {
     }
 }
 
-/// Every column as `(name, Graph source path, meaning)`, the default set first: the README's
-/// column reference.
-pub fn reference() -> Vec<(&'static str, String, &'static str)> {
+/// Every column as `(name, Graph source path, Graph version, meaning)`, the default set first:
+/// the README's column reference.
+pub fn reference() -> Vec<(&'static str, String, &'static str, &'static str)> {
     COLUMNS
         .iter()
         .map(|c| {
@@ -284,7 +333,7 @@ pub fn reference() -> Vec<(&'static str, String, &'static str)> {
                 ),
                 _ => c.path.join("/"),
             };
-            (c.name, source, c.meaning)
+            (c.name, source, Column(c).version().as_str(), c.meaning)
         })
         .collect()
 }
@@ -487,6 +536,203 @@ mod tests {
             ]
         }))
         .unwrap()
+    }
+
+    /// Every v1.0 property (the v1.0 CSDL), with the nulls and empty objects Graph sends for a
+    /// sign-in whose location and status are unknown and whose user is redacted.
+    fn documented_v1_record() -> Value {
+        json!({
+            "id": "b01a2f7e-0000-4000-8000-000000000001",
+            "createdDateTime": "2026-11-28T10:00:00Z",
+            "appDisplayName": "Microsoft Office",
+            "appId": "d3590ed6-52b3-4102-aeff-aad2292ab01c",
+            "appliedConditionalAccessPolicies": [],
+            "authenticationAppDeviceDetails": null,
+            "clientAppUsed": "Mobile Apps and Desktop clients",
+            "conditionalAccessStatus": "notApplied",
+            "correlationId": "c0ffee00-0000-4000-8000-000000000002",
+            "deviceDetail": {"browser": "", "deviceId": "", "displayName": "", "isCompliant": false,
+                              "isManaged": false, "operatingSystem": "Ios", "trustType": ""},
+            "homeTenantId": "8f2c1d4e-5a6b-4c7d-9e8f-0a1b2c3d4e5f",
+            "ipAddress": "203.0.113.xxx",
+            "isInteractive": false,
+            "location": {"city": null, "countryOrRegion": null, "state": null, "geoCoordinates": {}},
+            "resourceDisplayName": "Office 365 Exchange Online",
+            "resourceId": "00000002-0000-0ff1-ce00-000000000000",
+            "resourceTenantId": "8f2c1d4e-5a6b-4c7d-9e8f-0a1b2c3d4e5f",
+            "riskDetail": "hidden",
+            "riskEventTypes": [],
+            "riskEventTypes_v2": [],
+            "riskLevelAggregated": "hidden",
+            "riskLevelDuringSignIn": "hidden",
+            "riskState": "none",
+            "servicePrincipalId": "",
+            "servicePrincipalName": "",
+            "status": {},
+            "userAgent": "",
+            "userDisplayName": "PII Removed",
+            "userId": "00000000-0000-0000-0000-000000000000",
+            "userPrincipalName": "PII Removed"
+        })
+    }
+
+    fn cells(cols: &Columns, s: &SignIn) -> Vec<String> {
+        cols.row(s).iter().map(|c| c.as_str().to_string()).collect()
+    }
+
+    #[test]
+    fn the_documented_v1_shape_flattens_cell_by_cell() {
+        let s = SignIn::from_json(documented_v1_record()).unwrap();
+        let cols = Columns::parse(
+            "userDisplayName,userPrincipalName,ipAddress,locationCity,latitude,longitude,location,\
+             statusErrorCode,statusFailureReason,resourceId,homeTenantId,userAgent,servicePrincipalName,\
+             appliedConditionalAccessPolicyCount,conditionalAccessPoliciesApplied,riskEventTypes,isInteractive",
+        )
+        .unwrap();
+        assert_eq!(
+            cells(&cols, &s),
+            [
+                "PII Removed",
+                "PII Removed",
+                "203.0.113.xxx",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "00000002-0000-0ff1-ce00-000000000000",
+                "8f2c1d4e-5a6b-4c7d-9e8f-0a1b2c3d4e5f",
+                "",
+                "",
+                "0",
+                "",
+                "",
+                "false"
+            ]
+        );
+        // Beta-only columns of a v1.0 record are empty, never an error.
+        let beta = Columns::every().beta_only().join(",");
+        let beta = Columns::parse(&beta).unwrap();
+        assert!(cells(&beta, &s).iter().all(String::is_empty));
+        // Every column of every v1.0 property is marked v1.0.
+        for column in Columns::every().columns() {
+            let root = column.0.path[0];
+            assert_eq!(
+                column.needs_beta(),
+                documented_v1_record().get(root).is_none(),
+                "{}",
+                column.name()
+            );
+        }
+    }
+
+    #[test]
+    fn the_documented_beta_shape_fills_the_beta_columns() {
+        let mut v = documented_v1_record();
+        let beta = json!({
+            "signInEventTypes": ["nonInteractiveUser"],
+            "userType": "member",
+            "authenticationRequirement": "singleFactorAuthentication",
+            "authenticationProtocol": "none",
+            "tokenIssuerType": "AzureAD",
+            "crossTenantAccessType": "none",
+            "incomingTokenType": "refreshToken",
+            "clientCredentialType": "none",
+            "originalRequestId": "0d1e2f3a-0000-4000-8000-000000000003",
+            "uniqueTokenIdentifier": "AbCdEf0123456789",
+            "ipAddressFromResourceProvider": "2001:db8::xxxx",
+            "autonomousSystemNumber": 8075,
+            "isTenantRestricted": false,
+            "managedServiceIdentity": {"msiType": "none", "associatedResourceId": null,
+                                       "federatedTokenId": null, "federatedTokenIssuer": null}
+        });
+        if let (Some(o), Value::Object(b)) = (v.as_object_mut(), beta) {
+            o.extend(b);
+        }
+        let s = SignIn::from_json(v).unwrap();
+        let cols = Columns::parse(&Columns::every().beta_only().join(",")).unwrap();
+        assert_eq!(
+            cols.names(),
+            [
+                "signInEventTypes",
+                "userType",
+                "authenticationRequirement",
+                "authenticationProtocol",
+                "tokenIssuerType",
+                "crossTenantAccessType",
+                "incomingTokenType",
+                "clientCredentialType",
+                "managedIdentityType",
+                "originalRequestId",
+                "uniqueTokenIdentifier",
+                "ipAddressFromResourceProvider",
+                "autonomousSystemNumber",
+                "isTenantRestricted"
+            ]
+        );
+        assert_eq!(
+            cells(&cols, &s),
+            [
+                "nonInteractiveUser",
+                "member",
+                "singleFactorAuthentication",
+                "none",
+                "AzureAD",
+                "none",
+                "refreshToken",
+                "none",
+                "none",
+                "0d1e2f3a-0000-4000-8000-000000000003",
+                "AbCdEf0123456789",
+                "2001:db8::xxxx",
+                "8075",
+                "false"
+            ]
+        );
+        assert_eq!(
+            cols.row(&s)[12],
+            num("8075"),
+            "the AS number is a number cell"
+        );
+    }
+
+    #[test]
+    fn workload_sign_ins_with_empty_user_fields() {
+        let managed = SignIn::from_json(json!({
+            "id": "m", "createdDateTime": "2026-11-28T10:00:00Z",
+            "userDisplayName": "", "userPrincipalName": "", "userId": "",
+            "clientAppUsed": null, "isInteractive": false,
+            "servicePrincipalId": "5b1f0000-0000-4000-8000-000000000004",
+            "servicePrincipalName": "func-signin-export",
+            "signInEventTypes": ["managedIdentity"],
+            "clientCredentialType": "managedIdentity",
+            "managedServiceIdentity": {"msiType": "systemAssigned",
+                "associatedResourceId": "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Web/sites/func"},
+            "status": {"errorCode": 0, "failureReason": null, "additionalDetails": null},
+            "deviceDetail": {}, "location": {}
+        }))
+        .unwrap();
+        let cols = Columns::parse(
+            "userDisplayName,userPrincipalName,userId,clientAppUsed,servicePrincipalName,managedIdentityType,\
+             clientCredentialType,statusErrorCode,deviceOperatingSystem,location",
+        )
+        .unwrap();
+        assert_eq!(
+            cells(&cols, &managed),
+            [
+                "",
+                "",
+                "",
+                "",
+                "func-signin-export",
+                "systemAssigned",
+                "managedIdentity",
+                "0",
+                "",
+                ""
+            ]
+        );
     }
 
     #[test]
@@ -713,6 +959,6 @@ mod tests {
         assert_eq!(names.len(), COLUMNS.len());
         let lat = reference.iter().find(|r| r.0 == "latitude").unwrap();
         assert_eq!(lat.1, "location/geoCoordinates/latitude");
-        assert!(reference.iter().all(|r| !r.2.is_empty()));
+        assert!(reference.iter().all(|r| !r.3.is_empty()));
     }
 }

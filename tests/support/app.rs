@@ -48,7 +48,10 @@ impl TestApp {
                 Some(self.dir.path().display().to_string()),
             )
             .set("SIGNINS_AUTH", Some("managed-identity".into()))
-            .set("SIGNINS_RETRY_BUDGET", Some("30s".into()));
+            .set("SIGNINS_RETRY_BUDGET", Some("30s".into()))
+            // Most tests count interactive sign-ins (v1.0's answer); tests of the beta default
+            // set it explicitly.
+            .set("SIGNINS_GRAPH_VERSION", Some("v1.0".into()));
         for (name, value) in extra {
             overrides.set(name, Some(value.to_string()));
         }

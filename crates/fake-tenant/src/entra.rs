@@ -110,6 +110,11 @@ pub(crate) fn issue(
     let uti = uuid::Uuid::new_v4().simple().to_string();
     let issued_at = now();
     let tid = &fake.inner.tenant_id;
+    let mut roles = vec![
+        "AuditLog.Read.All".to_owned(),
+        "Directory.Read.All".to_owned(),
+    ];
+    roles.extend(fake.state().extra_roles.iter().cloned());
     let claims = json!({
         "aud": resource,
         "iss": format!("https://sts.windows.net/{tid}/"),
@@ -124,7 +129,7 @@ pub(crate) fn issue(
         "idp": format!("https://sts.windows.net/{tid}/"),
         "idtyp": "app",
         "oid": object_id,
-        "roles": ["AuditLog.Read.All", "Directory.Read.All"],
+        "roles": roles,
         "sub": object_id,
         "tid": tid,
         "uti": uti,

@@ -46,6 +46,8 @@ pub struct RecordedRequest {
     pub path_and_query: String,
     pub host: String,
     pub authorization: Option<String>,
+    /// The `Prefer` header, if any (clients should send `include-unknown-enum-members`).
+    pub prefer: Option<String>,
     pub status: u16,
 }
 
@@ -64,6 +66,7 @@ impl std::fmt::Debug for RecordedRequest {
             .field("path_and_query", &self.path_and_query)
             .field("host", &self.host)
             .field("authorization", &authorization)
+            .field("prefer", &self.prefer)
             .field("status", &self.status)
             .finish()
     }
@@ -288,6 +291,9 @@ pub(crate) struct StateData {
     pub(crate) user_assigned: HashSet<String>,
     pub(crate) extra_resources: HashSet<String>,
     pub(crate) issued: usize,
+    /// Application permissions granted beyond `AuditLog.Read.All` and `Directory.Read.All`
+    /// (they appear in the tokens' `roles`).
+    pub(crate) extra_roles: Vec<String>,
 }
 
 pub(crate) struct Inner {
@@ -549,6 +555,15 @@ impl FakeGraph {
         self.state().user_assigned.insert(client_id.to_owned());
     }
 
+    /// Grants the identity another Graph application permission (e.g. `Policy.Read.All`): tokens
+    /// issued from now on carry it in `roles`.
+    pub fn grant_role(&self, role: &str) {
+        let mut state = self.state();
+        if !state.extra_roles.iter().any(|r| r == role) {
+            state.extra_roles.push(role.to_owned());
+        }
+    }
+
     /// Lets tokens be issued for another resource (e.g. `https://<account>.blob.core.windows.net`).
     pub fn allow_resource(&self, resource: &str) {
         self.state()
@@ -592,7 +607,7 @@ impl FakeGraph {
 
 /// Visible records matching the filter, in the requested order. Without an event-type clause
 /// only interactive sign-ins are returned, on both versions (as the service does); v1.0 records
-/// lose the beta-only `signInEventTypes`.
+/// keep only the properties v1.0 defines ([`V1_PROPERTIES`]).
 fn select(
     state: &StateData,
     version: ApiVersion,
@@ -610,9 +625,7 @@ fn select(
         .map(|mut r| {
             if version == ApiVersion::V1 {
                 if let Some(obj) = r.as_object_mut() {
-                    obj.remove("signInEventTypes");
-                    obj.remove("servicePrincipalId");
-                    obj.remove("servicePrincipalName");
+                    obj.retain(|name, _| V1_PROPERTIES.contains(&name.as_str()));
                 }
             }
             r
@@ -623,6 +636,42 @@ fn select(
     }
     out
 }
+
+/// The properties of `microsoft.graph.signIn` in Graph v1.0 (its `id` and the 29 of the v1.0
+/// CSDL, microsoftgraph/msgraph-metadata `clean_v10_metadata/cleanMetadata.xml`); every other
+/// property a record carries is beta-only and v1.0 responses leave it out.
+pub const V1_PROPERTIES: [&str; 30] = [
+    "id",
+    "appDisplayName",
+    "appId",
+    "appliedConditionalAccessPolicies",
+    "authenticationAppDeviceDetails",
+    "clientAppUsed",
+    "conditionalAccessStatus",
+    "correlationId",
+    "createdDateTime",
+    "deviceDetail",
+    "homeTenantId",
+    "ipAddress",
+    "isInteractive",
+    "location",
+    "resourceDisplayName",
+    "resourceId",
+    "resourceTenantId",
+    "riskDetail",
+    "riskEventTypes",
+    "riskEventTypes_v2",
+    "riskLevelAggregated",
+    "riskLevelDuringSignIn",
+    "riskState",
+    "servicePrincipalId",
+    "servicePrincipalName",
+    "status",
+    "userAgent",
+    "userDisplayName",
+    "userId",
+    "userPrincipalName",
+];
 
 /// Records every request on arrival and its status on completion.
 async fn record(State(fake): State<FakeGraph>, request: Request, next: Next) -> Response {
@@ -643,6 +692,10 @@ async fn record(State(fake): State<FakeGraph>, request: Request, next: Next) -> 
         authorization: request
             .headers()
             .get(header::AUTHORIZATION)
+            .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned()),
+        prefer: request
+            .headers()
+            .get("prefer")
             .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned()),
         status: 0,
     };
@@ -1023,6 +1076,7 @@ mod tests {
             path_and_query: "/v1.0/auditLogs/signIns".into(),
             host: "127.0.0.1:1".into(),
             authorization: Some("Bearer eyJsecret".into()),
+            prefer: None,
             status: 200,
         };
         let text = format!("{r:?}");

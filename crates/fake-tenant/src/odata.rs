@@ -3,9 +3,13 @@
 //!
 //! Supported, as Graph documents and behaves for sign-ins: `createdDateTime` with `eq`/`ge`/`le`
 //! and an unquoted RFC 3339 literal (`gt`/`lt` are refused, as users report); string properties
-//! with `eq`/`ne` (case-insensitive, like the service) and `startswith`; `status/errorCode` and
-//! `isInteractive`; `and`/`or` with parentheses; and, on beta only,
-//! `signInEventTypes/any(t: t eq '…')`. Anything else is a 400 with an OData-style message.
+//! with `eq`/`ne` and `startswith`, compared exactly (case-sensitive, as users report the service
+//! does); `status/errorCode` and `isInteractive`; `and`/`or` with parentheses; and, on beta only,
+//! `signInEventTypes/any(t: t eq '…' [or t eq '…'])` — v1.0 answers that with 400 "Invalid filter
+//! clause", as reported against `Get-MgAuditLogSignIn`
+//! (<https://github.com/MicrosoftDocs/SupportArticles-docs/issues/668>; beta accepts the combined
+//! form: <https://github.com/microsoftgraph/msgraph-sdk-powershell/issues/956>). Anything else is
+//! a 400 with an OData-style message.
 
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
@@ -153,13 +157,13 @@ pub enum Expr {
     Or(Box<Expr>, Box<Expr>),
     /// `createdDateTime eq|ge|le <instant>`.
     Created(CmpOp, OffsetDateTime),
-    /// A string property at a `/` path compared case-insensitively (`eq` or `ne`).
+    /// A string property at a `/` path compared exactly (`eq` or `ne`).
     Text {
         path: &'static str,
         negate: bool,
         value: String,
     },
-    /// `startswith(path, 'prefix')`, case-insensitive.
+    /// `startswith(path, 'prefix')`, case-sensitive.
     StartsWith {
         path: &'static str,
         prefix: String,
@@ -255,12 +259,12 @@ impl Expr {
             } => {
                 let equal = lookup(record, path)
                     .and_then(Value::as_str)
-                    .is_some_and(|s| s.to_lowercase() == value.to_lowercase());
+                    .is_some_and(|s| s == value);
                 equal != *negate
             }
             Expr::StartsWith { path, prefix } => lookup(record, path)
                 .and_then(Value::as_str)
-                .is_some_and(|s| s.to_lowercase().starts_with(&prefix.to_lowercase())),
+                .is_some_and(|s| s.starts_with(prefix.as_str())),
             Expr::ErrorCode { negate, value } => {
                 let equal = record["status"]["errorCode"].as_i64() == Some(*value);
                 equal != *negate
@@ -599,7 +603,10 @@ impl Parser {
         self.expect(Token::Open)?;
         if name == "signInEventTypes/any" {
             if self.version != ApiVersion::Beta {
-                return Err(self.property_error("signInEventTypes"));
+                // What v1.0 answers (see the module docs).
+                return Err(invalid_clause(
+                    "signInEventTypes is not available in v1.0; use the beta endpoint",
+                ));
             }
             return self.event_type_lambda();
         }
@@ -704,11 +711,15 @@ mod tests {
         let f = "createdDateTime ge 2026-11-21T00:00:00Z and createdDateTime le 2026-11-28T00:00:00Z and (clientAppUsed eq 'Exchange ActiveSync' or startswith(appDisplayName,'Office 365'))";
         let e = v1(f).unwrap();
         let r = json!({"createdDateTime": "2026-11-25T10:00:00Z", "clientAppUsed": "exchange activesync", "appDisplayName": "x"});
-        assert!(e.matches(&r), "eq is case-insensitive");
+        assert!(!e.matches(&r), "eq is exact");
+        let r = json!({"createdDateTime": "2026-11-25T10:00:00Z", "clientAppUsed": "Exchange ActiveSync", "appDisplayName": "x"});
+        assert!(e.matches(&r));
         let r = json!({"createdDateTime": "2026-11-29T10:00:00Z", "clientAppUsed": "Exchange ActiveSync"});
         assert!(!e.matches(&r));
-        let r = json!({"createdDateTime": "2026-11-25T10:00:00Z", "clientAppUsed": "Browser", "appDisplayName": "office 365 Exchange Online"});
+        let r = json!({"createdDateTime": "2026-11-25T10:00:00Z", "clientAppUsed": "Browser", "appDisplayName": "Office 365 Exchange Online"});
         assert!(e.matches(&r));
+        let r = json!({"createdDateTime": "2026-11-25T10:00:00Z", "clientAppUsed": "Browser", "appDisplayName": "office 365 Exchange Online"});
+        assert!(!e.matches(&r), "startswith is case-sensitive");
     }
 
     #[test]
@@ -731,9 +742,32 @@ mod tests {
     }
 
     #[test]
+    fn the_presets_clauses_parse_and_match_as_graph_evaluates_them() {
+        let exchange = v1("(resourceId eq '00000002-0000-0ff1-ce00-000000000000' or appDisplayName eq 'Office 365 Exchange Online' or startswith(appDisplayName,'Exchange') or clientAppUsed eq 'IMAP4')").unwrap();
+        assert!(exchange.matches(&json!({"appDisplayName": "Microsoft Office", "resourceId": "00000002-0000-0ff1-ce00-000000000000"})));
+        assert!(!exchange.matches(&json!({"appDisplayName": "Microsoft Office", "resourceId": "00000003-0000-0ff1-ce00-000000000000"})));
+        let legacy = v1(
+            "(clientAppUsed ne 'Browser' and clientAppUsed ne 'Mobile Apps and Desktop clients')",
+        )
+        .unwrap();
+        assert!(legacy.matches(&json!({"clientAppUsed": "IMAP4"})));
+        assert!(!legacy.matches(&json!({"clientAppUsed": "Browser"})));
+        // OData: null ne 'x' is true, so workload sign-ins pass the server clause.
+        assert!(legacy.matches(&json!({"clientAppUsed": null})));
+        let combined =
+            "signInEventTypes/any(t: t eq 'interactiveUser' or t eq 'nonInteractiveUser')";
+        let e = beta(combined).unwrap();
+        assert!(e.matches(&json!({"signInEventTypes": ["nonInteractiveUser"]})));
+        assert!(!e.matches(&json!({"signInEventTypes": ["servicePrincipal"]})));
+        let err = v1(combined).unwrap_err();
+        assert!(err.0.starts_with("Invalid filter clause"), "{err}");
+    }
+
+    #[test]
     fn quotes_are_doubled_inside_literals() {
         let e = v1("userPrincipalName eq 'danny.o''brien@contoso.com'").unwrap();
-        assert!(e.matches(&json!({"userPrincipalName": "Danny.O'Brien@contoso.com"})));
+        assert!(e.matches(&json!({"userPrincipalName": "danny.o'brien@contoso.com"})));
+        assert!(!e.matches(&json!({"userPrincipalName": "Danny.O'Brien@contoso.com"})));
     }
 
     #[test]

@@ -1,10 +1,15 @@
 //! The simulated tenant: a deterministic generator of Graph-shaped `signIn` records.
 //!
-//! The records use exactly the field names and nesting of Graph's `signIn` resource (v1.0 plus the
-//! beta-only `signInEventTypes`), and deliberately include what real tenants produce and naive
-//! exporters get wrong: client names in unusual casing, failures with real AADSTS codes, missing
-//! locations and coordinates, nulls in nested objects, and user names with commas, quotes, line
-//! breaks, non-ASCII text and spreadsheet formulas. The same seed always yields the same records.
+//! The records use exactly the field names and nesting of Graph's beta `signIn` resource (the fake
+//! drops the beta-only properties from v1.0 answers), with the shapes real tenants produce:
+//! Outlook desktop and mobile signing in as the client `Microsoft Office` / `Outlook Mobile` to
+//! the Office 365 Exchange Online *resource*; Exchange ActiveSync mostly as non-interactive token
+//! refreshes (`signInEventTypes: ["nonInteractiveUser"]`, `incomingTokenType: refreshToken`);
+//! only `clientAppUsed` values the service emits, in its spelling; service-principal and
+//! managed-identity sign-ins with empty user fields and `managedServiceIdentity`. They also
+//! include what naive exporters get wrong: failures with real AADSTS codes, missing locations and
+//! coordinates, nulls in nested objects, and user names with commas, quotes, line breaks,
+//! non-ASCII text and spreadsheet formulas. The same seed always yields the same records.
 
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -295,6 +300,8 @@ enum Client {
     Ews,
     Mapi,
     Autodiscover,
+    ExchangePowerShell,
+    OfflineAddressBook,
     Other,
 }
 
@@ -309,6 +316,8 @@ const CLIENT_WEIGHTS: &[(Client, u32)] = &[
     (Client::Ews, 4),
     (Client::Mapi, 4),
     (Client::Autodiscover, 3),
+    (Client::ExchangePowerShell, 1),
+    (Client::OfflineAddressBook, 1),
     (Client::Other, 2),
 ];
 
@@ -327,19 +336,13 @@ fn pick_client(rng: &mut ChaCha8Rng) -> Client {
 fn make_signin(user: &User, created: OffsetDateTime, rng: &mut ChaCha8Rng) -> Value {
     let client = pick_client(rng);
     let (client_app, app, resource, interactive_share) = match client {
-        Client::ActiveSync => {
-            // Real logs spell this client in more than one casing.
-            let name = *[
-                "Exchange ActiveSync",
-                "Exchange ActiveSync",
-                "Exchange ActiveSync",
-                "exchange activesync",
-                "Exchange Activesync",
-            ]
-            .choose(rng)
-            .unwrap_or(&"Exchange ActiveSync");
-            (name, EXCHANGE_ONLINE, EXCHANGE_ONLINE, 0.2)
-        }
+        // Phones sync mail mostly by refreshing tokens in the background: non-interactive.
+        Client::ActiveSync => (
+            "Exchange ActiveSync",
+            EXCHANGE_ONLINE,
+            EXCHANGE_ONLINE,
+            0.15,
+        ),
         Client::Browser => {
             let app = *[EXCHANGE_ONLINE, SHAREPOINT, TEAMS_WEB, AZURE_PORTAL]
                 .choose(rng)
@@ -371,7 +374,19 @@ fn make_signin(user: &User, created: OffsetDateTime, rng: &mut ChaCha8Rng) -> Va
             0.9,
         ),
         Client::Mapi => ("MAPI Over HTTP", EXCHANGE_ONLINE, EXCHANGE_ONLINE, 0.9),
-        Client::Autodiscover => ("Autodiscover", EXCHANGE_ONLINE, EXCHANGE_ONLINE, 0.9),
+        Client::Autodiscover => ("AutoDiscover", EXCHANGE_ONLINE, EXCHANGE_ONLINE, 0.9),
+        Client::ExchangePowerShell => (
+            "Exchange Online PowerShell",
+            EXCHANGE_ONLINE,
+            EXCHANGE_ONLINE,
+            1.0,
+        ),
+        Client::OfflineAddressBook => (
+            "Offline Address Book",
+            EXCHANGE_ONLINE,
+            EXCHANGE_ONLINE,
+            0.5,
+        ),
         Client::Other => ("Other clients", EXCHANGE_ONLINE, EXCHANGE_ONLINE, 1.0),
     };
     let interactive = rng.gen_bool(interactive_share);
@@ -415,8 +430,24 @@ fn make_signin(user: &User, created: OffsetDateTime, rng: &mut ChaCha8Rng) -> Va
     let device = device_detail(client, user, rng);
     let (location, ip) = location(user.home, rng);
     let risk = if rng.gen_bool(0.05) { "low" } else { "none" };
+    let legacy = !matches!(
+        client,
+        Client::Browser | Client::Desktop | Client::OutlookMobile
+    );
+    let incoming_token = if interactive {
+        "none"
+    } else if legacy {
+        "refreshToken"
+    } else {
+        "primaryRefreshToken"
+    };
+    let user_agent = match client {
+        Client::ActiveSync => format!("{}/17.1 ExchangeServicesClient", user.phone_os),
+        Client::Browser => "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Edg/131.0.0.0".to_owned(),
+        _ => String::new(),
+    };
 
-    json!({
+    let record = json!({
         "id": guid(rng),
         "createdDateTime": created.format(&Rfc3339).unwrap_or_default(),
         "userDisplayName": user.display_name,
@@ -440,9 +471,42 @@ fn make_signin(user: &User, created: OffsetDateTime, rng: &mut ChaCha8Rng) -> Va
         "deviceDetail": device,
         "location": location,
         "appliedConditionalAccessPolicies": policies,
+        "userAgent": user_agent,
+        "homeTenantId": TENANT_ID,
+        "resourceTenantId": TENANT_ID,
+        "servicePrincipalId": "",
+        "servicePrincipalName": "",
+    });
+    let beta = json!({
         "signInEventTypes": [event_type],
-    })
+        "userType": "member",
+        "authenticationRequirement": if interactive { "multiFactorAuthentication" } else { "singleFactorAuthentication" },
+        "authenticationProtocol": if legacy { "ropc" } else { "none" },
+        "tokenIssuerType": "AzureAD",
+        "crossTenantAccessType": "none",
+        "incomingTokenType": incoming_token,
+        "clientCredentialType": "none",
+        "originalRequestId": guid(rng),
+        "uniqueTokenIdentifier": format!("{:032x}", rng.gen::<u128>()),
+        "ipAddressFromResourceProvider": "",
+        "autonomousSystemNumber": 8075,
+        "isTenantRestricted": false,
+        "managedServiceIdentity": {"msiType": "none", "associatedResourceId": null, "federatedTokenId": null, "federatedTokenIssuer": null},
+    });
+    with_beta(record, beta)
 }
+
+/// `record` with the beta-only properties of `beta` added (two `json!` calls: one would exceed
+/// the macro's recursion limit).
+fn with_beta(mut record: Value, beta: Value) -> Value {
+    if let (Some(record), Value::Object(beta)) = (record.as_object_mut(), beta) {
+        record.extend(beta);
+    }
+    record
+}
+
+/// The simulated tenant's id (`homeTenantId` / `resourceTenantId`).
+pub const TENANT_ID: &str = "8f2c1d4e-5a6b-4c7d-9e8f-0a1b2c3d4e5f";
 
 fn device_detail(client: Client, user: &User, rng: &mut ChaCha8Rng) -> Value {
     match client {
@@ -552,11 +616,22 @@ fn make_workload_signin(i: usize, created: OffsetDateTime, rng: &mut ChaCha8Rng)
     };
     let sp_id = guid(rng);
     let (location, ip) = location(i % PLACES.len(), rng);
-    json!({
+    let msi = if managed {
+        json!({
+            "msiType": "systemAssigned",
+            "associatedResourceId": "/subscriptions/6a1b2c3d-0000-4000-8000-000000000001/resourceGroups/rg-signins/providers/Microsoft.Web/sites/func-signin-export",
+            "federatedTokenId": null,
+            "federatedTokenIssuer": null
+        })
+    } else {
+        json!({"msiType": "none", "associatedResourceId": null, "federatedTokenId": null, "federatedTokenIssuer": null})
+    };
+    let record = json!({
         "id": guid(rng),
         "createdDateTime": created.format(&Rfc3339).unwrap_or_default(),
-        "userDisplayName": null,
-        "userPrincipalName": null,
+        // Workload sign-ins carry no user: empty strings, as Graph sends them.
+        "userDisplayName": "",
+        "userPrincipalName": "",
         "userId": "",
         "appId": guid(rng),
         "appDisplayName": name,
@@ -581,8 +656,27 @@ fn make_workload_signin(i: usize, created: OffsetDateTime, rng: &mut ChaCha8Rng)
         },
         "location": location,
         "appliedConditionalAccessPolicies": [],
+        "userAgent": "",
+        "homeTenantId": TENANT_ID,
+        "resourceTenantId": TENANT_ID,
+    });
+    let beta = json!({
         "signInEventTypes": [event_type],
-    })
+        "userType": null,
+        "authenticationRequirement": "singleFactorAuthentication",
+        "authenticationProtocol": "none",
+        "tokenIssuerType": "AzureAD",
+        "crossTenantAccessType": "none",
+        "incomingTokenType": "none",
+        "clientCredentialType": if managed { "managedIdentity" } else { "clientSecret" },
+        "originalRequestId": guid(rng),
+        "uniqueTokenIdentifier": format!("{:032x}", rng.gen::<u128>()),
+        "ipAddressFromResourceProvider": null,
+        "autonomousSystemNumber": 8075,
+        "isTenantRestricted": false,
+        "managedServiceIdentity": msi,
+    });
+    with_beta(record, beta)
 }
 
 #[cfg(test)]
@@ -662,7 +756,6 @@ mod tests {
         let clients = field("clientAppUsed");
         for c in [
             "Exchange ActiveSync",
-            "exchange activesync",
             "Browser",
             "Mobile Apps and Desktop clients",
             "IMAP4",
@@ -670,11 +763,15 @@ mod tests {
             "Authenticated SMTP",
             "Exchange Web Services",
             "MAPI Over HTTP",
-            "Autodiscover",
+            "AutoDiscover",
+            "Exchange Online PowerShell",
+            "Offline Address Book",
             "Other clients",
         ] {
             assert!(clients.contains(c), "missing client {c}");
         }
+        // Only the service's own spellings.
+        assert_eq!(clients.len(), 12, "{clients:?}");
         let names = field("userDisplayName");
         for n in NASTY_NAMES {
             assert!(names.contains(*n), "missing name {n:?}");
@@ -695,5 +792,40 @@ mod tests {
             .any(|r| r["location"]["geoCoordinates"]["latitude"].is_f64()));
         let countries = field("ipAddress").len();
         assert!(countries > 50);
+    }
+
+    #[test]
+    fn realistic_shapes_for_mail_clients_and_workloads() {
+        let records = generate(&spec(9));
+        let types = |r: &Value| {
+            r["signInEventTypes"][0]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        // Outlook desktop: client app "Microsoft Office", resource Exchange Online.
+        assert!(records
+            .iter()
+            .any(|r| r["appDisplayName"] == "Microsoft Office"
+                && r["resourceId"] == EXCHANGE_ONLINE.1));
+        // ActiveSync: mostly non-interactive refresh-token sign-ins.
+        let eas: Vec<&Value> = records
+            .iter()
+            .filter(|r| r["clientAppUsed"] == "Exchange ActiveSync")
+            .collect();
+        let background = eas
+            .iter()
+            .filter(|r| types(r) == "nonInteractiveUser")
+            .count();
+        assert!(background * 2 > eas.len(), "{background} of {}", eas.len());
+        assert!(eas
+            .iter()
+            .filter(|r| types(r) == "nonInteractiveUser")
+            .all(|r| r["incomingTokenType"] == "refreshToken"));
+        // Workloads: no user, a managed identity says which kind.
+        for r in records.iter().filter(|r| types(r) == "managedIdentity") {
+            assert_eq!(r["userPrincipalName"], "");
+            assert_eq!(r["managedServiceIdentity"]["msiType"], "systemAssigned");
+        }
     }
 }
