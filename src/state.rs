@@ -52,12 +52,72 @@ pub struct State {
     /// The daily files `latest.csv` was last built from, newest first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest_files: Option<Vec<String>>,
+    /// A slice was committed after `latest.csv` was last built: the next run rebuilds it even if
+    /// it finds no new rows (set with the commit, so a run that fails or stops before rebuilding
+    /// never leaves the report stale for good).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub latest_dirty: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run: Option<RunSummary>,
+    /// What this destination exports: the query besides the preset and columns. `None` in
+    /// documents written before it was recorded; the next run records it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<ExportQuery>,
     /// Slice length, in seconds, learnt from a slice that did not fit in a run's deadline;
     /// `None` = SIGNINS_SLICE. Persisted so that every later run makes progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slice_seconds: Option<u64>,
+}
+
+/// The part of the Graph query that decides which rows a destination holds, besides the preset
+/// (part of the path) and the columns (checked on their own). A run whose query differs would
+/// mix two selections in one set of files, so it is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportQuery {
+    /// SIGNINS_GRAPH_VERSION.
+    pub graph_version: String,
+    /// SIGNINS_EVENT_TYPES.
+    pub event_types: Vec<String>,
+    /// SIGNINS_CLIENT_APPS (`None` = the preset's).
+    pub client_apps: Option<Vec<String>>,
+    /// SIGNINS_APPS (`None` = the preset's).
+    pub apps: Option<Vec<String>>,
+    /// SIGNINS_FILTER.
+    pub filter: Option<String>,
+}
+
+impl ExportQuery {
+    /// The settings (named as the admin sets them) whose values differ, with both values.
+    fn differences(&self, wanted: &ExportQuery) -> Vec<String> {
+        fn show<T: std::fmt::Debug>(value: &T) -> String {
+            format!("{value:?}")
+        }
+        let mut out = Vec::new();
+        let mut compare = |setting: &str, stored: String, now: String| {
+            if stored != now {
+                out.push(format!("{setting} was {stored}, now {now}"));
+            }
+        };
+        compare(
+            "SIGNINS_GRAPH_VERSION",
+            show(&self.graph_version),
+            show(&wanted.graph_version),
+        );
+        compare(
+            "SIGNINS_EVENT_TYPES",
+            show(&self.event_types),
+            show(&wanted.event_types),
+        );
+        compare(
+            "SIGNINS_CLIENT_APPS",
+            show(&self.client_apps),
+            show(&wanted.client_apps),
+        );
+        compare("SIGNINS_APPS", show(&self.apps), show(&wanted.apps));
+        compare("SIGNINS_FILTER", show(&self.filter), show(&wanted.filter));
+        out
+    }
 }
 
 /// The shortest slice the deadline can teach: below this, Graph's per-request cost dominates.
@@ -127,6 +187,8 @@ pub enum StateError {
     Version(u32),
     #[error("this destination was written with columns [{stored}]; SIGNINS_COLUMNS now gives [{wanted}]. Use a new destination prefix to change columns")]
     Columns { stored: String, wanted: String },
+    #[error("this destination was exported with another query ({0}); its files would mix two selections of sign-ins. Put back the previous settings, or export into a new destination prefix (e.g. append /v2 to SIGNINS_DESTINATION)")]
+    Query(String),
 }
 
 impl State {
@@ -141,7 +203,9 @@ impl State {
             recent_ids: BTreeMap::new(),
             pending: None,
             latest_files: None,
+            latest_dirty: false,
             last_run: None,
+            query: None,
             slice_seconds: None,
         }
     }
@@ -210,6 +274,25 @@ impl State {
         })
     }
 
+    /// Refuses a query other than the one this destination was exported with; records the query
+    /// in a document written before queries were recorded.
+    pub fn check_query(&mut self, wanted: &ExportQuery) -> Result<(), StateError> {
+        match &self.query {
+            None => {
+                self.query = Some(wanted.clone());
+                Ok(())
+            }
+            Some(stored) => {
+                let differences = stored.differences(wanted);
+                if differences.is_empty() {
+                    Ok(())
+                } else {
+                    Err(StateError::Query(differences.join("; ")))
+                }
+            }
+        }
+    }
+
     /// Whether the sign-in `id` has been written already (as far as dedup can still matter).
     pub fn is_written(&self, id: &str) -> bool {
         self.recent_ids.contains_key(id)
@@ -219,6 +302,7 @@ impl State {
     pub fn settle(&mut self, committed: bool, overlap: Duration) {
         if let Some(pending) = self.pending.take() {
             if committed {
+                self.latest_dirty = true;
                 self.recent_ids.extend(pending.ids);
                 self.extend(pending.start, pending.end, overlap);
             }
@@ -341,6 +425,41 @@ mod tests {
         assert_eq!(state.slice_limit(), None, "back to the configured length");
         let parsed = State::parse(&state.to_bytes()).unwrap().unwrap();
         assert_eq!(parsed, state);
+    }
+
+    fn query() -> ExportQuery {
+        ExportQuery {
+            graph_version: "beta".into(),
+            event_types: vec!["interactiveUser".into(), "nonInteractiveUser".into()],
+            client_apps: None,
+            apps: None,
+            filter: None,
+        }
+    }
+
+    #[test]
+    fn another_query_is_refused_naming_each_difference() {
+        let mut state = State::new("all", vec![], datetime!(2026-11-28 10:00 UTC));
+        state.check_query(&query()).unwrap();
+        assert_eq!(
+            state.query,
+            Some(query()),
+            "an older document adopts the query"
+        );
+        state.check_query(&query()).unwrap();
+        let other = ExportQuery {
+            graph_version: "v1.0".into(),
+            filter: Some("userType eq 'member'".into()),
+            ..query()
+        };
+        let text = state.check_query(&other).unwrap_err().to_string();
+        assert!(
+            text.contains("SIGNINS_GRAPH_VERSION was \"beta\", now \"v1.0\""),
+            "{text}"
+        );
+        assert!(text.contains("SIGNINS_FILTER was None"), "{text}");
+        assert!(!text.contains("SIGNINS_EVENT_TYPES"), "{text}");
+        assert!(text.contains("new destination prefix"), "{text}");
     }
 
     #[test]

@@ -620,6 +620,8 @@ struct CrashingSink {
     commits: AtomicU32,
     crash_at: u32,
     after_commit: bool,
+    /// Rebuilding `latest.csv` fails (Blob Storage unavailable at the end of a run).
+    fail_latest: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait]
@@ -673,6 +675,12 @@ impl Sink for CrashingSink {
         self.inner.list_daily().await
     }
     async fn publish_latest(&self, header: Bytes, files: &[String]) -> Result<(), SinkError> {
+        if self.fail_latest.load(Ordering::SeqCst) {
+            return Err(SinkError::Unavailable {
+                what: "test".into(),
+                detail: "simulated outage while rebuilding latest.csv".into(),
+            });
+        }
         self.inner.publish_latest(header, files).await
     }
     async fn read(&self, file: &str) -> Result<Option<Bytes>, SinkError> {
@@ -683,6 +691,87 @@ impl Sink for CrashingSink {
     }
 }
 
+/// Regression (issue 9): a run that committed a slice and then failed to rebuild `latest.csv`
+/// left the report stale for good — the next run found no new rows and the same set of days,
+/// and skipped the rebuild. The commit now marks the report dirty in the state.
+#[tokio::test]
+async fn latest_csv_is_rebuilt_after_a_run_that_failed_to_rebuild_it() {
+    let records = tenant_ending_now(30, 1, 22);
+    let now = OffsetDateTime::now_utc();
+    let late: Vec<String> = records
+        .iter()
+        .filter(|r| created(r) > now - Duration::from_secs(30 * 60) && interactive(r))
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!late.is_empty(), "the tenant has no recent sign-ins");
+    let app = TestApp::spawn(records).await;
+    let late_refs: Vec<&str> = late.iter().map(String::as_str).collect();
+    app.fake.hide(&late_refs);
+    let settings = app.settings(&[("SIGNINS_PRESET", "all"), ("SIGNINS_LOOKBACK", "12h")]);
+    let sink = Arc::new(CrashingSink {
+        inner: LocalSink::new(app.base(&settings)),
+        commits: AtomicU32::new(0),
+        crash_at: 0,
+        after_commit: false,
+        fail_latest: Default::default(),
+    });
+    let run = |sink: Arc<CrashingSink>| {
+        let deps = app.deps_with_sink(&settings, sink);
+        let settings = settings.clone();
+        async move {
+            let request = RunRequest {
+                holder: "test".into(),
+                ..RunRequest::default()
+            };
+            run::run_with(&settings, &deps, request, CancellationToken::new()).await
+        }
+    };
+    assert!(matches!(
+        run(sink.clone()).await,
+        Ok(RunOutcome::Completed(_))
+    ));
+    // The late sign-ins appear; this run commits them and fails while rebuilding latest.csv.
+    app.fake.publish(&late_refs);
+    sink.fail_latest.store(true, Ordering::SeqCst);
+    assert!(run(sink.clone()).await.is_err());
+    // The next run finds nothing new, yet rebuilds the report.
+    sink.fail_latest.store(false, Ordering::SeqCst);
+    match run(sink.clone()).await {
+        Ok(RunOutcome::Completed(summary)) => assert_eq!(summary.rows, 0, "{summary:?}"),
+        other => panic!("{other:?}"),
+    }
+    let latest = read_csv(&std::fs::read(app.base(&settings).join("latest.csv")).unwrap());
+    let daily: usize = app.daily_rows(&settings).values().map(Vec::len).sum();
+    assert_eq!(latest.len(), daily, "latest.csv holds every committed row");
+    let latest_ids: BTreeSet<&str> = latest.iter().map(|r| r["id"].as_str()).collect();
+    assert!(late.iter().all(|id| latest_ids.contains(id.as_str())));
+}
+
+/// A query other than the destination's is refused with what differs and the remedy; nothing
+/// is read or written.
+#[tokio::test]
+async fn another_query_on_the_same_destination_is_refused() {
+    let app = TestApp::spawn(tenant_ending_now(10, 1, 23)).await;
+    let settings = app.settings(&[("SIGNINS_PRESET", "all"), ("SIGNINS_LOOKBACK", "6h")]);
+    app.export(&settings).await;
+    let before = app.exported_id_counts(&settings);
+    let other = app.settings(&[
+        ("SIGNINS_PRESET", "all"),
+        ("SIGNINS_LOOKBACK", "6h"),
+        ("SIGNINS_FILTER", "userType eq 'member'"),
+    ]);
+    let requests = app.fake.requests().len();
+    let err = app.run(&other).await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, RunError::Refused(_)), "{text}");
+    assert!(
+        text.contains("SIGNINS_FILTER") && text.contains("new destination prefix"),
+        "{text}"
+    );
+    assert_eq!(app.fake.requests().len(), requests, "no Graph request");
+    assert_eq!(app.exported_id_counts(&other), before);
+}
+
 #[tokio::test]
 async fn a_crash_around_a_commit_is_settled_by_the_next_run() {
     for after_commit in [false, true] {
@@ -691,6 +780,7 @@ async fn a_crash_around_a_commit_is_settled_by_the_next_run() {
         let crashing = Arc::new(CrashingSink {
             inner: LocalSink::new(app.base(&settings)),
             commits: AtomicU32::new(0),
+            fail_latest: Default::default(),
             crash_at: 3,
             after_commit,
         });

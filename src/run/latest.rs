@@ -2,14 +2,34 @@
 //! days, newest first, replaced in one atomic commit by the sink.
 
 use time::OffsetDateTime;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{Run, RunError};
 use crate::sink::daily_file;
 use crate::state::State;
 
 impl Run<'_> {
-    /// Rebuilds `latest.csv` when rows were added or its set of days changed.
+    /// [`Self::publish_latest`] inside what is left of the run's deadline; `Ok(false)` when the
+    /// deadline came first (the report stays dirty in the state and the next run rebuilds it).
+    pub(super) async fn publish_latest_by_deadline(
+        &mut self,
+        state: &mut State,
+    ) -> Result<bool, RunError> {
+        let Some(budget) = self.request.deadline else {
+            return self.publish_latest(state).await.map(|()| true);
+        };
+        let left = budget.saturating_sub(self.started.elapsed());
+        match tokio::time::timeout(left, self.publish_latest(state)).await {
+            Ok(published) => published.map(|()| true),
+            Err(_) => {
+                warn!("latest.csv was not rebuilt before the deadline; the next run rebuilds it");
+                Ok(false)
+            }
+        }
+    }
+
+    /// Rebuilds `latest.csv` when it is dirty (a slice was committed since it was last built, by
+    /// this run or by one that failed or stopped before rebuilding it) or its set of days changed.
     pub(super) async fn publish_latest(&mut self, state: &mut State) -> Result<(), RunError> {
         let today = OffsetDateTime::now_utc().date();
         let first = today - time::Duration::days(i64::from(self.settings.report_days) - 1);
@@ -24,15 +44,18 @@ impl Run<'_> {
             })
             .collect();
         files.sort_unstable_by(|a, b| b.cmp(a));
-        if self.summary.rows == 0 && state.latest_files.as_ref() == Some(&files) {
+        if !state.latest_dirty && state.latest_files.as_ref() == Some(&files) {
             return Ok(());
         }
+        // Another writer may have taken over since the last slice: never replace its report.
+        self.deps.sink.ensure_locked().await?;
         self.deps
             .sink
             .publish_latest(self.encoder.header(), &files)
             .await?;
         info!(days = files.len(), "latest.csv replaced");
         state.latest_files = Some(files);
+        state.latest_dirty = false;
         Ok(())
     }
 }

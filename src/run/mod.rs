@@ -31,7 +31,7 @@ use crate::graph::client::GraphClient;
 use crate::graph::query::Window;
 use crate::graph::stream::{PageObserver, SignInStream};
 use crate::sink::{daily_file, BlockId, LockHolder, LockOutcome, Sink, SinkError};
-use crate::state::State;
+use crate::state::{ExportQuery, State};
 use crate::transform::filter::SignInFilter;
 
 pub use crate::state::RunSummary;
@@ -76,9 +76,10 @@ pub enum RunError {
     State(String),
     #[error("cancelled (shutting down); finished slices are committed")]
     Cancelled,
-    /// The request cannot run as asked (e.g. `until` before a needed back-fill); nothing was read.
-    #[error(transparent)]
-    Refused(#[from] plan::PlanError),
+    /// The request or the settings cannot run against this destination as they are (e.g.
+    /// `until` before a needed back-fill, another query than the destination's); nothing was read.
+    #[error("{0}")]
+    Refused(String),
     /// Internal signal: the deadline hit inside a slice (the run reports `DeadlineReached`).
     #[error("the run's deadline was reached")]
     DeadlineReached,
@@ -224,13 +225,30 @@ impl<'a> Run<'a> {
         let Some(bytes) = self.deps.sink.read_state().await? else {
             return Ok(None);
         };
-        let state = State::parse(&bytes).map_err(|e| RunError::State(e.to_string()))?;
-        if let Some(state) = &state {
+        let mut state = State::parse(&bytes).map_err(|e| RunError::State(e.to_string()))?;
+        if let Some(state) = state.as_mut() {
             state
                 .check_columns(&self.columns())
-                .map_err(|e| RunError::State(e.to_string()))?;
+                .and_then(|()| state.check_query(&self.query()))
+                .map_err(|e| RunError::Refused(e.to_string()))?;
         }
         Ok(state)
+    }
+
+    /// The query this run exports with, as recorded in the state.
+    fn query(&self) -> ExportQuery {
+        let graph = &self.settings.graph;
+        ExportQuery {
+            graph_version: graph.version.as_str().to_string(),
+            event_types: graph
+                .event_types
+                .iter()
+                .map(|t| t.as_str().to_string())
+                .collect(),
+            client_apps: self.settings.client_apps.clone(),
+            apps: self.settings.apps.clone(),
+            filter: graph.extra_filter.clone(),
+        }
     }
 
     /// The pure planner, fed from the state, the request and the settings.
@@ -251,7 +269,8 @@ impl<'a> Run<'a> {
                     .and_then(State::slice_limit)
                     .map_or(self.settings.slice, |limit| limit.min(self.settings.slice)),
             },
-        )?)
+        )
+        .map_err(|e| RunError::Refused(e.to_string()))?)
     }
 
     async fn export(&mut self) -> Result<bool, RunError> {
@@ -272,7 +291,9 @@ impl<'a> Run<'a> {
             ..
         } = self.plan(state.as_ref(), now)?;
         let mut state = state.unwrap_or_else(|| {
-            State::new(self.settings.preset.as_str(), self.columns(), window_start)
+            let mut state = State::new(self.settings.preset.as_str(), self.columns(), window_start);
+            state.query = Some(self.query());
+            state
         });
         self.summary.window_start = Some(window_start);
         self.summary.window_end = Some(window_end);
@@ -280,7 +301,10 @@ impl<'a> Run<'a> {
         // Every path below must leave the final state in `self.state`: `finish` records the run
         // in it, and a stale copy would move the watermark back.
         let result = match self.export_slices(&mut state, plan).await {
-            Ok(completed) => self.publish_latest(&mut state).await.map(|()| completed),
+            Ok(completed) => self
+                .publish_latest_by_deadline(&mut state)
+                .await
+                .map(|published| completed && published),
             Err(e) => Err(e),
         };
         self.state = Some(state);
