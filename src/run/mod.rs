@@ -257,7 +257,7 @@ impl<'a> Run<'a> {
             from: state.covered_from,
             watermark: state.watermark,
         });
-        Ok(plan::plan(
+        plan::plan(
             covered,
             &plan::PlanInput {
                 now,
@@ -270,7 +270,7 @@ impl<'a> Run<'a> {
                     .map_or(self.settings.slice, |limit| limit.min(self.settings.slice)),
             },
         )
-        .map_err(|e| RunError::Refused(e.to_string()))?)
+        .map_err(|e| RunError::Refused(e.to_string()))
     }
 
     async fn export(&mut self) -> Result<bool, RunError> {
