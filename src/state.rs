@@ -59,6 +59,10 @@ pub struct State {
     pub latest_dirty: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run: Option<RunSummary>,
+    /// Intervals whose sign-ins were never exported because Graph no longer had them when the
+    /// export resumed (an outage longer than the retention). Never hidden: reported and kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lost: Vec<Span>,
     /// What this destination exports: the query besides the preset and columns. `None` in
     /// documents written before it was recorded; the next run records it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -123,6 +127,15 @@ impl ExportQuery {
 /// The shortest slice the deadline can teach: below this, Graph's per-request cost dominates.
 pub const MIN_SLICE: Duration = Duration::from_secs(60);
 
+/// An interval of time `[from, to)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Span {
+    #[serde(with = "time::serde::rfc3339")]
+    pub from: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub to: OffsetDateTime,
+}
+
 /// The summary of one run: what every shell reports, and `last_run` in the state document.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -151,6 +164,14 @@ pub struct RunSummary {
     pub retries: u64,
     /// Sign-ins read from Graph but skipped as already exported.
     pub duplicates_skipped: u64,
+    /// Of the back-fill asked for (`since`), what is not exported yet: the next run with the
+    /// same `since` continues it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backfill_remaining: Option<Span>,
+    /// Sign-ins this run found it can no longer read (older than Graph's 30 days, after an
+    /// outage); also recorded in the state's `lost`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost: Option<Span>,
     /// Completeness re-checks sent (one per slice with rows; more when Graph ended paging early).
     #[serde(default)]
     pub completeness_checks: u64,
@@ -204,6 +225,7 @@ impl State {
             pending: None,
             latest_files: None,
             latest_dirty: false,
+            lost: Vec::new(),
             last_run: None,
             query: None,
             slice_seconds: None,

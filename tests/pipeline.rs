@@ -747,6 +747,39 @@ async fn latest_csv_is_rebuilt_after_a_run_that_failed_to_rebuild_it() {
     assert!(late.iter().all(|id| latest_ids.contains(id.as_str())));
 }
 
+/// After an outage longer than Graph's 30-day retention, what can no longer be read is recorded
+/// in the state and reported, not hidden; the export resumes at the retention floor.
+#[tokio::test]
+async fn an_outage_longer_than_the_retention_is_recorded_and_reported() {
+    let app = TestApp::spawn(tenant_ending_now(10, 2, 24)).await;
+    let settings = app.settings(&[("SIGNINS_PRESET", "all"), ("SIGNINS_LOOKBACK", "1d")]);
+    app.export(&settings).await;
+    // The last export "ended" 40 days ago.
+    let path = app.base(&settings).join("_state/state.json");
+    let mut state: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let long_ago = OffsetDateTime::now_utc() - time::Duration::days(40);
+    let text = long_ago
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    state["watermark"] = Value::String(text.clone());
+    state["coveredFrom"] = Value::String(text.clone());
+    state["recentIds"] = serde_json::json!({});
+    std::fs::write(&path, serde_json::to_vec(&state).unwrap()).unwrap();
+
+    let summary = app.export(&settings).await;
+    let lost = summary.lost.expect("the loss is reported");
+    assert_eq!(
+        lost.from
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap(),
+        text
+    );
+    assert!(lost.to > OffsetDateTime::now_utc() - time::Duration::days(31));
+    let state: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(state["lost"].as_array().map(Vec::len), Some(1), "{state}");
+    assert_eq!(state["lost"][0]["from"], Value::String(text));
+}
+
 /// A query other than the destination's is refused with what differs and the remedy; nothing
 /// is read or written.
 #[tokio::test]

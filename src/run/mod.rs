@@ -31,7 +31,7 @@ use crate::graph::client::GraphClient;
 use crate::graph::query::Window;
 use crate::graph::stream::{PageObserver, SignInStream};
 use crate::sink::{daily_file, BlockId, LockHolder, LockOutcome, Sink, SinkError};
-use crate::state::{ExportQuery, State};
+use crate::state::{ExportQuery, Span, State};
 use crate::transform::filter::SignInFilter;
 
 pub use crate::state::RunSummary;
@@ -288,6 +288,7 @@ impl<'a> Run<'a> {
             slices: plan,
             window_start,
             window_end,
+            lost,
             ..
         } = self.plan(state.as_ref(), now)?;
         let mut state = state.unwrap_or_else(|| {
@@ -295,6 +296,20 @@ impl<'a> Run<'a> {
             state.query = Some(self.query());
             state
         });
+        if let Some((from, to)) = lost {
+            let span = Span { from, to };
+            warn!(
+                from = %rfc3339(from),
+                to = %rfc3339(to),
+                "the last export ended longer ago than Graph keeps sign-ins (30 days): these can no longer be read and are recorded as lost in the state"
+            );
+            // A run that fails before moving the watermark finds the same loss again.
+            match state.lost.last_mut() {
+                Some(last) if last.from == from => last.to = to,
+                _ => state.lost.push(span),
+            }
+            self.summary.lost = Some(span);
+        }
         self.summary.window_start = Some(window_start);
         self.summary.window_end = Some(window_end);
         self.summary.slices_total = u32::try_from(plan.len()).unwrap_or(u32::MAX);
@@ -400,6 +415,16 @@ impl<'a> Run<'a> {
         }
         if let Some(state) = self.state.as_mut() {
             self.summary.watermark = Some(state.watermark);
+            let floor = OffsetDateTime::now_utc() - crate::config::GRAPH_RETENTION;
+            self.summary.backfill_remaining = self
+                .request
+                .since
+                .map(|since| since.max(floor))
+                .filter(|since| *since < state.covered_from)
+                .map(|from| Span {
+                    from,
+                    to: state.covered_from,
+                });
             state.last_run = Some(self.summary.clone());
             if let Err(e) = self.deps.sink.write_state(state.to_bytes()).await {
                 if result.is_ok() {

@@ -61,6 +61,9 @@ pub struct Plan {
     pub window_end: OffsetDateTime,
     /// The back-fill this run plans, `[from, to)`, if any.
     pub backfill: Option<(OffsetDateTime, OffsetDateTime)>,
+    /// Sign-ins that can no longer be read, `[watermark, retention floor)`: the destination was
+    /// last exported longer ago than Graph keeps sign-ins (an outage over 30 days).
+    pub lost: Option<(OffsetDateTime, OffsetDateTime)>,
 }
 
 /// Plans a run. Forward from the watermark (oldest first, each slice raises the watermark), then
@@ -75,6 +78,9 @@ pub fn plan(covered: Option<Covered>, input: &PlanInput) -> Result<Plan, PlanErr
     let now = input.now;
     let floor = now - GRAPH_RETENTION;
     let end = input.until.unwrap_or(now).min(now);
+    let lost = covered
+        .filter(|covered| covered.watermark < floor)
+        .map(|covered| (covered.watermark, floor));
     let (forward_start, backfill) = match covered {
         None => {
             let start = input.since.unwrap_or(now - input.lookback);
@@ -110,6 +116,7 @@ pub fn plan(covered: Option<Covered>, input: &PlanInput) -> Result<Plan, PlanErr
         window_start,
         window_end: end,
         backfill,
+        lost,
     })
 }
 
@@ -370,6 +377,27 @@ mod tests {
             assert_eq!(bounds(&got), want, "{name}");
             assert_no_slice_read_twice(&got, name);
         }
+    }
+
+    #[test]
+    fn an_outage_longer_than_the_retention_reports_what_is_lost() {
+        let covered = Some(Covered {
+            from: datetime!(2026-10-01 00:00 UTC),
+            watermark: datetime!(2026-10-20 00:00 UTC),
+        });
+        let got = plan(covered, &input()).unwrap();
+        let floor = NOW - GRAPH_RETENTION;
+        assert_eq!(got.lost, Some((datetime!(2026-10-20 00:00 UTC), floor)));
+        assert_eq!(got.slices.first().map(|s| s.start), Some(floor));
+        let recent = plan(
+            Some(Covered {
+                from: datetime!(2026-11-29 00:00 UTC),
+                watermark: datetime!(2026-11-30 10:00 UTC),
+            }),
+            &input(),
+        )
+        .unwrap();
+        assert_eq!(recent.lost, None);
     }
 
     #[test]
