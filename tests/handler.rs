@@ -878,7 +878,8 @@ async fn sigterm_mid_run_releases_the_lock_and_the_next_run_completes() {
     );
     let shutdown = host
         .wait_for_log(Duration::from_secs(1), |l| {
-            l.text.contains("refresh stopped: cancelled")
+            // The console line (the invocation's Logs carry the same text as Information).
+            l.function.is_none() && l.text.contains("refresh stopped: cancelled")
         })
         .await;
     assert_eq!(

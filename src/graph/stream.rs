@@ -18,6 +18,7 @@ pub struct SignInStream<'g> {
     pager: SignInPager,
     page: VecDeque<SignIn>,
     done: bool,
+    pages: u64,
 }
 
 impl<'g> SignInStream<'g> {
@@ -27,7 +28,13 @@ impl<'g> SignInStream<'g> {
             pager,
             page: VecDeque::new(),
             done: false,
+            pages: 0,
         }
+    }
+
+    /// Pages read so far (more than one: `@odata.nextLink` was followed).
+    pub fn pages(&self) -> u64 {
+        self.pages
     }
 
     /// The next sign-in, reading the next page when this one is used up; `None` at the end.
@@ -38,6 +45,7 @@ impl<'g> SignInStream<'g> {
         while self.page.is_empty() && !self.done {
             match self.pager.next_page().await? {
                 Some(page) => {
+                    self.pages += 1;
                     if let Some(observer) = observer {
                         observer.page(page.len(), &self.graph.stats());
                     }

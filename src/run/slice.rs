@@ -59,8 +59,11 @@ impl Run<'_> {
                 // another run (public reports; see crates/fake-tenant `end_paging_early_next`).
                 // Sign-ins come newest first, so what may be missing is older than the oldest row
                 // read: ask for `[slice start, oldest]` once more. Nothing older in the answer =
-                // complete (one extra request per slice with rows); else keep reading.
-                let Some(at) = oldest.filter(|at| *at > slice.start) else {
+                // complete (one extra request per slice that took several pages); else keep
+                // reading.
+                // Only a stream that followed `@odata.nextLink` can have been cut short mid-paging;
+                // a slice read in one page costs no re-check.
+                let Some(at) = oldest.filter(|at| *at > slice.start && stream.pages() > 1) else {
                     break;
                 };
                 if checked_below == Some(at) {

@@ -188,8 +188,8 @@ impl Faults {
     }
 
     /// Serve at most `n` records per page whatever `$top` says (0 removes the cap).
-    /// The next `n` pages that have more results after them are served short (half the page)
-    /// and without `@odata.nextLink`: paging ends early, as users report of the real service
+    /// The next `n` pages reached through `@odata.nextLink` that have more results after them
+    /// are served short (half the page) and without `@odata.nextLink`: paging ends early, as users report of the real service
     /// (the same closed window returning different totals on different runs, e.g.
     /// microsoftgraph/msgraph-sdk-powershell issues about incomplete `Get-MgAuditLogSignIn` results).
     pub fn end_paging_early_next(&self, n: usize) {
@@ -877,7 +877,11 @@ async fn signins_handler(
     }
 
     let mut page = page;
-    if page.end < page.cursor.results.len() && fake.inner.faults.take_early_end() {
+    // Mid-paging only (a page reached through `@odata.nextLink`), as reported.
+    if query.skiptoken.is_some()
+        && page.end < page.cursor.results.len()
+        && fake.inner.faults.take_early_end()
+    {
         page.end = page.cursor.start + (page.end - page.cursor.start).div_ceil(2);
         page.last = true;
     }
