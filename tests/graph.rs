@@ -343,8 +343,9 @@ async fn retry_after_http_date_is_waited_out() {
 #[tokio::test]
 async fn a_spent_retry_budget_fails_the_page() {
     let running = fake::spawn_http(fake::tenant(5, 1, 1)).await;
-    // Budget 2 s, the server wants 1 s each time, forever: two waits fit, the third does not.
-    let client = minted_client(&running, Duration::from_secs(2));
+    // Budget 2.5 s, the server wants 1 s each time, forever: two waits (and the attempts' own
+    // few milliseconds) fit, the third wait does not.
+    let client = minted_client(&running, Duration::from_millis(2500));
     running
         .fake
         .faults()
@@ -887,4 +888,107 @@ async fn probe_explains_permission_licence_and_filter_errors() {
         .await
         .unwrap_err();
     assert!(matches!(err, GraphError::BadRequest { .. }), "{err:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Graph's real failure modes (issue 9)
+
+/// The retry budget counts the time failed attempts took, not only the waits between them: slow
+/// 503s with `Retry-After: 0` used to be retried up to the attempt limit whatever they cost.
+#[tokio::test]
+async fn slow_failures_spend_the_retry_budget() {
+    let running = fake::spawn_http(fake::tenant(5, 1, 43)).await;
+    let client = minted_client(&running, Duration::from_secs(1));
+    running.fake.faults().slow_pages(Duration::from_millis(400));
+    running
+        .fake
+        .faults()
+        .fail_next_with_retry_after(100, 503, RetryAfter::Seconds(0));
+    let err = read_all(client.pager(days_before_end(1), EventType::InteractiveUser, None))
+        .await
+        .unwrap_err();
+    match &err {
+        GraphError::Throttled { attempts, .. } => assert!(*attempts <= 4, "{err}"),
+        other => panic!("expected Throttled, got {other:?}"),
+    }
+}
+
+/// `400 Invalid Skip Token` mid-paging (transient, reported of the service): the query is read
+/// again from its first page a bounded number of times; the rows read twice are the caller's to
+/// deduplicate (the slice does, by id).
+#[tokio::test]
+async fn a_refused_skiptoken_restarts_the_query_from_its_first_page() {
+    let records = fake::tenant(20, 2, 41);
+    let running = fake::spawn_http(records.clone()).await;
+    running.fake.faults().page_size_cap(10);
+    let client = minted_client(&running, Duration::from_secs(30));
+    let expected: BTreeSet<String> = records
+        .iter()
+        .filter(|r| event_type_of(r) == "interactiveUser")
+        .filter(|r| (END - time::Duration::days(2)..=END).contains(&created(r)))
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    running.fake.faults().invalid_skiptoken_next(2);
+    let got = read_all(client.pager(days_before_end(2), EventType::InteractiveUser, None))
+        .await
+        .unwrap();
+    let ids: BTreeSet<String> = got.iter().map(|s| s.id.clone()).collect();
+    assert_eq!(ids, expected);
+    assert!(
+        got.len() > ids.len(),
+        "the restarts re-read the first pages"
+    );
+    assert_eq!(
+        statuses(&running.fake)
+            .iter()
+            .filter(|s| **s == 400)
+            .count(),
+        2
+    );
+
+    // A third refusal in the same query is believed: the error names Graph's answer.
+    running.fake.faults().invalid_skiptoken_next(3);
+    let err = read_all(client.pager(days_before_end(2), EventType::InteractiveUser, None))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("Invalid Skip Token"), "{err}");
+}
+
+/// `403 Authentication_RequestFromNonPremiumTenantOrB2CTenant` comes and goes on licensed
+/// tenants (Graph's license check): retried twice before it is believed and explained.
+#[tokio::test]
+async fn an_intermittent_licence_refusal_is_retried_before_it_is_believed() {
+    let running = fake::spawn_http(fake::tenant(5, 1, 42)).await;
+    let client = minted_client(&running, Duration::from_secs(30));
+    running
+        .fake
+        .faults()
+        .deny_next(2, GraphDenial::NonPremiumTenant);
+    client.probe().await.unwrap();
+    assert_eq!(statuses(&running.fake), vec![403, 403, 200]);
+
+    running
+        .fake
+        .faults()
+        .deny_next(3, GraphDenial::NonPremiumTenant);
+    let text = client.probe().await.unwrap_err().to_string();
+    assert!(text.contains("Microsoft Entra ID P1 or P2"), "{text}");
+    assert!(text.contains("Directory.Read.All"), "{text}");
+}
+
+#[tokio::test]
+async fn a_missing_auditlog_permission_is_explained() {
+    let running = fake::spawn_http(Vec::new()).await;
+    let client = minted_client(&running, Duration::from_secs(30));
+    running
+        .fake
+        .faults()
+        .deny(GraphDenial::AuditLogPermissionMissing);
+    let text = client.probe().await.unwrap_err().to_string();
+    assert!(
+        text.contains("Authentication_MSGraphPermissionMissing")
+            && text.contains("lacks the Microsoft Graph application permission AuditLog.Read.All")
+            && text.contains("admin consent"),
+        "{text}"
+    );
 }

@@ -34,7 +34,22 @@ pub const PROBE_BUDGET: Duration = Duration::from_secs(10);
 const HINT_PERMISSIONS: &str =
     "the identity needs the Microsoft Graph application permissions AuditLog.Read.All and \
      Directory.Read.All (admin consent)";
-const HINT_PREMIUM: &str = "sign-in logs need Microsoft Entra ID P1 or P2 on the tenant";
+const HINT_PREMIUM: &str = "sign-in logs need Microsoft Entra ID P1 or P2 on the tenant (licensed \
+     tenants get this answer intermittently too, mostly when the identity lacks Directory.Read.All, which \
+     Graph needs for its license check)";
+/// `Authentication_MSGraphPermissionMissing`: "Calling principal does not have required MSGraph
+/// permissions AuditLog.Read.All" (as reported in microsoftgraph/microsoft-graph-explorer-v4#2731).
+const HINT_AUDIT_LOG: &str = "the identity lacks the Microsoft Graph application permission \
+     AuditLog.Read.All (grant it with admin consent; Directory.Read.All is needed too)";
+
+/// Extra attempts after `403 Authentication_RequestFromNonPremiumTenantOrB2CTenant`: Graph answers
+/// it intermittently on licensed tenants (its license check; microsoftgraph/microsoft-graph-docs
+/// #13632), so it is retried before it is believed.
+const PREMIUM_RETRIES: u32 = 2;
+/// Restarts of a query from its first page after Graph refused one of its own skiptokens
+/// (`400 Invalid Skip Token`, a transient service fault: microsoftgraph/msgraph-sdk-powershell
+/// #1388). Rows read again are deduplicated by id.
+const SKIPTOKEN_RESTARTS: u32 = 2;
 
 /// Why the Graph source stopped.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +129,16 @@ impl Budget {
             limit,
             spent: Mutex::new(Duration::ZERO),
         }
+    }
+
+    /// Counts the time a failed attempt took against the budget: a slow failure (a timeout)
+    /// spends the run's patience as much as a sleep does.
+    fn charge(&self, wasted: Duration) {
+        let mut spent = match self.spent.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *spent += wasted;
     }
 
     /// Decides under the lock, so concurrent pagers cannot overspend; a retry reserves its wait.
@@ -261,10 +286,12 @@ impl GraphClient {
         };
         SignInPager {
             client: self.clone(),
+            first: next.clone(),
             next,
             pending_error,
             event_types: event_types.to_vec(),
             page: 0,
+            restarts: 0,
         }
     }
 
@@ -316,7 +343,9 @@ impl GraphClient {
         let counters = &self.inner.counters;
         let mut attempt: u32 = 0;
         let mut refreshed = false;
+        let mut premium_retries = 0;
         loop {
+            let attempt_started = std::time::Instant::now();
             let token = self.inner.tokens.token().await?;
             let mut bearer =
                 HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
@@ -361,7 +390,22 @@ impl GraphClient {
                     }
                     if !throttle::is_retryable(Failure::Status(status)) {
                         let body = response.bytes().await.unwrap_or_default();
-                        return Err(error_for_status(status, &body));
+                        let error = error_for_status(status, &body);
+                        let premium = matches!(&error, GraphError::Denied { code, .. }
+                            if code == "Authentication_RequestFromNonPremiumTenantOrB2CTenant");
+                        if !premium || premium_retries == PREMIUM_RETRIES {
+                            return Err(error);
+                        }
+                        premium_retries += 1;
+                        counters.retries.fetch_add(1, Ordering::Relaxed);
+                        let wait = throttle::backoff(premium_retries, rand::random::<f64>());
+                        debug!(
+                            page,
+                            "Graph answered 403 (license check); retrying, it is often transient"
+                        );
+                        budget.charge(attempt_started.elapsed() + wait);
+                        tokio::time::sleep(wait).await;
+                        continue;
                     }
                     let reason = response.status().canonical_reason().unwrap_or("");
                     (
@@ -372,6 +416,7 @@ impl GraphClient {
                 }
                 Err(e) => (Failure::Transport, None, describe_transport(e)),
             };
+            budget.charge(attempt_started.elapsed());
             match budget.decide(failure, retry_after.as_deref(), attempt) {
                 Decision::Retry(wait) => {
                     warn!(
@@ -457,6 +502,7 @@ fn error_for_status(status: u16, body: &[u8]) -> GraphError {
         403 => {
             let hint = match code.as_str() {
                 "Authentication_RequestFromNonPremiumTenantOrB2CTenant" => HINT_PREMIUM,
+                "Authentication_MSGraphPermissionMissing" => HINT_AUDIT_LOG,
                 _ => HINT_PERMISSIONS,
             };
             GraphError::Denied {
@@ -509,10 +555,13 @@ fn parse_page(body: &[u8], page: u64) -> Result<Page, GraphError> {
 /// Reads one query stream page by page, following `@odata.nextLink`.
 pub struct SignInPager {
     client: GraphClient,
+    /// The query's first page: where a restart begins.
+    first: Option<Url>,
     next: Option<Url>,
     pending_error: Option<GraphError>,
     event_types: Vec<EventType>,
     page: u64,
+    restarts: u32,
 }
 
 impl std::fmt::Debug for SignInPager {
@@ -543,7 +592,26 @@ impl SignInPager {
         };
         let page = self.page + 1;
         let budget = &self.client.inner.budget;
-        let body = self.client.get(&url, page, budget).await?;
+        let body = match self.client.get(&url, page, budget).await {
+            Ok(body) => body,
+            Err(GraphError::BadRequest { code, message })
+                if self.page > 0
+                    && message.to_ascii_lowercase().contains("skip token")
+                    && self.restarts < SKIPTOKEN_RESTARTS =>
+            {
+                self.restarts += 1;
+                warn!(
+                    page,
+                    restart = self.restarts,
+                    code = %code,
+                    "Graph refused its own skiptoken; reading the query again from its first page"
+                );
+                self.next = self.first.clone();
+                self.page = 0;
+                return Box::pin(self.next_page()).await;
+            }
+            Err(e) => return Err(e),
+        };
         let parsed = parse_page(&body, page)?;
         let next = match &parsed.next_link {
             Some(link) => Some(self.client.check_next_link(link, page)?),

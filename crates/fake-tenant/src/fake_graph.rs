@@ -117,6 +117,10 @@ pub enum GraphDenial {
     MissingPermission,
     /// The tenant has no Entra ID P1/P2 (`Authentication_RequestFromNonPremiumTenantOrB2CTenant`).
     NonPremiumTenant,
+    /// The app has no `AuditLog.Read.All` application permission
+    /// (`Authentication_MSGraphPermissionMissing`, as reported in
+    /// microsoftgraph/microsoft-graph-explorer-v4#2731).
+    AuditLogPermissionMissing,
 }
 
 /// Run-time fault injection for Graph page requests (the ones that pass auth and validation).
@@ -130,6 +134,8 @@ pub struct Faults {
     page_cap: AtomicUsize,
     early_end: AtomicUsize,
     deny: Mutex<Option<GraphDenial>>,
+    deny_counted: Mutex<(usize, Option<GraphDenial>)>,
+    bad_skiptoken: AtomicUsize,
     token_fail: Mutex<(usize, u16)>,
     /// Tokens with a serial below this are revoked.
     pub(crate) revoked_below: AtomicU64,
@@ -206,6 +212,20 @@ impl Faults {
         self.page_cap.store(n, Ordering::SeqCst);
     }
 
+    /// The next `n` page requests get 403 for this reason, then it passes (Graph's license check
+    /// answers `Authentication_RequestFromNonPremiumTenantOrB2CTenant` intermittently on licensed
+    /// tenants: microsoftgraph/microsoft-graph-docs#13632).
+    pub fn deny_next(&self, n: usize, denial: GraphDenial) {
+        *lock(&self.deny_counted) = (n, Some(denial));
+    }
+
+    /// The next `n` requests that carry a `$skiptoken` get `400 Invalid Skip Token, skip token is
+    /// null` although the token is Graph's own (a transient service fault reported in
+    /// microsoftgraph/msgraph-sdk-powershell#1388).
+    pub fn invalid_skiptoken_next(&self, n: usize) {
+        self.bad_skiptoken.store(n, Ordering::SeqCst);
+    }
+
     /// Every page request gets 403 for this reason.
     pub fn deny(&self, denial: GraphDenial) {
         *lock(&self.deny) = Some(denial);
@@ -231,6 +251,8 @@ impl Faults {
         self.page_cap.store(0, Ordering::SeqCst);
         self.early_end.store(0, Ordering::SeqCst);
         *lock(&self.deny) = None;
+        *lock(&self.deny_counted) = (0, None);
+        self.bad_skiptoken.store(0, Ordering::SeqCst);
         *lock(&self.token_fail) = (0, 0);
     }
 
@@ -824,7 +846,8 @@ async fn signins_handler(
         );
     };
     // 2. Authorization and licensing.
-    let denial = *lock(&fake.inner.faults.deny);
+    let denial = (*lock(&fake.inner.faults.deny))
+        .or_else(|| Faults::take_counted(&fake.inner.faults.deny_counted).flatten());
     if let Some(denial) = denial {
         let (code, message) = match denial {
             GraphDenial::MissingPermission => (
@@ -834,6 +857,10 @@ async fn signins_handler(
             GraphDenial::NonPremiumTenant => (
                 "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
                 "Neither tenant is B2C or tenant doesn't have premium license",
+            ),
+            GraphDenial::AuditLogPermissionMissing => (
+                "Authentication_MSGraphPermissionMissing",
+                "Calling principal does not have required MSGraph permissions AuditLog.Read.All",
             ),
         };
         return graph_error(StatusCode::FORBIDDEN, code, message, &headers);
@@ -848,6 +875,21 @@ async fn signins_handler(
         Ok(page) => page,
         Err(message) => return bad_request(&message, &headers),
     };
+    if query.skiptoken.is_some()
+        && fake
+            .inner
+            .faults
+            .bad_skiptoken
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            "UnknownError",
+            "Invalid Skip Token, skip token is null",
+            &headers,
+        );
+    }
     // 4. Faults, in the order a client would meet them.
     fake.inner.faults.page_delay().await;
     if let Some(retry_after) = fake.inner.faults.take_throttle() {
