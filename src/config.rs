@@ -29,9 +29,9 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "SIGNINS_COLUMNS", default: "", meaning: "comma list choosing and ordering columns (default: all default columns)" },
     Setting { name: "SIGNINS_CSV_SAFE", default: "true", meaning: "prefix cells starting with = + - @ tab CR with `'` (formula-injection guard)" },
     Setting { name: "SIGNINS_REPORT_DAYS", default: "30", meaning: "days kept in `latest.csv`" },
-    Setting { name: "SIGNINS_RETRY_BUDGET", default: "5m", meaning: "total time a run may spend waiting on Graph throttling and retries" },
-    Setting { name: "SIGNINS_RUN_DEADLINE", default: "25m", meaning: "a timer run stops starting new slices after this long" },
-    Setting { name: "SIGNINS_REFRESH_DEADLINE", default: "200s", meaning: "an HTTP refresh answers 202 with progress after this long" },
+    Setting { name: "SIGNINS_RETRY_BUDGET", default: "5m", meaning: "total time a run may spend on failed Graph requests and the waits between retries (at most SIGNINS_RUN_DEADLINE)" },
+    Setting { name: "SIGNINS_RUN_DEADLINE", default: "25m", meaning: "a timer run stops after this long, keeping every finished slice (1s to 28m)" },
+    Setting { name: "SIGNINS_REFRESH_DEADLINE", default: "200s", meaning: "an HTTP refresh stops after this long and answers 202 with progress (1s to 220s)" },
     Setting { name: "SIGNINS_SCHEDULE", default: "0 */30 * * * *", meaning: "NCRONTAB schedule of the timer function (read by the Functions host)" },
 ];
 
@@ -262,13 +262,27 @@ impl Settings {
                     "must be a whole number of days from 1 to 366",
                 )
             })?;
-        let retry_budget =
-            parse_duration_setting("SIGNINS_RETRY_BUDGET", &or_default("SIGNINS_RETRY_BUDGET"))?;
-        let run_deadline =
-            parse_duration_setting("SIGNINS_RUN_DEADLINE", &or_default("SIGNINS_RUN_DEADLINE"))?;
-        let refresh_deadline = parse_duration_setting(
+        let run_deadline = parse_bounded(
+            "SIGNINS_RUN_DEADLINE",
+            &or_default("SIGNINS_RUN_DEADLINE"),
+            Duration::from_secs(1),
+            MAX_RUN_DEADLINE,
+            "the host stops a timer invocation at functionTimeout (30 minutes in host.json); \
+             the deadline leaves room for the last commit",
+        )?;
+        let refresh_deadline = parse_bounded(
             "SIGNINS_REFRESH_DEADLINE",
             &or_default("SIGNINS_REFRESH_DEADLINE"),
+            Duration::from_secs(1),
+            MAX_REFRESH_DEADLINE,
+            "the Functions front end closes an HTTP request after 230 seconds",
+        )?;
+        let retry_budget = parse_bounded(
+            "SIGNINS_RETRY_BUDGET",
+            &or_default("SIGNINS_RETRY_BUDGET"),
+            Duration::ZERO,
+            run_deadline,
+            "a run cannot wait on retries longer than SIGNINS_RUN_DEADLINE",
         )?;
 
         Ok(Settings {
@@ -642,6 +656,35 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(total))
 }
 
+/// Longest SIGNINS_RUN_DEADLINE: two minutes inside host.json's functionTimeout of 30 minutes.
+pub const MAX_RUN_DEADLINE: Duration = Duration::from_secs(28 * 60);
+/// Longest SIGNINS_REFRESH_DEADLINE: ten seconds inside the 230 s after which the Functions front
+/// end (Azure Load Balancer) answers an HTTP trigger with 502, whatever the function does
+/// (learn.microsoft.com/azure/azure-functions/functions-scale#timeout).
+pub const MAX_REFRESH_DEADLINE: Duration = Duration::from_secs(220);
+
+/// A duration setting within `[min, max]`; the error says why the bound exists.
+fn parse_bounded(
+    setting: &'static str,
+    value: &str,
+    min: Duration,
+    max: Duration,
+    why: &str,
+) -> Result<Duration, ConfigError> {
+    let d = parse_duration_setting(setting, value)?;
+    if d < min || d > max {
+        return Err(invalid(
+            setting,
+            format!(
+                "'{value}' must be from {} to {}: {why}",
+                format_duration(min),
+                format_duration(max)
+            ),
+        ));
+    }
+    Ok(d)
+}
+
 fn parse_duration_setting(setting: &'static str, value: &str) -> Result<Duration, ConfigError> {
     parse_duration(value).map_err(|message| invalid(setting, message))
 }
@@ -765,6 +808,27 @@ mod tests {
     fn errors_name_the_setting() {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[("SIGNINS_PRESET", "imap")], "SIGNINS_PRESET"),
+            (&[("SIGNINS_RUN_DEADLINE", "0s")], "SIGNINS_RUN_DEADLINE"),
+            (&[("SIGNINS_RUN_DEADLINE", "45m")], "SIGNINS_RUN_DEADLINE"),
+            (
+                &[("SIGNINS_REFRESH_DEADLINE", "0s")],
+                "SIGNINS_REFRESH_DEADLINE",
+            ),
+            (
+                &[("SIGNINS_REFRESH_DEADLINE", "5m")],
+                "SIGNINS_REFRESH_DEADLINE",
+            ),
+            (
+                &[
+                    ("SIGNINS_RUN_DEADLINE", "10m"),
+                    ("SIGNINS_RETRY_BUDGET", "11m"),
+                ],
+                "SIGNINS_RETRY_BUDGET",
+            ),
+            (
+                &[("SIGNINS_RETRY_BUDGET", "99999999999d")],
+                "SIGNINS_RETRY_BUDGET",
+            ),
             (&[("SIGNINS_LOOKBACK", "a week")], "SIGNINS_LOOKBACK"),
             (&[("SIGNINS_LOOKBACK", "31d")], "SIGNINS_LOOKBACK"),
             (&[("SIGNINS_GRAPH_VERSION", "v2")], "SIGNINS_GRAPH_VERSION"),

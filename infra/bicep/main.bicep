@@ -173,7 +173,7 @@ param signinsReportDays string = '30'
 @description('SIGNINS_RETRY_BUDGET: total time a run may wait on Graph throttling, e.g. 5m.')
 param signinsRetryBudget string = '5m'
 
-@description('SIGNINS_RUN_DEADLINE: a timer run stops starting new slices after this long, e.g. 25m.')
+@description('SIGNINS_RUN_DEADLINE: a timer run stops after this long, keeping every finished slice (1s to 28m), e.g. 25m.')
 param signinsRunDeadline string = '25m'
 
 @description('SIGNINS_REFRESH_DEADLINE: an HTTP refresh answers 202 after this long, e.g. 200s.')

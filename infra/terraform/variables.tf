@@ -338,7 +338,7 @@ variable "signins_retry_budget" {
 }
 
 variable "signins_run_deadline" {
-  description = "SIGNINS_RUN_DEADLINE: a timer run stops starting new slices after this long, e.g. 25m."
+  description = "SIGNINS_RUN_DEADLINE: a timer run stops after this long, keeping every finished slice (1s to 28m), e.g. 25m."
   type        = string
   default     = "25m"
   validation {

@@ -332,7 +332,11 @@ impl<'a> Run<'a> {
         state: &mut State,
         plan: Vec<Slice>,
     ) -> Result<bool, RunError> {
-        let deadline = self.request.deadline.map(|d| self.started + d);
+        // No overflow whatever a library caller asks: an unrepresentable deadline is none.
+        let deadline = self
+            .request
+            .deadline
+            .and_then(|d| self.started.checked_add(d));
         let mut longest_slice = Duration::ZERO;
         for slice in plan {
             if self.cancel.is_cancelled() {
@@ -340,7 +344,11 @@ impl<'a> Run<'a> {
             }
             let slice_started = std::time::Instant::now();
             // Don't start a slice that is unlikely to finish before the deadline.
-            if deadline.is_some_and(|d| slice_started + longest_slice > d) {
+            if deadline.is_some_and(|d| {
+                slice_started
+                    .checked_add(longest_slice)
+                    .is_none_or(|t| t > d)
+            }) {
                 return Ok(false);
             }
             match self.export_slice(state, slice, deadline).await {
