@@ -25,6 +25,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "SIGNINS_EVENT_TYPES", default: "interactiveUser,nonInteractiveUser", meaning: "comma list of `interactiveUser`, `nonInteractiveUser`, `servicePrincipal`, `managedIdentity` (all but the first need `beta`; unset with `v1.0`: `interactiveUser`), read in one query" },
     Setting { name: "SIGNINS_LOOKBACK", default: "7d", meaning: "window of the first run (no watermark yet), at most 30d" },
     Setting { name: "SIGNINS_OVERLAP", default: "1h", meaning: "how far before the watermark each run re-reads, to catch late-published sign-ins" },
+    Setting { name: "SIGNINS_SETTLE", default: "15m", meaning: "sign-ins younger than this wait for a later run, so the row holds what Graph adds after publishing (risk, MFA details, Conditional Access); 0s to 24h" },
     Setting { name: "SIGNINS_SLICE", default: "6h", meaning: "longest window committed at once; a run that hits its deadline keeps finished slices" },
     Setting { name: "SIGNINS_COLUMNS", default: "", meaning: "comma list choosing and ordering columns (default: all default columns)" },
     Setting { name: "SIGNINS_CSV_SAFE", default: "true", meaning: "prefix cells starting with = + - @ tab CR with `'` (formula-injection guard)" },
@@ -121,6 +122,8 @@ pub struct Settings {
     pub apps: Option<Vec<String>>,
     pub lookback: Duration,
     pub overlap: Duration,
+    /// Sign-ins younger than this are exported by a later run (Graph still updates them).
+    pub settle: Duration,
     pub slice: Duration,
     pub columns: crate::transform::flatten::Columns,
     pub csv_safe: bool,
@@ -225,6 +228,13 @@ impl Settings {
         if overlap > Duration::from_secs(86_400) {
             return Err(invalid("SIGNINS_OVERLAP", "must be at most 24h"));
         }
+        let settle = parse_bounded(
+            "SIGNINS_SETTLE",
+            &or_default("SIGNINS_SETTLE"),
+            Duration::ZERO,
+            Duration::from_secs(86_400),
+            "a longer delay would leave the report more than a day behind",
+        )?;
         let slice = parse_duration_setting("SIGNINS_SLICE", &or_default("SIGNINS_SLICE"))?;
         if slice < Duration::from_secs(60) || slice > Duration::from_secs(86_400) {
             return Err(invalid("SIGNINS_SLICE", "must be between 1m and 24h"));
@@ -300,6 +310,7 @@ impl Settings {
             apps: get("SIGNINS_APPS").map(|list| split_list(&list)),
             lookback,
             overlap,
+            settle,
             slice,
             columns,
             csv_safe,
@@ -366,6 +377,7 @@ impl Settings {
             ),
             ("SIGNINS_LOOKBACK", format_duration(self.lookback)),
             ("SIGNINS_OVERLAP", format_duration(self.overlap)),
+            ("SIGNINS_SETTLE", format_duration(self.settle)),
             ("SIGNINS_SLICE", format_duration(self.slice)),
             ("SIGNINS_COLUMNS", self.columns.names().join(",")),
             ("SIGNINS_CSV_SAFE", self.csv_safe.to_string()),

@@ -58,6 +58,7 @@ impl Scenario {
             .env("SIGNINS_LOOKBACK", "2d")
             .env("SIGNINS_SLICE", "3h")
             .env("SIGNINS_RETRY_BUDGET", "20s")
+            .env("SIGNINS_SETTLE", "0s")
             .env("RUST_LOG", "signin_export=debug,info")
             .args(args);
         command

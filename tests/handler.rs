@@ -25,7 +25,11 @@ const REFRESH: &str = "RefreshSignIns";
 const FUNCTION_KEY: &str = "fk-Zx81secretFunctionKey==";
 
 fn settings(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut all: Vec<(String, String)> = vec![("SIGNINS_SCHEDULE".into(), "0 */30 * * * *".into())];
+    let mut all: Vec<(String, String)> = vec![
+        ("SIGNINS_SCHEDULE".into(), "0 */30 * * * *".into()),
+        // The fake publishes every sign-in final: the tests reason up to "now".
+        ("SIGNINS_SETTLE".into(), "0s".into()),
+    ];
     all.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     all
 }

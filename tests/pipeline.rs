@@ -786,6 +786,52 @@ async fn an_outage_longer_than_the_retention_is_recorded_and_reported() {
     assert_eq!(state["lost"][0]["from"], Value::String(text));
 }
 
+/// Sign-ins younger than SIGNINS_SETTLE wait for a later run (Graph still updates them after
+/// publishing); that run exports them once.
+#[tokio::test]
+async fn signins_younger_than_the_settle_delay_wait_for_a_later_run() {
+    let app = TestApp::spawn(tenant_ending_now(40, 1, 25)).await;
+    let settling = app.settings(&[
+        ("SIGNINS_PRESET", "all"),
+        ("SIGNINS_LOOKBACK", "6h"),
+        ("SIGNINS_SETTLE", "45m"),
+    ]);
+    let first = app.export(&settling).await;
+    let cut = first.window_end.unwrap();
+    let now = OffsetDateTime::now_utc();
+    assert!(cut <= now - Duration::from_secs(45 * 60) && cut > now - Duration::from_secs(47 * 60));
+    let exported = app.daily_rows(&settling);
+    let youngest = exported
+        .values()
+        .flatten()
+        .map(|r| {
+            OffsetDateTime::parse(
+                &r["createdDateTime"],
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap()
+        })
+        .max()
+        .unwrap();
+    assert!(
+        youngest < cut,
+        "{youngest} is younger than the settle delay allows"
+    );
+    let settled = app.settings(&[("SIGNINS_PRESET", "all"), ("SIGNINS_LOOKBACK", "6h")]);
+    let second = app.export(&settled).await;
+    assert!(
+        second.rows > 0,
+        "the settled sign-ins come with the next run"
+    );
+    let truth = ids_where(
+        &app.fake.all_signins(),
+        first.window_start.unwrap(),
+        second.window_end.unwrap(),
+        interactive,
+    );
+    assert_eq!(counts_once(&app.exported_id_counts(&settled)), truth);
+}
+
 /// A query other than the destination's is refused with what differs and the remedy; nothing
 /// is read or written.
 #[tokio::test]

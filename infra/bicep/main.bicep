@@ -154,6 +154,9 @@ param signinsLookback string = '7d'
 @description('SIGNINS_OVERLAP: how far before the watermark each run re-reads, e.g. 1h.')
 param signinsOverlap string = '1h'
 
+@description('SIGNINS_SETTLE: sign-ins younger than this wait for a later run (Graph still updates them), e.g. 15m; 0s to 24h.')
+param signinsSettle string = '15m'
+
 @description('SIGNINS_SLICE: longest window committed at once, e.g. 6h.')
 param signinsSlice string = '6h'
 
@@ -321,6 +324,7 @@ var signinsSettings = {
   SIGNINS_EVENT_TYPES: signinsEventTypes
   SIGNINS_LOOKBACK: signinsLookback
   SIGNINS_OVERLAP: signinsOverlap
+  SIGNINS_SETTLE: signinsSettle
   SIGNINS_SLICE: signinsSlice
   SIGNINS_COLUMNS: signinsColumns
   SIGNINS_CSV_SAFE: signinsCsvSafe

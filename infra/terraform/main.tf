@@ -244,6 +244,7 @@ locals {
     SIGNINS_EVENT_TYPES      = var.signins_event_types
     SIGNINS_LOOKBACK         = var.signins_lookback
     SIGNINS_OVERLAP          = var.signins_overlap
+    SIGNINS_SETTLE           = var.signins_settle
     SIGNINS_SLICE            = var.signins_slice
     SIGNINS_COLUMNS          = var.signins_columns
     SIGNINS_CSV_SAFE         = var.signins_csv_safe

@@ -281,6 +281,16 @@ variable "signins_lookback" {
   }
 }
 
+variable "signins_settle" {
+  description = "SIGNINS_SETTLE: sign-ins younger than this wait for a later run (Graph still updates them), e.g. 15m; 0s to 24h."
+  type        = string
+  default     = "15m"
+  validation {
+    condition     = can(regex("^[0-9]+[smhd]$", var.signins_settle))
+    error_message = "signins_settle must be a number with a unit s, m, h or d."
+  }
+}
+
 variable "signins_overlap" {
   description = "SIGNINS_OVERLAP: how far before the watermark each run re-reads, e.g. 1h."
   type        = string

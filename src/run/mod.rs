@@ -265,6 +265,7 @@ impl<'a> Run<'a> {
                 until: self.request.until,
                 lookback: self.settings.lookback,
                 overlap: self.settings.overlap,
+                settle: self.settings.settle,
                 slice: state
                     .and_then(State::slice_limit)
                     .map_or(self.settings.slice, |limit| limit.min(self.settings.slice)),

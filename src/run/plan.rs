@@ -40,6 +40,8 @@ pub struct PlanInput {
     pub overlap: Duration,
     /// SIGNINS_SLICE: the longest slice.
     pub slice: Duration,
+    /// SIGNINS_SETTLE: nothing younger than `now − settle` is planned.
+    pub settle: Duration,
 }
 
 /// A request the planner refuses, with what to change.
@@ -77,7 +79,10 @@ pub struct Plan {
 pub fn plan(covered: Option<Covered>, input: &PlanInput) -> Result<Plan, PlanError> {
     let now = input.now;
     let floor = now - GRAPH_RETENTION;
-    let end = input.until.unwrap_or(now).min(now);
+    // Sign-ins are still updated for a while after Graph first publishes them (risk, MFA details,
+    // Conditional Access): what is younger than the settle delay waits for a later run.
+    let settled = now - input.settle;
+    let end = input.until.unwrap_or(settled).min(settled);
     let lost = covered
         .filter(|covered| covered.watermark < floor)
         .map(|covered| (covered.watermark, floor));
@@ -161,6 +166,7 @@ mod tests {
             lookback: 24 * HOUR,
             overlap: HOUR,
             slice: 6 * HOUR,
+            settle: Duration::ZERO,
         }
     }
 
@@ -377,6 +383,24 @@ mod tests {
             assert_eq!(bounds(&got), want, "{name}");
             assert_no_slice_read_twice(&got, name);
         }
+    }
+
+    #[test]
+    fn nothing_younger_than_the_settle_delay_is_planned() {
+        let settle = |until| PlanInput {
+            settle: 15 * time::Duration::MINUTE.unsigned_abs(),
+            until,
+            ..input()
+        };
+        let got = plan(None, &settle(None)).unwrap();
+        assert_eq!(got.window_end, datetime!(2026-11-30 11:45 UTC));
+        assert_eq!(
+            got.slices.last().map(|s| s.end),
+            Some(datetime!(2026-11-30 11:45 UTC))
+        );
+        // An explicit until is clamped too.
+        let got = plan(None, &settle(Some(NOW))).unwrap();
+        assert_eq!(got.window_end, datetime!(2026-11-30 11:45 UTC));
     }
 
     #[test]

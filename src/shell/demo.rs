@@ -68,6 +68,8 @@ pub(super) async fn demo(args: DemoArgs) -> Result<(), CommandError> {
         .set("SIGNINS_PRESET", Some(args.preset.clone()))
         .set("SIGNINS_DESTINATION", Some(args.out.display().to_string()))
         .set("SIGNINS_LOOKBACK", Some(format!("{}d", args.days)))
+        // The simulated tenant never updates a sign-in after publishing it.
+        .set("SIGNINS_SETTLE", Some("0s".into()))
         .set("SIGNINS_AUTH", Some("managed-identity".into()));
     let settings = Settings::load(&overrides, |_| None)?;
     let tokens = TokenProvider::fixed(crate::config::Secret::new(
