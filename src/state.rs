@@ -279,10 +279,12 @@ impl State {
             .map_err(|e| StateError::Corrupt(e.to_string()))
     }
 
-    /// Pretty JSON: the document is meant to be read by people too.
-    pub fn to_bytes(&self) -> Bytes {
-        // Serialising plain data (strings, numbers, maps with string keys) cannot fail.
-        Bytes::from(serde_json::to_vec_pretty(self).unwrap_or_default())
+    /// Pretty JSON: the document is meant to be read by people too. Never empty: a document
+    /// that cannot be serialised is an error, not zero bytes written over the state.
+    pub fn to_bytes(&self) -> Result<Bytes, StateError> {
+        serde_json::to_vec_pretty(self)
+            .map(Bytes::from)
+            .map_err(|e| StateError::Corrupt(format!("cannot serialise the state: {e}")))
     }
 
     /// Refuses to mix column layouts in one destination.
@@ -379,7 +381,7 @@ mod tests {
     fn round_trips_and_rejects_garbage_and_other_versions() {
         let mut state = State::new("all", vec!["id".into()], datetime!(2026-11-21 10:00 UTC));
         state.pending = Some(pending(&[("a", datetime!(2026-11-28 11:30 UTC))]));
-        let parsed = State::parse(&state.to_bytes()).unwrap().unwrap();
+        let parsed = State::parse(&state.to_bytes().unwrap()).unwrap().unwrap();
         assert_eq!(parsed, state);
         assert!(matches!(
             State::parse(b"{not json"),
@@ -445,7 +447,7 @@ mod tests {
         state.slice_seconds = Some(3 * 3600);
         state.lengthen_slices(6 * hour);
         assert_eq!(state.slice_limit(), None, "back to the configured length");
-        let parsed = State::parse(&state.to_bytes()).unwrap().unwrap();
+        let parsed = State::parse(&state.to_bytes().unwrap()).unwrap().unwrap();
         assert_eq!(parsed, state);
     }
 

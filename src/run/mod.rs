@@ -282,7 +282,7 @@ impl<'a> Run<'a> {
                 let committed = self.deps.sink.is_committed(&pending.ticket).await?;
                 info!(file = %pending.ticket.file, committed, "settling the previous run's pending commit");
                 state.settle(committed, self.settings.overlap);
-                self.deps.sink.write_state(state.to_bytes()).await?;
+                self.deps.sink.write_state(state_bytes(state)?).await?;
             }
         }
         let plan::Plan {
@@ -435,7 +435,7 @@ impl<'a> Run<'a> {
                     to: state.covered_from,
                 });
             state.last_run = Some(self.summary.clone());
-            if let Err(e) = self.deps.sink.write_state(state.to_bytes()).await {
+            if let Err(e) = self.deps.sink.write_state(state_bytes(state)?).await {
                 if result.is_ok() {
                     return Err(e.into());
                 }
@@ -502,6 +502,11 @@ impl<'a> Run<'a> {
         self.summary.outcome = "dry-run".into();
         Ok(RunOutcome::Completed(self.summary.clone()))
     }
+}
+
+/// The state document's bytes, or the run's error.
+fn state_bytes(state: &State) -> Result<bytes::Bytes, RunError> {
+    state.to_bytes().map_err(|e| RunError::State(e.to_string()))
 }
 
 /// RFC 3339 for log fields (the `Display` of `OffsetDateTime` is not).

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use time::OffsetDateTime;
 use tracing::{debug, info};
 
-use super::{rfc3339, Run, RunError, Slice, BLOCK_TARGET};
+use super::{rfc3339, state_bytes, Run, RunError, Slice, BLOCK_TARGET};
 use crate::graph::stream::PageObserver;
 use crate::sink::daily_file;
 use crate::state::{Instant, Pending, State};
@@ -130,13 +130,13 @@ impl Run<'_> {
             ids: pending_ids,
             rows,
         });
-        sink.write_state(state.to_bytes()).await?;
+        sink.write_state(state_bytes(state)?).await?;
         debug!(file = %file, "pending commit recorded");
         sink.ensure_locked().await?;
         sink.commit(&ticket).await?;
         debug!(file = %file, "commit landed");
         state.settle(true, overlap);
-        sink.write_state(state.to_bytes()).await?;
+        sink.write_state(state_bytes(state)?).await?;
         self.summary.rows += rows;
         *self.summary.files.entry(file.clone()).or_default() += rows;
         info!(file = %file, rows, slice_start = %rfc3339(slice.start), slice_end = %rfc3339(slice.end), "slice committed");

@@ -3,13 +3,14 @@
 //!
 //! Staged blocks are files under `_staging/`; `prepare` assembles the complete new file next to the
 //! target and records its SHA-256 in the ticket, `commit` renames it into place, and
-//! `is_committed` compares the target's hash with the ticket's. The single-writer lock is
-//! `_state/lock`, created exclusively and kept alive by a background task; a crashed holder's lock
-//! expires after [`LOCK_TTL`].
+//! `is_committed` compares the target's hash with the ticket's. The single-writer lock is an
+//! exclusive OS file lock (`flock`) on `_state/lock`, held for the whole run: the kernel releases
+//! it when the holder exits or crashes, so there is no expiry to wait for and no takeover that two
+//! processes could race. The file itself carries the holder's name and start time for the
+//! "already running" message.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -22,8 +23,6 @@ use super::{
     BlockId, CommitTicket, LockHolder, LockOutcome, Sink, SinkError, LATEST_FILE, STATE_FILE,
 };
 
-/// How long a lock outlives its last renewal.
-pub const LOCK_TTL: Duration = Duration::from_secs(60);
 const LOCK_FILE: &str = "_state/lock";
 const STAGING: &str = "_staging";
 
@@ -33,19 +32,17 @@ pub struct LocalSink {
     lock: Mutex<Option<HeldLock>>,
 }
 
+/// The open, locked `_state/lock`: the lock lasts as long as this handle.
 struct HeldLock {
-    token: String,
-    renewer: tokio::task::JoinHandle<()>,
+    file: std::fs::File,
 }
 
+/// What the lock file says about its holder.
 #[derive(Debug, Serialize, Deserialize)]
 struct LockDoc {
-    token: String,
     holder: String,
     #[serde(with = "time::serde::rfc3339")]
     since: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    expires: OffsetDateTime,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -188,13 +185,10 @@ impl LocalSink {
         Ok(())
     }
 
-    async fn read_lock(&self) -> Result<Option<LockDoc>, SinkError> {
-        let path = self.path(LOCK_FILE);
-        match tokio::fs::read(&path).await {
-            Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_error(&path, e)),
-        }
+    /// The holder named in the lock file, if it can be read.
+    async fn read_holder(&self) -> Option<LockDoc> {
+        let bytes = tokio::fs::read(self.path(LOCK_FILE)).await.ok()?;
+        serde_json::from_slice(&bytes).ok()
     }
 }
 
@@ -203,20 +197,35 @@ enum Part<'a> {
     File { path: PathBuf, skip: usize },
 }
 
-async fn write_lock(path: &Path, doc: &LockDoc, exclusive: bool) -> std::io::Result<()> {
+/// Opens `path` (creating it) and takes an exclusive lock without waiting; `Ok(None)` when
+/// another process holds it. Blocking file calls: run on the blocking pool.
+fn try_lock_file(path: &Path, doc: &LockDoc) -> std::io::Result<Option<std::fs::File>> {
+    use std::io::{Seek, Write};
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => return Err(e),
+    }
     let bytes = serde_json::to_vec(doc).map_err(std::io::Error::other)?;
-    if exclusive {
-        let mut file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .await?;
-        file.write_all(&bytes).await?;
-        file.sync_all().await
-    } else {
-        let temp = path.with_extension("renew");
-        tokio::fs::write(&temp, &bytes).await?;
-        tokio::fs::rename(&temp, path).await
+    file.set_len(0)?;
+    file.rewind()?;
+    file.write_all(&bytes)?;
+    file.sync_all()?;
+    Ok(Some(file))
+}
+
+/// Whether `held` is still the file at `path` (not deleted and replaced by another writer's).
+fn same_file(held: &std::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (held.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }
 
@@ -232,86 +241,51 @@ impl Sink for LocalSink {
         tokio::fs::create_dir_all(&dir)
             .await
             .map_err(|e| io_error(&dir, e))?;
-        let now = OffsetDateTime::now_utc();
-        if let Some(existing) = self.read_lock().await? {
-            if existing.expires > now {
-                return Ok(LockOutcome::Busy(LockHolder {
-                    holder: existing.holder,
-                    since: Some(existing.since),
-                }));
-            }
-            // The holder crashed: its lock expired.
-            let _ = tokio::fs::remove_file(&path).await;
-        }
         let doc = LockDoc {
-            token: uuid::Uuid::new_v4().to_string(),
             holder: holder.to_string(),
-            since: now,
-            expires: now + LOCK_TTL,
+            since: OffsetDateTime::now_utc(),
         };
-        match write_lock(&path, &doc, true).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let current = self.read_lock().await?;
-                return Ok(LockOutcome::Busy(LockHolder {
-                    holder: current
-                        .as_ref()
-                        .map(|d| d.holder.clone())
-                        .unwrap_or_default(),
-                    since: current.map(|d| d.since),
-                }));
-            }
-            Err(e) => return Err(io_error(&path, e)),
-        }
-        let token = doc.token.clone();
-        let renewer = tokio::spawn(async move {
-            let mut doc = doc;
-            loop {
-                tokio::time::sleep(LOCK_TTL / 3).await;
-                doc.expires = OffsetDateTime::now_utc() + LOCK_TTL;
-                if write_lock(&path, &doc, false).await.is_err() {
-                    return;
-                }
-            }
-        });
+        let locking = path.clone();
+        let locked = tokio::task::spawn_blocking(move || try_lock_file(&locking, &doc))
+            .await
+            .map_err(|e| io_error(&path, std::io::Error::other(e)))?
+            .map_err(|e| io_error(&path, e))?;
+        let Some(file) = locked else {
+            let current = self.read_holder().await;
+            return Ok(LockOutcome::Busy(LockHolder {
+                holder: current
+                    .as_ref()
+                    .map(|d| d.holder.clone())
+                    .unwrap_or_else(|| "another process".into()),
+                since: current.map(|d| d.since),
+            }));
+        };
         if let Ok(mut held) = self.lock.lock() {
-            *held = Some(HeldLock { token, renewer });
+            *held = Some(HeldLock { file });
         }
         Ok(LockOutcome::Acquired)
     }
 
     async fn ensure_locked(&self) -> Result<(), SinkError> {
-        let token = self
+        let path = self.path(LOCK_FILE);
+        let still_ours = self
             .lock
             .lock()
             .ok()
-            .and_then(|held| held.as_ref().map(|h| h.token.clone()));
-        let current = self.read_lock().await?;
-        match (token, current) {
-            (Some(token), Some(doc))
-                if doc.token == token && doc.expires > OffsetDateTime::now_utc() =>
-            {
-                Ok(())
-            }
-            _ => Err(SinkError::LockLost {
-                what: self.path(LOCK_FILE).display().to_string(),
-            }),
+            .is_some_and(|held| held.as_ref().is_some_and(|h| same_file(&h.file, &path)));
+        if still_ours {
+            Ok(())
+        } else {
+            Err(SinkError::LockLost {
+                what: path.display().to_string(),
+            })
         }
     }
 
     async fn release(&self) -> Result<(), SinkError> {
+        // Closing the handle releases the OS lock; the file stays for the next holder.
         let held = self.lock.lock().ok().and_then(|mut held| held.take());
-        if let Some(held) = held {
-            held.renewer.abort();
-            if let Some(doc) = self.read_lock().await? {
-                if doc.token == held.token {
-                    let path = self.path(LOCK_FILE);
-                    tokio::fs::remove_file(&path)
-                        .await
-                        .map_err(|e| io_error(&path, e))?;
-                }
-            }
-        }
+        drop(held);
         Ok(())
     }
 
@@ -460,12 +434,73 @@ impl Sink for LocalSink {
     }
 }
 
-impl Drop for LocalSink {
-    fn drop(&mut self) {
-        if let Ok(mut held) = self.lock.lock() {
-            if let Some(held) = held.take() {
-                held.renewer.abort();
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_holder_at_a_time_and_a_crashed_holder_frees_the_lock_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = LocalSink::new(dir.path());
+        assert!(matches!(
+            first.acquire("first run").await.unwrap(),
+            LockOutcome::Acquired
+        ));
+        first.ensure_locked().await.unwrap();
+        let second = LocalSink::new(dir.path());
+        match second.acquire("second run").await.unwrap() {
+            LockOutcome::Busy(holder) => {
+                assert_eq!(holder.holder, "first run");
+                assert!(holder.since.is_some());
             }
+            LockOutcome::Acquired => panic!("two holders"),
         }
+        // The first process "crashes": its handle closes without a release.
+        drop(first);
+        assert!(matches!(
+            second.acquire("second run").await.unwrap(),
+            LockOutcome::Acquired
+        ));
+    }
+
+    #[tokio::test]
+    async fn racing_takeovers_of_a_stale_lock_leave_exactly_one_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        // A stale lock file left by a crashed holder.
+        std::fs::create_dir_all(dir.path().join("_state")).unwrap();
+        std::fs::write(
+            dir.path().join(LOCK_FILE),
+            br#"{"holder":"crashed","since":"2026-11-30T00:00:00Z"}"#,
+        )
+        .unwrap();
+        let sinks: Vec<LocalSink> = (0..8).map(|_| LocalSink::new(dir.path())).collect();
+        let outcomes =
+            futures::future::join_all(sinks.iter().enumerate().map(|(i, sink)| async move {
+                sink.acquire(&format!("racer {i}")).await.unwrap()
+            }))
+            .await;
+        let acquired = outcomes
+            .iter()
+            .filter(|o| matches!(o, LockOutcome::Acquired))
+            .count();
+        assert_eq!(acquired, 1, "{outcomes:?}");
+    }
+
+    #[tokio::test]
+    async fn a_replaced_lock_file_is_not_ours_any_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = LocalSink::new(dir.path());
+        sink.acquire("run").await.unwrap();
+        std::fs::remove_file(dir.path().join(LOCK_FILE)).unwrap();
+        let other = LocalSink::new(dir.path());
+        assert!(matches!(
+            other.acquire("other").await.unwrap(),
+            LockOutcome::Acquired
+        ));
+        assert!(matches!(
+            sink.ensure_locked().await,
+            Err(SinkError::LockLost { .. })
+        ));
+        assert!(sink.write_state(Bytes::from_static(b"{}")).await.is_err());
     }
 }
