@@ -284,6 +284,68 @@ pub async fn stale_ticket_conflicts(ctx: Ctx) {
     );
 }
 
+/// Issue 9: a writer whose commit arrives late — after its lease expired and the next writer
+/// settled its pending ticket as not committed — must not land it (the next writer re-exports
+/// those rows). `fence` makes the late Put Block List fail, for an existing and a new file.
+pub async fn a_late_commit_is_fenced(ctx: Ctx) {
+    let first = ctx.sink();
+    let next = ctx.sink();
+    let header = Bytes::from_static(HEADER.as_bytes());
+    let file = day(5);
+    append(&first, &file, "run-0", &[rows("old", 0..2)]).await;
+    let late = BlockId::new("run-a", 0);
+    first
+        .stage(&file, &late, Bytes::from(rows("late", 0..3)))
+        .await
+        .expect("stage");
+    let ticket = first
+        .prepare(&file, header.clone(), std::slice::from_ref(&late))
+        .await
+        .expect("prepare");
+    // The first writer stalls here; the next one settles its ticket.
+    assert!(!next.fence(&ticket).await.expect("fence"));
+    let err = ctx.clean(
+        first
+            .commit(&ticket)
+            .await
+            .expect_err("a fenced commit must fail"),
+    );
+    assert!(matches!(err, SinkError::Conflict { .. }), "{err:?}");
+    assert_eq!(
+        read_text(&first, &file).await,
+        format!("{HEADER}{}", rows("old", 0..2))
+    );
+
+    // A file that did not exist yet.
+    let new_file = day(6);
+    let late_new = BlockId::new("run-a", 1);
+    first
+        .stage(&new_file, &late_new, Bytes::from(rows("late", 0..1)))
+        .await
+        .expect("stage");
+    let ticket = first
+        .prepare(&new_file, header.clone(), std::slice::from_ref(&late_new))
+        .await
+        .expect("prepare");
+    assert!(!next.fence(&ticket).await.expect("fence"));
+    let err = ctx.clean(
+        first
+            .commit(&ticket)
+            .await
+            .expect_err("a fenced commit must fail"),
+    );
+    assert!(matches!(err, SinkError::Conflict { .. }), "{err:?}");
+    assert_eq!(read_text(&first, &new_file).await, HEADER);
+
+    // A commit that did land is recognised, and fencing it changes nothing.
+    let landed = append(&first, &file, "run-c", &[rows("c", 0..1)]).await;
+    assert!(next.fence(&landed).await.expect("fence"));
+    assert_eq!(
+        read_text(&first, &file).await,
+        format!("{HEADER}{}{}", rows("c", 0..1), rows("old", 0..2))
+    );
+}
+
 /// The lease: a second writer is Busy and sees the holder; release lets it in; write_state needs
 /// the lease; read_state treats the placeholder `{}` as "no state".
 pub async fn lease_excludes_a_second_writer(ctx: Ctx) {
@@ -707,6 +769,7 @@ mod sas {
         round_trip,
         is_committed_tracks_the_commit,
         stale_ticket_conflicts,
+        a_late_commit_is_fenced,
         lease_excludes_a_second_writer,
         crashed_holder_lease_expires,
         publish_latest_concatenates_days,
@@ -1089,6 +1152,7 @@ mod oauth {
         round_trip,
         is_committed_tracks_the_commit,
         stale_ticket_conflicts,
+        a_late_commit_is_fenced,
         lease_excludes_a_second_writer,
         crashed_holder_lease_expires,
         publish_latest_concatenates_days,

@@ -279,7 +279,9 @@ impl<'a> Run<'a> {
         let mut state = self.load_state().await?;
         if let Some(state) = state.as_mut() {
             if let Some(pending) = state.pending.clone() {
-                let committed = self.deps.sink.is_committed(&pending.ticket).await?;
+                // Fenced: a commit of that run still in flight can no longer land after this one
+                // re-exports the same rows.
+                let committed = self.deps.sink.fence(&pending.ticket).await?;
                 info!(file = %pending.ticket.file, committed, "settling the previous run's pending commit");
                 state.settle(committed, self.settings.overlap);
                 self.deps.sink.write_state(state_bytes(state)?).await?;

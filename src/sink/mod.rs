@@ -162,6 +162,14 @@ pub trait Sink: Send + Sync {
     /// Whether `ticket`'s commit is in the file (used to recover after a crash).
     async fn is_committed(&self, ticket: &CommitTicket) -> Result<bool, SinkError>;
 
+    /// Settles a ticket another (earlier, possibly still running) writer prepared: whether its
+    /// commit landed, and — when it has not — makes sure it never can, so a commit delayed in
+    /// flight cannot land after this writer re-exports the same rows. The default suits sinks
+    /// whose writer cannot outlive its lock (the local folder's OS lock dies with the process).
+    async fn fence(&self, ticket: &CommitTicket) -> Result<bool, SinkError> {
+        self.is_committed(ticket).await
+    }
+
     /// Names (relative paths) of the existing daily files, any order.
     async fn list_daily(&self) -> Result<Vec<String>, SinkError>;
 

@@ -185,6 +185,58 @@ pub(super) async fn is_committed(
         .is_some_and(|(ids, _)| ids.contains(&detail.marker)))
 }
 
+/// How often [`fence`] re-reads the block list when the file changes under it.
+const FENCE_ATTEMPTS: u32 = 5;
+
+/// Settles another writer's ticket: `true` if its commit landed; otherwise rewrites the file's
+/// committed block list as it is, conditionally on its ETag, and returns `false`. The rewrite
+/// changes the ETag (the stale Put Block List is conditional on the old one) and discards every
+/// uncommitted block (the stale list names them), so a commit still in flight fails instead of
+/// landing after this writer re-exported its rows. A file that does not exist yet is created
+/// with the stale writer's own staged header for the same reason (its commit expects no file).
+pub(super) async fn fence(sink: &BlobSink, ticket: &CommitTicket) -> Result<bool, SinkError> {
+    let detail = ticket_detail(ticket)?;
+    let file = ticket.file.as_str();
+    let client = sink.inner.blob(file)?.block_blob_client();
+    for _ in 0..FENCE_ATTEMPTS {
+        let mut options = BlockBlobClientCommitBlockListOptions {
+            blob_content_type: Some(CSV_CONTENT_TYPE.to_string()),
+            ..Default::default()
+        };
+        let list = match sink.inner.committed_blocks(file).await? {
+            Some((ids, _)) if ids.contains(&detail.marker) => return Ok(true),
+            Some((ids, etag)) => {
+                options.if_match = Some(Etag::from(etag.as_str()));
+                ids.into_iter()
+                    .map(|id| blocks::ListedBlock {
+                        id,
+                        from: blocks::Source::Committed,
+                    })
+                    .collect::<Vec<_>>()
+            }
+            None => {
+                options.if_none_match = Some(Etag::from("*"));
+                vec![blocks::ListedBlock {
+                    id: BlockId::header(),
+                    from: blocks::Source::Uncommitted,
+                }]
+            }
+        };
+        let body = Bytes::from(blocks::block_list_xml(&list));
+        match client.commit_block_list(content(body), Some(options)).await {
+            Ok(_) => return Ok(false),
+            // The stale writer's staged header is gone: nothing it staged can be committed.
+            Err(e) if errors::is_status(&e, 400, &["InvalidBlockList"]) => return Ok(false),
+            // The file changed between the read and the rewrite: look again.
+            Err(e) if errors::is_status(&e, 412, &[]) || errors::is_status(&e, 409, &[]) => {}
+            Err(e) => return Err(sink.inner.error(file, &e)),
+        }
+    }
+    Err(SinkError::Conflict {
+        what: sink.inner.blob_name(file),
+    })
+}
+
 pub(super) async fn list_daily(sink: &BlobSink) -> Result<Vec<String>, SinkError> {
     let inner = &sink.inner;
     let prefix = inner.blob_name("daily/");

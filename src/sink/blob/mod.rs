@@ -178,6 +178,10 @@ impl Sink for BlobSink {
         files::is_committed(self, ticket).await
     }
 
+    async fn fence(&self, ticket: &CommitTicket) -> Result<bool, SinkError> {
+        files::fence(self, ticket).await
+    }
+
     async fn list_daily(&self) -> Result<Vec<String>, SinkError> {
         files::list_daily(self).await
     }
