@@ -21,7 +21,7 @@ use crate::graph::throttle::{self, Decision, Failure};
 pub use crate::graph::query::Window;
 
 /// Longest a single request (headers and body) may take before it counts as a failed attempt.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(180);
 /// Asks Graph to send evolvable enum members added after `unknownFutureValue` (e.g.
 /// `incomingTokenType: refreshToken`, policy results `reportOnly…`) instead of replacing them with
 /// `unknownFutureValue`
@@ -46,6 +46,12 @@ const HINT_AUDIT_LOG: &str = "the identity lacks the Microsoft Graph application
 /// it intermittently on licensed tenants (its license check; microsoftgraph/microsoft-graph-docs
 /// #13632), so it is retried before it is believed.
 const PREMIUM_RETRIES: u32 = 2;
+/// Slow failures of one request in a row — timeouts, and 500/502/504 (or 503 without
+/// `Retry-After`) — after which the request is given up as [`GraphError::Slow`]: Graph's
+/// guidance for slow sign-in pages is a shorter time range, which the caller can ask for; the
+/// same URL would only be slow again.
+const SLOW_FAILURES: u32 = 2;
+
 /// Restarts of a query from its first page after Graph refused one of its own skiptokens
 /// (`400 Invalid Skip Token`, a transient service fault: microsoftgraph/msgraph-sdk-powershell
 /// #1388). Rows read again are deduplicated by id.
@@ -94,6 +100,12 @@ pub enum GraphError {
     ForeignNextLink { host: String, expected: String },
     #[error("cannot reach Graph: {0}")]
     Transport(String),
+    /// The page timed out or failed with a server error twice in a row: ask for a shorter window.
+    #[error(
+        "Graph did not answer page {page} in time or failed it twice in a row (last: {last}); \
+         a shorter time range is Microsoft's remedy"
+    )]
+    Slow { page: u64, last: String },
 }
 
 /// Counters across every pager of one client.
@@ -344,6 +356,7 @@ impl GraphClient {
         let mut attempt: u32 = 0;
         let mut refreshed = false;
         let mut premium_retries = 0;
+        let mut slow_failures = 0;
         loop {
             let attempt_started = std::time::Instant::now();
             let token = self.inner.tokens.token().await?;
@@ -366,10 +379,13 @@ impl GraphClient {
                 .timeout(self.request_timeout)
                 .send()
                 .await;
-            let (failure, retry_after, last) = match sent {
+            let (failure, retry_after, last, slow) = match sent {
                 Ok(response) if response.status().is_success() => match response.bytes().await {
                     Ok(body) => return Ok(body),
-                    Err(e) => (Failure::Transport, None, describe_transport(e)),
+                    Err(e) => {
+                        let slow = e.is_timeout();
+                        (Failure::Transport, None, describe_transport(e), slow)
+                    }
                 },
                 Ok(response) => {
                     let status = response.status().as_u16();
@@ -408,15 +424,25 @@ impl GraphClient {
                         continue;
                     }
                     let reason = response.status().canonical_reason().unwrap_or("");
+                    let slow = matches!(status, 500 | 502 | 504)
+                        || (status == 503 && retry_after.is_none());
                     (
                         Failure::Status(status),
                         retry_after,
                         format!("HTTP {status} {reason}").trim_end().to_string(),
+                        slow,
                     )
                 }
-                Err(e) => (Failure::Transport, None, describe_transport(e)),
+                Err(e) => {
+                    let slow = e.is_timeout();
+                    (Failure::Transport, None, describe_transport(e), slow)
+                }
             };
             budget.charge(attempt_started.elapsed());
+            slow_failures = if slow { slow_failures + 1 } else { 0 };
+            if slow_failures == SLOW_FAILURES {
+                return Err(GraphError::Slow { page, last });
+            }
             match budget.decide(failure, retry_after.as_deref(), attempt) {
                 Decision::Retry(wait) => {
                     warn!(

@@ -5,10 +5,12 @@
 //! | `mod.rs` | the run's entry points, wiring ([`Deps`]), settling a previous run, the slice loop, recording the summary |
 //! | [`plan`] | which slices, in which order (pure, table-tested) |
 //! | [`slice`] | exporting one slice: read, filter, encode, stage, the commit protocol |
+//! | [`cursor`] | which window of a slice to read next: re-checks, narrower windows (pure) |
 //! | [`latest`] | rebuilding `latest.csv` |
 //! | [`report`] | a run's outcome as a status, a log line and JSON, for every shell |
 //! | [`window`] | parsing `since` / `until` for the CLI and the refresh trigger |
 
+pub mod cursor;
 pub mod latest;
 pub mod plan;
 pub mod report;
@@ -176,6 +178,8 @@ struct Run<'a> {
     /// within a file and several slices may write the same file.
     next_block: u32,
     started: std::time::Instant,
+    /// Width of Graph queries once slow pages narrowed them; kept for the rest of the run.
+    query_width: Option<Duration>,
     summary: RunSummary,
     state: Option<State>,
 }
@@ -207,6 +211,7 @@ impl<'a> Run<'a> {
             run_id: uuid::Uuid::new_v4().to_string(),
             next_block: 0,
             started: std::time::Instant::now(),
+            query_width: None,
             summary,
             state: None,
         }

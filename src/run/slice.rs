@@ -5,16 +5,14 @@
 use std::collections::{BTreeMap, HashSet};
 
 use bytes::Bytes;
-use time::OffsetDateTime;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
+use super::cursor::{CursorError, SliceCursor};
 use super::{rfc3339, state_bytes, Run, RunError, Slice, BLOCK_TARGET};
+use crate::graph::client::GraphError;
 use crate::graph::stream::PageObserver;
 use crate::sink::daily_file;
 use crate::state::{Instant, Pending, State};
-
-/// Completeness re-checks per slice before the slice fails (each one found older rows).
-const MAX_RECHECKS: u32 = 5;
 
 impl Run<'_> {
     pub(super) async fn export_slice(
@@ -26,12 +24,10 @@ impl Run<'_> {
         let overlap = self.settings.overlap;
         let file = daily_file(slice.start.date());
         let sink = &self.deps.sink;
-        let mut stream = self.open_stream(slice.start, slice.end);
-        // The oldest sign-in Graph returned for this slice, and how many completeness re-checks
-        // were asked (see below).
-        let mut oldest: Option<OffsetDateTime> = None;
-        let mut rechecks = 0u32;
-        let mut checked_below: Option<OffsetDateTime> = None;
+        // Which window to read next: the whole slice, then re-checks and narrower windows as
+        // Graph's paging and speed require (see `cursor`).
+        let mut cursor = SliceCursor::new(slice, self.query_width.unwrap_or(self.settings.slice));
+        let mut stream = self.open_stream(cursor.query().start, cursor.query().end);
         let mut slice_ids: HashSet<String> = HashSet::new();
         let mut pending_ids = BTreeMap::new();
         let mut buffer = Vec::with_capacity(BLOCK_TARGET + 64 * 1024);
@@ -47,45 +43,51 @@ impl Run<'_> {
             }
         };
         tokio::pin!(deadline_passed);
+        let incomplete = |e: CursorError| {
+            RunError::Graph(format!(
+                "{e} for {} to {}; nothing of this slice was committed, the next run reads it again",
+                rfc3339(slice.start),
+                rfc3339(slice.end)
+            ))
+        };
         loop {
             let next = tokio::select! {
                 _ = self.cancel.cancelled() => return Err(RunError::Cancelled),
                 _ = &mut deadline_passed => return Err(RunError::DeadlineReached),
                 next = stream.next(self.deps.observer.as_deref().map(|o| o as &dyn PageObserver)) => next,
             };
-            let Some(signin) = next.map_err(|e| RunError::Graph(e.to_string()))? else {
-                // Graph has been seen to end paging early: a short page without
-                // `@odata.nextLink` mid-window, a different total for the same closed window on
-                // another run (public reports; see crates/fake-tenant `end_paging_early_next`).
-                // Sign-ins come newest first, so what may be missing is older than the oldest row
-                // read: ask for `[slice start, oldest]` once more. Nothing older in the answer =
-                // complete (one extra request per slice that took several pages); else keep
-                // reading.
-                // Only a stream that followed `@odata.nextLink` can have been cut short mid-paging;
-                // a slice read in one page costs no re-check.
-                let Some(at) = oldest.filter(|at| *at > slice.start && stream.pages() > 1) else {
-                    break;
-                };
-                if checked_below == Some(at) {
-                    break; // the re-check found nothing older: the slice is complete
+            let signin = match next {
+                Ok(Some(signin)) => signin,
+                Ok(None) => {
+                    let checks_before = cursor.rechecks();
+                    let Some(query) = cursor.ended(stream.pages()).map_err(incomplete)? else {
+                        break;
+                    };
+                    if cursor.rechecks() > checks_before {
+                        self.summary.completeness_checks += 1;
+                        debug!(file = %file, below = %rfc3339(query.end), "paging took several pages: checking the slice is complete");
+                    }
+                    stream = self.open_stream(query.start, query.end);
+                    continue;
                 }
-                if rechecks == MAX_RECHECKS {
-                    return Err(RunError::Graph(format!(
-                        "Graph's paging ended early {MAX_RECHECKS} times in a row for {} to {}; nothing of this slice was committed, the next run reads it again",
-                        rfc3339(slice.start),
-                        rfc3339(slice.end)
-                    )));
+                Err(GraphError::Slow { page, last }) => {
+                    let Some(query) = cursor.slow().map_err(incomplete)? else {
+                        break;
+                    };
+                    self.query_width = Some(cursor.width());
+                    warn!(
+                        file = %file,
+                        page,
+                        last = %last,
+                        width_seconds = cursor.width().as_secs(),
+                        "Graph is slow for this window; reading it in shorter windows"
+                    );
+                    stream = self.open_stream(query.start, query.end);
+                    continue;
                 }
-                rechecks += 1;
-                self.summary.completeness_checks += 1;
-                debug!(file = %file, recheck = rechecks, below = %rfc3339(at), "checking the slice is complete");
-                stream = self.open_stream(slice.start, at);
-                checked_below = Some(at);
-                continue;
+                Err(e) => return Err(RunError::Graph(e.to_string())),
             };
-            if signin.created >= slice.start && signin.created < slice.end {
-                oldest = Some(oldest.map_or(signin.created, |o| o.min(signin.created)));
-            }
+            cursor.saw(signin.created);
             // Half-open slices: the row at the end instant belongs to the next slice.
             if signin.created < slice.start
                 || signin.created >= slice.end

@@ -133,6 +133,7 @@ pub struct Faults {
     foreign: Mutex<Option<String>>,
     page_cap: AtomicUsize,
     early_end: AtomicUsize,
+    slow_wide: Mutex<Option<(Duration, Duration)>>,
     deny: Mutex<Option<GraphDenial>>,
     deny_counted: Mutex<(usize, Option<GraphDenial>)>,
     bad_skiptoken: AtomicUsize,
@@ -194,6 +195,32 @@ impl Faults {
     }
 
     /// Serve at most `n` records per page whatever `$top` says (0 removes the cap).
+    /// Every page request whose `createdDateTime` window is wider than `width` waits `delay`
+    /// before answering: sign-in pages are reported to take minutes on selective filters, and
+    /// Microsoft's guidance is a shorter time range (which this fault rewards).
+    pub fn slow_windows_wider_than(&self, width: Duration, delay: Duration) {
+        *lock(&self.slow_wide) = Some((width, delay));
+    }
+
+    async fn wide_window_delay(&self, filter: Option<&str>) {
+        let Some((width, delay)) = *lock(&self.slow_wide) else {
+            return;
+        };
+        let bound = |op: &str| {
+            let text = filter?;
+            let at = text.find(&format!("createdDateTime {op} "))? + "createdDateTime ge ".len();
+            let token = text[at..].split_whitespace().next()?;
+            OffsetDateTime::parse(token, &time::format_description::well_known::Rfc3339).ok()
+        };
+        let wide = match (bound("ge"), bound("le")) {
+            (Some(start), Some(end)) => (end - start) > width,
+            _ => true, // no bounded window at all: the widest there is
+        };
+        if wide {
+            tokio::time::sleep(delay).await;
+        }
+    }
+
     /// The next `n` pages reached through `@odata.nextLink` that have more results after them
     /// are served short (half the page) and without `@odata.nextLink`: paging ends early, as users report of the real service
     /// (the same closed window returning different totals on different runs, e.g.
@@ -250,6 +277,7 @@ impl Faults {
         *lock(&self.foreign) = None;
         self.page_cap.store(0, Ordering::SeqCst);
         self.early_end.store(0, Ordering::SeqCst);
+        *lock(&self.slow_wide) = None;
         *lock(&self.deny) = None;
         *lock(&self.deny_counted) = (0, None);
         self.bad_skiptoken.store(0, Ordering::SeqCst);
@@ -892,6 +920,10 @@ async fn signins_handler(
     }
     // 4. Faults, in the order a client would meet them.
     fake.inner.faults.page_delay().await;
+    fake.inner
+        .faults
+        .wide_window_delay(query.filter_text.as_deref())
+        .await;
     if let Some(retry_after) = fake.inner.faults.take_throttle() {
         let mut response = graph_error(
             StatusCode::TOO_MANY_REQUESTS,

@@ -1,0 +1,243 @@
+//! Where the reading of one slice stands, and which window to ask Graph for next (pure,
+//! table-tested).
+//!
+//! Graph returns sign-ins newest first, so after any answer everything newer than the oldest row
+//! read is known: the slice is read from its end down to a *frontier*. A query normally covers
+//! the whole rest, `[slice start, frontier]`, and its end moves the frontier to its lower bound.
+//! Two behaviours of the real service move it less:
+//!
+//! * **paging that ends early** (a short page without `@odata.nextLink` mid-paging, reported for
+//!   this API): a query that followed `@odata.nextLink` moves the frontier only to the oldest row
+//!   it returned, and the rest is asked again — a completeness re-check that costs one request
+//!   when nothing was missing;
+//! * **slow pages** (pages reported to take minutes on selective filters; Microsoft's remedy is a
+//!   shorter time range): a query given up as slow moves the frontier to the oldest row read and
+//!   halves the window width for the next queries (kept for the rest of the run).
+//!
+//! Windows are inclusive at both ends (Graph's `ge`/`le`): rows at a boundary come twice and the
+//! slice deduplicates them by id.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use super::Slice;
+
+/// The narrowest window a slow query is split down to.
+pub const MIN_WIDTH: Duration = Duration::from_secs(60);
+/// Re-checks in a row that each found older rows (paging ended early again and again).
+pub const MAX_RECHECKS_IN_A_ROW: u32 = 5;
+
+/// A window to query, `[start, end]` inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Query {
+    pub start: OffsetDateTime,
+    pub end: OffsetDateTime,
+}
+
+/// Why the slice cannot be read completely in this run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CursorError {
+    #[error("Graph's paging ended early {MAX_RECHECKS_IN_A_ROW} times in a row")]
+    EarlyEnds,
+    #[error("Graph stayed too slow even for {} minute windows", MIN_WIDTH.as_secs() / 60)]
+    TooSlow,
+}
+
+/// The reading of one slice.
+#[derive(Debug, Clone)]
+pub struct SliceCursor {
+    start: OffsetDateTime,
+    width: Duration,
+    query: Query,
+    /// The oldest row the current query returned.
+    oldest: Option<OffsetDateTime>,
+    rechecks: u64,
+    rechecks_in_a_row: u32,
+}
+
+impl SliceCursor {
+    /// Starts at the slice's end with queries at most `width` wide.
+    pub fn new(slice: Slice, width: Duration) -> SliceCursor {
+        let width = width.max(MIN_WIDTH);
+        SliceCursor {
+            start: slice.start,
+            width,
+            query: window_below(slice.start, slice.end, width),
+            oldest: None,
+            rechecks: 0,
+            rechecks_in_a_row: 0,
+        }
+    }
+
+    /// The window to read now.
+    pub fn query(&self) -> Query {
+        self.query
+    }
+
+    /// The width of the queries (narrowed by slow pages).
+    pub fn width(&self) -> Duration {
+        self.width
+    }
+
+    /// Completeness re-checks asked so far.
+    pub fn rechecks(&self) -> u64 {
+        self.rechecks
+    }
+
+    /// A row of the current query was read.
+    pub fn saw(&mut self, created: OffsetDateTime) {
+        if (self.query.start..=self.query.end).contains(&created) {
+            self.oldest = Some(self.oldest.map_or(created, |o| o.min(created)));
+        }
+    }
+
+    /// The current query ended after `pages` pages: the next query, or `None` when the slice is
+    /// read completely.
+    pub fn ended(&mut self, pages: u64) -> Result<Option<Query>, CursorError> {
+        let Query { start, end } = self.query;
+        let cut_short = self
+            .oldest
+            .filter(|oldest| pages > 1 && *oldest > start && *oldest < end);
+        let frontier = match cut_short {
+            Some(oldest) => {
+                if self.rechecks_in_a_row == MAX_RECHECKS_IN_A_ROW {
+                    return Err(CursorError::EarlyEnds);
+                }
+                self.rechecks += 1;
+                self.rechecks_in_a_row += 1;
+                oldest
+            }
+            None => {
+                self.rechecks_in_a_row = 0;
+                start
+            }
+        };
+        Ok(self.next_below(frontier))
+    }
+
+    /// The current query was given up as slow: halve the width and go on below what it read
+    /// (`None`: what it read reaches the slice's start).
+    pub fn slow(&mut self) -> Result<Option<Query>, CursorError> {
+        let Query { start, end } = self.query;
+        let span = Duration::try_from(end - start).unwrap_or_default();
+        if span <= MIN_WIDTH {
+            return Err(CursorError::TooSlow);
+        }
+        self.width = (span / 2).max(MIN_WIDTH);
+        let frontier = self.oldest.unwrap_or(end);
+        // A slow query with rows has read everything above its oldest row.
+        Ok(self.next_below(frontier))
+    }
+
+    fn next_below(&mut self, frontier: OffsetDateTime) -> Option<Query> {
+        self.oldest = None;
+        if frontier <= self.start {
+            return None;
+        }
+        self.query = window_below(self.start, frontier, self.width);
+        Some(self.query)
+    }
+}
+
+/// `[max(floor, end − width), end]`.
+fn window_below(floor: OffsetDateTime, end: OffsetDateTime, width: Duration) -> Query {
+    let start = end
+        .checked_sub(time::Duration::try_from(width).unwrap_or(time::Duration::MAX))
+        .map_or(floor, |s| s.max(floor));
+    Query { start, end }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn slice() -> Slice {
+        Slice {
+            start: datetime!(2026-11-30 00:00 UTC),
+            end: datetime!(2026-11-30 06:00 UTC),
+        }
+    }
+
+    fn q(start: OffsetDateTime, end: OffsetDateTime) -> Query {
+        Query { start, end }
+    }
+
+    #[test]
+    fn one_page_reads_the_slice_with_one_query() {
+        let mut cursor = SliceCursor::new(slice(), 6 * HOUR);
+        assert_eq!(cursor.query(), q(slice().start, slice().end));
+        cursor.saw(datetime!(2026-11-30 05:00 UTC));
+        cursor.saw(datetime!(2026-11-30 00:10 UTC));
+        assert_eq!(cursor.ended(1), Ok(None));
+        assert_eq!(cursor.rechecks(), 0);
+    }
+
+    #[test]
+    fn several_pages_cost_one_recheck_below_the_oldest_row() {
+        let mut cursor = SliceCursor::new(slice(), 6 * HOUR);
+        cursor.saw(datetime!(2026-11-30 05:00 UTC));
+        cursor.saw(datetime!(2026-11-30 02:00 UTC));
+        let recheck = cursor.ended(3).unwrap().unwrap();
+        assert_eq!(recheck, q(slice().start, datetime!(2026-11-30 02:00 UTC)));
+        // The re-check answers in one page: complete.
+        cursor.saw(datetime!(2026-11-30 02:00 UTC));
+        assert_eq!(cursor.ended(1), Ok(None));
+        assert_eq!(cursor.rechecks(), 1);
+    }
+
+    #[test]
+    fn paging_that_ends_early_again_and_again_fails_the_slice() {
+        let mut cursor = SliceCursor::new(slice(), 6 * HOUR);
+        let mut oldest = datetime!(2026-11-30 05:00 UTC);
+        for _ in 0..MAX_RECHECKS_IN_A_ROW {
+            cursor.saw(oldest);
+            assert!(cursor.ended(2).unwrap().is_some());
+            oldest -= time::Duration::minutes(30);
+        }
+        cursor.saw(oldest);
+        assert_eq!(cursor.ended(2), Err(CursorError::EarlyEnds));
+    }
+
+    #[test]
+    fn slow_queries_halve_the_window_and_go_on_below_what_they_read() {
+        let mut cursor = SliceCursor::new(slice(), 6 * HOUR);
+        // Slow before any row: the same end, half the width.
+        assert_eq!(
+            cursor.slow(),
+            Ok(Some(q(datetime!(2026-11-30 03:00 UTC), slice().end)))
+        );
+        // Rows down to 04:00, then slow again: below 04:00, 1.5 h wide.
+        cursor.saw(datetime!(2026-11-30 04:00 UTC));
+        assert_eq!(
+            cursor.slow(),
+            Ok(Some(q(
+                datetime!(2026-11-30 02:30 UTC),
+                datetime!(2026-11-30 04:00 UTC)
+            )))
+        );
+        assert_eq!(cursor.width(), Duration::from_secs(5400));
+        // That window reads in one page: the next one is just as wide, down to the start.
+        assert_eq!(
+            cursor.ended(1),
+            Ok(Some(q(
+                datetime!(2026-11-30 01:00 UTC),
+                datetime!(2026-11-30 02:30 UTC)
+            )))
+        );
+        assert_eq!(
+            cursor.ended(1),
+            Ok(Some(q(slice().start, datetime!(2026-11-30 01:00 UTC))))
+        );
+        assert_eq!(cursor.ended(1), Ok(None));
+    }
+
+    #[test]
+    fn a_minute_wide_query_that_is_still_slow_fails() {
+        let mut cursor = SliceCursor::new(slice(), MIN_WIDTH);
+        assert_eq!(cursor.slow(), Err(CursorError::TooSlow));
+    }
+}
