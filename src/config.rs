@@ -26,7 +26,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "SIGNINS_LOOKBACK", default: "7d", meaning: "window of the first run (no watermark yet), at most 30d" },
     Setting { name: "SIGNINS_OVERLAP", default: "1h", meaning: "how far before the watermark each run re-reads, to catch late-published sign-ins" },
     Setting { name: "SIGNINS_SETTLE", default: "15m", meaning: "sign-ins younger than this wait for a later run, so the row holds what Graph adds after publishing (risk, MFA details, Conditional Access); 0s to 24h" },
-    Setting { name: "SIGNINS_SLICE", default: "6h", meaning: "longest window committed at once; a run that hits its deadline keeps finished slices" },
+    Setting { name: "SIGNINS_SLICE", default: "1d", meaning: "longest window committed at once (slices never cross a UTC midnight; one that does not fit in a run's deadline is shortened for later runs to what a run can read)" },
     Setting { name: "SIGNINS_COLUMNS", default: "", meaning: "comma list choosing and ordering columns (default: all default columns)" },
     Setting { name: "SIGNINS_CSV_SAFE", default: "true", meaning: "prefix cells starting with = + - @ tab CR with `'` (formula-injection guard)" },
     Setting { name: "SIGNINS_REPORT_DAYS", default: "30", meaning: "days kept in `latest.csv`" },

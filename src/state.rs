@@ -237,10 +237,17 @@ impl State {
         self.slice_seconds.map(Duration::from_secs)
     }
 
-    /// A slice of `length` did not fit in a whole run's deadline: halve it (not below
-    /// [`MIN_SLICE`]) for later runs. Returns the new length.
-    pub fn shorten_slices(&mut self, length: Duration) -> Duration {
-        let shorter = (length / 2).max(MIN_SLICE);
+    /// A slice of `length` did not fit in a whole run's deadline, of which it read `read`
+    /// (0 to 1, newest first): later runs use slices sized to what one run did read, with a
+    /// margin (`read × 0.7`), or half when it read nearly nothing; never below [`MIN_SLICE`].
+    /// Returns the new length.
+    pub fn shorten_slices(&mut self, length: Duration, read: f64) -> Duration {
+        let fraction = if read.is_finite() && read > 0.05 {
+            (read * 0.7).min(0.5)
+        } else {
+            0.5
+        };
+        let shorter = length.mul_f64(fraction).max(MIN_SLICE);
         let shorter = self
             .slice_limit()
             .map_or(shorter, |limit| limit.min(shorter));
@@ -433,17 +440,28 @@ mod tests {
     }
 
     #[test]
-    fn slice_length_halves_on_a_miss_and_grows_back() {
+    fn slice_length_shrinks_to_what_a_run_read_and_grows_back() {
         let mut state = State::new("all", vec![], datetime!(2026-11-28 10:00 UTC));
         let hour = Duration::from_secs(3600);
-        assert_eq!(state.shorten_slices(6 * hour), 3 * hour);
-        assert_eq!(state.shorten_slices(3 * hour), Duration::from_secs(5400));
         assert_eq!(
-            state.shorten_slices(6 * hour),
-            Duration::from_secs(5400),
+            state.shorten_slices(6 * hour, 0.0),
+            3 * hour,
+            "nothing read: half"
+        );
+        assert_eq!(
+            state.shorten_slices(3 * hour, 0.2),
+            Duration::from_secs(1512),
+            "sized to what was read, with a margin"
+        );
+        assert_eq!(
+            state.shorten_slices(6 * hour, 0.9),
+            Duration::from_secs(1512),
             "never longer than learnt"
         );
-        assert_eq!(state.shorten_slices(Duration::from_secs(70)), MIN_SLICE);
+        assert_eq!(
+            state.shorten_slices(Duration::from_secs(70), 0.0),
+            MIN_SLICE
+        );
         state.slice_seconds = Some(3 * 3600);
         state.lengthen_slices(6 * hour);
         assert_eq!(state.slice_limit(), None, "back to the configured length");

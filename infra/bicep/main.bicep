@@ -157,8 +157,8 @@ param signinsOverlap string = '1h'
 @description('SIGNINS_SETTLE: sign-ins younger than this wait for a later run (Graph still updates them), e.g. 15m; 0s to 24h.')
 param signinsSettle string = '15m'
 
-@description('SIGNINS_SLICE: longest window committed at once, e.g. 6h.')
-param signinsSlice string = '6h'
+@description('SIGNINS_SLICE: longest window committed at once, e.g. 1d (one UTC day: a quiet week is a handful of Graph requests).')
+param signinsSlice string = '1d'
 
 @description('SIGNINS_COLUMNS: comma list choosing and ordering columns ("" = default columns).')
 param signinsColumns string = ''

@@ -302,9 +302,9 @@ variable "signins_overlap" {
 }
 
 variable "signins_slice" {
-  description = "SIGNINS_SLICE: longest window committed at once, e.g. 6h."
+  description = "SIGNINS_SLICE: longest window committed at once, e.g. 1d (one UTC day: a quiet week is a handful of Graph requests)."
   type        = string
-  default     = "6h"
+  default     = "1d"
   validation {
     condition     = can(regex("^[0-9]+[smhd]$", var.signins_slice))
     error_message = "signins_slice must be a number with a unit s, m, h or d."

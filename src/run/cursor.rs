@@ -80,6 +80,17 @@ impl SliceCursor {
         self.width
     }
 
+    /// The share of the slice read so far (0 to 1): everything from the oldest row the current
+    /// query returned (or its end) up to the slice's end.
+    pub fn read_share(&self, slice: Slice) -> f64 {
+        let frontier = self.oldest.unwrap_or(self.query.end);
+        let total = (slice.end - slice.start).as_seconds_f64();
+        if total <= 0.0 {
+            return 1.0;
+        }
+        ((slice.end - frontier).as_seconds_f64() / total).clamp(0.0, 1.0)
+    }
+
     /// Completeness re-checks asked so far.
     pub fn rechecks(&self) -> u64 {
         self.rechecks
@@ -233,6 +244,14 @@ mod tests {
             Ok(Some(q(slice().start, datetime!(2026-11-30 01:00 UTC))))
         );
         assert_eq!(cursor.ended(1), Ok(None));
+    }
+
+    #[test]
+    fn the_read_share_follows_the_oldest_row() {
+        let mut cursor = SliceCursor::new(slice(), 6 * HOUR);
+        assert_eq!(cursor.read_share(slice()), 0.0);
+        cursor.saw(datetime!(2026-11-30 03:00 UTC));
+        assert_eq!(cursor.read_share(slice()), 0.5);
     }
 
     #[test]

@@ -180,6 +180,8 @@ struct Run<'a> {
     started: std::time::Instant,
     /// Width of Graph queries once slow pages narrowed them; kept for the rest of the run.
     query_width: Option<Duration>,
+    /// How much of a slice abandoned at the deadline was read (0 to 1): sizes later slices.
+    abandoned_read: Option<f64>,
     summary: RunSummary,
     state: Option<State>,
 }
@@ -212,6 +214,7 @@ impl<'a> Run<'a> {
             next_block: 0,
             started: std::time::Instant::now(),
             query_width: None,
+            abandoned_read: None,
             summary,
             state: None,
         }
@@ -367,7 +370,8 @@ impl<'a> Run<'a> {
                     if self.summary.slices_done == 0 {
                         let length =
                             Duration::try_from(slice.end - slice.start).unwrap_or_default();
-                        let shorter = state.shorten_slices(length);
+                        let read = self.abandoned_read.take().unwrap_or(0.0);
+                        let shorter = state.shorten_slices(length, read);
                         warn!(
                             slice_seconds = shorter.as_secs(),
                             "a whole slice did not fit in the deadline; later runs use shorter slices"

@@ -53,7 +53,10 @@ impl Run<'_> {
         loop {
             let next = tokio::select! {
                 _ = self.cancel.cancelled() => return Err(RunError::Cancelled),
-                _ = &mut deadline_passed => return Err(RunError::DeadlineReached),
+                _ = &mut deadline_passed => {
+                    self.abandoned_read = Some(cursor.read_share(slice));
+                    return Err(RunError::DeadlineReached);
+                }
                 next = stream.next(self.deps.observer.as_deref().map(|o| o as &dyn PageObserver)) => next,
             };
             let signin = match next {
