@@ -31,6 +31,8 @@ fn client() -> reqwest::Client {
 /// A fake over HTTP holding a 20-user, 3-day tenant, and a valid Graph token for it.
 async fn graph() -> (RunningFake, String) {
     let running = spawn_http(fake::tenant(20, 3, 11)).await;
+    // May read everything a sign-in holds, Conditional Access policies included.
+    running.fake.grant_role("Policy.Read.All");
     let token = running.fake.mint_token(GRAPH_RESOURCE);
     (running, token)
 }

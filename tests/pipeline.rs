@@ -871,6 +871,41 @@ async fn slow_wide_windows_are_read_in_narrower_windows() {
     assert!(summary.retries <= 4, "{summary:?}");
 }
 
+/// Graph returns the applied Conditional Access policies only to an identity that may read them
+/// (Policy.Read.All or Policy.Read.ConditionalAccess); the fake does the same, and the columns
+/// are empty without it (`check` warns about that).
+#[tokio::test]
+async fn conditional_access_columns_need_the_policy_permission() {
+    let counts = |grant: bool| async move {
+        let app = TestApp::spawn(tenant_ending_now(20, 1, 27)).await;
+        if grant {
+            app.fake.grant_role("Policy.Read.All");
+        }
+        let settings = app.settings(&[
+            ("SIGNINS_PRESET", "all"),
+            ("SIGNINS_LOOKBACK", "1d"),
+            ("SIGNINS_COLUMNS", "id,appliedConditionalAccessPolicyCount"),
+        ]);
+        app.export(&settings).await;
+        app.daily_rows(&settings)
+            .values()
+            .flatten()
+            .map(|r| {
+                r["appliedConditionalAccessPolicyCount"]
+                    .parse::<u64>()
+                    .unwrap()
+            })
+            .collect::<Vec<_>>()
+    };
+    let without = counts(false).await;
+    assert!(
+        !without.is_empty() && without.iter().all(|n| *n == 0),
+        "{without:?}"
+    );
+    let with = counts(true).await;
+    assert!(with.iter().any(|n| *n > 0), "{with:?}");
+}
+
 /// A query other than the destination's is refused with what differs and the remedy; nothing
 /// is read or written.
 #[tokio::test]

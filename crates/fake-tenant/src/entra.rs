@@ -75,7 +75,8 @@ pub(crate) struct IssuedToken {
 
 /// The verdict on a bearer token presented to a resource.
 pub(crate) enum TokenCheck {
-    Valid,
+    /// Accepted; the token's application permissions (`roles`).
+    Valid { roles: Vec<String> },
     /// The message for Graph's `InvalidAuthenticationToken` error.
     Invalid(&'static str),
 }
@@ -209,7 +210,16 @@ pub(crate) fn check_bearer(fake: &FakeGraph, headers: &HeaderMap, audience: &str
             "Continuous access evaluation resulted in challenge with result: InteractionRequired and code: TokenIssuedBeforeRevocationTimestamp",
         );
     }
-    TokenCheck::Valid
+    let roles = claims["roles"]
+        .as_array()
+        .map(|roles| {
+            roles
+                .iter()
+                .filter_map(|r| r.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    TokenCheck::Valid { roles }
 }
 
 /// Whether the fake issues tokens for `resource` (no trailing slash).

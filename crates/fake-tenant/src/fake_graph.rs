@@ -847,8 +847,13 @@ async fn signins_handler(
     request: Request,
 ) -> Response {
     // 1. Authentication, as Graph does it before anything else.
-    match entra::check_bearer(&fake, &headers, GRAPH_RESOURCE) {
-        TokenCheck::Valid => {}
+    // Graph returns `appliedConditionalAccessPolicies` only to callers that may read Conditional
+    // Access data (learn.microsoft.com/graph/api/resources/appliedconditionalaccesspolicy):
+    // others get the property empty.
+    let policies_readable = match entra::check_bearer(&fake, &headers, GRAPH_RESOURCE) {
+        TokenCheck::Valid { roles } => roles
+            .iter()
+            .any(|r| r == "Policy.Read.All" || r == "Policy.Read.ConditionalAccess"),
         TokenCheck::Invalid(message) => {
             let mut response = graph_error(
                 StatusCode::UNAUTHORIZED,
@@ -864,7 +869,7 @@ async fn signins_handler(
             );
             return response;
         }
-    }
+    };
     let Some(version) = ApiVersion::from_segment(&version) else {
         return graph_error(
             StatusCode::BAD_REQUEST,
@@ -959,7 +964,7 @@ async fn signins_handler(
         page.end = page.cursor.start + (page.end - page.cursor.start).div_ceil(2);
         page.last = true;
     }
-    let body = page_body(&fake, &origin, version, &page);
+    let body = page_body(&fake, &origin, version, &page, policies_readable);
     let mut text = body.to_string();
     if fake.inner.faults.take_malformed() {
         // A body cut off mid-stream: valid prefix, invalid JSON.
@@ -1042,9 +1047,22 @@ fn resolve_page(
     })
 }
 
-fn page_body(fake: &FakeGraph, origin: &str, version: ApiVersion, page: &Page) -> Value {
+fn page_body(
+    fake: &FakeGraph,
+    origin: &str,
+    version: ApiVersion,
+    page: &Page,
+    policies_readable: bool,
+) -> Value {
     let cursor = &page.cursor;
-    let items: Vec<Value> = cursor.results[cursor.start..page.end].to_vec();
+    let mut items: Vec<Value> = cursor.results[cursor.start..page.end].to_vec();
+    if !policies_readable {
+        for item in &mut items {
+            if let Some(policies) = item.get_mut("appliedConditionalAccessPolicies") {
+                *policies = Value::Array(Vec::new());
+            }
+        }
+    }
     let mut body = serde_json::Map::new();
     body.insert(
         "@odata.context".into(),
