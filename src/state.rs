@@ -160,8 +160,15 @@ pub struct RunSummary {
     pub slices_done: u32,
     pub slices_total: u32,
     pub pages: u64,
+    /// Graph requests and retries.
     pub requests: u64,
     pub retries: u64,
+    /// Storage requests (Blob Storage; 0 for a local folder).
+    #[serde(default)]
+    pub storage_requests: u64,
+    /// Bytes of daily files copied into `latest.csv`.
+    #[serde(default)]
+    pub bytes_copied: u64,
     /// Sign-ins read from Graph but skipped as already exported.
     pub duplicates_skipped: u64,
     /// Of the back-fill asked for (`since`), what is not exported yet: the next run with the

@@ -232,9 +232,16 @@ async fn repeated_runs_over_sas_export_the_ground_truth_once() {
     let scenario = Scenario::sas(2, 41).await;
     let first = scenario.run_ok().await;
     assert!(first["rows"].as_u64().unwrap() > 0);
+    // The summary counts what the run cost in Blob Storage too.
+    assert!(first["storageRequests"].as_u64().unwrap() > 0, "{first}");
+    assert!(first["bytesCopied"].as_u64().unwrap() > 0, "{first}");
     scenario.assert_exactly_ground_truth().await;
     let again = scenario.run_ok().await;
     assert_eq!(again["rows"], 0, "{again}");
+    assert_eq!(
+        again["bytesCopied"], 0,
+        "nothing changed, nothing copied: {again}"
+    );
     scenario.assert_exactly_ground_truth().await;
 }
 

@@ -511,6 +511,7 @@ pub async fn publish_latest_concatenates_days(ctx: Ctx) {
     append(&sink, &days[2], "r12b", &[rows("d12", 1..3)]).await;
 
     let order = [days[2].clone(), days[1].clone(), days[0].clone()];
+    let copied_before = sink.counters().bytes_copied;
     sink.publish_latest(Bytes::from_static(HEADER.as_bytes()), &order)
         .await
         .expect("publish");
@@ -524,6 +525,11 @@ pub async fn publish_latest_concatenates_days(ctx: Ctx) {
     );
     let text = read_text(&sink, LATEST_FILE).await;
     assert_eq!(text, expected);
+    // What was copied is counted: every daily row, no header.
+    assert_eq!(
+        sink.counters().bytes_copied - copied_before,
+        (expected.len() - HEADER.len()) as u64
+    );
 
     let mut reader = csv::Reader::from_reader(text.trim_start_matches('\u{feff}').as_bytes());
     let headers = reader.headers().expect("headers").clone();
@@ -1226,7 +1232,8 @@ mod retries {
             sink.request_counts(),
             signin_export::sink::blob::RequestCounts {
                 requests: 1,
-                retries: 3
+                retries: 3,
+                bytes_copied: 0,
             }
         );
     }

@@ -423,6 +423,9 @@ impl<'a> Run<'a> {
         self.summary.pages = stats.pages;
         self.summary.requests = stats.requests;
         self.summary.retries = stats.retries;
+        let storage = self.deps.sink.counters();
+        self.summary.storage_requests = storage.requests;
+        self.summary.bytes_copied = storage.bytes_copied;
         self.summary.finished = Some(OffsetDateTime::now_utc());
         self.summary.outcome = match &result {
             Ok(true) => "completed".into(),

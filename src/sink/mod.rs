@@ -93,6 +93,15 @@ pub struct LockHolder {
     pub since: Option<OffsetDateTime>,
 }
 
+/// Requests a sink sent and bytes it copied, since it was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SinkCounters {
+    /// Storage requests (one per logical operation; retries not counted).
+    pub requests: u64,
+    /// Bytes of daily files copied into `latest.csv`.
+    pub bytes_copied: u64,
+}
+
 /// Result of [`Sink::acquire`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum LockOutcome {
@@ -161,6 +170,11 @@ pub trait Sink: Send + Sync {
 
     /// Whether `ticket`'s commit is in the file (used to recover after a crash).
     async fn is_committed(&self, ticket: &CommitTicket) -> Result<bool, SinkError>;
+
+    /// What this sink has done so far, for the run summary (zero where it does not count).
+    fn counters(&self) -> SinkCounters {
+        SinkCounters::default()
+    }
 
     /// Settles a ticket another (earlier, possibly still running) writer prepared: whether its
     /// commit landed, and — when it has not — makes sure it never can, so a commit delayed in

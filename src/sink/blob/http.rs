@@ -22,12 +22,15 @@ pub struct RequestCounts {
     pub requests: u64,
     /// Extra attempts made by the retry policy.
     pub retries: u64,
+    /// Bytes of daily files copied into `latest.csv` (server-side or by the download fallback).
+    pub bytes_copied: u64,
 }
 
 #[derive(Debug, Default)]
 pub(super) struct Counters {
     pub(super) calls: AtomicU64,
     pub(super) tries: AtomicU64,
+    pub(super) bytes_copied: AtomicU64,
 }
 
 /// Counts calls (per-call position) or attempts (per-try position) passing through the pipeline.

@@ -20,8 +20,10 @@ use super::{errors, BlobSink};
 use crate::credential::STORAGE_SCOPE;
 use crate::sink::{BlockId, Sink, SinkError, LATEST_FILE};
 
-/// Largest source range one Put Block From URL may copy (Azure's limit: 4000 MiB).
-pub const MAX_FROM_URL_BYTES: u64 = 4000 * 1024 * 1024;
+/// Largest source range one Put Block From URL copies. Azure allows 4000 MiB, but the service has
+/// to read the whole range before it answers: 256 MiB keeps each call well inside the SDK's
+/// timeouts.
+pub const MAX_FROM_URL_BYTES: u64 = 256 * 1024 * 1024;
 /// Range size of the download fallback: bounds the memory it needs.
 pub const DOWNLOAD_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
 
@@ -200,7 +202,13 @@ async fn copy_server_side(
             .stage_block_from_url(id.as_str().as_bytes(), 0, source_url.clone(), Some(options))
             .await
         {
-            Ok(_) => ids.push(id),
+            Ok(_) => {
+                inner
+                    .counters
+                    .bytes_copied
+                    .fetch_add(length, Ordering::Relaxed);
+                ids.push(id);
+            }
             Err(e) if errors::is_status(&e, 501, &[]) => {
                 return Err(CopyFailure::NotImplemented(
                     inner.scrub(errors::describe(&e)),
@@ -257,6 +265,10 @@ async fn copy_by_download(
                 bytes.len()
             )));
         }
+        inner
+            .counters
+            .bytes_copied
+            .fetch_add(length, Ordering::Relaxed);
         let id = next_id(seq);
         sink.stage(LATEST_FILE, &id, bytes).await?;
         ids.push(id);

@@ -77,7 +77,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use url::Url;
 
-use crate::sink::{BlockId, CommitTicket, LockOutcome, Sink, SinkError};
+use crate::sink::{BlockId, CommitTicket, LockOutcome, Sink, SinkCounters, SinkError};
 
 use client::Inner;
 use lease::HeldLease;
@@ -122,6 +122,7 @@ impl BlobSink {
         RequestCounts {
             requests: calls,
             retries: tries.saturating_sub(calls),
+            bytes_copied: self.inner.counters.bytes_copied.load(Ordering::Relaxed),
         }
     }
 
@@ -176,6 +177,14 @@ impl Sink for BlobSink {
 
     async fn is_committed(&self, ticket: &CommitTicket) -> Result<bool, SinkError> {
         files::is_committed(self, ticket).await
+    }
+
+    fn counters(&self) -> SinkCounters {
+        let counts = self.request_counts();
+        SinkCounters {
+            requests: counts.requests,
+            bytes_copied: counts.bytes_copied,
+        }
     }
 
     async fn fence(&self, ticket: &CommitTicket) -> Result<bool, SinkError> {
