@@ -548,6 +548,44 @@ pub async fn publish_latest_concatenates_days(ctx: Ctx) {
     // Azurite lacks Put Block From URL: Auto fell back to the download path (see module docs).
     assert_eq!(sink.latest_copy(), LatestCopy::Download);
 
+    // latest.csv costs what changed: unchanged days reuse their committed blocks (no copy) ...
+    let before = sink.counters().bytes_copied;
+    sink.publish_latest(Bytes::from_static(HEADER.as_bytes()), &order)
+        .await
+        .expect("publish");
+    assert_eq!(
+        sink.counters().bytes_copied,
+        before,
+        "nothing changed, nothing copied"
+    );
+    assert_eq!(read_text(&sink, LATEST_FILE).await, expected);
+    // ... and a day that changed is copied alone.
+    append(&sink, &days[2], "r12c", &[rows("d12", 3..4)]).await;
+    let before = sink.counters().bytes_copied;
+    sink.publish_latest(Bytes::from_static(HEADER.as_bytes()), &order)
+        .await
+        .expect("publish");
+    let changed_day = format!(
+        "{}{}{}",
+        rows("d12", 3..4),
+        rows("d12", 1..3),
+        rows("d12", 0..1)
+    );
+    assert_eq!(
+        sink.counters().bytes_copied - before,
+        changed_day.len() as u64,
+        "only the changed day is copied"
+    );
+    assert_eq!(
+        read_text(&sink, LATEST_FILE).await,
+        format!(
+            "{HEADER}{changed_day}{}{}{}",
+            rows("d11", 0..2),
+            rows("d11", 2..4),
+            rows("d10", 0..3)
+        )
+    );
+
     // Republishing with fewer days replaces the whole file.
     sink.publish_latest(Bytes::from_static(HEADER.as_bytes()), &order[2..])
         .await
@@ -889,6 +927,14 @@ mod server_side_copy {
                         body: body.to_vec(),
                     });
                     let name = path.rsplit('/').next().unwrap_or("").to_string();
+                    if method == Method::GET && query.contains("comp=blocklist") {
+                        // latest.csv does not exist yet: nothing to reuse.
+                        return (
+                            StatusCode::NOT_FOUND,
+                            [("x-ms-error-code", "BlobNotFound".to_string())],
+                        )
+                            .into_response();
+                    }
                     if method == Method::HEAD {
                         (
                             StatusCode::OK,
@@ -980,11 +1026,13 @@ mod server_side_copy {
             assert!(!copy.headers.contains_key("x-ms-copy-source-authorization"));
             assert_eq!(copy.headers["content-length"], "0");
         }
-        // Header block first, then the copies, then one Put Block List in that order.
+        // Header block first, then the copies, then one Put Block List in that order, committed
+        // only if latest.csv still does not exist (what the reuse decision was made on).
         let puts: Vec<&Seen> = seen.iter().filter(|s| s.method == Method::PUT).collect();
         assert!(puts[0].query.contains("comp=block") && puts[0].body == header.to_vec());
         let list = puts.last().expect("block list");
         assert!(list.query.contains("comp=blocklist"), "{}", list.query);
+        assert_eq!(list.headers["if-none-match"], "*");
         assert_eq!(
             list.headers["x-ms-blob-content-type"],
             "text/csv; charset=utf-8"

@@ -23,7 +23,7 @@ pub(super) const CSV_CONTENT_TYPE: &str = "text/csv; charset=utf-8";
 impl Inner {
     /// The committed block ids and ETag of `file`, or `None` if it does not exist (or has no
     /// committed block).
-    async fn committed_blocks(
+    pub(super) async fn committed_blocks(
         &self,
         file: &str,
     ) -> Result<Option<(Vec<BlockId>, String)>, SinkError> {

@@ -2,7 +2,13 @@
 //! server-side from the daily file's URL (Put Block From URL with `x-ms-source-range`), then one
 //! atomic Put Block List. Falls back to download-and-stage only where the service lacks
 //! Put Block From URL (storage emulators), see [`LatestCopy`].
+//!
+//! A run copies only what changed: the blocks of a daily file are named after the file and its
+//! ETag, so a day whose file did not change since the last build is still in `latest.csv`'s
+//! committed block list under the same names, and the new list reuses those blocks as they are
+//! (Put Block List mixes committed and new blocks). A typical 30-minute run copies one day.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
 use azure_core::http::headers::{HeaderName, Headers};
@@ -75,7 +81,11 @@ pub(super) async fn publish(
         id: BlockId::header(),
         from: Source::Uncommitted,
     }];
-    let mut seq: u32 = 0;
+    // What the last build committed, and its ETag: the new list is committed only over it.
+    let (current, latest_etag) = match inner.committed_blocks(LATEST_FILE).await? {
+        Some((ids, etag)) => (ids.into_iter().collect::<HashSet<_>>(), Some(etag)),
+        None => (HashSet::new(), None),
+    };
     let mut bearer: Option<String> = None;
 
     for file in daily_files {
@@ -108,9 +118,17 @@ pub(super) async fn publish(
         }
         let source = SourceFile { file, len, etag };
         let mode = sink.latest_copy();
+        let (ranges, ids) = day_blocks(&source, header_len, mode);
+        if ids.iter().all(|id| current.contains(id)) {
+            listed.extend(ids.into_iter().map(|id| ListedBlock {
+                id,
+                from: Source::Committed,
+            }));
+            continue;
+        }
         let ids = match mode {
             LatestCopy::Auto | LatestCopy::ServerSide => {
-                match copy_server_side(sink, &source, header_len, &mut seq, &mut bearer).await {
+                match copy_server_side(sink, &source, &ranges, &ids, &mut bearer).await {
                     Ok(ids) => ids,
                     Err(CopyFailure::Sink(e)) => return Err(e),
                     Err(CopyFailure::NotImplemented(detail)) if mode == LatestCopy::Auto => {
@@ -122,7 +140,8 @@ pub(super) async fn publish(
                         inner
                             .latest_mode
                             .store(LatestCopy::Download as u8, Ordering::Relaxed);
-                        copy_by_download(sink, &source, header_len, &mut seq).await?
+                        let (ranges, ids) = day_blocks(&source, header_len, LatestCopy::Download);
+                        copy_by_download(sink, &source, &ranges, &ids).await?
                     }
                     Err(CopyFailure::NotImplemented(detail)) => {
                         return Err(SinkError::Other(format!(
@@ -131,7 +150,7 @@ pub(super) async fn publish(
                     }
                 }
             }
-            LatestCopy::Download => copy_by_download(sink, &source, header_len, &mut seq).await?,
+            LatestCopy::Download => copy_by_download(sink, &source, &ranges, &ids).await?,
         };
         listed.extend(ids.into_iter().map(|id| ListedBlock {
             id,
@@ -140,16 +159,45 @@ pub(super) async fn publish(
     }
 
     let target = inner.blob(LATEST_FILE)?.block_blob_client();
-    let options = BlockBlobClientCommitBlockListOptions {
+    let mut options = BlockBlobClientCommitBlockListOptions {
         blob_content_type: Some(CSV_CONTENT_TYPE.to_string()),
         ..Default::default()
     };
+    // The reused blocks are those of the list read above: commit over that list only.
+    match latest_etag {
+        Some(etag) => options.if_match = Some(Etag::from(etag.as_str())),
+        None => options.if_none_match = Some(Etag::from("*")),
+    }
     let body = Bytes::from(blocks::block_list_xml(&listed));
-    target
-        .commit_block_list(content(body), Some(options))
-        .await
-        .map(|_| ())
-        .map_err(|e| inner.error(LATEST_FILE, &e))
+    match target.commit_block_list(content(body), Some(options)).await {
+        Ok(_) => Ok(()),
+        Err(e) if errors::is_status(&e, 412, &[]) || errors::is_status(&e, 409, &[]) => {
+            Err(SinkError::Conflict {
+                what: inner.blob_name(LATEST_FILE),
+            })
+        }
+        Err(e) => Err(inner.error(LATEST_FILE, &e)),
+    }
+}
+
+/// A daily file's rows as `latest.csv` blocks: the byte ranges `mode` copies, and their names.
+/// The names derive from the file, its ETag and the range size, so they stay the same exactly
+/// as long as the file does (and the blocks can be reused).
+fn day_blocks(
+    source: &SourceFile<'_>,
+    header_len: u64,
+    mode: LatestCopy,
+) -> (Vec<(u64, u64)>, Vec<BlockId>) {
+    let chunk = match mode {
+        LatestCopy::Download => DOWNLOAD_CHUNK_BYTES,
+        LatestCopy::Auto | LatestCopy::ServerSide => MAX_FROM_URL_BYTES,
+    };
+    let ranges = blocks::split_range(header_len, source.len, chunk);
+    let key = format!("{}@{}/{chunk}", source.file, source.etag);
+    let ids = (0..ranges.len())
+        .map(|k| BlockId::new(&key, u32::try_from(k).unwrap_or(u32::MAX)))
+        .collect();
+    (ranges, ids)
 }
 
 /// Whether the response comes from Azurite (`Server: Azurite-Blob/x.y.z`). Azurite does not
@@ -161,19 +209,13 @@ fn is_azurite(headers: &Headers) -> bool {
         .is_some_and(|server| server.starts_with("Azurite"))
 }
 
-fn next_id(seq: &mut u32) -> BlockId {
-    let id = BlockId::new(LATEST_FILE, *seq);
-    *seq += 1;
-    id
-}
-
 /// Stages the rows of `source` into `latest.csv` with Put Block From URL, in ranges of at most
 /// [`MAX_FROM_URL_BYTES`], pinned to the source's ETag.
 async fn copy_server_side(
     sink: &BlobSink,
     source: &SourceFile<'_>,
-    header_len: u64,
-    seq: &mut u32,
+    ranges: &[(u64, u64)],
+    ids: &[BlockId],
     bearer: &mut Option<String>,
 ) -> Result<Vec<BlockId>, CopyFailure> {
     let inner = &sink.inner;
@@ -189,9 +231,8 @@ async fn copy_server_side(
             .map_err(|e| CopyFailure::Sink(inner.error(source.file, &e)))?;
         *bearer = Some(format!("Bearer {}", token.token.secret()));
     }
-    let mut ids = Vec::new();
-    for (offset, length) in blocks::split_range(header_len, source.len, MAX_FROM_URL_BYTES) {
-        let id = next_id(seq);
+    let mut staged = Vec::new();
+    for (&(offset, length), id) in ranges.iter().zip(ids) {
         let options = BlockBlobClientStageBlockFromUrlOptions {
             source_range: Some(HttpRange::new(offset, length)),
             source_if_match: Some(source.etag.clone()),
@@ -207,7 +248,7 @@ async fn copy_server_side(
                     .counters
                     .bytes_copied
                     .fetch_add(length, Ordering::Relaxed);
-                ids.push(id);
+                staged.push(id.clone());
             }
             Err(e) if errors::is_status(&e, 501, &[]) => {
                 return Err(CopyFailure::NotImplemented(
@@ -225,20 +266,20 @@ async fn copy_server_side(
             }
         }
     }
-    Ok(ids)
+    Ok(staged)
 }
 
 /// Stages the rows of `source` by downloading them in [`DOWNLOAD_CHUNK_BYTES`] ranges.
 async fn copy_by_download(
     sink: &BlobSink,
     source: &SourceFile<'_>,
-    header_len: u64,
-    seq: &mut u32,
+    ranges: &[(u64, u64)],
+    ids: &[BlockId],
 ) -> Result<Vec<BlockId>, SinkError> {
     let inner = &sink.inner;
     let client = inner.blob(source.file)?;
-    let mut ids = Vec::new();
-    for (offset, length) in blocks::split_range(header_len, source.len, DOWNLOAD_CHUNK_BYTES) {
+    let mut staged = Vec::new();
+    for (&(offset, length), id) in ranges.iter().zip(ids) {
         let options = BlobClientDownloadOptions {
             range: Some(HttpRange::new(offset, length)),
             if_match: Some(source.etag.clone()),
@@ -269,9 +310,8 @@ async fn copy_by_download(
             .counters
             .bytes_copied
             .fetch_add(length, Ordering::Relaxed);
-        let id = next_id(seq);
-        sink.stage(LATEST_FILE, &id, bytes).await?;
-        ids.push(id);
+        sink.stage(LATEST_FILE, id, bytes).await?;
+        staged.push(id.clone());
     }
-    Ok(ids)
+    Ok(staged)
 }
