@@ -437,10 +437,15 @@ fn bench(args: Args) -> Result<(), String> {
     let baseline = match baseline {
         Value::Null => Value::Null,
         mut b => {
-            let ratio = |key: &str, ours: f64| b[key].as_f64().map(|v| round(v / ours.max(1e-9)));
-            b["cpu_ratio"] = json!(ratio("cpu_s", usage.cpu.as_secs_f64()));
-            b["wall_ratio"] = json!(ratio("wall_s", wall));
-            b["rss_ratio"] = json!(ratio("peak_rss_mib", usage.max_rss_kib as f64 / 1024.0));
+            let ratio = |b: &Value, key: &str, ours: f64| {
+                b[key].as_f64().map(|v| round(v / ours.max(1e-9)))
+            };
+            let cpu = ratio(&b, "cpu_s", usage.cpu.as_secs_f64());
+            let wall_ratio = ratio(&b, "wall_s", wall);
+            let rss = ratio(&b, "peak_rss_mib", usage.max_rss_kib as f64 / 1024.0);
+            b["cpu_ratio"] = json!(cpu);
+            b["wall_ratio"] = json!(wall_ratio);
+            b["rss_ratio"] = json!(rss);
             b
         }
     };
