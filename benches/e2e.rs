@@ -63,6 +63,9 @@ struct Args {
     /// Record the Rust exporter under `perf record -g` into this file.
     #[arg(long)]
     perf: Option<PathBuf>,
+    /// The event `perf record` samples (`cpu-clock`; `page-faults` shows where memory grows).
+    #[arg(long, default_value = "cpu-clock")]
+    perf_event: String,
     /// The `signin-export` binary to measure (default: this checkout's release build).
     #[arg(long)]
     exe: Option<PathBuf>,
@@ -173,7 +176,8 @@ struct Usage {
     stdout: String,
 }
 
-/// Runs `command` to completion (killed at `timeout`), with its own rusage from `wait4`.
+/// Runs `command` to completion (killed at `timeout`): its CPU time from `wait4`, its peak RSS
+/// from `/proc`.
 fn run_child(mut command: Command, timeout: Duration) -> Result<Usage, String> {
     let started = Instant::now();
     let out_file = tempfile::tempfile().map_err(|e| e.to_string())?;
@@ -184,7 +188,23 @@ fn run_child(mut command: Command, timeout: Duration) -> Result<Usage, String> {
         .spawn()
         .map_err(|e| format!("could not start {command:?}: {e}"))?;
     let pid = child.id() as libc::pid_t;
+    let status_file = format!("/proc/{pid}/status");
+    let mut peak_kib = 0i64;
     loop {
+        // Peak RSS is read from the child's own VmHWM, not from wait4's ru_maxrss: the child is
+        // spawned with vfork semantics from this process, which holds the whole tenant, and the
+        // kernel folds that pre-exec high-water mark into ru_maxrss (it would report the bench's
+        // size, not the exporter's). VmHWM belongs to the exporter's own address space; it only
+        // grows, so the last reading (at most one poll interval before exit) is the peak.
+        if let Ok(status) = std::fs::read_to_string(&status_file) {
+            if let Some(kib) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+            {
+                peak_kib = peak_kib.max(kib);
+            }
+        }
         let mut status = 0;
         // SAFETY: rusage is plain data; wait4 fills it for our own child.
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -205,7 +225,7 @@ fn run_child(mut command: Command, timeout: Duration) -> Result<Usage, String> {
             return Ok(Usage {
                 wall,
                 cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
-                max_rss_kib: usage.ru_maxrss,
+                max_rss_kib: peak_kib,
                 stdout,
             });
         }
@@ -217,7 +237,7 @@ fn run_child(mut command: Command, timeout: Duration) -> Result<Usage, String> {
             let _ = child.wait();
             return Err(format!("{command:?} killed after {timeout:?}"));
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
@@ -360,7 +380,7 @@ fn bench(args: Args) -> Result<(), String> {
         let mut command = match perf {
             Some(out) => {
                 let mut c = Command::new("perf");
-                c.args(["record", "-g", "-F", "999", "-o"])
+                c.args(["record", "-g", "-e", &args.perf_event, "-o"])
                     .arg(out)
                     .arg("--")
                     .arg(exe);
