@@ -53,6 +53,9 @@ struct Args {
     /// Graph version the exporter reads (`beta` reads both event types in one query).
     #[arg(long, default_value = "beta")]
     version: String,
+    /// `SIGNINS_COLUMNS` for the Rust exporters (default: the default set, as the Python one).
+    #[arg(long)]
+    columns: Option<String>,
     /// Python interpreter with `scripts/bench/requirements.txt` installed: runs the Python
     /// exporter on the same data after the Rust one.
     #[arg(long)]
@@ -410,6 +413,9 @@ fn bench(args: Args) -> Result<(), String> {
             .env("RUST_LOG", "warn");
         if args.version == "beta" {
             command.env("SIGNINS_EVENT_TYPES", "interactiveUser,nonInteractiveUser");
+        }
+        if let Some(columns) = &args.columns {
+            command.env("SIGNINS_COLUMNS", columns);
         }
         edge_state.reset();
         let usage = run_child(command, timeout)?;
