@@ -589,7 +589,11 @@ pub fn parse_page(body: impl Into<Vec<u8>>, page: u64) -> Result<Page, GraphErro
     let malformed = |detail: String| GraphError::Malformed { page, detail };
     let mut next_link = None;
     let rows = Yoke::<Rows<'static>, Vec<u8>>::try_attach_to_cart(body.into(), |bytes| {
-        let envelope: Nested<Envelope<'_>> = serde_json::from_slice(bytes).map_err(|e| {
+        // One UTF-8 check of the whole body (std's is vectorised), then serde_json's `str` reader,
+        // which trusts it: from a byte slice it would re-validate every string it reads or skips.
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| malformed(format!("not JSON (not UTF-8: {e})")))?;
+        let envelope: Nested<Envelope<'_>> = serde_json::from_str(text).map_err(|e| {
             if e.is_syntax() || e.is_eof() {
                 malformed(format!("not JSON ({e})"))
             } else {
