@@ -483,7 +483,7 @@ fn bench(args: Args) -> Result<(), String> {
             let script =
                 Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench/python_exporter.py");
             let mut filter = format!(
-                "createdDateTime ge {} and createdDateTime lt {}",
+                "createdDateTime ge {} and createdDateTime le {}",
                 rfc3339(since),
                 rfc3339(until)
             );

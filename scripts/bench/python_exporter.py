@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+from urllib.parse import quote
 
 import requests
 
@@ -110,12 +111,12 @@ def main():
 
     session = requests.Session()
     session.headers["Authorization"] = "Bearer " + token()
-    url = f"{args.graph}/{args.version}/auditLogs/signIns"
-    params = {"$filter": args.filter, "$top": "1000"}
+    # Spaces as %20, never `+` (OData reads `+` as a literal plus), so no `params=`.
+    url = f"{args.graph}/{args.version}/auditLogs/signIns?$filter={quote(args.filter, safe=':/(),')}&$top=1000"
     days = {}
     rows = pages = 0
     while url:
-        response = session.get(url, params=params, timeout=120)
+        response = session.get(url, timeout=120)
         if response.status_code == 429 or response.status_code >= 500:
             time.sleep(float(response.headers.get("Retry-After", "1")))
             continue
@@ -134,7 +135,6 @@ def main():
             writer[1].writerow(row(record))
             rows += 1
         url = page.get("@odata.nextLink")
-        params = None
 
     if args.destination.startswith("http"):
         from azure.storage.blob import ContainerClient
