@@ -26,6 +26,7 @@ use std::borrow::Cow;
 
 use bytes::Bytes;
 
+use crate::graph::model::SignInRecord;
 use crate::transform::flatten::{Cell, Columns};
 
 /// The UTF-8 byte order mark that starts every file (Excel and Power BI use it to detect UTF-8).
@@ -44,6 +45,8 @@ pub struct CsvEncoder {
     core_buf: Vec<u8>,
     /// Reused buffer for fields that need line breaks replaced.
     scratch: String,
+    /// Reused buffer for cells the flattener builds (numbers, joined lists, the location).
+    cell: String,
 }
 
 impl std::fmt::Debug for CsvEncoder {
@@ -71,6 +74,7 @@ impl CsvEncoder {
                 .build(),
             core_buf: Vec::new(),
             scratch: String::new(),
+            cell: String::new(),
         }
     }
 
@@ -96,21 +100,59 @@ impl CsvEncoder {
             if i > 0 {
                 out.push(b',');
             }
-            match cell {
-                Cell::Empty => {}
-                Cell::Bool(true) => out.extend_from_slice(b"true"),
-                Cell::Bool(false) => out.extend_from_slice(b"false"),
-                // Numbers come from the flattener as plain decimals: nothing to quote or guard.
-                Cell::Number(n) => {
-                    core_field(&mut self.core, n.as_bytes(), &mut self.core_buf, out)
-                }
-                Cell::Text(text) => {
-                    let clean = clean_text(text, self.guard, &mut self.scratch);
-                    core_field(&mut self.core, clean.as_bytes(), &mut self.core_buf, out);
-                }
-            }
+            self.encode_cell(cell, out);
         }
         out.extend_from_slice(TERMINATOR);
+    }
+
+    /// Flattens `signin` for `columns` and appends its encoded row (with its CRLF) to `out`,
+    /// cell by cell: the same bytes as [`CsvEncoder::encode_row`] of [`Columns::row`], without
+    /// building the row.
+    pub fn encode_signin(
+        &mut self,
+        columns: &Columns,
+        signin: &SignInRecord<'_>,
+        out: &mut Vec<u8>,
+    ) {
+        debug_assert_eq!(
+            columns.len(),
+            self.columns,
+            "encoder built for other columns"
+        );
+        let mut cell_text = std::mem::take(&mut self.cell);
+        if let [only] = columns.columns() {
+            let cell = only.cell_into(signin, &mut cell_text);
+            if cell.as_str().is_empty() {
+                out.extend_from_slice(b"\"\"\r\n");
+            } else {
+                self.encode_cell(&cell, out);
+                out.extend_from_slice(TERMINATOR);
+            }
+        } else {
+            for (i, column) in columns.columns().iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                let cell = column.cell_into(signin, &mut cell_text);
+                self.encode_cell(&cell, out);
+            }
+            out.extend_from_slice(TERMINATOR);
+        }
+        self.cell = cell_text;
+    }
+
+    fn encode_cell(&mut self, cell: &Cell<'_>, out: &mut Vec<u8>) {
+        match cell {
+            Cell::Empty => {}
+            Cell::Bool(true) => out.extend_from_slice(b"true"),
+            Cell::Bool(false) => out.extend_from_slice(b"false"),
+            // Numbers come from the flattener as plain decimals: nothing to quote or guard.
+            Cell::Number(n) => core_field(&mut self.core, n.as_bytes(), &mut self.core_buf, out),
+            Cell::Text(text) => {
+                let clean = clean_text(text, self.guard, &mut self.scratch);
+                core_field(&mut self.core, clean.as_bytes(), &mut self.core_buf, out);
+            }
+        }
     }
 }
 

@@ -14,9 +14,11 @@ use url::Url;
 
 use crate::config::{EventType, GraphSettings, GraphVersion};
 use crate::credential::{AuthError, TokenProvider, GRAPH_SCOPE};
-use crate::graph::model::SignIn;
+use crate::graph::model::{Field, Nested, Props, SignIn, SignInError, SignInRecord};
 use crate::graph::query::{self, PAGE_SIZE};
 use crate::graph::throttle::{self, Decision, Failure};
+use serde::Deserialize;
+use yoke::{Yoke, Yokeable};
 
 pub use crate::graph::query::Window;
 
@@ -331,7 +333,7 @@ impl GraphClient {
         let url = self.first_page_url(&window, &self.inner.event_types, None, 1)?;
         let budget = Budget::new(PROBE_BUDGET.min(self.inner.budget.limit));
         let body = self.get(&url, 1, &budget).await?;
-        let page = parse_page(&body, 1)?;
+        let page = parse_page(body, 1)?;
         Ok(page.rows.len())
     }
 
@@ -545,37 +547,148 @@ fn error_for_status(status: u16, body: &[u8]) -> GraphError {
     }
 }
 
+/// One page's sign-ins, their text borrowed from the page's own bytes (which it owns): the page
+/// is parsed once, into typed records, with no copy of the text that has no JSON escapes.
+pub struct PageRows(Yoke<Rows<'static>, Vec<u8>>);
+
+/// The records of one page, borrowing from its bytes.
+#[derive(Yokeable)]
+pub struct Rows<'a>(Vec<SignInRecord<'a>>);
+
+impl PageRows {
+    /// The page's sign-ins, in Graph's order.
+    pub fn rows(&self) -> &[SignInRecord<'_>] {
+        &self.0.get().0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.get().0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Owned copies of the page's sign-ins, for callers that keep them past the page (tests); the
+/// export reads [`PageRows::rows`] and copies nothing. The page parsed before, so it parses again.
+impl IntoIterator for PageRows {
+    type Item = SignIn;
+    type IntoIter = std::vec::IntoIter<SignIn>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        let items = match serde_json::from_slice::<Value>(self.0.backing_cart()) {
+            Ok(Value::Object(mut page)) => match page.remove("value") {
+                Some(Value::Array(items)) => items,
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        let rows: Vec<SignIn> = items
+            .into_iter()
+            .filter_map(|item| SignIn::from_json(item).ok())
+            .collect();
+        rows.into_iter()
+    }
+}
+
+impl std::fmt::Debug for PageRows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PageRows")
+            .field("rows", &self.len())
+            .finish()
+    }
+}
+
 /// One parsed page.
 #[derive(Debug)]
-struct Page {
-    rows: Vec<SignIn>,
-    next_link: Option<String>,
+pub struct Page {
+    pub rows: PageRows,
+    pub next_link: Option<String>,
+}
+
+impl Page {
+    pub fn rows(&self) -> &[SignInRecord<'_>] {
+        self.rows.rows()
+    }
+}
+
+/// `{"value": [...], "@odata.nextLink": "..."}`; every other property is skipped.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    value: Option<Records<'a>>,
+    #[serde(borrow, default, rename = "@odata.nextLink")]
+    next_link: Field<'a>,
+}
+
+/// The `value` array, each element checked as a sign-in as it is parsed.
+struct Records<'a>(Vec<SignInRecord<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Records<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Records<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of sign-ins")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Records<'de>, A::Error> {
+                // Graph's pages hold at most 1000 records.
+                let mut rows = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1000));
+                let mut index = 0usize;
+                while let Some(Nested(props)) = seq.next_element::<Nested<Props<'de>>>()? {
+                    let record = props
+                        .ok_or(SignInError::NotAnObject)
+                        .and_then(SignInRecord::from_props)
+                        .map_err(|e| serde::de::Error::custom(format!("record {index}: {e}")))?;
+                    rows.push(record);
+                    index += 1;
+                }
+                Ok(Records(rows))
+            }
+        }
+        d.deserialize_seq(V)
+    }
 }
 
 /// Parses `{"value": [...], "@odata.nextLink": "..."}`; any record that is not a sign-in fails
-/// the page (never skipped).
-fn parse_page(body: &[u8], page: u64) -> Result<Page, GraphError> {
+/// the page (never skipped). Public for the benches (`benches/pipeline.rs`).
+pub fn parse_page(body: impl Into<Vec<u8>>, page: u64) -> Result<Page, GraphError> {
     let malformed = |detail: String| GraphError::Malformed { page, detail };
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| malformed(format!("not JSON ({e})")))?;
-    let Value::Object(mut object) = value else {
-        return Err(malformed("not a JSON object".into()));
-    };
-    let next_link = match object.remove("@odata.nextLink") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(link)) => Some(link),
-        Some(_) => return Err(malformed("@odata.nextLink is not a string".into())),
-    };
-    let Some(Value::Array(items)) = object.remove("value") else {
-        return Err(malformed("no `value` array".into()));
-    };
-    let mut rows = Vec::with_capacity(items.len());
-    for (index, item) in items.into_iter().enumerate() {
-        let signin =
-            SignIn::from_json(item).map_err(|e| malformed(format!("record {index}: {e}")))?;
-        rows.push(signin);
-    }
-    Ok(Page { rows, next_link })
+    let mut next_link = None;
+    let rows = Yoke::<Rows<'static>, Vec<u8>>::try_attach_to_cart(body.into(), |bytes| {
+        // One UTF-8 check of the whole body (std's is vectorised), then serde_json's `str` reader,
+        // which trusts it: from a byte slice it would re-validate every string it reads or skips.
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| malformed(format!("not JSON (not UTF-8: {e})")))?;
+        let envelope: Nested<Envelope<'_>> = serde_json::from_str(text).map_err(|e| {
+            if e.is_syntax() || e.is_eof() {
+                malformed(format!("not JSON ({e})"))
+            } else {
+                malformed(e.to_string())
+            }
+        })?;
+        let envelope = envelope
+            .0
+            .ok_or_else(|| malformed("not a JSON object".into()))?;
+        next_link = match envelope.next_link {
+            Field::Null => None,
+            Field::Str(link) => Some(link.into_owned()),
+            _ => return Err(malformed("@odata.nextLink is not a string".into())),
+        };
+        let records = envelope
+            .value
+            .ok_or_else(|| malformed("no `value` array".into()))?;
+        Ok(Rows(records.0))
+    })?;
+    Ok(Page {
+        rows: PageRows(rows),
+        next_link,
+    })
 }
 
 /// Reads one query stream page by page, following `@odata.nextLink`.
@@ -609,7 +722,7 @@ impl SignInPager {
 
     /// The next page's sign-ins, or `None` when the previous page had no `@odata.nextLink`.
     /// On error the pager stays where it was (calling again re-requests the same page).
-    pub async fn next_page(&mut self) -> Result<Option<Vec<SignIn>>, GraphError> {
+    pub async fn next_page(&mut self) -> Result<Option<PageRows>, GraphError> {
         if let Some(error) = self.pending_error.take() {
             return Err(error);
         }
@@ -638,7 +751,7 @@ impl SignInPager {
             }
             Err(e) => return Err(e),
         };
-        let parsed = parse_page(&body, page)?;
+        let parsed = parse_page(body, page)?;
         let next = match &parsed.next_link {
             Some(link) => Some(self.client.check_next_link(link, page)?),
             None => None,
@@ -674,12 +787,12 @@ mod tests {
             "@odata.nextLink": "https://graph.microsoft.com/v1.0/auditLogs/signIns?$skiptoken=abc"
         });
         let page = parse_page(body.to_string().as_bytes(), 1).unwrap();
-        assert_eq!(page.rows.len(), 1);
-        assert_eq!(page.rows[0].id, "a");
+        assert_eq!(page.rows().len(), 1);
+        assert_eq!(page.rows()[0].id, "a");
         assert!(page.next_link.is_some());
 
         let last = parse_page(br#"{"value": [], "@odata.nextLink": null}"#, 2).unwrap();
-        assert!(last.rows.is_empty() && last.next_link.is_none());
+        assert!(last.rows().is_empty() && last.next_link.is_none());
 
         let bad = json!({"value": [{"id": "ok", "createdDateTime": "2026-11-28T10:00:00Z"}, {"id": "b7", "createdDateTime": "soon"}]});
         let err = parse_page(bad.to_string().as_bytes(), 3).unwrap_err();

@@ -2,10 +2,8 @@
 //! memory. Every event type is in the same query (`signInEventTypes/any(…)`), so Graph already
 //! returns one newest-first sequence and nothing is merged here.
 
-use std::collections::VecDeque;
-
-use super::client::{GraphClient, GraphError, GraphStats, SignInPager};
-use super::model::SignIn;
+use super::client::{GraphClient, GraphError, GraphStats, PageRows, SignInPager};
+use super::model::SignInRecord;
 
 /// Told about every page read (the CLI's progress bar).
 pub trait PageObserver: Send + Sync {
@@ -16,7 +14,9 @@ pub trait PageObserver: Send + Sync {
 pub struct SignInStream<'g> {
     graph: &'g GraphClient,
     pager: SignInPager,
-    page: VecDeque<SignIn>,
+    /// The page being read (its bytes and the records borrowing from them) and the next index.
+    page: Option<PageRows>,
+    index: usize,
     done: bool,
     pages: u64,
 }
@@ -26,7 +26,8 @@ impl<'g> SignInStream<'g> {
         SignInStream {
             graph,
             pager,
-            page: VecDeque::new(),
+            page: None,
+            index: 0,
             done: false,
             pages: 0,
         }
@@ -38,22 +39,28 @@ impl<'g> SignInStream<'g> {
     }
 
     /// The next sign-in, reading the next page when this one is used up; `None` at the end.
+    /// The record borrows from the page held here: it is valid until the next call.
     pub async fn next(
         &mut self,
         observer: Option<&dyn PageObserver>,
-    ) -> Result<Option<SignIn>, GraphError> {
-        while self.page.is_empty() && !self.done {
+    ) -> Result<Option<&SignInRecord<'_>>, GraphError> {
+        while self.page.as_ref().is_none_or(|p| self.index >= p.len()) && !self.done {
+            // Drop the used page before the next arrives: memory holds one page.
+            self.page = None;
             match self.pager.next_page().await? {
                 Some(page) => {
                     self.pages += 1;
                     if let Some(observer) = observer {
                         observer.page(page.len(), &self.graph.stats());
                     }
-                    self.page.extend(page);
+                    self.page = Some(page);
+                    self.index = 0;
                 }
                 None => self.done = true,
             }
         }
-        Ok(self.page.pop_front())
+        let index = self.index;
+        self.index += 1;
+        Ok(self.page.as_ref().and_then(|p| p.rows().get(index)))
     }
 }

@@ -490,7 +490,7 @@ impl<'a> Run<'a> {
             {
                 if signin.created < slice.start
                     || signin.created >= slice.end
-                    || !self.filter.matches(&signin)
+                    || !self.filter.matches(signin)
                 {
                     continue;
                 }

@@ -94,7 +94,7 @@ impl Run<'_> {
             // Half-open slices: the row at the end instant belongs to the next slice.
             if signin.created < slice.start
                 || signin.created >= slice.end
-                || !self.filter.matches(&signin)
+                || !self.filter.matches(signin)
             {
                 continue;
             }
@@ -103,7 +103,7 @@ impl Run<'_> {
                 continue;
             }
             self.encoder
-                .encode_row(&self.settings.columns.row(&signin), &mut buffer);
+                .encode_signin(&self.settings.columns, signin, &mut buffer);
             rows += 1;
             if signin.created >= slice.end - overlap {
                 pending_ids.insert(signin.id.clone(), Instant(signin.created));

@@ -53,9 +53,9 @@
 
 use std::fmt::Write as _;
 
-use serde_json::Value;
-
+#[cfg(test)]
 use crate::graph::model::SignIn;
+use crate::graph::model::SignInRecord;
 
 /// A named selection of sign-ins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -346,20 +346,17 @@ impl SignInFilter {
 
     /// The client-side check, applied to every sign-in the server returns: the same rules as
     /// [`SignInFilter::server_clause`], compared exactly as Graph compares.
-    pub fn matches(&self, signin: &SignIn) -> bool {
+    pub fn matches(&self, signin: &SignInRecord<'_>) -> bool {
         if self.keeps_everything() {
             return true;
         }
-        let text = |name: &str| match signin.raw.get(name) {
-            Some(Value::String(s)) => Some(s.as_str()),
-            _ => None,
-        };
-        if let Some(resource) = text("resourceId") {
+        let props = &signin.props;
+        if let Some(resource) = props.resource_id.as_str() {
             if self.resource_ids.iter().any(|id| id == resource) {
                 return true;
             }
         }
-        if let Some(app) = text("appDisplayName") {
+        if let Some(app) = props.app_display_name.as_str() {
             let by_app = self.app_rules.iter().any(|rule| match rule {
                 AppRule::Equals(want) => app == want,
                 AppRule::StartsWith(want) => app.starts_with(want.as_str()),
@@ -368,7 +365,7 @@ impl SignInFilter {
                 return true;
             }
         }
-        let client = text("clientAppUsed");
+        let client = props.client_app_used.as_str();
         match &self.client_rule {
             ClientRule::AnyOf(list) => client.is_some_and(|c| list.iter().any(|want| want == c)),
             ClientRule::NoneOf(list) => {

@@ -29,11 +29,14 @@
 
 use std::borrow::Cow;
 
-use serde_json::{Map, Value};
+use std::fmt::Write as _;
+
 use time::format_description::well_known::Rfc3339;
 
 use crate::graph::model::GraphVersion;
-use crate::graph::model::{SignIn, V1_PROPERTIES};
+use crate::graph::model::{Field, Props, SignInRecord, V1_PROPERTIES};
+#[cfg(test)]
+use {crate::graph::model::SignIn, serde_json::Value};
 
 /// One CSV cell. Text is borrowed from the sign-in where possible.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,24 +79,49 @@ enum Kind {
     AppliedPolicies,
 }
 
+/// Reads a column's property out of the typed record ([`Kind::Value`] and [`Kind::Number`];
+/// the special kinds read theirs themselves). Resolved once per column, not per row.
+type Getter = for<'r, 'a> fn(&'r Props<'a>) -> &'r Field<'a>;
+
+/// What a getter returns for a missing parent object.
+static NULL: Field<'static> = Field::Null;
+
 /// The definition of one column.
-#[derive(Debug, PartialEq, Eq)]
 struct ColumnDef {
     name: &'static str,
+    /// The Graph property path (documentation, and which version has it).
     path: &'static [&'static str],
+    get: Getter,
     kind: Kind,
     meaning: &'static str,
+}
+
+// Columns are compared by name: a column is one entry of `COLUMNS`.
+impl PartialEq for ColumnDef {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for ColumnDef {}
+
+impl std::fmt::Debug for ColumnDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
 }
 
 const fn col(
     name: &'static str,
     path: &'static [&'static str],
+    get: Getter,
     kind: Kind,
     meaning: &'static str,
 ) -> ColumnDef {
     ColumnDef {
         name,
         path,
+        get,
         kind,
         meaning,
     }
@@ -104,64 +132,64 @@ const DEFAULT_COUNT: usize = 30;
 
 /// Every column: the default set first, in order, then the optional ones.
 static COLUMNS: [ColumnDef; 57] = [
-    col("createdDateTime", &["createdDateTime"], Kind::Created, "When the sign-in happened, ISO 8601 UTC"),
-    col("userDisplayName", &["userDisplayName"], Kind::Value, "Display name of the user"),
-    col("userPrincipalName", &["userPrincipalName"], Kind::Value, "User principal name (sign-in name) of the user"),
-    col("userId", &["userId"], Kind::Value, "Object id of the user"),
-    col("appDisplayName", &["appDisplayName"], Kind::Value, "Name of the app signed in to, as the Entra admin center shows it"),
-    col("appId", &["appId"], Kind::Value, "Application (client) id of the app"),
-    col("clientAppUsed", &["clientAppUsed"], Kind::Value, "Client protocol, e.g. Browser, Exchange ActiveSync, IMAP4"),
-    col("ipAddress", &["ipAddress"], Kind::Value, "Client IP address"),
-    col("locationCity", &["location", "city"], Kind::Value, "City of the sign-in"),
-    col("locationState", &["location", "state"], Kind::Value, "State or province of the sign-in"),
-    col("locationCountryOrRegion", &["location", "countryOrRegion"], Kind::Value, "Two-letter country or region code"),
-    col("latitude", &["location", "geoCoordinates", "latitude"], Kind::Number, "Latitude, decimal degrees"),
-    col("longitude", &["location", "geoCoordinates", "longitude"], Kind::Number, "Longitude, decimal degrees"),
-    col("location", &["location"], Kind::Location, "\"City, State, CountryOrRegion\" with empty parts skipped (for Power BI maps)"),
-    col("deviceOperatingSystem", &["deviceDetail", "operatingSystem"], Kind::Value, "Operating system of the device"),
-    col("deviceBrowser", &["deviceDetail", "browser"], Kind::Value, "Browser (or client) of the device"),
-    col("deviceId", &["deviceDetail", "deviceId"], Kind::Value, "Entra device id, if the device is registered"),
-    col("deviceDisplayName", &["deviceDetail", "displayName"], Kind::Value, "Display name of the device"),
-    col("deviceIsCompliant", &["deviceDetail", "isCompliant"], Kind::Value, "Whether the device is compliant (true/false)"),
-    col("deviceIsManaged", &["deviceDetail", "isManaged"], Kind::Value, "Whether the device is managed (true/false)"),
-    col("deviceTrustType", &["deviceDetail", "trustType"], Kind::Value, "How the device is joined, e.g. Azure AD joined"),
-    col("statusErrorCode", &["status", "errorCode"], Kind::Number, "0 on success, else the Entra error code (e.g. 50126)"),
-    col("statusFailureReason", &["status", "failureReason"], Kind::Value, "Why the sign-in failed"),
-    col("conditionalAccessStatus", &["conditionalAccessStatus"], Kind::Value, "success, failure, notApplied"),
-    col("isInteractive", &["isInteractive"], Kind::Value, "Whether the sign-in was interactive (true/false)"),
-    col("riskLevelAggregated", &["riskLevelAggregated"], Kind::Value, "Aggregated risk level (none, low, medium, high, hidden)"),
-    col("riskState", &["riskState"], Kind::Value, "Risk state, e.g. none, atRisk, remediated"),
-    col("resourceDisplayName", &["resourceDisplayName"], Kind::Value, "Name of the resource (API) signed in to"),
-    col("correlationId", &["correlationId"], Kind::Value, "Correlation id of the sign-in request"),
-    col("id", &["id"], Kind::Value, "Unique id of the sign-in event"),
+    col("createdDateTime", &["createdDateTime"], |_| &NULL, Kind::Created, "When the sign-in happened, ISO 8601 UTC"),
+    col("userDisplayName", &["userDisplayName"], |p| &p.user_display_name, Kind::Value, "Display name of the user"),
+    col("userPrincipalName", &["userPrincipalName"], |p| &p.user_principal_name, Kind::Value, "User principal name (sign-in name) of the user"),
+    col("userId", &["userId"], |p| &p.user_id, Kind::Value, "Object id of the user"),
+    col("appDisplayName", &["appDisplayName"], |p| &p.app_display_name, Kind::Value, "Name of the app signed in to, as the Entra admin center shows it"),
+    col("appId", &["appId"], |p| &p.app_id, Kind::Value, "Application (client) id of the app"),
+    col("clientAppUsed", &["clientAppUsed"], |p| &p.client_app_used, Kind::Value, "Client protocol, e.g. Browser, Exchange ActiveSync, IMAP4"),
+    col("ipAddress", &["ipAddress"], |p| &p.ip_address, Kind::Value, "Client IP address"),
+    col("locationCity", &["location", "city"], |p| p.location.get().map_or(&NULL, |o| &o.city), Kind::Value, "City of the sign-in"),
+    col("locationState", &["location", "state"], |p| p.location.get().map_or(&NULL, |o| &o.state), Kind::Value, "State or province of the sign-in"),
+    col("locationCountryOrRegion", &["location", "countryOrRegion"], |p| p.location.get().map_or(&NULL, |o| &o.country_or_region), Kind::Value, "Two-letter country or region code"),
+    col("latitude", &["location", "geoCoordinates", "latitude"], |p| p.location.get().and_then(|o| o.geo_coordinates.get()).map_or(&NULL, |o| &o.latitude), Kind::Number, "Latitude, decimal degrees"),
+    col("longitude", &["location", "geoCoordinates", "longitude"], |p| p.location.get().and_then(|o| o.geo_coordinates.get()).map_or(&NULL, |o| &o.longitude), Kind::Number, "Longitude, decimal degrees"),
+    col("location", &["location"], |_| &NULL, Kind::Location, "\"City, State, CountryOrRegion\" with empty parts skipped (for Power BI maps)"),
+    col("deviceOperatingSystem", &["deviceDetail", "operatingSystem"], |p| p.device_detail.get().map_or(&NULL, |o| &o.operating_system), Kind::Value, "Operating system of the device"),
+    col("deviceBrowser", &["deviceDetail", "browser"], |p| p.device_detail.get().map_or(&NULL, |o| &o.browser), Kind::Value, "Browser (or client) of the device"),
+    col("deviceId", &["deviceDetail", "deviceId"], |p| p.device_detail.get().map_or(&NULL, |o| &o.device_id), Kind::Value, "Entra device id, if the device is registered"),
+    col("deviceDisplayName", &["deviceDetail", "displayName"], |p| p.device_detail.get().map_or(&NULL, |o| &o.display_name), Kind::Value, "Display name of the device"),
+    col("deviceIsCompliant", &["deviceDetail", "isCompliant"], |p| p.device_detail.get().map_or(&NULL, |o| &o.is_compliant), Kind::Value, "Whether the device is compliant (true/false)"),
+    col("deviceIsManaged", &["deviceDetail", "isManaged"], |p| p.device_detail.get().map_or(&NULL, |o| &o.is_managed), Kind::Value, "Whether the device is managed (true/false)"),
+    col("deviceTrustType", &["deviceDetail", "trustType"], |p| p.device_detail.get().map_or(&NULL, |o| &o.trust_type), Kind::Value, "How the device is joined, e.g. Azure AD joined"),
+    col("statusErrorCode", &["status", "errorCode"], |p| p.status.get().map_or(&NULL, |o| &o.error_code), Kind::Number, "0 on success, else the Entra error code (e.g. 50126)"),
+    col("statusFailureReason", &["status", "failureReason"], |p| p.status.get().map_or(&NULL, |o| &o.failure_reason), Kind::Value, "Why the sign-in failed"),
+    col("conditionalAccessStatus", &["conditionalAccessStatus"], |p| &p.conditional_access_status, Kind::Value, "success, failure, notApplied"),
+    col("isInteractive", &["isInteractive"], |p| &p.is_interactive, Kind::Value, "Whether the sign-in was interactive (true/false)"),
+    col("riskLevelAggregated", &["riskLevelAggregated"], |p| &p.risk_level_aggregated, Kind::Value, "Aggregated risk level (none, low, medium, high, hidden)"),
+    col("riskState", &["riskState"], |p| &p.risk_state, Kind::Value, "Risk state, e.g. none, atRisk, remediated"),
+    col("resourceDisplayName", &["resourceDisplayName"], |p| &p.resource_display_name, Kind::Value, "Name of the resource (API) signed in to"),
+    col("correlationId", &["correlationId"], |p| &p.correlation_id, Kind::Value, "Correlation id of the sign-in request"),
+    col("id", &["id"], |p| &p.id, Kind::Value, "Unique id of the sign-in event"),
     // Optional columns.
-    col("statusAdditionalDetails", &["status", "additionalDetails"], Kind::Value, "More detail on the status"),
-    col("riskDetail", &["riskDetail"], Kind::Value, "Reason behind the risk state"),
-    col("riskLevelDuringSignIn", &["riskLevelDuringSignIn"], Kind::Value, "Risk level during the sign-in"),
-    col("riskEventTypes", &["riskEventTypes_v2"], Kind::Value, "Risk event types, joined with ';'"),
-    col("resourceId", &["resourceId"], Kind::Value, "Id of the resource signed in to"),
-    col("resourceTenantId", &["resourceTenantId"], Kind::Value, "Tenant id of the resource"),
-    col("homeTenantId", &["homeTenantId"], Kind::Value, "Home tenant id of the user"),
-    col("signInEventTypes", &["signInEventTypes"], Kind::Value, "Event types (interactiveUser, nonInteractiveUser, …), joined with ';'"),
-    col("userType", &["userType"], Kind::Value, "member or guest"),
-    col("userAgent", &["userAgent"], Kind::Value, "User agent of the client"),
-    col("authenticationRequirement", &["authenticationRequirement"], Kind::Value, "singleFactorAuthentication or multiFactorAuthentication"),
-    col("authenticationProtocol", &["authenticationProtocol"], Kind::Value, "Protocol used, e.g. ropc, deviceCode, none"),
-    col("tokenIssuerType", &["tokenIssuerType"], Kind::Value, "Token issuer, e.g. AzureAD, ADFederationServices"),
-    col("crossTenantAccessType", &["crossTenantAccessType"], Kind::Value, "Cross-tenant access type, e.g. none, b2bCollaboration"),
-    col("incomingTokenType", &["incomingTokenType"], Kind::Value, "Token presented, e.g. primaryRefreshToken"),
-    col("clientCredentialType", &["clientCredentialType"], Kind::Value, "Credential type of a service principal sign-in"),
-    col("servicePrincipalId", &["servicePrincipalId"], Kind::Value, "Service principal id (service principal sign-ins)"),
-    col("servicePrincipalName", &["servicePrincipalName"], Kind::Value, "Service principal name (service principal sign-ins)"),
-    col("managedIdentityType", &["managedServiceIdentity", "msiType"], Kind::Value, "Managed identity type: systemAssigned, userAssigned or none (managed identity sign-ins)"),
-    col("originalRequestId", &["originalRequestId"], Kind::Value, "Request id of the first request of the flow"),
-    col("uniqueTokenIdentifier", &["uniqueTokenIdentifier"], Kind::Value, "Unique id of the token issued"),
-    col("ipAddressFromResourceProvider", &["ipAddressFromResourceProvider"], Kind::Value, "Client IP as the resource provider saw it"),
-    col("autonomousSystemNumber", &["autonomousSystemNumber"], Kind::Number, "Autonomous system number of the client network"),
-    col("altitude", &["location", "geoCoordinates", "altitude"], Kind::Number, "Altitude from location/geoCoordinates"),
-    col("isTenantRestricted", &["isTenantRestricted"], Kind::Value, "Whether tenant restrictions applied (true/false)"),
-    col("appliedConditionalAccessPolicyCount", &["appliedConditionalAccessPolicies"], Kind::Count, "Number of Conditional Access policies evaluated"),
-    col("conditionalAccessPoliciesApplied", &["appliedConditionalAccessPolicies"], Kind::AppliedPolicies, "Names of the Conditional Access policies that applied (result success or failure), joined with ';'"),
+    col("statusAdditionalDetails", &["status", "additionalDetails"], |p| p.status.get().map_or(&NULL, |o| &o.additional_details), Kind::Value, "More detail on the status"),
+    col("riskDetail", &["riskDetail"], |p| &p.risk_detail, Kind::Value, "Reason behind the risk state"),
+    col("riskLevelDuringSignIn", &["riskLevelDuringSignIn"], |p| &p.risk_level_during_sign_in, Kind::Value, "Risk level during the sign-in"),
+    col("riskEventTypes", &["riskEventTypes_v2"], |p| &p.risk_event_types_v2, Kind::Value, "Risk event types, joined with ';'"),
+    col("resourceId", &["resourceId"], |p| &p.resource_id, Kind::Value, "Id of the resource signed in to"),
+    col("resourceTenantId", &["resourceTenantId"], |p| &p.resource_tenant_id, Kind::Value, "Tenant id of the resource"),
+    col("homeTenantId", &["homeTenantId"], |p| &p.home_tenant_id, Kind::Value, "Home tenant id of the user"),
+    col("signInEventTypes", &["signInEventTypes"], |p| &p.sign_in_event_types, Kind::Value, "Event types (interactiveUser, nonInteractiveUser, …), joined with ';'"),
+    col("userType", &["userType"], |p| &p.user_type, Kind::Value, "member or guest"),
+    col("userAgent", &["userAgent"], |p| &p.user_agent, Kind::Value, "User agent of the client"),
+    col("authenticationRequirement", &["authenticationRequirement"], |p| &p.authentication_requirement, Kind::Value, "singleFactorAuthentication or multiFactorAuthentication"),
+    col("authenticationProtocol", &["authenticationProtocol"], |p| &p.authentication_protocol, Kind::Value, "Protocol used, e.g. ropc, deviceCode, none"),
+    col("tokenIssuerType", &["tokenIssuerType"], |p| &p.token_issuer_type, Kind::Value, "Token issuer, e.g. AzureAD, ADFederationServices"),
+    col("crossTenantAccessType", &["crossTenantAccessType"], |p| &p.cross_tenant_access_type, Kind::Value, "Cross-tenant access type, e.g. none, b2bCollaboration"),
+    col("incomingTokenType", &["incomingTokenType"], |p| &p.incoming_token_type, Kind::Value, "Token presented, e.g. primaryRefreshToken"),
+    col("clientCredentialType", &["clientCredentialType"], |p| &p.client_credential_type, Kind::Value, "Credential type of a service principal sign-in"),
+    col("servicePrincipalId", &["servicePrincipalId"], |p| &p.service_principal_id, Kind::Value, "Service principal id (service principal sign-ins)"),
+    col("servicePrincipalName", &["servicePrincipalName"], |p| &p.service_principal_name, Kind::Value, "Service principal name (service principal sign-ins)"),
+    col("managedIdentityType", &["managedServiceIdentity", "msiType"], |p| p.managed_service_identity.get().map_or(&NULL, |o| &o.msi_type), Kind::Value, "Managed identity type: systemAssigned, userAssigned or none (managed identity sign-ins)"),
+    col("originalRequestId", &["originalRequestId"], |p| &p.original_request_id, Kind::Value, "Request id of the first request of the flow"),
+    col("uniqueTokenIdentifier", &["uniqueTokenIdentifier"], |p| &p.unique_token_identifier, Kind::Value, "Unique id of the token issued"),
+    col("ipAddressFromResourceProvider", &["ipAddressFromResourceProvider"], |p| &p.ip_address_from_resource_provider, Kind::Value, "Client IP as the resource provider saw it"),
+    col("autonomousSystemNumber", &["autonomousSystemNumber"], |p| &p.autonomous_system_number, Kind::Number, "Autonomous system number of the client network"),
+    col("altitude", &["location", "geoCoordinates", "altitude"], |p| p.location.get().and_then(|o| o.geo_coordinates.get()).map_or(&NULL, |o| &o.altitude), Kind::Number, "Altitude from location/geoCoordinates"),
+    col("isTenantRestricted", &["isTenantRestricted"], |p| &p.is_tenant_restricted, Kind::Value, "Whether tenant restrictions applied (true/false)"),
+    col("appliedConditionalAccessPolicyCount", &["appliedConditionalAccessPolicies"], |_| &NULL, Kind::Count, "Number of Conditional Access policies evaluated"),
+    col("conditionalAccessPoliciesApplied", &["appliedConditionalAccessPolicies"], |_| &NULL, Kind::AppliedPolicies, "Names of the Conditional Access policies that applied (result success or failure), joined with ';'"),
 ];
 
 /// One output column.
@@ -202,19 +230,45 @@ impl Column {
         self.0.path.first() == Some(&"appliedConditionalAccessPolicies")
     }
 
-    /// The cell of this column for `signin`.
-    pub fn cell<'a>(self, signin: &'a SignIn) -> Cell<'a> {
+    /// The cell of this column for `signin` (owned where it had to be built; the export path
+    /// uses [`Column::cell_into`], which builds nothing per row).
+    pub fn cell<'a>(self, signin: &'a SignInRecord<'_>) -> Cell<'a> {
+        let mut scratch = String::new();
+        self.cell_into(signin, &mut scratch).into_owned()
+    }
+
+    /// The cell of this column for `signin`, borrowing from the record or, for text the column
+    /// builds (numbers, joined lists, the location), from `scratch` (cleared first) — so a row
+    /// costs no allocation.
+    pub fn cell_into<'r>(self, signin: &'r SignInRecord<'_>, scratch: &'r mut String) -> Cell<'r> {
         let def = self.0;
+        let props = &signin.props;
+        scratch.clear();
         match def.kind {
-            Kind::Value => lookup(&signin.raw, def.path).map_or(Cell::Empty, value_cell),
-            Kind::Number => lookup(&signin.raw, def.path).map_or(Cell::Empty, number_cell),
-            Kind::Created => created_cell(signin),
-            Kind::Location => location_cell(&signin.raw),
-            Kind::Count => match lookup(&signin.raw, def.path) {
-                Some(Value::Array(items)) => Cell::Number(Cow::Owned(items.len().to_string())),
-                _ => Cell::Empty,
+            Kind::Value => value_cell((def.get)(props), scratch),
+            Kind::Number => number_cell((def.get)(props), scratch),
+            Kind::Created => created_cell(signin, scratch),
+            Kind::Location => location_cell(props, scratch),
+            Kind::Count => match &props.applied_conditional_access_policies.0 {
+                Some(items) => {
+                    let _ = write!(scratch, "{}", items.len());
+                    Cell::Number(Cow::Borrowed(scratch))
+                }
+                None => Cell::Empty,
             },
-            Kind::AppliedPolicies => applied_policies_cell(lookup(&signin.raw, def.path)),
+            Kind::AppliedPolicies => applied_policies_cell(props, scratch),
+        }
+    }
+}
+
+impl Cell<'_> {
+    /// The same cell owning its text.
+    pub fn into_owned(self) -> Cell<'static> {
+        match self {
+            Cell::Text(s) => Cell::Text(Cow::Owned(s.into_owned())),
+            Cell::Number(s) => Cell::Number(Cow::Owned(s.into_owned())),
+            Cell::Bool(b) => Cell::Bool(b),
+            Cell::Empty => Cell::Empty,
         }
     }
 }
@@ -305,12 +359,12 @@ impl Columns {
     }
 
     /// One row of cells for this sign-in, in column order.
-    pub fn row<'a>(&self, signin: &'a SignIn) -> Vec<Cell<'a>> {
+    pub fn row<'a>(&self, signin: &'a SignInRecord<'_>) -> Vec<Cell<'a>> {
         self.0.iter().map(|c| c.cell(signin)).collect()
     }
 
     /// Like [`Columns::row`], reusing `out`'s allocation (cleared first).
-    pub fn row_into<'a>(&self, signin: &'a SignIn, out: &mut Vec<Cell<'a>>) {
+    pub fn row_into<'a>(&self, signin: &'a SignInRecord<'_>, out: &mut Vec<Cell<'a>>) {
         out.clear();
         out.extend(self.0.iter().map(|c| c.cell(signin)));
     }
@@ -343,33 +397,30 @@ pub fn is_default(name: &str) -> bool {
     COLUMNS[..DEFAULT_COUNT].iter().any(|c| c.name == name)
 }
 
-fn lookup<'a>(raw: &'a Map<String, Value>, path: &[&str]) -> Option<&'a Value> {
-    let (first, rest) = path.split_first()?;
-    let mut current = raw.get(*first)?;
-    for part in rest {
-        current = current.as_object()?.get(*part)?;
-    }
-    Some(current)
-}
-
-/// A cell from any JSON value, by its type.
-fn value_cell(value: &Value) -> Cell<'_> {
+/// A cell from any property, by the JSON type it arrived as.
+fn value_cell<'r>(value: &'r Field<'_>, scratch: &'r mut String) -> Cell<'r> {
     match value {
-        Value::Null => Cell::Empty,
-        Value::Bool(b) => Cell::Bool(*b),
-        Value::Number(n) => Cell::Number(Cow::Owned(format_number(n))),
-        Value::String(s) => Cell::Text(Cow::Borrowed(s)),
-        Value::Array(items) => join_array(items),
-        Value::Object(_) => Cell::Text(Cow::Owned(value.to_string())),
+        Field::Null => Cell::Empty,
+        Field::Bool(b) => Cell::Bool(*b),
+        Field::Int(_) | Field::UInt(_) | Field::Float(_) => {
+            format_number(value, scratch);
+            Cell::Number(Cow::Borrowed(scratch))
+        }
+        Field::Str(s) => Cell::Text(Cow::Borrowed(s)),
+        Field::List(items) => join_array(items, scratch),
+        Field::Object(v) => {
+            let _ = write!(scratch, "{v}");
+            Cell::Text(Cow::Borrowed(scratch))
+        }
     }
 }
 
 /// Like [`value_cell`], but a string that is a plain decimal stays a number.
-fn number_cell(value: &Value) -> Cell<'_> {
+fn number_cell<'r>(value: &'r Field<'_>, scratch: &'r mut String) -> Cell<'r> {
     match value {
-        Value::String(s) if is_plain_decimal(s.trim()) => Cell::Number(Cow::Borrowed(s.trim())),
-        Value::String(s) if s.trim().is_empty() => Cell::Empty,
-        other => value_cell(other),
+        Field::Str(s) if is_plain_decimal(s.trim()) => Cell::Number(Cow::Borrowed(s.trim())),
+        Field::Str(s) if s.trim().is_empty() => Cell::Empty,
+        other => value_cell(other, scratch),
     }
 }
 
@@ -385,104 +436,112 @@ fn is_plain_decimal(s: &str) -> bool {
         && frac.is_none_or(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// A JSON number as a plain decimal: integers as they are, floats in Rust's shortest
+/// Appends a JSON number as a plain decimal: integers as they are, floats in Rust's shortest
 /// round-trip form, which never uses an exponent (`1e-7` → `0.0000001`).
-fn format_number(n: &serde_json::Number) -> String {
-    if let Some(i) = n.as_i64() {
-        i.to_string()
-    } else if let Some(u) = n.as_u64() {
-        u.to_string()
-    } else if let Some(f) = n.as_f64() {
-        if f == 0.0 {
-            // -0.0 prints as "-0"; a coordinate of zero is just 0.
-            "0".to_string()
-        } else {
-            f.to_string()
-        }
-    } else {
-        n.to_string()
-    }
+fn format_number(n: &Field<'_>, out: &mut String) {
+    // Writing to a String cannot fail.
+    let _ = match n {
+        Field::Int(i) => write!(out, "{i}"),
+        Field::UInt(u) => write!(out, "{u}"),
+        // -0.0 prints as "-0"; a coordinate of zero is just 0.
+        Field::Float(f) if *f == 0.0 => write!(out, "0"),
+        Field::Float(f) => write!(out, "{f}"),
+        _ => Ok(()),
+    };
 }
 
-fn join_array(items: &[Value]) -> Cell<'_> {
+fn join_array<'r>(items: &'r [Field<'_>], scratch: &'r mut String) -> Cell<'r> {
     match items {
         [] => Cell::Empty,
-        [Value::String(s)] => Cell::Text(Cow::Borrowed(s)),
+        [Field::Str(s)] => Cell::Text(Cow::Borrowed(s)),
         _ => {
-            let parts: Vec<Cow<'_, str>> = items
-                .iter()
-                .filter_map(|item| match item {
-                    Value::Null => None,
-                    Value::String(s) => Some(Cow::Borrowed(s.as_str())),
-                    Value::Number(n) => Some(Cow::Owned(format_number(n))),
-                    Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
-                    other => Some(Cow::Owned(other.to_string())),
-                })
-                .collect();
-            if parts.is_empty() {
-                Cell::Empty
+            let mut any = false;
+            for item in items {
+                if matches!(item, Field::Null) {
+                    continue;
+                }
+                if any {
+                    scratch.push(';');
+                }
+                any = true;
+                match item {
+                    Field::Str(s) => scratch.push_str(s),
+                    Field::Int(_) | Field::UInt(_) | Field::Float(_) => {
+                        format_number(item, scratch)
+                    }
+                    Field::Bool(b) => scratch.push_str(if *b { "true" } else { "false" }),
+                    // Nested arrays and objects as compact JSON.
+                    other => {
+                        let _ = write!(scratch, "{}", other.to_value());
+                    }
+                }
+            }
+            if any {
+                Cell::Text(Cow::Borrowed(scratch))
             } else {
-                Cell::Text(Cow::Owned(parts.join(";")))
+                Cell::Empty
             }
         }
     }
 }
 
-fn created_cell(signin: &SignIn) -> Cell<'_> {
-    if let Some(Value::String(s)) = signin.raw.get("createdDateTime") {
+fn created_cell<'r>(signin: &'r SignInRecord<'_>, scratch: &'r mut String) -> Cell<'r> {
+    if let Field::Str(s) = &signin.props.created_date_time {
         if s.ends_with('Z') {
             return Cell::Text(Cow::Borrowed(s));
         }
     }
     // `SignIn::created` is already UTC; RFC 3339 of a UTC time ends with `Z`.
     match signin.created.format(&Rfc3339) {
-        Ok(s) => Cell::Text(Cow::Owned(s)),
+        Ok(s) => {
+            scratch.push_str(&s);
+            Cell::Text(Cow::Borrowed(scratch))
+        }
         Err(_) => Cell::Empty,
     }
 }
 
-fn location_cell(raw: &Map<String, Value>) -> Cell<'_> {
-    let Some(Value::Object(location)) = raw.get("location") else {
+fn location_cell<'r>(props: &Props<'_>, scratch: &'r mut String) -> Cell<'r> {
+    let Some(location) = props.location.get() else {
         return Cell::Empty;
     };
-    let mut joined = String::new();
-    for key in ["city", "state", "countryOrRegion"] {
-        let part = location
-            .get(key)
-            .and_then(Value::as_str)
-            .map_or("", str::trim);
+    for part in [&location.city, &location.state, &location.country_or_region] {
+        let part = part.as_str().map_or("", str::trim);
         if !part.is_empty() {
-            if !joined.is_empty() {
-                joined.push_str(", ");
+            if !scratch.is_empty() {
+                scratch.push_str(", ");
             }
-            joined.push_str(part);
+            scratch.push_str(part);
         }
     }
-    if joined.is_empty() {
+    if scratch.is_empty() {
         Cell::Empty
     } else {
-        Cell::Text(Cow::Owned(joined))
+        Cell::Text(Cow::Borrowed(scratch))
     }
 }
 
-fn applied_policies_cell(value: Option<&Value>) -> Cell<'_> {
-    let Some(Value::Array(policies)) = value else {
+fn applied_policies_cell<'r>(props: &Props<'_>, scratch: &'r mut String) -> Cell<'r> {
+    let Some(policies) = &props.applied_conditional_access_policies.0 else {
         return Cell::Empty;
     };
-    let names: Vec<&str> = policies
+    let applied = policies
         .iter()
-        .filter(|p| {
-            matches!(
-                p.get("result").and_then(Value::as_str),
-                Some("success" | "failure")
-            )
-        })
-        .filter_map(|p| p.get("displayName").and_then(Value::as_str))
-        .collect();
-    if names.is_empty() {
+        .filter_map(|p| p.get())
+        .filter(|p| matches!(p.result.as_str(), Some("success" | "failure")))
+        .filter_map(|p| p.display_name.as_str());
+    let mut any = false;
+    for name in applied {
+        if any {
+            scratch.push(';');
+        }
+        any = true;
+        scratch.push_str(name);
+    }
+    if !any {
         Cell::Empty
     } else {
-        Cell::Text(Cow::Owned(names.join(";")))
+        Cell::Text(Cow::Borrowed(scratch))
     }
 }
 

@@ -1,0 +1,572 @@
+//! End-to-end benchmark: the released `signin-export run` (production wiring: managed-identity
+//! token, Graph pager, filter, flatten, CSV, sink, state) against the simulated tenant's fake
+//! Graph on loopback, into a folder or Azurite; optionally the straightforward Python exporter
+//! (`scripts/bench/python_exporter.py`) on the same data, side by side. Prints ONE JSON line.
+//!
+//! Run it through `scripts/bench.sh` (builds, installs the Python venv and Azurite, then calls
+//! `cargo bench --bench e2e -- <args>`); `--help` lists the knobs. Both exporters run as child
+//! processes so their CPU time and peak RSS (`wait4` rusage) are theirs alone, not the fake's,
+//! which holds the whole tenant in memory. Everything listens on 127.0.0.1 and every child is
+//! killed at `--timeout`.
+
+#[path = "../tests/support/azurite.rs"]
+#[allow(dead_code)]
+mod azurite;
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use clap::Parser;
+use fake_tenant::{generate, FakeGraph, TenantSpec};
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+#[derive(Parser, Debug)]
+#[command(about = "End-to-end export benchmark against the fake Graph (one JSON line out)")]
+struct Args {
+    /// Sign-ins in the simulated tenant (workload sign-ins included; the export keeps the
+    /// interactive and non-interactive ones).
+    #[arg(long, default_value_t = 100_000)]
+    rows: usize,
+    /// Days of history the rows are spread over (one daily file each).
+    #[arg(long, default_value_t = 7)]
+    days: u32,
+    /// `folder` or `azurite`.
+    #[arg(long, default_value = "folder")]
+    dest: String,
+    /// Page latency in milliseconds, `N` or `LOW-HIGH` (uniform), added before each page.
+    #[arg(long, default_value = "0")]
+    page_ms: String,
+    /// Graph's throttle as `REQUESTS/SECONDS` (e.g. `5/10`): a sliding window over sign-in
+    /// requests; requests over it get 429 with `Retry-After`. Empty: no throttle.
+    #[arg(long, default_value = "")]
+    throttle: String,
+    /// Graph version the exporter reads (`beta` reads both event types in one query).
+    #[arg(long, default_value = "beta")]
+    version: String,
+    /// `SIGNINS_COLUMNS` for the Rust exporters (default: the default set, as the Python one).
+    #[arg(long)]
+    columns: Option<String>,
+    /// Python interpreter with `scripts/bench/requirements.txt` installed: runs the Python
+    /// exporter on the same data after the Rust one.
+    #[arg(long)]
+    python: Option<PathBuf>,
+    /// Hard limit per exporter run, seconds (the child is killed and the bench fails).
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+    /// Record the Rust exporter under `perf record -g` into this file.
+    #[arg(long)]
+    perf: Option<PathBuf>,
+    /// The event `perf record` samples (`cpu-clock`; `page-faults` shows where memory grows).
+    #[arg(long, default_value = "cpu-clock")]
+    perf_event: String,
+    /// The `signin-export` binary to measure (default: this checkout's release build).
+    #[arg(long)]
+    exe: Option<PathBuf>,
+    /// Another `signin-export` binary (e.g. a build of the previous commit) to run first on the
+    /// same data: its figures go under `baseline`, with ratios to this build's.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// Keep the output folder (printed in the JSON line) instead of deleting it.
+    #[arg(long)]
+    keep: bool,
+    /// Added by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+/// What the loopback "Graph edge" in front of the fake counts.
+#[derive(Default)]
+struct Edge {
+    requests: AtomicU64,
+    throttled: AtomicU64,
+    /// Times of the requests admitted inside the current window.
+    window: Mutex<VecDeque<Instant>>,
+    limit: Option<(usize, Duration)>,
+    latency: (u64, u64),
+    rng: Mutex<u64>,
+}
+
+impl Edge {
+    fn reset(&self) {
+        self.requests.store(0, Ordering::SeqCst);
+        self.throttled.store(0, Ordering::SeqCst);
+        lock(&self.window).clear();
+    }
+
+    /// `None` when the request may pass, else the seconds until a slot frees up.
+    fn admit(&self) -> Option<u64> {
+        let (max, per) = self.limit?;
+        let now = Instant::now();
+        let mut window = lock(&self.window);
+        while window
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= per)
+        {
+            window.pop_front();
+        }
+        if window.len() < max {
+            window.push_back(now);
+            return None;
+        }
+        let oldest = window.front().copied().unwrap_or(now);
+        let wait = per.saturating_sub(now.duration_since(oldest));
+        Some(wait.as_secs_f64().ceil().max(1.0) as u64)
+    }
+
+    fn latency(&self) -> Duration {
+        let (low, high) = self.latency;
+        if high <= low {
+            return Duration::from_millis(low);
+        }
+        let mut state = lock(&self.rng);
+        // xorshift: deterministic and good enough to spread latencies.
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        Duration::from_millis(low + *state % (high - low + 1))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Throttle and latency in front of the fake's sign-in route, as Graph's edge would apply them.
+async fn edge(edge: Arc<Edge>, request: Request, next: Next) -> Response {
+    if !request.uri().path().ends_with("/auditLogs/signIns") {
+        return next.run(request).await;
+    }
+    edge.requests.fetch_add(1, Ordering::SeqCst);
+    if let Some(retry_after) = edge.admit() {
+        edge.throttled.fetch_add(1, Ordering::SeqCst);
+        let body = json!({"error": {"code": "TooManyRequests", "message": "Too many requests."}});
+        let mut response = (StatusCode::TOO_MANY_REQUESTS, body.to_string()).into_response();
+        if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+            response.headers_mut().insert("retry-after", v);
+        }
+        return response;
+    }
+    tokio::time::sleep(edge.latency()).await;
+    next.run(request).await
+}
+
+/// One exporter run.
+struct Run {
+    rows: u64,
+    /// Requests the exporter's own summary counts.
+    exporter_requests: Value,
+    /// From the run summary (the `Sink` counters): null for exporters that do not report them.
+    storage_requests: Value,
+    bytes_copied: Value,
+    /// Sign-in requests the edge saw, and how many of them it answered with 429.
+    requests: u64,
+    throttled: u64,
+    usage: Usage,
+}
+
+/// One child process's resource use.
+struct Usage {
+    wall: Duration,
+    cpu: Duration,
+    max_rss_kib: i64,
+    stdout: String,
+}
+
+/// Runs `command` to completion (killed at `timeout`): its CPU time from `wait4`, its peak RSS
+/// from `/proc`.
+fn run_child(mut command: Command, timeout: Duration) -> Result<Usage, String> {
+    let started = Instant::now();
+    let out_file = tempfile::tempfile().map_err(|e| e.to_string())?;
+    let out_read = out_file.try_clone().map_err(|e| e.to_string())?;
+    let mut child = command
+        .stdout(Stdio::from(out_file))
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("could not start {command:?}: {e}"))?;
+    let pid = child.id() as libc::pid_t;
+    let status_file = format!("/proc/{pid}/status");
+    let mut peak_kib = 0i64;
+    loop {
+        // Peak RSS is read from the child's own VmHWM, not from wait4's ru_maxrss: the child is
+        // spawned with vfork semantics from this process, which holds the whole tenant, and the
+        // kernel folds that pre-exec high-water mark into ru_maxrss (it would report the bench's
+        // size, not the exporter's). VmHWM belongs to the exporter's own address space; it only
+        // grows, so the last reading (at most one poll interval before exit) is the peak.
+        if let Ok(status) = std::fs::read_to_string(&status_file) {
+            if let Some(kib) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+            {
+                peak_kib = peak_kib.max(kib);
+            }
+        }
+        let mut status = 0;
+        // SAFETY: rusage is plain data; wait4 fills it for our own child.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let done = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if done == pid {
+            let wall = started.elapsed();
+            let tv = |t: libc::timeval| {
+                Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+            };
+            let mut stdout = String::new();
+            use std::io::{Read, Seek};
+            let mut out_read = out_read;
+            let _ = out_read.rewind();
+            let _ = out_read.read_to_string(&mut stdout);
+            if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+                return Err(format!("{command:?} failed (status {status}): {stdout}"));
+            }
+            return Ok(Usage {
+                wall,
+                cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+                max_rss_kib: peak_kib,
+                stdout,
+            });
+        }
+        if done < 0 {
+            return Err(format!("wait4: {}", std::io::Error::last_os_error()));
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("{command:?} killed after {timeout:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn parse_latency(text: &str) -> Result<(u64, u64), String> {
+    let bad = || format!("--page-ms: expected N or LOW-HIGH, got {text:?}");
+    match text.split_once('-') {
+        Some((low, high)) => Ok((
+            low.trim().parse().map_err(|_| bad())?,
+            high.trim().parse().map_err(|_| bad())?,
+        )),
+        None => {
+            let n = text.trim().parse().map_err(|_| bad())?;
+            Ok((n, n))
+        }
+    }
+}
+
+fn parse_throttle(text: &str) -> Result<Option<(usize, Duration)>, String> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let bad = || format!("--throttle: expected REQUESTS/SECONDS, got {text:?}");
+    let (n, secs) = text.split_once('/').ok_or_else(bad)?;
+    let n: usize = n.trim().parse().map_err(|_| bad())?;
+    let secs: f64 = secs.trim().parse().map_err(|_| bad())?;
+    if n == 0 || secs <= 0.0 {
+        return Err(bad());
+    }
+    Ok(Some((n, Duration::from_secs_f64(secs))))
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+/// Lower bound on the wall time of `requests` sign-in requests under the throttle: the last one
+/// cannot be admitted before `floor((requests - 1) / max)` whole windows have passed, and its page
+/// still takes the mean latency.
+fn throttle_bound(
+    requests: u64,
+    limit: Option<(usize, Duration)>,
+    latency: (u64, u64),
+) -> Option<f64> {
+    let (max, per) = limit?;
+    let windows = requests.saturating_sub(1) / max as u64;
+    let mean_latency = (latency.0 + latency.1) as f64 / 2000.0;
+    Some(windows as f64 * per.as_secs_f64() + mean_latency)
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = bench(args) {
+        eprintln!("e2e bench failed: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn bench(args: Args) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let latency = parse_latency(&args.page_ms)?;
+    let limit = parse_throttle(&args.throttle)?;
+    let timeout = Duration::from_secs(args.timeout);
+
+    // The tenant: ~5.5 sign-ins per user and day, cut to exactly `rows`; whole hours so a slice
+    // plan does not depend on the second the bench starts.
+    let now = OffsetDateTime::now_utc();
+    let end = now
+        .replace_minute(0)
+        .and_then(|t| t.replace_second(0))
+        .and_then(|t| t.replace_nanosecond(0))
+        .map_err(|e| e.to_string())?;
+    let users = (args.rows as f64 / (f64::from(args.days) * 5.5))
+        .ceil()
+        .max(1.0) as usize;
+    let mut signins = generate(&TenantSpec {
+        users,
+        days: args.days,
+        seed: 7,
+        end,
+    });
+    signins.truncate(args.rows);
+    let generated = signins.len();
+    let since = end - time::Duration::days(i64::from(args.days)) - time::Duration::hours(1);
+    let until = end + time::Duration::seconds(1);
+    let fake = FakeGraph::new(signins);
+    let edge_state = Arc::new(Edge {
+        limit,
+        latency,
+        rng: Mutex::new(0x9E37_79B9_7F4A_7C15),
+        ..Edge::default()
+    });
+    let addr = runtime.block_on(async {
+        let router = fake.router().layer(axum::middleware::from_fn({
+            let edge_state = Arc::clone(&edge_state);
+            move |request: Request, next: Next| edge(Arc::clone(&edge_state), request, next)
+        }));
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(|e| e.to_string())?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Ok::<_, String>(addr)
+    })?;
+    let graph = format!("http://{addr}");
+
+    // Destination.
+    let work = tempfile::Builder::new()
+        .prefix("signin-bench-")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    let mut azurite_guard = None;
+    let (rust_dest, python_dest) = match args.dest.as_str() {
+        "folder" => (
+            work.path().join("rust").display().to_string(),
+            work.path().join("python").display().to_string(),
+        ),
+        "azurite" => {
+            let az = runtime.block_on(azurite::Azurite::start_http());
+            let sas = az.account_sas("racwdl");
+            let rust = format!("{}?{sas}", az.container_url("rust"));
+            let python = format!("{}?{sas}", az.container_url("python"));
+            azurite_guard = Some(az);
+            (rust, python)
+        }
+        other => return Err(format!("--dest: folder or azurite, got {other:?}")),
+    };
+
+    // The Rust exporter: the release binary, configured only through its environment.
+    let exe = args
+        .exe
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_signin-export")));
+    let exporter = |exe: &Path, dest: &str, perf: Option<&Path>| -> Result<Run, String> {
+        let mut command = match perf {
+            Some(out) => {
+                let mut c = Command::new("perf");
+                c.args(["record", "-g", "-e", &args.perf_event, "-o"])
+                    .arg(out)
+                    .arg("--")
+                    .arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
+        command
+            .args([
+                "run",
+                "--since",
+                &rfc3339(since),
+                "--until",
+                &rfc3339(until),
+            ])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("SIGNINS_GRAPH_ENDPOINT", &graph)
+            .env("SIGNINS_GRAPH_VERSION", &args.version)
+            .env("SIGNINS_AUTH", "managed-identity")
+            .env("IDENTITY_ENDPOINT", format!("{graph}/msi/token"))
+            .env("IDENTITY_HEADER", fake.managed_identity_header())
+            .env("SIGNINS_PRESET", "all")
+            .env("SIGNINS_DESTINATION", dest)
+            .env("SIGNINS_RETRY_BUDGET", "30m")
+            .env("SIGNINS_RUN_DEADLINE", format!("{}s", args.timeout))
+            .env("RUST_LOG", "warn");
+        if args.version == "beta" {
+            command.env("SIGNINS_EVENT_TYPES", "interactiveUser,nonInteractiveUser");
+        }
+        if let Some(columns) = &args.columns {
+            command.env("SIGNINS_COLUMNS", columns);
+        }
+        edge_state.reset();
+        let usage = run_child(command, timeout)?;
+        let summary: Value = usage
+            .stdout
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .ok_or_else(|| format!("no JSON summary from the exporter: {}", usage.stdout))?;
+        Ok(Run {
+            rows: summary["rows"].as_u64().unwrap_or(0),
+            exporter_requests: summary["requests"].clone(),
+            storage_requests: summary["storageRequests"].clone(),
+            bytes_copied: summary["bytesCopied"].clone(),
+            requests: edge_state.requests.load(Ordering::SeqCst),
+            throttled: edge_state.throttled.load(Ordering::SeqCst),
+            usage,
+        })
+    };
+    let baseline = match &args.baseline {
+        None => Value::Null,
+        Some(exe) => {
+            let dest = match &azurite_guard {
+                Some(az) => format!(
+                    "{}?{}",
+                    az.container_url("baseline"),
+                    az.account_sas("racwdl")
+                ),
+                None => work.path().join("baseline").display().to_string(),
+            };
+            let run = exporter(exe, &dest, None)?;
+            json!({
+                "rows": run.rows,
+                "wall_s": round(run.usage.wall.as_secs_f64()),
+                "cpu_s": round(run.usage.cpu.as_secs_f64()),
+                "peak_rss_mib": round(run.usage.max_rss_kib as f64 / 1024.0),
+                "graph_requests": run.requests,
+                "http_429": run.throttled,
+            })
+        }
+    };
+    let run = exporter(&exe, &rust_dest, args.perf.as_deref())?;
+    let usage = &run.usage;
+    let (rows, requests, throttled) = (run.rows, run.requests, run.throttled);
+    let wall = usage.wall.as_secs_f64();
+    let bound = throttle_bound(requests - throttled, limit, latency);
+    let baseline = match baseline {
+        Value::Null => Value::Null,
+        mut b => {
+            let ratio = |b: &Value, key: &str, ours: f64| {
+                b[key].as_f64().map(|v| round(v / ours.max(1e-9)))
+            };
+            let cpu = ratio(&b, "cpu_s", usage.cpu.as_secs_f64());
+            let wall_ratio = ratio(&b, "wall_s", wall);
+            let rss = ratio(&b, "peak_rss_mib", usage.max_rss_kib as f64 / 1024.0);
+            b["cpu_ratio"] = json!(cpu);
+            b["wall_ratio"] = json!(wall_ratio);
+            b["rss_ratio"] = json!(rss);
+            b
+        }
+    };
+
+    // The Python exporter on the same tenant, same window, same columns.
+    let python = match &args.python {
+        None => Value::Null,
+        Some(interpreter) => {
+            let script =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench/python_exporter.py");
+            let mut filter = format!(
+                "createdDateTime ge {} and createdDateTime le {}",
+                rfc3339(since),
+                rfc3339(until)
+            );
+            if args.version == "beta" {
+                filter.push_str(
+                    " and signInEventTypes/any(t: t eq 'interactiveUser' or t eq 'nonInteractiveUser')",
+                );
+            }
+            let mut py = Command::new(interpreter);
+            py.arg(&script)
+                .args([
+                    "--graph",
+                    &graph,
+                    "--version",
+                    &args.version,
+                    "--filter",
+                    &filter,
+                ])
+                .args(["--destination", &python_dest])
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .env("IDENTITY_ENDPOINT", format!("{graph}/msi/token"))
+                .env("IDENTITY_HEADER", fake.managed_identity_header());
+            edge_state.reset();
+            let py_usage = run_child(py, timeout)?;
+            let py_summary: Value = py_usage
+                .stdout
+                .lines()
+                .rev()
+                .find_map(|l| serde_json::from_str(l).ok())
+                .unwrap_or(Value::Null);
+            json!({
+                "rows": py_summary["rows"],
+                "wall_s": round(py_usage.wall.as_secs_f64()),
+                "cpu_s": round(py_usage.cpu.as_secs_f64()),
+                "peak_rss_mib": round(py_usage.max_rss_kib as f64 / 1024.0),
+                "graph_requests": edge_state.requests.load(Ordering::SeqCst),
+                "http_429": edge_state.throttled.load(Ordering::SeqCst),
+                "cpu_ratio": round(py_usage.cpu.as_secs_f64() / usage.cpu.as_secs_f64().max(1e-9)),
+                "wall_ratio": round(py_usage.wall.as_secs_f64() / wall.max(1e-9)),
+            })
+        }
+    };
+
+    let line = json!({
+        "bench": "e2e",
+        "dest": args.dest,
+        "version": args.version,
+        "generated": generated,
+        "rows": rows,
+        "wall_s": round(wall),
+        "cpu_s": round(usage.cpu.as_secs_f64()),
+        "rows_per_s": round(rows as f64 / wall.max(1e-9)),
+        "cpu_us_per_row": if rows > 0 { Value::from(round(usage.cpu.as_secs_f64() * 1e6 / rows as f64)) } else { Value::Null },
+        "graph_requests": requests,
+        "graph_requests_by_exporter": run.exporter_requests,
+        "rows_per_request": round(rows as f64 / (requests.max(1)) as f64),
+        "http_429": throttled,
+        "page_ms": [latency.0, latency.1],
+        "throttle": args.throttle,
+        "throttle_bound_s": bound.map(round),
+        "fraction_of_bound": bound.map(|b| round(b / wall.max(1e-9))),
+        "peak_rss_mib": round(usage.max_rss_kib as f64 / 1024.0),
+        "storage_requests": run.storage_requests,
+        "bytes_copied": run.bytes_copied,
+        "baseline": baseline,
+        "python": python,
+        "output": if args.keep { Value::from(work.path().display().to_string()) } else { Value::Null },
+    });
+    println!("{line}");
+    if args.keep {
+        let _ = work.keep();
+    }
+    drop(azurite_guard);
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}
+
+fn round(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
