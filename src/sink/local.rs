@@ -2,8 +2,10 @@
 //! (write a temp file in the same folder, fsync, rename).
 //!
 //! Staged blocks are files under `_staging/`; `prepare` assembles the complete new file next to the
-//! target and records its SHA-256 in the ticket, `commit` renames it into place, and
-//! `is_committed` compares the target's hash with the ticket's. The single-writer lock is an
+//! target and records its identity (device, inode, size, modification time) in the ticket,
+//! `commit` renames it into place — a rename keeps the identity — and `is_committed` compares the
+//! target's identity with the ticket's. No file is hashed: that cost a whole read of the daily
+//! file per check. The single-writer lock is an
 //! exclusive OS file lock (`flock`) on `_state/lock`, held for the whole run: the kernel releases
 //! it when the holder exits or crashes, so there is no expiry to wait for and no takeover that two
 //! processes could race. The file itself carries the holder's name and start time for the
@@ -49,10 +51,47 @@ struct LockDoc {
 struct TicketDetail {
     /// The fully assembled new file, next to the target.
     temp: String,
-    /// SHA-256 (hex) of the new file.
-    sha256: String,
-    /// SHA-256 of the target when prepared (`None`: it did not exist).
-    before: Option<String>,
+    /// The new file's identity: the target has it exactly when the commit happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stamp: Option<FileStamp>,
+    /// The target's identity when prepared (`None`: it did not exist).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    before_stamp: Option<FileStamp>,
+    /// SHA-256 (hex) of the new file, in tickets written before identities were recorded: a
+    /// pending ticket of an older version is still settled correctly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sha256: Option<String>,
+}
+
+/// What identifies one version of a file without reading it. A rename keeps all four; a rewrite
+/// (a new temp file renamed over it) changes the inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct FileStamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+impl FileStamp {
+    fn of(metadata: &std::fs::Metadata) -> FileStamp {
+        use std::os::unix::fs::MetadataExt;
+        FileStamp {
+            dev: metadata.dev(),
+            ino: metadata.ino(),
+            len: metadata.len(),
+            mtime_ns: i128::from(metadata.mtime()) * 1_000_000_000
+                + i128::from(metadata.mtime_nsec()),
+        }
+    }
+}
+
+async fn stamp_of(path: &Path) -> Result<Option<FileStamp>, SinkError> {
+    match tokio::fs::metadata(path).await {
+        Ok(metadata) => Ok(Some(FileStamp::of(&metadata))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error(path, e)),
+    }
 }
 
 fn io_error(what: &Path, e: std::io::Error) -> SinkError {
@@ -110,12 +149,12 @@ impl LocalSink {
     }
 
     /// Writes `parts` (files and byte slices) to a new temp file beside `target`; returns its path
-    /// and SHA-256. Nothing is visible at `target` until the caller renames it.
+    /// and identity. Nothing is visible at `target` until the caller renames it.
     async fn assemble(
         &self,
         target: &Path,
         parts: &[Part<'_>],
-    ) -> Result<(PathBuf, String), SinkError> {
+    ) -> Result<(PathBuf, FileStamp), SinkError> {
         let dir = target.parent().unwrap_or(&self.base);
         tokio::fs::create_dir_all(dir)
             .await
@@ -128,11 +167,9 @@ impl LocalSink {
         let mut out = tokio::fs::File::create(&temp)
             .await
             .map_err(|e| io_error(&temp, e))?;
-        let mut hasher = Sha256::new();
         for part in parts {
             match part {
                 Part::Bytes(bytes) => {
-                    hasher.update(bytes);
                     out.write_all(bytes).await.map_err(|e| io_error(&temp, e))?;
                 }
                 // Streamed in chunks: daily files can be large, memory stays flat.
@@ -160,7 +197,6 @@ impl LocalSink {
                         if n == 0 {
                             break;
                         }
-                        hasher.update(&chunk[..n]);
                         out.write_all(&chunk[..n])
                             .await
                             .map_err(|e| io_error(&temp, e))?;
@@ -169,7 +205,8 @@ impl LocalSink {
             }
         }
         out.sync_all().await.map_err(|e| io_error(&temp, e))?;
-        Ok((temp, hex(&hasher.finalize())))
+        let metadata = out.metadata().await.map_err(|e| io_error(&temp, e))?;
+        Ok((temp, FileStamp::of(&metadata)))
     }
 
     async fn replace(&self, temp: &Path, target: &Path) -> Result<(), SinkError> {
@@ -318,7 +355,7 @@ impl Sink for LocalSink {
         blocks: &[BlockId],
     ) -> Result<CommitTicket, SinkError> {
         let target = self.path(file);
-        let before = sha256_of(&target).await?;
+        let before = stamp_of(&target).await?;
         let mut parts = vec![Part::Bytes(&header)];
         for block in blocks {
             parts.push(Part::File {
@@ -344,11 +381,12 @@ impl Sink for LocalSink {
                 skip: header.len(),
             });
         }
-        let (temp, sha256) = self.assemble(&target, &parts).await?;
+        let (temp, stamp) = self.assemble(&target, &parts).await?;
         let detail = TicketDetail {
             temp: temp.display().to_string(),
-            sha256,
-            before,
+            stamp: Some(stamp),
+            before_stamp: before,
+            sha256: None,
         };
         Ok(CommitTicket {
             file: file.to_string(),
@@ -360,7 +398,7 @@ impl Sink for LocalSink {
         let detail: TicketDetail = serde_json::from_value(ticket.detail.clone())
             .map_err(|e| SinkError::Other(format!("not a local-folder commit ticket: {e}")))?;
         let target = self.path(&ticket.file);
-        if sha256_of(&target).await? != detail.before {
+        if detail.stamp.is_none() || stamp_of(&target).await? != detail.before_stamp {
             return Err(SinkError::Conflict {
                 what: target.display().to_string(),
             });
@@ -374,7 +412,12 @@ impl Sink for LocalSink {
     async fn is_committed(&self, ticket: &CommitTicket) -> Result<bool, SinkError> {
         let detail: TicketDetail = serde_json::from_value(ticket.detail.clone())
             .map_err(|e| SinkError::Other(format!("not a local-folder commit ticket: {e}")))?;
-        let committed = sha256_of(&self.path(&ticket.file)).await? == Some(detail.sha256);
+        let target = self.path(&ticket.file);
+        let committed = match (detail.stamp, &detail.sha256) {
+            (Some(stamp), _) => stamp_of(&target).await? == Some(stamp),
+            (None, Some(sha256)) => sha256_of(&target).await?.as_ref() == Some(sha256),
+            (None, None) => false,
+        };
         if !committed {
             let _ = tokio::fs::remove_file(&detail.temp).await;
         }
@@ -484,6 +527,55 @@ mod tests {
             .filter(|o| matches!(o, LockOutcome::Acquired))
             .count();
         assert_eq!(acquired, 1, "{outcomes:?}");
+    }
+
+    #[tokio::test]
+    async fn commits_are_recognised_by_file_identity_and_old_hash_tickets_still_settle() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = LocalSink::new(dir.path());
+        sink.acquire("run").await.unwrap();
+        let file = "daily/2026-11-30.csv";
+        let block = BlockId::new("run", 0);
+        sink.stage(file, &block, Bytes::from_static(b"a,1\r\n"))
+            .await
+            .unwrap();
+        let header = Bytes::from_static(b"id,n\r\n");
+        let ticket = sink
+            .prepare(file, header.clone(), std::slice::from_ref(&block))
+            .await
+            .unwrap();
+        assert!(!sink.is_committed(&ticket).await.unwrap());
+        // is_committed removed the uncommitted temp file: prepare again, then commit.
+        let ticket = sink
+            .prepare(file, header.clone(), std::slice::from_ref(&block))
+            .await
+            .unwrap();
+        sink.commit(&ticket).await.unwrap();
+        assert!(sink.is_committed(&ticket).await.unwrap());
+
+        // A ticket of the previous version (SHA-256 of the new file) settles the same way.
+        let content = std::fs::read(dir.path().join(file)).unwrap();
+        let legacy = CommitTicket {
+            file: file.to_string(),
+            detail: serde_json::json!({
+                "temp": "gone",
+                "sha256": hex(&Sha256::digest(&content)),
+                "before": null,
+            }),
+        };
+        assert!(sink.is_committed(&legacy).await.unwrap());
+        // A second version of the file is another identity.
+        let next = BlockId::new("run", 1);
+        sink.stage(file, &next, Bytes::from_static(b"b,2\r\n"))
+            .await
+            .unwrap();
+        let second = sink
+            .prepare(file, header, std::slice::from_ref(&next))
+            .await
+            .unwrap();
+        sink.commit(&second).await.unwrap();
+        assert!(!sink.is_committed(&ticket).await.unwrap());
+        assert!(sink.is_committed(&second).await.unwrap());
     }
 
     #[tokio::test]
