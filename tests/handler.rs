@@ -536,17 +536,24 @@ async fn timer_runs_whatever_the_schedule_status_says() {
     assert!(exported > 0, "the first run exports the tenant's sign-ins");
     // One structured run event per invocation on the console (what the Azure Monitor alerts
     // query), never in the invocation's Logs (the host would log it twice).
-    let events: Vec<Value> = host
-        .logs()
-        .iter()
-        .filter(|l| l.function.is_none())
-        .filter_map(|l| {
-            l.text
-                .split_once("SIGNIN_EXPORT_RUN ")
-                .map(|(_, json)| json.to_string())
-        })
-        .map(|json| serde_json::from_str(&json).expect("the run event is one JSON object"))
-        .collect();
+    let run_events = || -> Vec<Value> {
+        host.logs()
+            .iter()
+            .filter(|l| l.function.is_none())
+            .filter_map(|l| {
+                l.text
+                    .split_once("SIGNIN_EXPORT_RUN ")
+                    .map(|(_, json)| json.to_string())
+            })
+            .map(|json| serde_json::from_str(&json).expect("the run event is one JSON object"))
+            .collect()
+    };
+    // Console lines arrive on the child's stdout, independently of the replies: wait for them.
+    let waited = std::time::Instant::now();
+    while run_events().len() < 4 && waited.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let events = run_events();
     assert_eq!(events.len(), 4, "{}", host.log_text());
     for event in &events {
         assert_eq!(event["trigger"], "timer");
@@ -811,10 +818,10 @@ async fn refresh_past_its_deadline_answers_202_and_the_next_run_continues() {
     let response = host
         .call_http(REFRESH, HttpCall::new("POST").query("code", FUNCTION_KEY))
         .await;
-    // The deadline is hard: the answer comes within it plus a page's latency and the commit, never
-    // near the front end's 230 s.
+    // The deadline is hard: the answer comes within it plus the commit of what finished (a loaded
+    // machine's margin), never near the front end's 230 s.
     assert!(
-        asked.elapsed() < Duration::from_millis(1000 + 1500),
+        asked.elapsed() < Duration::from_millis(1000 + 4000),
         "answered after {:?}",
         asked.elapsed()
     );
