@@ -20,6 +20,20 @@ use super::BlobSink;
 /// Content type of the CSV files.
 pub(super) const CSV_CONTENT_TYPE: &str = "text/csv; charset=utf-8";
 
+/// Put Block List options for a CSV file, conditional on the state the new list was built from:
+/// the file's ETag then, or (`None`) that the file did not exist.
+pub(super) fn commit_options<'a>(etag: Option<&str>) -> BlockBlobClientCommitBlockListOptions<'a> {
+    let mut options = BlockBlobClientCommitBlockListOptions {
+        blob_content_type: Some(CSV_CONTENT_TYPE.to_string()),
+        ..Default::default()
+    };
+    match etag {
+        Some(etag) => options.if_match = Some(Etag::from(etag)),
+        None => options.if_none_match = Some(Etag::from("*")),
+    }
+    options
+}
+
 impl Inner {
     /// The committed block ids and ETag of `file`, or `None` if it does not exist (or has no
     /// committed block).
@@ -141,14 +155,7 @@ pub(super) async fn commit(sink: &BlobSink, ticket: &CommitTicket) -> Result<(),
     let detail = ticket_detail(ticket)?;
     let file = ticket.file.as_str();
     let client = sink.inner.blob(file)?.block_blob_client();
-    let mut options = BlockBlobClientCommitBlockListOptions {
-        blob_content_type: Some(CSV_CONTENT_TYPE.to_string()),
-        ..Default::default()
-    };
-    match &detail.etag {
-        Some(etag) => options.if_match = Some(Etag::from(etag.as_str())),
-        None => options.if_none_match = Some(Etag::from("*")),
-    }
+    let options = commit_options(detail.etag.as_deref());
     let body = Bytes::from(blocks::block_list_xml(&detail.blocks));
     match client.commit_block_list(content(body), Some(options)).await {
         Ok(_) => Ok(()),
@@ -199,27 +206,24 @@ pub(super) async fn fence(sink: &BlobSink, ticket: &CommitTicket) -> Result<bool
     let file = ticket.file.as_str();
     let client = sink.inner.blob(file)?.block_blob_client();
     for _ in 0..FENCE_ATTEMPTS {
-        let mut options = BlockBlobClientCommitBlockListOptions {
-            blob_content_type: Some(CSV_CONTENT_TYPE.to_string()),
-            ..Default::default()
-        };
-        let list = match sink.inner.committed_blocks(file).await? {
+        let (list, options) = match sink.inner.committed_blocks(file).await? {
             Some((ids, _)) if ids.contains(&detail.marker) => return Ok(true),
             Some((ids, etag)) => {
-                options.if_match = Some(Etag::from(etag.as_str()));
-                ids.into_iter()
+                let list = ids
+                    .into_iter()
                     .map(|id| blocks::ListedBlock {
                         id,
                         from: blocks::Source::Committed,
                     })
-                    .collect::<Vec<_>>()
+                    .collect::<Vec<_>>();
+                (list, commit_options(Some(&etag)))
             }
             None => {
-                options.if_none_match = Some(Etag::from("*"));
-                vec![blocks::ListedBlock {
+                let header = blocks::ListedBlock {
                     id: BlockId::header(),
                     from: blocks::Source::Uncommitted,
-                }]
+                };
+                (vec![header], commit_options(None))
             }
         };
         let body = Bytes::from(blocks::block_list_xml(&list));

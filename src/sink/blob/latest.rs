@@ -15,13 +15,13 @@ use azure_core::http::headers::{HeaderName, Headers};
 use azure_core::http::Etag;
 use azure_storage_blob::models::{
     BlobClientDownloadOptions, BlobClientGetPropertiesResultHeaders,
-    BlockBlobClientCommitBlockListOptions, BlockBlobClientStageBlockFromUrlOptions, HttpRange,
+    BlockBlobClientStageBlockFromUrlOptions, HttpRange,
 };
 use bytes::Bytes;
 
 use super::blocks::{self, ListedBlock, Source};
 use super::client::{content, with_sas, BlobAuth};
-use super::files::CSV_CONTENT_TYPE;
+use super::files::commit_options;
 use super::{errors, BlobSink};
 use crate::credential::STORAGE_SCOPE;
 use crate::sink::{BlockId, Sink, SinkError, LATEST_FILE};
@@ -159,15 +159,8 @@ pub(super) async fn publish(
     }
 
     let target = inner.blob(LATEST_FILE)?.block_blob_client();
-    let mut options = BlockBlobClientCommitBlockListOptions {
-        blob_content_type: Some(CSV_CONTENT_TYPE.to_string()),
-        ..Default::default()
-    };
     // The reused blocks are those of the list read above: commit over that list only.
-    match latest_etag {
-        Some(etag) => options.if_match = Some(Etag::from(etag.as_str())),
-        None => options.if_none_match = Some(Etag::from("*")),
-    }
+    let options = commit_options(latest_etag.as_deref());
     let body = Bytes::from(blocks::block_list_xml(&listed));
     match target.commit_block_list(content(body), Some(options)).await {
         Ok(_) => Ok(()),
