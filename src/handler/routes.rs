@@ -267,11 +267,14 @@ async fn export_signins(
     }
     let return_value = match report.verdict {
         Verdict::Completed | Verdict::DeadlineReached => report.summary.as_ref().map(to_json),
-        Verdict::Busy => Some(json!({
-            "outcome": Verdict::Busy.as_str(),
-            "holder": report.body()["holder"],
-            "since": report.body()["since"],
-        })),
+        Verdict::Busy => {
+            let body = report.body();
+            Some(json!({
+                "outcome": Verdict::Busy.as_str(),
+                "holder": body["holder"],
+                "since": body["since"],
+            }))
+        }
         Verdict::Cancelled | Verdict::Refused | Verdict::Failed => None,
     };
     reply(

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use super::rfc3339;
 use crate::config::GRAPH_RETENTION;
 
 /// A window `[start, end)` inside one UTC day: one slice changes one daily file.
@@ -123,11 +124,6 @@ pub fn plan(covered: Option<Covered>, input: &PlanInput) -> Result<Plan, PlanErr
         backfill,
         lost,
     })
-}
-
-fn rfc3339(at: OffsetDateTime) -> String {
-    at.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| at.to_string())
 }
 
 /// Cuts `[start, end)` at UTC midnights and every `length`, oldest first.

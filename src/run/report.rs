@@ -249,8 +249,7 @@ impl Report {
 }
 
 fn rfc3339(at: Option<OffsetDateTime>) -> String {
-    at.and_then(|at| at.format(&Rfc3339).ok())
-        .unwrap_or_else(|| "an unknown time".to_string())
+    at.map_or_else(|| "an unknown time".to_string(), super::rfc3339)
 }
 
 /// "already running (held by … since …); nothing to do".
