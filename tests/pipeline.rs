@@ -21,6 +21,18 @@ use signin_export::sink::{BlockId, CommitTicket, LockOutcome, Sink, SinkError};
 use crate::support::app::{created, ids_where, interactive, read_csv, TestApp};
 use crate::support::fake::tenant_ending_now;
 
+/// The destination holds exactly the tenant's interactive sign-ins created in `[start, end)`,
+/// each once.
+fn assert_exported_exactly(
+    app: &TestApp,
+    settings: &signin_export::config::Settings,
+    start: OffsetDateTime,
+    end: OffsetDateTime,
+) {
+    let truth = ids_where(&app.fake.all_signins(), start, end, interactive);
+    assert_eq!(counts_once(&app.exported_id_counts(settings)), truth);
+}
+
 fn counts_once(counts: &std::collections::BTreeMap<String, usize>) -> BTreeSet<String> {
     let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "ids written more than once: {twice:?}");
@@ -297,13 +309,12 @@ async fn throttling_is_honoured_and_the_run_completes() {
     let settings = app.settings(&[("SIGNINS_PRESET", "all"), ("SIGNINS_LOOKBACK", "1d")]);
     let summary = app.export(&settings).await;
     assert!(summary.retries >= 3, "{summary:?}");
-    let truth = ids_where(
-        &app.fake.all_signins(),
+    assert_exported_exactly(
+        &app,
+        &settings,
         summary.window_start.unwrap(),
         summary.window_end.unwrap(),
-        interactive,
     );
-    assert_eq!(counts_once(&app.exported_id_counts(&settings)), truth);
 }
 
 #[tokio::test]
@@ -325,13 +336,12 @@ async fn a_malformed_page_fails_the_run_and_writes_no_file() {
     let state = std::fs::read_to_string(app.base(&settings).join("_state/state.json")).unwrap();
     assert!(state.contains("\"failed\""), "{state}");
     let summary = app.export(&settings).await;
-    let truth = ids_where(
-        &app.fake.all_signins(),
+    assert_exported_exactly(
+        &app,
+        &settings,
         summary.window_start.unwrap(),
         summary.window_end.unwrap(),
-        interactive,
     );
-    assert_eq!(counts_once(&app.exported_id_counts(&settings)), truth);
 }
 
 #[tokio::test]
@@ -455,13 +465,12 @@ async fn a_deadline_keeps_finished_slices_and_the_next_run_resumes() {
     );
     app.fake.faults().slow_pages(Duration::ZERO);
     let rest = app.export(&settings).await;
-    let truth = ids_where(
-        &app.fake.all_signins(),
+    assert_exported_exactly(
+        &app,
+        &settings,
         partial.window_start.unwrap(),
         rest.window_end.unwrap(),
-        interactive,
     );
-    assert_eq!(counts_once(&app.exported_id_counts(&settings)), truth);
 }
 
 /// Regression (issue 9, measured 89 of 7,542 rows twice): a first run over a window shorter
@@ -823,13 +832,12 @@ async fn signins_younger_than_the_settle_delay_wait_for_a_later_run() {
         second.rows > 0,
         "the settled sign-ins come with the next run"
     );
-    let truth = ids_where(
-        &app.fake.all_signins(),
+    assert_exported_exactly(
+        &app,
+        &settled,
         first.window_start.unwrap(),
         second.window_end.unwrap(),
-        interactive,
     );
-    assert_eq!(counts_once(&app.exported_id_counts(&settled)), truth);
 }
 
 /// Slow pages (reported: minutes for a page on selective filters; Microsoft's remedy is a shorter
