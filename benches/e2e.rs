@@ -309,6 +309,10 @@ fn bench(args: Args) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let latency = parse_latency(&args.page_ms)?;
     let limit = parse_throttle(&args.throttle)?;
+    let rate = match limit {
+        Some((requests, per)) => format!("{requests}/{}s", per.as_secs().max(1)),
+        None => "10000/1s".to_string(),
+    };
     let timeout = Duration::from_secs(args.timeout);
 
     // The tenant: ~5.5 sign-ins per user and day, cut to exactly `rows`; whole hours so a slice
@@ -412,6 +416,8 @@ fn bench(args: Args) -> Result<(), String> {
             .env("SIGNINS_PRESET", "all")
             .env("SIGNINS_DESTINATION", dest)
             .env("SIGNINS_RETRY_BUDGET", "30m")
+            // Paced to the edge's throttle, as a deployment is to Graph's; unthrottled, unpaced.
+            .env("SIGNINS_GRAPH_RATE", &rate)
             .env("SIGNINS_RUN_DEADLINE", format!("{}s", args.timeout))
             .env("RUST_LOG", "warn");
         if args.version == "beta" {

@@ -30,6 +30,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "SIGNINS_COLUMNS", default: "", meaning: "comma list choosing and ordering columns (default: all default columns)" },
     Setting { name: "SIGNINS_CSV_SAFE", default: "true", meaning: "prefix cells starting with = + - @ tab CR with `'` (formula-injection guard)" },
     Setting { name: "SIGNINS_REPORT_DAYS", default: "30", meaning: "days kept in `latest.csv`" },
+    Setting { name: "SIGNINS_GRAPH_RATE", default: "5/10s", meaning: "at most this many Graph requests per period, e.g. `5/10s` (Graph's documented limit for sign-in reports, per app and tenant; lower it when other tools share the app registration); learns from 429s" },
     Setting { name: "SIGNINS_RETRY_BUDGET", default: "5m", meaning: "total time a run may spend on failed Graph requests and the waits between retries (at most SIGNINS_RUN_DEADLINE)" },
     Setting { name: "SIGNINS_RUN_DEADLINE", default: "25m", meaning: "a timer run stops after this long, keeping every finished slice (1s to 28m)" },
     Setting { name: "SIGNINS_REFRESH_DEADLINE", default: "200s", meaning: "an HTTP refresh stops after this long and answers 202 with progress (1s to 220s)" },
@@ -96,6 +97,48 @@ pub struct GraphSettings {
     pub extra_filter: Option<String>,
     /// Total time the run may spend waiting on throttling/retries.
     pub retry_budget: Duration,
+    /// Client-side pacing of every Graph request.
+    pub rate: GraphRate,
+}
+
+/// `SIGNINS_GRAPH_RATE`: at most `requests` Graph requests in any `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GraphRate {
+    pub requests: u32,
+    pub per: Duration,
+}
+
+impl GraphRate {
+    /// `N/<duration>`, e.g. `5/10s`: 1 to 10,000 requests per 1 s to 1 h.
+    pub fn parse(value: &str) -> Result<GraphRate, String> {
+        let expected = format!(
+            "expected REQUESTS/PERIOD, e.g. 5/10s (Graph's limit for sign-in reports), got '{value}'"
+        );
+        let (requests, per) = value.split_once('/').ok_or_else(|| expected.clone())?;
+        let requests = requests
+            .trim()
+            .parse::<u32>()
+            .map_err(|_| expected.clone())?;
+        let per = parse_duration(per).map_err(|e| format!("{expected}: {e}"))?;
+        if !(1..=10_000).contains(&requests) {
+            return Err(format!(
+                "{requests} requests per period: 1 to 10000 are accepted"
+            ));
+        }
+        if per < Duration::from_secs(1) || per > Duration::from_secs(3600) {
+            return Err(format!(
+                "a period of {}: 1s to 1h is accepted",
+                format_duration(per)
+            ));
+        }
+        Ok(GraphRate { requests, per })
+    }
+}
+
+impl std::fmt::Display for GraphRate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.requests, format_duration(self.per))
+    }
 }
 
 /// Where the files go.
@@ -295,6 +338,9 @@ impl Settings {
             "a run cannot wait on retries longer than SIGNINS_RUN_DEADLINE",
         )?;
 
+        let rate = GraphRate::parse(&or_default("SIGNINS_GRAPH_RATE"))
+            .map_err(|message| invalid("SIGNINS_GRAPH_RATE", message))?;
+
         Ok(Settings {
             graph: GraphSettings {
                 endpoint,
@@ -303,6 +349,7 @@ impl Settings {
                 event_types,
                 extra_filter: get("SIGNINS_FILTER"),
                 retry_budget,
+                rate,
             },
             destination,
             preset,
@@ -382,6 +429,7 @@ impl Settings {
             ("SIGNINS_COLUMNS", self.columns.names().join(",")),
             ("SIGNINS_CSV_SAFE", self.csv_safe.to_string()),
             ("SIGNINS_REPORT_DAYS", self.report_days.to_string()),
+            ("SIGNINS_GRAPH_RATE", self.graph.rate.to_string()),
             (
                 "SIGNINS_RETRY_BUDGET",
                 format_duration(self.graph.retry_budget),
@@ -738,6 +786,14 @@ mod tests {
         assert_eq!(s.lookback, Duration::from_secs(7 * 86_400));
         assert_eq!(s.overlap, Duration::from_secs(3_600));
         assert_eq!(s.report_days, 30);
+        assert_eq!(
+            s.graph.rate,
+            GraphRate {
+                requests: 5,
+                per: Duration::from_secs(10)
+            }
+        );
+        assert_eq!(s.graph.rate.to_string(), "5/10s");
         assert!(s.csv_safe);
         assert!(
             matches!(s.destination, Destination::Local(ref p) if p == &PathBuf::from("./signins-out"))
@@ -841,6 +897,11 @@ mod tests {
                 &[("SIGNINS_RETRY_BUDGET", "99999999999d")],
                 "SIGNINS_RETRY_BUDGET",
             ),
+            (&[("SIGNINS_GRAPH_RATE", "5")], "SIGNINS_GRAPH_RATE"),
+            (&[("SIGNINS_GRAPH_RATE", "0/10s")], "SIGNINS_GRAPH_RATE"),
+            (&[("SIGNINS_GRAPH_RATE", "5/0s")], "SIGNINS_GRAPH_RATE"),
+            (&[("SIGNINS_GRAPH_RATE", "5/2h")], "SIGNINS_GRAPH_RATE"),
+            (&[("SIGNINS_GRAPH_RATE", "five/10s")], "SIGNINS_GRAPH_RATE"),
             (&[("SIGNINS_LOOKBACK", "a week")], "SIGNINS_LOOKBACK"),
             (&[("SIGNINS_LOOKBACK", "31d")], "SIGNINS_LOOKBACK"),
             (&[("SIGNINS_GRAPH_VERSION", "v2")], "SIGNINS_GRAPH_VERSION"),

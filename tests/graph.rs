@@ -34,6 +34,11 @@ fn settings(base_url: &str, version: GraphVersion, budget: Duration) -> GraphSet
         event_types: vec![EventType::InteractiveUser],
         extra_filter: None,
         retry_budget: budget,
+        // Generous: these tests are about paging and failures, not pacing.
+        rate: signin_export::config::GraphRate {
+            requests: 1000,
+            per: Duration::from_secs(1),
+        },
     }
 }
 

@@ -1031,3 +1031,61 @@ async fn cancelling_between_slices_keeps_the_committed_slices() {
     assert!(!app.exported_id_counts(&settings).is_empty());
     counts_once(&app.exported_id_counts(&settings));
 }
+
+/// Issue 10: slices are read concurrently, up to `SLICES_IN_FLIGHT`, and still land exactly once
+/// whatever order their reads finish in.
+#[tokio::test]
+async fn slices_are_read_concurrently_and_commit_exactly_once() {
+    let app = TestApp::spawn(tenant_ending_now(30, 5, 41)).await;
+    app.fake.faults().page_size_cap(40);
+    // Slow pages: reads overlap in time, and later slices can finish first.
+    app.fake.faults().slow_pages(Duration::from_millis(150));
+    let settings = app.settings(&[("SIGNINS_PRESET", "all")]);
+    let summary = app.export(&settings).await;
+    let (start, end) = (summary.window_start.unwrap(), summary.window_end.unwrap());
+    assert!(summary.slices_done >= 5, "{summary:?}");
+    assert_exported_exactly(&app, &settings, start, end);
+    let most = app.fake.faults().most_in_flight();
+    assert_eq!(
+        most,
+        run::SLICES_IN_FLIGHT,
+        "the fake answered at most {most} page requests at once"
+    );
+}
+
+/// Issue 10: `SIGNINS_GRAPH_RATE` keeps a run inside Graph's request limit: a fake limited to 4
+/// requests per second, a client paced to the same, not one 429.
+#[tokio::test]
+async fn a_paced_run_stays_inside_the_rate_limit() {
+    let app = TestApp::spawn(tenant_ending_now(20, 3, 42)).await;
+    app.fake.faults().page_size_cap(60);
+    app.fake.faults().limit_rate(4, Duration::from_secs(1));
+    let settings = app.settings(&[("SIGNINS_PRESET", "all"), ("SIGNINS_GRAPH_RATE", "4/1s")]);
+    let summary = app.export(&settings).await;
+    assert!(
+        summary.requests >= 10,
+        "too few requests to mean anything: {summary:?}"
+    );
+    assert_eq!(app.fake.faults().rate_limited(), 0, "{summary:?}");
+    assert_eq!(summary.retries, 0, "{summary:?}");
+    let (start, end) = (summary.window_start.unwrap(), summary.window_end.unwrap());
+    assert_exported_exactly(&app, &settings, start, end);
+}
+
+/// Issue 10: an app whose budget other tools share gets 429s even when paced to the documented
+/// rate; the client learns from them (pauses every request for `Retry-After`, lowers its rate)
+/// and the export stays exact.
+#[tokio::test]
+async fn a_client_paced_above_the_limit_learns_from_429s() {
+    let app = TestApp::spawn(tenant_ending_now(20, 3, 43)).await;
+    app.fake.faults().page_size_cap(60);
+    app.fake.faults().limit_rate(3, Duration::from_secs(1));
+    let settings = app.settings(&[("SIGNINS_PRESET", "all"), ("SIGNINS_GRAPH_RATE", "6/1s")]);
+    let summary = app.export(&settings).await;
+    let refused = app.fake.faults().rate_limited();
+    assert!(refused >= 1, "the limit was never reached: {summary:?}");
+    // Each 429 lowers the rate by one: the run converges after a few, not one per window.
+    assert!(refused <= 6, "{refused} requests refused: {summary:?}");
+    let (start, end) = (summary.window_start.unwrap(), summary.window_end.unwrap());
+    assert_exported_exactly(&app, &settings, start, end);
+}

@@ -173,6 +173,9 @@ param signinsCsvSafe string = 'true'
 @description('SIGNINS_REPORT_DAYS: days kept in latest.csv.')
 param signinsReportDays string = '30'
 
+@description('SIGNINS_GRAPH_RATE: at most this many Graph requests per period, e.g. 5/10s (Graph\'s limit for sign-in reports per app and tenant); lower it when other tools share the app registration.')
+param signinsGraphRate string = '5/10s'
+
 @description('SIGNINS_RETRY_BUDGET: total time a run may wait on Graph throttling, e.g. 5m.')
 param signinsRetryBudget string = '5m'
 
@@ -329,6 +332,7 @@ var signinsSettings = {
   SIGNINS_COLUMNS: signinsColumns
   SIGNINS_CSV_SAFE: signinsCsvSafe
   SIGNINS_REPORT_DAYS: signinsReportDays
+  SIGNINS_GRAPH_RATE: signinsGraphRate
   SIGNINS_RETRY_BUDGET: signinsRetryBudget
   SIGNINS_RUN_DEADLINE: signinsRunDeadline
   SIGNINS_REFRESH_DEADLINE: signinsRefreshDeadline

@@ -249,6 +249,7 @@ locals {
     SIGNINS_COLUMNS          = var.signins_columns
     SIGNINS_CSV_SAFE         = var.signins_csv_safe
     SIGNINS_REPORT_DAYS      = var.signins_report_days
+    SIGNINS_GRAPH_RATE       = var.signins_graph_rate
     SIGNINS_RETRY_BUDGET     = var.signins_retry_budget
     SIGNINS_RUN_DEADLINE     = var.signins_run_deadline
     SIGNINS_REFRESH_DEADLINE = var.signins_refresh_deadline

@@ -337,6 +337,16 @@ variable "signins_report_days" {
   }
 }
 
+variable "signins_graph_rate" {
+  description = "SIGNINS_GRAPH_RATE: at most this many Graph requests per period, e.g. 5/10s (Graph's limit for sign-in reports per app and tenant); lower it when other tools share the app registration."
+  type        = string
+  default     = "5/10s"
+  validation {
+    condition     = can(regex("^[0-9]+/[0-9]+[smhd]$", var.signins_graph_rate))
+    error_message = "signins_graph_rate must be REQUESTS/PERIOD, e.g. 5/10s."
+  }
+}
+
 variable "signins_retry_budget" {
   description = "SIGNINS_RETRY_BUDGET: total time a run may wait on Graph throttling, e.g. 5m."
   type        = string

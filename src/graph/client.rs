@@ -16,6 +16,7 @@ use crate::config::{EventType, GraphSettings, GraphVersion};
 use crate::credential::{AuthError, TokenProvider, GRAPH_SCOPE};
 use crate::graph::model::{Field, Nested, Props, SignIn, SignInError, SignInRecord};
 use crate::graph::query::{self, PAGE_SIZE};
+use crate::graph::rate::RateWindow;
 use crate::graph::throttle::{self, Decision, Failure};
 use serde::Deserialize;
 use yoke::{Yoke, Yokeable};
@@ -192,6 +193,8 @@ struct Inner {
     event_types: Vec<EventType>,
     tokens: TokenProvider,
     budget: Budget,
+    /// Every request of the client, pagers and retries alike, is paced here.
+    rate: Mutex<RateWindow>,
     counters: Counters,
 }
 
@@ -243,6 +246,7 @@ impl GraphClient {
                 event_types: settings.event_types.clone(),
                 tokens,
                 budget: Budget::new(settings.retry_budget),
+                rate: Mutex::new(RateWindow::new(settings.rate)),
                 counters: Counters::default(),
             }),
             request_timeout: REQUEST_TIMEOUT,
@@ -352,6 +356,25 @@ impl GraphClient {
         Ok(url)
     }
 
+    /// The pacing window, even if a panicking holder poisoned it (its state stays consistent).
+    fn rate(&self) -> std::sync::MutexGuard<'_, RateWindow> {
+        match self.inner.rate.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Waits for a slot in `SIGNINS_GRAPH_RATE` (see [`crate::graph::rate`]).
+    async fn pace(&self) {
+        loop {
+            let retry_at = match self.rate().try_send(std::time::Instant::now()) {
+                Ok(()) => return,
+                Err(at) => at,
+            };
+            tokio::time::sleep_until(retry_at.into()).await;
+        }
+    }
+
     /// GETs `url` (on the configured origin) with retries; the body of the 2xx answer.
     async fn get(&self, url: &Url, page: u64, budget: &Budget) -> Result<bytes::Bytes, GraphError> {
         let counters = &self.inner.counters;
@@ -360,6 +383,7 @@ impl GraphClient {
         let mut premium_retries = 0;
         let mut slow_failures = 0;
         loop {
+            self.pace().await;
             let attempt_started = std::time::Instant::now();
             let token = self.inner.tokens.token().await?;
             let mut bearer =
@@ -383,7 +407,10 @@ impl GraphClient {
                 .await;
             let (failure, retry_after, last, slow) = match sent {
                 Ok(response) if response.status().is_success() => match response.bytes().await {
-                    Ok(body) => return Ok(body),
+                    Ok(body) => {
+                        self.rate().succeeded();
+                        return Ok(body);
+                    }
                     Err(e) => {
                         let slow = e.is_timeout();
                         (Failure::Transport, None, describe_transport(e), slow)
@@ -405,6 +432,13 @@ impl GraphClient {
                     }
                     if matches!(status, 429 | 503) {
                         counters.throttled.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if status == 429 {
+                        // Over the app's budget (shared with other tools): everyone waits.
+                        let pause = retry_after
+                            .as_deref()
+                            .and_then(|v| throttle::parse_retry_after(v, SystemTime::now()));
+                        self.rate().throttled(std::time::Instant::now(), pause);
                     }
                     if !throttle::is_retryable(Failure::Status(status)) {
                         let body = response.bytes().await.unwrap_or_default();
@@ -861,6 +895,10 @@ mod tests {
             event_types: vec![EventType::InteractiveUser],
             extra_filter: Some("userType eq 'member'".into()),
             retry_budget: Duration::from_secs(30),
+            rate: crate::config::GraphRate {
+                requests: 1000,
+                per: Duration::from_secs(1),
+            },
         }
     }
 

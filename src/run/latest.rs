@@ -51,7 +51,7 @@ impl Run<'_> {
         self.deps.sink.ensure_locked().await?;
         self.deps
             .sink
-            .publish_latest(self.encoder.header(), &files)
+            .publish_latest(self.header.clone(), &files)
             .await?;
         info!(days = files.len(), "latest.csv replaced");
         state.latest_files = Some(files);

@@ -11,15 +11,19 @@
 //! | [`window`] | parsing `since` / `until` for the CLI and the refresh trigger |
 
 pub mod cursor;
+pub mod dedup;
 pub mod latest;
 pub mod plan;
 pub mod report;
 pub mod slice;
 pub mod window;
 
-use std::collections::HashSet;
+use std::collections::VecDeque;
+use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures::stream::{FuturesOrdered, StreamExt};
 
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -30,15 +34,15 @@ use crate::config::Settings;
 use crate::credential::TokenProvider;
 use crate::csv::CsvEncoder;
 use crate::graph::client::GraphClient;
-use crate::graph::query::Window;
-use crate::graph::stream::{PageObserver, SignInStream};
-use crate::sink::{daily_file, BlockId, LockHolder, LockOutcome, Sink, SinkError};
+use crate::graph::stream::PageObserver;
+use crate::sink::{daily_file, LockHolder, LockOutcome, Sink, SinkError};
 use crate::state::{ExportQuery, Span, State};
 use crate::transform::filter::SignInFilter;
 
 pub use crate::state::RunSummary;
 pub use plan::Slice;
 pub use report::{Report, Trigger};
+use slice::{ReadProgress, SliceReader, StagedSlice};
 pub use window::{parse_window, RequestedWindow, WindowError};
 
 /// What to run.
@@ -88,8 +92,21 @@ pub enum RunError {
 }
 
 /// Target size of one staged block: big enough to keep requests few, small enough that memory
-/// stays flat (one block is buffered at a time).
+/// stays flat (one block is buffered per slice in flight).
 pub const BLOCK_TARGET: usize = 4 * 1024 * 1024;
+
+/// Slices read at once. Graph pages take seconds and follow each other within a query, so one
+/// query alone cannot use the app's request budget (`SIGNINS_GRAPH_RATE` paces them all); three
+/// keep it busy while a page is slow, at a fixed cost in memory (a page and a block each).
+pub const SLICES_IN_FLIGHT: usize = 3;
+
+/// A slice whose read has started and which has not committed yet.
+struct InFlight {
+    slice: Slice,
+    file: String,
+    progress: Arc<ReadProgress>,
+    started: std::time::Instant,
+}
 
 /// Receives progress events (the CLI's progress bar); all methods default to no-ops.
 pub trait Observer: PageObserver {
@@ -172,16 +189,11 @@ struct Run<'a> {
     request: &'a RunRequest,
     cancel: CancellationToken,
     filter: SignInFilter,
-    encoder: CsvEncoder,
+    /// The CSV header of every file (with BOM).
+    header: bytes::Bytes,
+    /// Names the run's staged blocks.
     run_id: String,
-    /// Sequence of the next staged block: unique across the run, since block ids must not repeat
-    /// within a file and several slices may write the same file.
-    next_block: u32,
     started: std::time::Instant,
-    /// Width of Graph queries once slow pages narrowed them; kept for the rest of the run.
-    query_width: Option<Duration>,
-    /// How much of a slice abandoned at the deadline was read (0 to 1): sizes later slices.
-    abandoned_read: Option<f64>,
     summary: RunSummary,
     state: Option<State>,
 }
@@ -209,12 +221,9 @@ impl<'a> Run<'a> {
                 settings.client_apps.clone(),
                 settings.apps.clone(),
             ),
-            encoder: CsvEncoder::new(&settings.columns, settings.csv_safe),
+            header: CsvEncoder::new(&settings.columns, settings.csv_safe).header(),
             run_id: uuid::Uuid::new_v4().to_string(),
-            next_block: 0,
             started: std::time::Instant::now(),
-            query_width: None,
-            abandoned_read: None,
             summary,
             state: None,
         }
@@ -337,7 +346,9 @@ impl<'a> Run<'a> {
         result
     }
 
-    /// Exports `plan` slice by slice; `Ok(false)` when the deadline stopped it early.
+    /// Exports `plan`: up to [`SLICES_IN_FLIGHT`] slices are read at once, and each commits in
+    /// plan order as soon as it and every slice before it are read. `Ok(false)` when the deadline
+    /// stopped it early.
     async fn export_slices(
         &mut self,
         state: &mut State,
@@ -348,40 +359,122 @@ impl<'a> Run<'a> {
             .request
             .deadline
             .and_then(|d| self.started.checked_add(d));
+        let deadline_passed = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(deadline_passed);
+        let written = state.clone();
+        let reader = SliceReader {
+            settings: self.settings,
+            deps: self.deps,
+            filter: &self.filter,
+            written: &written,
+            run_id: &self.run_id,
+            last_block: AtomicU32::new(0),
+            query_width: std::sync::Mutex::new(None),
+        };
+        let sink = self.deps.sink.as_ref();
+        let mut plan = plan.into_iter().peekable();
+        let mut reads = FuturesOrdered::new();
+        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+        // Reads that finished while an earlier slice was committing, in plan order.
+        let mut read: VecDeque<Result<StagedSlice, RunError>> = VecDeque::new();
         let mut longest_slice = Duration::ZERO;
-        for slice in plan {
+        let mut stopped_starting = false;
+        loop {
             if self.cancel.is_cancelled() {
                 return Err(RunError::Cancelled);
             }
-            let slice_started = std::time::Instant::now();
-            // Don't start a slice that is unlikely to finish before the deadline.
-            if deadline.is_some_and(|d| {
-                slice_started
-                    .checked_add(longest_slice)
-                    .is_none_or(|t| t > d)
-            }) {
-                return Ok(false);
-            }
-            match self.export_slice(state, slice, deadline).await {
-                Ok(()) => {}
-                Err(RunError::DeadlineReached) => {
-                    // A slice that had the whole budget and still did not fit would be planned
-                    // again, whole, by every later run: shorten slices for the runs to come.
-                    if self.summary.slices_done == 0 {
-                        let length =
-                            Duration::try_from(slice.end - slice.start).unwrap_or_default();
-                        let read = self.abandoned_read.take().unwrap_or(0.0);
-                        let shorter = state.shorten_slices(length, read);
-                        warn!(
-                            slice_seconds = shorter.as_secs(),
-                            "a whole slice did not fit in the deadline; later runs use shorter slices"
-                        );
-                    }
-                    return Ok(false);
+            // Start reads: a slice shares its daily file with no slice in flight (a commit
+            // discards the file's uncommitted blocks it does not list), and is likely to finish
+            // before the deadline.
+            while in_flight.len() < SLICES_IN_FLIGHT && !stopped_starting {
+                let Some(next) = plan.peek().copied() else {
+                    break;
+                };
+                let file = daily_file(next.start.date());
+                if in_flight.iter().any(|f| f.file == file) {
+                    break;
                 }
-                Err(e) => return Err(e),
+                let now = std::time::Instant::now();
+                if deadline.is_some_and(|d| now.checked_add(longest_slice).is_none_or(|t| t > d)) {
+                    stopped_starting = true;
+                    break;
+                }
+                plan.next();
+                let progress = Arc::new(ReadProgress::default());
+                let reading = Arc::clone(&progress);
+                let reader = &reader;
+                reads.push_back(async move { reader.read(next, &reading).await });
+                in_flight.push_back(InFlight {
+                    slice: next,
+                    file,
+                    progress,
+                    started: now,
+                });
             }
-            longest_slice = longest_slice.max(slice_started.elapsed());
+            let Some(oldest) = in_flight.front() else {
+                return Ok(!stopped_starting);
+            };
+            // The oldest slice in flight is the next to commit.
+            let staged = match read.pop_front() {
+                Some(staged) => staged,
+                None => tokio::select! {
+                    biased;
+                    _ = self.cancel.cancelled() => return Err(RunError::Cancelled),
+                    _ = &mut deadline_passed => {
+                        // The deadline is hard: dropping the reads ends their waits for pages,
+                        // retry sleeps and pacing. Their staged blocks were never committed and
+                        // stay invisible.
+                        if self.summary.slices_done == 0 {
+                            // A slice that had the whole budget and still did not fit would be
+                            // planned again, whole, by every later run: shorten slices for the
+                            // runs to come.
+                            let length = Duration::try_from(oldest.slice.end - oldest.slice.start)
+                                .unwrap_or_default();
+                            let shorter = state.shorten_slices(length, oldest.progress.share());
+                            warn!(
+                                slice_seconds = shorter.as_secs(),
+                                "a whole slice did not fit in the deadline; later runs use shorter slices"
+                            );
+                        }
+                        return Ok(false);
+                    }
+                    staged = reads.next() => match staged {
+                        Some(staged) => staged,
+                        None => return Err(RunError::State("a slice in flight has no read".into())),
+                    },
+                },
+            };
+            let staged = staged?;
+            // Commit, while the later slices' reads go on.
+            {
+                let commit = slice::commit(
+                    sink,
+                    self.header.clone(),
+                    self.settings.overlap,
+                    state,
+                    &mut self.summary,
+                    staged,
+                );
+                tokio::pin!(commit);
+                loop {
+                    tokio::select! {
+                        biased;
+                        committed = &mut commit => {
+                            committed?;
+                            break;
+                        }
+                        Some(later) = reads.next(), if !reads.is_empty() => read.push_back(later),
+                    }
+                }
+            }
+            if let Some(done) = in_flight.pop_front() {
+                longest_slice = longest_slice.max(done.started.elapsed());
+            }
             if let Some(budget) = self.request.deadline {
                 // Slices that take a small part of the budget can grow back towards SIGNINS_SLICE.
                 if longest_slice < budget / 4 {
@@ -397,24 +490,6 @@ impl<'a> Run<'a> {
                 );
             }
         }
-        Ok(true)
-    }
-
-    fn next_block_id(&mut self) -> BlockId {
-        self.next_block += 1;
-        BlockId::new(&self.run_id, self.next_block)
-    }
-
-    /// All event types' sign-ins created in `[start, end]` (inclusive: the slice drops rows at
-    /// its end, which belong to the next slice), newest first.
-    fn open_stream(&self, start: OffsetDateTime, end: OffsetDateTime) -> SignInStream<'a> {
-        let window = Window { start, end };
-        let pager = self.deps.graph.pager_for(
-            window,
-            &self.settings.graph.event_types,
-            self.filter.server_clause(),
-        );
-        SignInStream::new(&self.deps.graph, pager)
     }
 
     /// Records the run's summary in the state (best effort on failure) and turns the result into the outcome.
@@ -475,16 +550,28 @@ impl<'a> Run<'a> {
         self.summary.window_start = Some(window_start);
         self.summary.window_end = Some(window_end);
         self.summary.slices_total = u32::try_from(plan.len()).unwrap_or(u32::MAX);
+        let written = state.unwrap_or_else(|| {
+            State::new(self.settings.preset.as_str(), self.columns(), window_start)
+        });
+        let reader = SliceReader {
+            settings: self.settings,
+            deps: self.deps,
+            filter: &self.filter,
+            written: &written,
+            run_id: &self.run_id,
+            last_block: AtomicU32::new(0),
+            query_width: std::sync::Mutex::new(None),
+        };
+        let observer = self
+            .deps
+            .observer
+            .as_deref()
+            .map(|o| o as &dyn PageObserver);
         for slice in plan {
-            let mut stream = self.open_stream(slice.start, slice.end);
-            let mut seen = HashSet::new();
+            let mut stream = reader.open(slice::query_of(slice));
+            let mut seen = dedup::SeenIds::default();
             while let Some(signin) = stream
-                .next(
-                    self.deps
-                        .observer
-                        .as_deref()
-                        .map(|o| o as &dyn PageObserver),
-                )
+                .next(observer)
                 .await
                 .map_err(|e| RunError::Graph(e.to_string()))?
             {
@@ -494,8 +581,7 @@ impl<'a> Run<'a> {
                 {
                     continue;
                 }
-                let written = state.as_ref().is_some_and(|s| s.is_written(&signin.id));
-                if written || !seen.insert(signin.id.clone()) {
+                if written.is_written(&signin.id) || !seen.take(&signin.id, signin.created) {
                     self.summary.duplicates_skipped += 1;
                     continue;
                 }

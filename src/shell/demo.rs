@@ -70,6 +70,8 @@ pub(super) async fn demo(args: DemoArgs) -> Result<(), CommandError> {
         .set("SIGNINS_LOOKBACK", Some(format!("{}d", args.days)))
         // The simulated tenant never updates a sign-in after publishing it.
         .set("SIGNINS_SETTLE", Some("0s".into()))
+        // Nor does it throttle: no need to pace the demo to Graph's budget.
+        .set("SIGNINS_GRAPH_RATE", Some("1000/1s".into()))
         .set("SIGNINS_AUTH", Some("managed-identity".into()));
     let settings = Settings::load(&overrides, |_| None)?;
     let tokens = TokenProvider::fixed(crate::config::Secret::new(

@@ -49,6 +49,7 @@ impl TestApp {
             )
             .set("SIGNINS_AUTH", Some("managed-identity".into()))
             .set("SIGNINS_RETRY_BUDGET", Some("30s".into()))
+            .set("SIGNINS_GRAPH_RATE", Some(super::fake::UNPACED.into()))
             // The fake publishes every sign-in final: tests reason up to "now".
             .set("SIGNINS_SETTLE", Some("0s".into()))
             // Most tests count interactive sign-ins (v1.0's answer); tests of the beta default

@@ -13,6 +13,9 @@ use super::tls;
 
 /// The client id of the app [`fake_graph_http`]/[`fake_graph_https`] register.
 pub const CLIENT_ID: &str = "6f1d8a52-3c4e-4b7a-9e2f-0a1b2c3d4e5f";
+/// `SIGNINS_GRAPH_RATE` for tests whose fake does not throttle by rate: pacing would only slow
+/// them down. Tests of pacing set their own.
+pub const UNPACED: &str = "1000/1s";
 /// That app's client secret.
 pub const CLIENT_SECRET: &str = "test-secret~value.Xq8";
 
@@ -72,6 +75,7 @@ impl RunningFake {
         vec![
             ("SIGNINS_GRAPH_ENDPOINT".into(), self.base_url.clone()),
             ("SIGNINS_GRAPH_VERSION".into(), version.into()),
+            ("SIGNINS_GRAPH_RATE".into(), UNPACED.into()),
             ("SIGNINS_AUTH".into(), "client-secret".into()),
             ("AZURE_TENANT_ID".into(), self.fake.tenant_id().into()),
             ("AZURE_CLIENT_ID".into(), CLIENT_ID.into()),
@@ -89,6 +93,7 @@ impl RunningFake {
         vec![
             ("SIGNINS_GRAPH_ENDPOINT".into(), self.base_url.clone()),
             ("SIGNINS_GRAPH_VERSION".into(), version.into()),
+            ("SIGNINS_GRAPH_RATE".into(), UNPACED.into()),
             ("SIGNINS_AUTH".into(), "managed-identity".into()),
             ("IDENTITY_ENDPOINT".into(), self.identity_endpoint()),
             (

@@ -8,11 +8,11 @@
 //! snapshot. Faults (429 with `Retry-After`, 5xx, malformed or slow pages, foreign next links,
 //! permission errors) are injected at run time through [`Faults`]. Every request is recorded.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
@@ -127,6 +127,12 @@ pub enum GraphDenial {
 #[derive(Debug, Default)]
 pub struct Faults {
     throttle: Mutex<(usize, Option<RetryAfter>)>,
+    rate: Mutex<Option<RateLimit>>,
+    /// Requests refused by the rate limit.
+    rate_limited: AtomicU64,
+    /// Page requests being answered now, and the most at once.
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
     fail: Mutex<(usize, (u16, RetryAfter))>,
     malformed: AtomicUsize,
     slow: Mutex<Duration>,
@@ -143,6 +149,47 @@ pub struct Faults {
     pub(crate) next_serial: AtomicU64,
 }
 
+/// Graph's request limit for identity and access reports: at most `requests` in any `per`
+/// ("5 requests per 10 seconds" per app per tenant,
+/// <https://learn.microsoft.com/graph/throttling-limits#identity-and-access-reports-service-limits>).
+/// Every request of a fake comes from the one app of its tests, so one window serves it.
+#[derive(Debug)]
+struct RateLimit {
+    requests: usize,
+    per: Duration,
+    /// When admitted requests arrived, oldest first; refused ones do not count.
+    admitted: VecDeque<Instant>,
+}
+
+impl RateLimit {
+    /// `None` when the request is admitted, else the `Retry-After` in whole seconds (Graph
+    /// sends delta-seconds), rounded up so that a client honouring it is admitted.
+    fn admit(&mut self, now: Instant) -> Option<u64> {
+        while self
+            .admitted
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= self.per)
+        {
+            self.admitted.pop_front();
+        }
+        if self.admitted.len() < self.requests {
+            self.admitted.push_back(now);
+            return None;
+        }
+        let free_at = self.admitted[self.admitted.len() - self.requests] + self.per;
+        Some(free_at.duration_since(now).as_secs_f64().ceil().max(1.0) as u64)
+    }
+}
+
+/// One page request being answered (see [`Faults::most_in_flight`]).
+struct InFlight<'f>(&'f Faults);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock must not make the fake unusable for the rest of a test.
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -152,6 +199,41 @@ impl Faults {
     /// The next `n` page requests get 429 with the given `Retry-After`.
     pub fn throttle_next(&self, n: usize, retry_after: RetryAfter) {
         *lock(&self.throttle) = (n, Some(retry_after));
+    }
+
+    /// From now on, at most `requests` page requests in any `per`; the others get 429 with
+    /// `Retry-After` (as Graph limits each app on a tenant).
+    pub fn limit_rate(&self, requests: usize, per: Duration) {
+        *lock(&self.rate) = Some(RateLimit {
+            requests: requests.max(1),
+            per,
+            admitted: VecDeque::new(),
+        });
+    }
+
+    /// Requests the rate limit refused so far.
+    pub fn rate_limited(&self) -> u64 {
+        self.rate_limited.load(Ordering::SeqCst)
+    }
+
+    /// The most page requests the fake was answering at once (admitted ones, while their page
+    /// was delayed and built).
+    pub fn most_in_flight(&self) -> usize {
+        self.most_in_flight.load(Ordering::SeqCst)
+    }
+
+    fn enter(&self) -> InFlight<'_> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(self)
+    }
+
+    fn over_rate(&self) -> Option<u64> {
+        let retry_after = lock(&self.rate).as_mut()?.admit(Instant::now());
+        if retry_after.is_some() {
+            self.rate_limited.fetch_add(1, Ordering::SeqCst);
+        }
+        retry_after
     }
 
     /// The next `n` page requests get `status` (500, 502, 503 or 504) with a Graph error body.
@@ -271,6 +353,7 @@ impl Faults {
     /// Clears every fault (revocations stay).
     pub fn clear(&self) {
         *lock(&self.throttle) = (0, None);
+        *lock(&self.rate) = None;
         *lock(&self.fail) = (0, (0, RetryAfter::None));
         self.malformed.store(0, Ordering::SeqCst);
         *lock(&self.slow) = Duration::ZERO;
@@ -923,7 +1006,19 @@ async fn signins_handler(
             &headers,
         );
     }
-    // 4. Faults, in the order a client would meet them.
+    // 4. Faults, in the order a client would meet them. The rate limit counts a request when
+    // it arrives, before its page is served.
+    if let Some(seconds) = fake.inner.faults.over_rate() {
+        let mut response = graph_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            "Too many requests.",
+            &headers,
+        );
+        set_retry_after(&mut response, RetryAfter::Seconds(seconds));
+        return response;
+    }
+    let _answering = fake.inner.faults.enter();
     fake.inner.faults.page_delay().await;
     fake.inner
         .faults
