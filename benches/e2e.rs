@@ -415,10 +415,17 @@ fn bench(args: Args) -> Result<(), String> {
             .env("IDENTITY_HEADER", fake.managed_identity_header())
             .env("SIGNINS_PRESET", "all")
             .env("SIGNINS_DESTINATION", dest)
-            .env("SIGNINS_RETRY_BUDGET", "30m")
+            // The settings' bounds: a run deadline of at most 28m, a retry budget within it.
+            .env(
+                "SIGNINS_RETRY_BUDGET",
+                format!("{}s", args.timeout.clamp(1, 1680)),
+            )
             // Paced to the edge's throttle, as a deployment is to Graph's; unthrottled, unpaced.
             .env("SIGNINS_GRAPH_RATE", &rate)
-            .env("SIGNINS_RUN_DEADLINE", format!("{}s", args.timeout))
+            .env(
+                "SIGNINS_RUN_DEADLINE",
+                format!("{}s", args.timeout.clamp(1, 1680)),
+            )
             .env("RUST_LOG", "warn");
         if args.version == "beta" {
             command.env("SIGNINS_EVENT_TYPES", "interactiveUser,nonInteractiveUser");

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use super::{
     BlockId, CommitTicket, LockHolder, LockOutcome, Sink, SinkError, LATEST_FILE, STATE_FILE,
@@ -153,60 +153,19 @@ impl LocalSink {
     async fn assemble(
         &self,
         target: &Path,
-        parts: &[Part<'_>],
+        parts: Vec<Part>,
     ) -> Result<(PathBuf, FileStamp), SinkError> {
-        let dir = target.parent().unwrap_or(&self.base);
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|e| io_error(dir, e))?;
+        let dir = target.parent().unwrap_or(&self.base).to_path_buf();
         let name = target
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or("file");
         let temp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
-        let mut out = tokio::fs::File::create(&temp)
+        let writing = temp.clone();
+        let stamp = tokio::task::spawn_blocking(move || write_parts(&dir, &writing, &parts))
             .await
-            .map_err(|e| io_error(&temp, e))?;
-        for part in parts {
-            match part {
-                Part::Bytes(bytes) => {
-                    out.write_all(bytes).await.map_err(|e| io_error(&temp, e))?;
-                }
-                // Streamed in chunks: daily files can be large, memory stays flat.
-                Part::File { path, skip } => {
-                    let mut input = tokio::fs::File::open(path)
-                        .await
-                        .map_err(|e| io_error(path, e))?;
-                    let len = input.metadata().await.map_err(|e| io_error(path, e))?.len();
-                    if len < *skip as u64 {
-                        return Err(SinkError::Other(format!(
-                            "{} is shorter than its header; it was changed by hand",
-                            path.display()
-                        )));
-                    }
-                    input
-                        .seek(std::io::SeekFrom::Start(*skip as u64))
-                        .await
-                        .map_err(|e| io_error(path, e))?;
-                    let mut chunk = vec![0u8; 256 * 1024];
-                    loop {
-                        let n = input
-                            .read(&mut chunk)
-                            .await
-                            .map_err(|e| io_error(path, e))?;
-                        if n == 0 {
-                            break;
-                        }
-                        out.write_all(&chunk[..n])
-                            .await
-                            .map_err(|e| io_error(&temp, e))?;
-                    }
-                }
-            }
-        }
-        out.sync_all().await.map_err(|e| io_error(&temp, e))?;
-        let metadata = out.metadata().await.map_err(|e| io_error(&temp, e))?;
-        Ok((temp, FileStamp::of(&metadata)))
+            .map_err(|e| SinkError::Other(format!("writing {}: {e}", temp.display())))??;
+        Ok((temp, stamp))
     }
 
     async fn replace(&self, temp: &Path, target: &Path) -> Result<(), SinkError> {
@@ -229,9 +188,41 @@ impl LocalSink {
     }
 }
 
-enum Part<'a> {
-    Bytes(&'a [u8]),
+enum Part {
+    Bytes(Bytes),
     File { path: PathBuf, skip: usize },
+}
+
+/// [`LocalSink::assemble`]'s blocking half. Byte parts are written from the caller's buffer (no
+/// copy into an async file's own buffer), and file parts are copied by the kernel
+/// (`std::io::copy` uses `copy_file_range` between files): daily files can be large, memory
+/// stays flat.
+fn write_parts(dir: &Path, temp: &Path, parts: &[Part]) -> Result<FileStamp, SinkError> {
+    use std::io::{Seek, Write};
+    std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+    let mut out = std::fs::File::create(temp).map_err(|e| io_error(temp, e))?;
+    for part in parts {
+        match part {
+            Part::Bytes(bytes) => out.write_all(bytes).map_err(|e| io_error(temp, e))?,
+            Part::File { path, skip } => {
+                let mut input = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
+                let len = input.metadata().map_err(|e| io_error(path, e))?.len();
+                if len < *skip as u64 {
+                    return Err(SinkError::Other(format!(
+                        "{} is shorter than its header; it was changed by hand",
+                        path.display()
+                    )));
+                }
+                input
+                    .seek(std::io::SeekFrom::Start(*skip as u64))
+                    .map_err(|e| io_error(path, e))?;
+                std::io::copy(&mut input, &mut out).map_err(|e| io_error(path, e))?;
+            }
+        }
+    }
+    out.sync_all().map_err(|e| io_error(temp, e))?;
+    let metadata = out.metadata().map_err(|e| io_error(temp, e))?;
+    Ok(FileStamp::of(&metadata))
 }
 
 /// Opens `path` (creating it) and takes an exclusive lock without waiting; `Ok(None)` when
@@ -338,13 +329,13 @@ impl Sink for LocalSink {
     async fn write_state(&self, bytes: Bytes) -> Result<(), SinkError> {
         self.ensure_locked().await?;
         let target = self.path(STATE_FILE);
-        let (temp, _) = self.assemble(&target, &[Part::Bytes(&bytes)]).await?;
+        let (temp, _) = self.assemble(&target, vec![Part::Bytes(bytes)]).await?;
         self.replace(&temp, &target).await
     }
 
     async fn stage(&self, file: &str, block: &BlockId, data: Bytes) -> Result<(), SinkError> {
         let path = self.staged(file, block);
-        let (temp, _) = self.assemble(&path, &[Part::Bytes(&data)]).await?;
+        let (temp, _) = self.assemble(&path, vec![Part::Bytes(data)]).await?;
         self.replace(&temp, &path).await
     }
 
@@ -356,7 +347,7 @@ impl Sink for LocalSink {
     ) -> Result<CommitTicket, SinkError> {
         let target = self.path(file);
         let before = stamp_of(&target).await?;
-        let mut parts = vec![Part::Bytes(&header)];
+        let mut parts = vec![Part::Bytes(header.clone())];
         for block in blocks {
             parts.push(Part::File {
                 path: self.staged(file, block),
@@ -381,7 +372,7 @@ impl Sink for LocalSink {
                 skip: header.len(),
             });
         }
-        let (temp, stamp) = self.assemble(&target, &parts).await?;
+        let (temp, stamp) = self.assemble(&target, parts).await?;
         let detail = TicketDetail {
             temp: temp.display().to_string(),
             stamp: Some(stamp),
@@ -443,7 +434,7 @@ impl Sink for LocalSink {
     }
 
     async fn publish_latest(&self, header: Bytes, daily_files: &[String]) -> Result<(), SinkError> {
-        let mut parts = vec![Part::Bytes(&header)];
+        let mut parts = vec![Part::Bytes(header.clone())];
         for file in daily_files {
             parts.push(Part::File {
                 path: self.path(file),
@@ -451,7 +442,7 @@ impl Sink for LocalSink {
             });
         }
         let target = self.path(LATEST_FILE);
-        let (temp, _) = self.assemble(&target, &parts).await?;
+        let (temp, _) = self.assemble(&target, parts).await?;
         self.replace(&temp, &target).await
     }
 
@@ -469,7 +460,9 @@ impl Sink for LocalSink {
             .base
             .join("_state")
             .join(format!("probe-{}", uuid::Uuid::new_v4().simple()));
-        let (temp, _) = self.assemble(&path, &[Part::Bytes(b"probe")]).await?;
+        let (temp, _) = self
+            .assemble(&path, vec![Part::Bytes(Bytes::from_static(b"probe"))])
+            .await?;
         self.replace(&temp, &path).await?;
         tokio::fs::remove_file(&path)
             .await
