@@ -411,7 +411,8 @@ fn bench(args: Args) -> Result<(), String> {
             .env("IDENTITY_HEADER", fake.managed_identity_header())
             .env("SIGNINS_PRESET", "all")
             .env("SIGNINS_DESTINATION", dest)
-            .env("SIGNINS_RETRY_BUDGET", "30m")
+            // The budget may not exceed the run deadline (config bounds): give retries all of it.
+            .env("SIGNINS_RETRY_BUDGET", format!("{}s", args.timeout))
             .env("SIGNINS_RUN_DEADLINE", format!("{}s", args.timeout))
             .env("RUST_LOG", "warn");
         if args.version == "beta" {
