@@ -399,7 +399,9 @@ impl Faults {
 /// A page cursor: the snapshot of the query's results and where the next page starts.
 struct Cursor {
     version: ApiVersion,
-    results: Arc<Vec<Value>>,
+    /// The tenant's own records (shared, never changed in place), as the tenant held them when
+    /// the query arrived: later additions and publications do not change a snapshot.
+    results: Arc<Vec<Arc<Value>>>,
     start: usize,
     page_size: usize,
     filter_text: Option<String>,
@@ -407,9 +409,69 @@ struct Cursor {
     orderby_text: Option<String>,
 }
 
+/// The tenant's sign-ins, newest first, with each one's `createdDateTime` parsed once.
+#[derive(Default)]
+struct SignIns {
+    records: Vec<Arc<Value>>,
+    /// `created[i]` is [`odata::created_of`] of `records[i]`.
+    created: Vec<Option<OffsetDateTime>>,
+    /// Every record has a valid time and the times never increase along `records`: then the
+    /// records a `createdDateTime` window admits are one contiguous run, found by binary search
+    /// instead of a scan of the whole tenant per query. (`records` is ordered by the *text* of
+    /// `createdDateTime`; hand-written records with other offsets or precisions can disagree with
+    /// the instants, and then every query scans the whole tenant.)
+    ordered: bool,
+}
+
+impl SignIns {
+    fn new(records: Vec<Value>) -> Self {
+        let mut signins = SignIns {
+            records: records.into_iter().map(Arc::new).collect(),
+            ..SignIns::default()
+        };
+        signins.reindex();
+        signins
+    }
+
+    fn extend(&mut self, more: Vec<Value>) {
+        self.records.extend(more.into_iter().map(Arc::new));
+        self.reindex();
+    }
+
+    /// Sorts newest first (Graph's order) and recomputes the times.
+    fn reindex(&mut self) {
+        sort_newest_first(&mut self.records);
+        self.created = self.records.iter().map(|r| odata::created_of(r)).collect();
+        self.ordered = self.created.iter().all(Option::is_some)
+            && self.created.windows(2).all(|pair| pair[0] >= pair[1]);
+    }
+
+    /// Indices of the records a filter with these `createdDateTime` bounds can match (all of
+    /// them when the order cannot be trusted, or without bounds).
+    fn window(
+        &self,
+        (earliest, latest): (Option<OffsetDateTime>, Option<OffsetDateTime>),
+    ) -> std::ops::Range<usize> {
+        if !self.ordered {
+            return 0..self.records.len();
+        }
+        // Newest first: the run starts after the records newer than `latest` and ends before
+        // the first one older than `earliest`.
+        let start = latest.map_or(0, |latest| {
+            self.created
+                .partition_point(|t| t.is_some_and(|t| t > latest))
+        });
+        let end = earliest.map_or(self.records.len(), |earliest| {
+            self.created
+                .partition_point(|t| t.is_some_and(|t| t >= earliest))
+        });
+        start..end.max(start)
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct StateData {
-    signins: Vec<Value>,
+    signins: SignIns,
     hidden: HashSet<String>,
     requests: Vec<RecordedRequest>,
     /// How many recorded requests [`FakeGraph::clear_requests`] dropped (request sequence
@@ -465,10 +527,9 @@ impl FakeGraph {
     pub fn new(signins: Vec<Value>) -> Self {
         let tenant_id = random_guid();
         let mut state = StateData {
-            signins,
+            signins: SignIns::new(signins),
             ..StateData::default()
         };
-        sort_newest_first(&mut state.signins);
         state.tenants.insert(tenant_id.clone(), tenant_id.clone());
         state
             .tenants
@@ -584,9 +645,7 @@ impl FakeGraph {
 
     /// Adds sign-ins (new events, or late arrivals with older timestamps).
     pub fn add_signins(&self, more: Vec<Value>) {
-        let mut state = self.state();
-        state.signins.extend(more);
-        sort_newest_first(&mut state.signins);
+        self.state().signins.extend(more);
     }
 
     /// Makes these sign-ins invisible until [`Self::publish`]ed.
@@ -605,7 +664,13 @@ impl FakeGraph {
 
     /// Every sign-in the tenant holds (hidden ones included), newest first.
     pub fn all_signins(&self) -> Vec<Value> {
-        self.state().signins.clone()
+        let state = self.state();
+        state
+            .signins
+            .records
+            .iter()
+            .map(|r| (**r).clone())
+            .collect()
     }
 
     /// The visible sign-ins matching `filter` as the service evaluates it for `version` (with the
@@ -619,7 +684,10 @@ impl FakeGraph {
             .map(|f| odata::parse_filter(f, version))
             .transpose()?;
         let state = self.state();
-        Ok(select(&state, version, expr.as_ref(), false))
+        Ok(select(&state, expr.as_ref(), false)
+            .iter()
+            .map(|r| as_served(r, version))
+            .collect())
     }
 
     /// The fault switches.
@@ -739,35 +807,71 @@ impl FakeGraph {
 }
 
 /// Visible records matching the filter, in the requested order. Without an event-type clause
-/// only interactive sign-ins are returned, on both versions (as the service does); v1.0 records
-/// keep only the properties v1.0 defines ([`V1_PROPERTIES`]).
-fn select(
-    state: &StateData,
-    version: ApiVersion,
-    filter: Option<&odata::Expr>,
-    oldest_first: bool,
-) -> Vec<Value> {
+/// only interactive sign-ins are returned, on both versions (as the service does). The records
+/// are the tenant's own: what a version shows of them is applied when they are served
+/// ([`as_served`], [`write_record`]).
+fn select(state: &StateData, filter: Option<&odata::Expr>, oldest_first: bool) -> Vec<Arc<Value>> {
     let default_interactive = !filter.is_some_and(odata::Expr::mentions_event_types);
-    let mut out: Vec<Value> = state
-        .signins
-        .iter()
-        .filter(|r| r["id"].as_str().is_none_or(|id| !state.hidden.contains(id)))
-        .filter(|r| !default_interactive || odata::event_types(r).contains(&"interactiveUser"))
-        .filter(|r| filter.is_none_or(|f| f.matches(r)))
-        .cloned()
-        .map(|mut r| {
-            if version == ApiVersion::V1 {
-                if let Some(obj) = r.as_object_mut() {
-                    obj.retain(|name, _| V1_PROPERTIES.contains(&name.as_str()));
-                }
-            }
-            r
+    let signins = &state.signins;
+    let window = signins.window(filter.map_or((None, None), odata::Expr::created_bounds));
+    let mut out: Vec<Arc<Value>> = window
+        .map(|i| (&signins.records[i], signins.created[i]))
+        .filter(|(r, _)| {
+            state.hidden.is_empty() || r["id"].as_str().is_none_or(|id| !state.hidden.contains(id))
         })
+        .filter(|(r, _)| !default_interactive || odata::event_types(r).contains(&"interactiveUser"))
+        .filter(|(r, created)| filter.is_none_or(|f| f.matches_created(r, *created)))
+        .map(|(r, _)| Arc::clone(r))
         .collect();
     if oldest_first {
         out.reverse();
     }
     out
+}
+
+/// Whether `version` shows this property (v1.0 keeps only [`V1_PROPERTIES`]).
+fn shown_in(version: ApiVersion, name: &str) -> bool {
+    version != ApiVersion::V1 || V1_PROPERTIES.contains(&name)
+}
+
+/// A record as `version` shows it.
+fn as_served(record: &Value, version: ApiVersion) -> Value {
+    let mut record = record.clone();
+    if let Some(obj) = record.as_object_mut() {
+        obj.retain(|name, _| shown_in(version, name));
+    }
+    record
+}
+
+/// Appends a record as a page serves it to `out`: the bytes `serde_json` writes for
+/// [`as_served`] of it, with `appliedConditionalAccessPolicies` emptied for callers that may not
+/// read it, straight from the tenant's record (no copy of it per page).
+fn write_record(
+    out: &mut Vec<u8>,
+    record: &Value,
+    version: ApiVersion,
+    policies_readable: bool,
+) -> serde_json::Result<()> {
+    let Value::Object(map) = record else {
+        return serde_json::to_writer(out, record);
+    };
+    out.push(b'{');
+    let mut first = true;
+    for (name, value) in map.iter().filter(|(name, _)| shown_in(version, name)) {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        serde_json::to_writer(&mut *out, name)?;
+        out.push(b':');
+        if !policies_readable && name == "appliedConditionalAccessPolicies" {
+            out.extend_from_slice(b"[]");
+        } else {
+            serde_json::to_writer(&mut *out, value)?;
+        }
+    }
+    out.push(b'}');
+    Ok(())
 }
 
 /// The properties of `microsoft.graph.signIn` in Graph v1.0 (its `id` and the 29 of the v1.0
@@ -1059,8 +1163,18 @@ async fn signins_handler(
         page.end = page.cursor.start + (page.end - page.cursor.start).div_ceil(2);
         page.last = true;
     }
-    let body = page_body(&fake, &origin, version, &page, policies_readable);
-    let mut text = body.to_string();
+    let mut text = match page_body(&fake, &origin, version, &page, policies_readable) {
+        Ok(text) => text,
+        // Writing JSON values into memory does not fail; should it ever, a Graph-style 500.
+        Err(e) => {
+            return graph_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "UnknownError",
+                &e.to_string(),
+                &headers,
+            )
+        }
+    };
     if fake.inner.faults.take_malformed() {
         // A body cut off mid-stream: valid prefix, invalid JSON.
         let cut = text.len() / 2;
@@ -1117,7 +1231,7 @@ fn resolve_page(
             cursor
         }
         None => {
-            let results = select(&state, version, query.filter.as_ref(), query.oldest_first);
+            let results = select(&state, query.filter.as_ref(), query.oldest_first);
             Arc::new(Cursor {
                 version,
                 results: Arc::new(results),
@@ -1142,22 +1256,15 @@ fn resolve_page(
     })
 }
 
+/// The page's JSON text.
 fn page_body(
     fake: &FakeGraph,
     origin: &str,
     version: ApiVersion,
     page: &Page,
     policies_readable: bool,
-) -> Value {
+) -> serde_json::Result<String> {
     let cursor = &page.cursor;
-    let mut items: Vec<Value> = cursor.results[cursor.start..page.end].to_vec();
-    if !policies_readable {
-        for item in &mut items {
-            if let Some(policies) = item.get_mut("appliedConditionalAccessPolicies") {
-                *policies = Value::Array(Vec::new());
-            }
-        }
-    }
     let mut body = serde_json::Map::new();
     body.insert(
         "@odata.context".into(),
@@ -1166,7 +1273,8 @@ fn page_body(
             version.segment()
         )),
     );
-    body.insert("value".into(), Value::Array(items));
+    // A placeholder: the records are written from the tenant's own values below.
+    body.insert("value".into(), Value::Null);
     if page.end < cursor.results.len() && !page.last {
         let token = new_skiptoken();
         let next = Arc::new(Cursor {
@@ -1199,7 +1307,34 @@ fn page_body(
         link.push_str(&format!("$skiptoken={token}"));
         body.insert("@odata.nextLink".into(), Value::String(link));
     }
-    Value::Object(body)
+    // What `Value::Object(body).to_string()` writes with the records in place of the
+    // placeholder: members in the map's own order, compact.
+    let items = &cursor.results[cursor.start..page.end];
+    let mut out = Vec::with_capacity(4096 + items.len() * 2048);
+    out.push(b'{');
+    for (i, (name, value)) in body.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, name)?;
+        out.push(b':');
+        if name == "value" {
+            out.push(b'[');
+            for (j, record) in items.iter().enumerate() {
+                if j > 0 {
+                    out.push(b',');
+                }
+                write_record(&mut out, record, version, policies_readable)?;
+            }
+            out.push(b']');
+        } else {
+            serde_json::to_writer(&mut out, value)?;
+        }
+    }
+    out.push(b'}');
+    // serde_json writes UTF-8; the lossy path is never taken.
+    Ok(String::from_utf8(out)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
 /// An opaque, unguessable page token (random, mapped server-side to a cursor).
@@ -1258,6 +1393,7 @@ pub(crate) fn http_date(t: OffsetDateTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use time::macros::datetime;
 
     #[test]
@@ -1275,6 +1411,119 @@ mod tests {
             !text.contains("eyJsecret") && text.contains("Bearer <redacted>"),
             "{text}"
         );
+    }
+
+    /// What `select` + `page_body` served before the tenant was indexed: a scan of every record,
+    /// copies stripped for v1.0, the page built as a `Value`. The indexed path must serve the same
+    /// records and the same bytes.
+    fn full_scan(fake: &FakeGraph, version: ApiVersion, filter: Option<&str>) -> Vec<Value> {
+        let expr = filter.map(|f| odata::parse_filter(f, version).unwrap());
+        let default_interactive = !expr.as_ref().is_some_and(odata::Expr::mentions_event_types);
+        let hidden = fake.state().hidden.clone();
+        fake.all_signins()
+            .into_iter()
+            .filter(|r| r["id"].as_str().is_none_or(|id| !hidden.contains(id)))
+            .filter(|r| !default_interactive || odata::event_types(r).contains(&"interactiveUser"))
+            .filter(|r| expr.as_ref().is_none_or(|f| f.matches(r)))
+            .map(|mut r| {
+                if version == ApiVersion::V1 {
+                    if let Some(obj) = r.as_object_mut() {
+                        obj.retain(|name, _| V1_PROPERTIES.contains(&name.as_str()));
+                    }
+                }
+                r
+            })
+            .collect()
+    }
+
+    fn check_against_full_scan(fake: &FakeGraph) {
+        // Bounds on records' own times too, so the edges of a window are exercised.
+        let all = fake.all_signins();
+        let at = |i: usize| all[i]["createdDateTime"].as_str().unwrap().to_owned();
+        let (newer, older) = (at(10), at(all.len() - 10));
+        let exact = [
+            format!("createdDateTime eq {newer}"),
+            format!("createdDateTime ge {older} and createdDateTime le {newer}"),
+            format!("createdDateTime ge {newer} and createdDateTime le {newer}"),
+        ];
+        let filters = [
+            Some(exact[0].as_str()),
+            Some(exact[1].as_str()),
+            Some(exact[2].as_str()),
+            None,
+            Some("createdDateTime ge 2026-11-26T06:00:00Z and createdDateTime le 2026-11-26T12:00:00Z"),
+            Some("createdDateTime le 2026-11-26T12:00:00Z and createdDateTime ge 2026-11-26T06:00:00Z and signInEventTypes/any(t: t eq 'interactiveUser' or t eq 'nonInteractiveUser')"),
+            Some("createdDateTime ge 2026-11-27T00:00:00Z"),
+            Some("createdDateTime le 2026-11-26T00:00:00Z and clientAppUsed ne 'Browser'"),
+            Some("createdDateTime ge 2026-11-27T00:00:00Z and createdDateTime le 2026-11-26T00:00:00Z"),
+            Some("createdDateTime ge 2026-11-26T00:00:00Z or createdDateTime le 2026-11-25T06:00:00Z"),
+            Some("(createdDateTime ge 2026-11-26T00:00:00Z and createdDateTime le 2026-11-26T08:00:00Z) and createdDateTime ge 2026-11-26T04:00:00Z"),
+            Some("createdDateTime eq 2026-11-27T10:00:00Z"),
+            Some("signInEventTypes/any(t: t eq 'servicePrincipal')"),
+        ];
+        for version in [ApiVersion::Beta, ApiVersion::V1] {
+            for filter in filters {
+                let Ok(expr) = filter.map(|f| odata::parse_filter(f, version)).transpose() else {
+                    continue; // event-type clauses on v1.0
+                };
+                let want = full_scan(fake, version, filter);
+                assert_eq!(fake.expected(version, filter).unwrap(), want, "{filter:?}");
+                let query = odata::SignInQuery {
+                    top: Some(7),
+                    filter_text: filter.map(str::to_owned),
+                    filter: expr,
+                    ..odata::SignInQuery::default()
+                };
+                let page = resolve_page(fake, version, &query).unwrap();
+                for policies_readable in [true, false] {
+                    let text =
+                        page_body(fake, "http://h", version, &page, policies_readable).unwrap();
+                    let served: Value = serde_json::from_str(&text).unwrap();
+                    let mut items: Vec<Value> = want.iter().take(7).cloned().collect();
+                    if !policies_readable {
+                        for item in &mut items {
+                            if let Some(p) = item.get_mut("appliedConditionalAccessPolicies") {
+                                *p = Value::Array(Vec::new());
+                            }
+                        }
+                    }
+                    let mut body = serde_json::Map::new();
+                    body.insert("@odata.context".into(), served["@odata.context"].clone());
+                    body.insert("value".into(), Value::Array(items));
+                    if let Some(next) = served.get("@odata.nextLink") {
+                        body.insert("@odata.nextLink".into(), next.clone());
+                    }
+                    assert_eq!(text, Value::Object(body).to_string(), "{filter:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_indexed_tenant_serves_what_a_full_scan_serves() {
+        let spec = crate::tenant::TenantSpec {
+            users: 12,
+            days: 4,
+            seed: 3,
+            end: datetime!(2026-11-28 00:00 UTC),
+        };
+        let fake = FakeGraph::new(crate::tenant::generate(&spec));
+        assert!(fake.state().signins.ordered);
+        check_against_full_scan(&fake);
+        // Hidden records, and a late arrival whose text orders differently from its instant
+        // (an offset): the order is no longer trusted and every query scans, with the same answers.
+        let ids: Vec<String> = fake.all_signins()[3..9]
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect();
+        fake.hide(&ids.iter().map(String::as_str).collect::<Vec<_>>());
+        check_against_full_scan(&fake);
+        let mut late = fake.all_signins()[20].clone();
+        late["id"] = json!("late-1");
+        late["createdDateTime"] = json!("2026-11-26T09:30:00+05:00");
+        fake.add_signins(vec![late]);
+        assert!(!fake.state().signins.ordered);
+        check_against_full_scan(&fake);
     }
 
     #[test]

@@ -225,15 +225,18 @@ pub fn generate(spec: &TenantSpec) -> Vec<Value> {
 }
 
 /// Graph's order: `createdDateTime` descending; ties broken by `id` so the order is total.
-pub fn sort_newest_first(records: &mut [Value]) {
+/// Generic over how the records are held (the fake keeps them behind `Arc`s it shares with page
+/// snapshots).
+pub fn sort_newest_first<R: std::borrow::Borrow<Value>>(records: &mut [R]) {
     records.sort_by(|a, b| {
-        let key = |v: &Value| {
+        // Borrowed keys: comparing owned copies cost two allocations per comparison.
+        fn key(v: &Value) -> (&str, &str) {
             (
-                v["createdDateTime"].as_str().unwrap_or_default().to_owned(),
-                v["id"].as_str().unwrap_or_default().to_owned(),
+                v["createdDateTime"].as_str().unwrap_or_default(),
+                v["id"].as_str().unwrap_or_default(),
             )
-        };
-        key(b).cmp(&key(a))
+        }
+        key(b.borrow()).cmp(&key(a.borrow()))
     });
 }
 
