@@ -2,9 +2,10 @@
 //!
 //! | file | what it owns |
 //! |---|---|
-//! | `mod.rs` | the run's entry points, wiring ([`Deps`]), settling a previous run, the slice loop, recording the summary |
+//! | `mod.rs` | the run's entry points, wiring ([`Deps`]), settling a previous run, the slice loop (reads in flight, commits in order), recording the summary |
 //! | [`plan`] | which slices, in which order (pure, table-tested) |
-//! | [`slice`] | exporting one slice: read, filter, encode, stage, the commit protocol |
+//! | [`slice`] | exporting one slice: read, filter, encode, stage (several at once); the commit protocol (in plan order) |
+//! | [`dedup`] | which rows a slice already took, in memory that follows the sign-in rate (pure) |
 //! | [`cursor`] | which window of a slice to read next: re-checks, narrower windows (pure) |
 //! | [`latest`] | rebuilding `latest.csv` |
 //! | [`report`] | a run's outcome as a status, a log line and JSON, for every shell |
