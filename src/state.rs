@@ -336,6 +336,12 @@ impl State {
         self.recent_ids.contains_key(id)
     }
 
+    /// The oldest sign-in among the remembered ids: an older row cannot be one of them, so its
+    /// lookup can be skipped.
+    pub fn written_since(&self) -> Option<OffsetDateTime> {
+        self.recent_ids.values().map(|created| created.0).min()
+    }
+
     /// Settles the pending commit: if it was committed, the slice counts as exported.
     pub fn settle(&mut self, committed: bool, overlap: Duration) {
         if let Some(pending) = self.pending.take() {

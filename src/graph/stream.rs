@@ -45,8 +45,11 @@ impl<'g> SignInStream<'g> {
         observer: Option<&dyn PageObserver>,
     ) -> Result<Option<&SignInRecord<'_>>, GraphError> {
         while self.page.as_ref().is_none_or(|p| self.index >= p.len()) && !self.done {
-            // Drop the used page before the next arrives: memory holds one page.
-            self.page = None;
+            // Give the used page back before the next arrives: memory holds one page, and its
+            // buffer takes the next one.
+            if let Some(used) = self.page.take() {
+                self.graph.recycle(used);
+            }
             match self.pager.next_page().await? {
                 Some(page) => {
                     self.pages += 1;
@@ -62,5 +65,14 @@ impl<'g> SignInStream<'g> {
         let index = self.index;
         self.index += 1;
         Ok(self.page.as_ref().and_then(|p| p.rows().get(index)))
+    }
+}
+
+impl Drop for SignInStream<'_> {
+    /// A stream left mid-page (the slice cursor moving on, a deadline) gives its buffer back too.
+    fn drop(&mut self) {
+        if let Some(page) = self.page.take() {
+            self.graph.recycle(page);
+        }
     }
 }

@@ -373,6 +373,7 @@ impl<'a> Run<'a> {
             deps: self.deps,
             filter: &self.filter,
             written: &written,
+            written_since: written.written_since(),
             run_id: &self.run_id,
             last_block: AtomicU32::new(0),
             query_width: std::sync::Mutex::new(None),
@@ -559,6 +560,7 @@ impl<'a> Run<'a> {
             deps: self.deps,
             filter: &self.filter,
             written: &written,
+            written_since: written.written_since(),
             run_id: &self.run_id,
             last_block: AtomicU32::new(0),
             query_width: std::sync::Mutex::new(None),
@@ -582,7 +584,9 @@ impl<'a> Run<'a> {
                 {
                     continue;
                 }
-                if written.is_written(&signin.id) || !seen.take(&signin.id, signin.created) {
+                if reader.was_written(signin.created, &signin.id)
+                    || !seen.take(&signin.id, signin.created)
+                {
                     self.summary.duplicates_skipped += 1;
                     continue;
                 }

@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
+use time::OffsetDateTime;
 use tracing::{debug, info, warn};
 
 use super::cursor::{CursorError, Query, SliceCursor};
@@ -64,6 +65,8 @@ pub(super) struct SliceReader<'r> {
     /// one run never share a row (they are disjoint), so commits during the run add nothing a
     /// later slice's read needs.
     pub written: &'r State,
+    /// [`State::written_since`] of `written`, computed once.
+    pub written_since: Option<OffsetDateTime>,
     pub run_id: &'r str,
     /// Sequence of the last staged block: block ids must not repeat within a file.
     pub last_block: AtomicU32,
@@ -77,6 +80,11 @@ impl SliceReader<'_> {
             self.run_id,
             self.last_block.fetch_add(1, Ordering::Relaxed) + 1,
         )
+    }
+
+    /// Whether an earlier run wrote this row (only rows near the watermark can be remembered).
+    pub fn was_written(&self, created: OffsetDateTime, id: &str) -> bool {
+        self.written_since.is_some_and(|since| created >= since) && self.written.is_written(id)
     }
 
     fn width(&self) -> Option<Duration> {
@@ -182,7 +190,9 @@ impl SliceReader<'_> {
             {
                 continue;
             }
-            if self.written.is_written(&signin.id) || !seen.take(&signin.id, signin.created) {
+            if self.was_written(signin.created, &signin.id)
+                || !seen.take(&signin.id, signin.created)
+            {
                 staged.duplicates += 1;
                 continue;
             }
