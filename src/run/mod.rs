@@ -100,6 +100,9 @@ pub const BLOCK_TARGET: usize = 4 * 1024 * 1024;
 /// query alone cannot use the app's request budget (`SIGNINS_GRAPH_RATE` paces them all); three
 /// keep it busy while a page is slow, at a fixed cost in memory (a page and a block each).
 pub const SLICES_IN_FLIGHT: usize = 3;
+/// Slices read and staged that may wait for an earlier slice's commit: a read that finished
+/// first frees its place for the next one (it holds only block ids and the ids near its end).
+pub const SLICES_WAITING: usize = 3 * SLICES_IN_FLIGHT;
 
 /// A slice whose read has started and which has not committed yet.
 struct InFlight {
@@ -393,7 +396,10 @@ impl<'a> Run<'a> {
             // Start reads: a slice shares its daily file with no slice in flight (a commit
             // discards the file's uncommitted blocks it does not list), and is likely to finish
             // before the deadline.
-            while in_flight.len() < SLICES_IN_FLIGHT && !stopped_starting {
+            while in_flight.iter().filter(|f| !f.progress.finished()).count() < SLICES_IN_FLIGHT
+                && in_flight.len() < SLICES_WAITING
+                && !stopped_starting
+            {
                 let Some(next) = plan.peek().copied() else {
                     break;
                 };

@@ -8,7 +8,7 @@
 //!   (record `pending`, commit, settle), so the exported interval only ever grows contiguously.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -44,15 +44,32 @@ pub(super) struct StagedSlice {
 /// How much of a slice its read has covered (0 to 1): when the deadline ends the run, it sizes
 /// the slices of later runs.
 #[derive(Debug, Default)]
-pub(super) struct ReadProgress(AtomicU64);
+pub(super) struct ReadProgress {
+    share: AtomicU64,
+    finished: AtomicBool,
+}
 
 impl ReadProgress {
     fn set(&self, share: f64) {
-        self.0.store(share.to_bits(), Ordering::Relaxed);
+        self.share.store(share.to_bits(), Ordering::Relaxed);
     }
 
     pub fn share(&self) -> f64 {
-        f64::from_bits(self.0.load(Ordering::Relaxed))
+        f64::from_bits(self.share.load(Ordering::Relaxed))
+    }
+
+    /// The read ended (staged, or failed): it no longer reads from Graph.
+    pub fn finished(&self) -> bool {
+        self.finished.load(Ordering::Relaxed)
+    }
+}
+
+/// Marks a read finished however it ends, errors included.
+struct Finishing<'p>(&'p ReadProgress);
+
+impl Drop for Finishing<'_> {
+    fn drop(&mut self) {
+        self.0.finished.store(true, Ordering::Relaxed);
     }
 }
 
@@ -117,6 +134,7 @@ impl SliceReader<'_> {
         slice: Slice,
         progress: &ReadProgress,
     ) -> Result<StagedSlice, RunError> {
+        let _finishing = Finishing(progress);
         let settings = self.settings;
         let overlap = settings.overlap;
         let file = daily_file(slice.start.date());
