@@ -420,6 +420,12 @@ impl GraphClient {
         }
     }
 
+    /// Whether requests waited for `SIGNINS_GRAPH_RATE` within its last window: the export is
+    /// bound by the rate, not by Graph's answers.
+    pub fn pacing(&self) -> bool {
+        self.rate().pacing(std::time::Instant::now())
+    }
+
     /// Waits for a slot in `SIGNINS_GRAPH_RATE` (see [`crate::graph::rate`]).
     async fn pace(&self) {
         loop {

@@ -35,6 +35,8 @@ pub struct RateWindow {
     paused_until: Option<Instant>,
     /// Successful answers since the rate was last lowered or raised.
     successes: u32,
+    /// When a request last had to wait for a slot.
+    last_wait: Option<Instant>,
 }
 
 impl RateWindow {
@@ -47,6 +49,7 @@ impl RateWindow {
             sent: VecDeque::with_capacity(configured as usize),
             paused_until: None,
             successes: 0,
+            last_wait: None,
         }
     }
 
@@ -55,8 +58,23 @@ impl RateWindow {
         self.allowed
     }
 
+    /// Whether a request had to wait for a slot within the last window: the run is bound by
+    /// the rate, not by Graph's answers.
+    pub fn pacing(&self, now: Instant) -> bool {
+        self.last_wait
+            .is_some_and(|at| now.saturating_duration_since(at) < self.per)
+    }
+
     /// Takes a slot for a request sent at `now`, or says when to ask again.
     pub fn try_send(&mut self, now: Instant) -> Result<(), Instant> {
+        let slot = self.slot(now);
+        if slot.is_err() {
+            self.last_wait = Some(now);
+        }
+        slot
+    }
+
+    fn slot(&mut self, now: Instant) -> Result<(), Instant> {
         if let Some(until) = self.paused_until {
             if now < until {
                 return Err(until);
@@ -201,6 +219,20 @@ mod tests {
             w.succeeded();
         }
         assert_eq!(w.allowed(), 5, "never above the configured rate");
+    }
+
+    #[test]
+    fn pacing_means_a_request_waited_within_the_last_window() {
+        let t0 = Instant::now();
+        let mut w = window(2);
+        assert!(!w.pacing(t0));
+        assert_eq!(w.try_send(t0), Ok(()));
+        assert_eq!(w.try_send(t0), Ok(()));
+        assert!(!w.pacing(t0), "no request waited yet");
+        assert!(w.try_send(t0 + secs(1.0)).is_err());
+        assert!(w.pacing(t0 + secs(1.0)));
+        assert!(w.pacing(t0 + secs(10.9)));
+        assert!(!w.pacing(t0 + secs(11.0)), "a window without waiting");
     }
 
     #[test]
