@@ -3,7 +3,7 @@
 //! within the run's retry budget, one token refresh on 401, and Graph's errors explained.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, RETRY_AFTER};
@@ -137,6 +137,12 @@ struct Counters {
     throttled: AtomicU64,
 }
 
+/// `m`'s guard even if a panicking holder poisoned it: every value guarded here stays
+/// consistent between statements.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Total time that may be spent waiting before retries.
 struct Budget {
     limit: Duration,
@@ -154,19 +160,13 @@ impl Budget {
     /// Counts the time a failed attempt took against the budget: a slow failure (a timeout)
     /// spends the run's patience as much as a sleep does.
     fn charge(&self, wasted: Duration) {
-        let mut spent = match self.spent.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut spent = lock(&self.spent);
         *spent += wasted;
     }
 
     /// Decides under the lock, so concurrent pagers cannot overspend; a retry reserves its wait.
     fn decide(&self, failure: Failure, retry_after: Option<&str>, attempt: u32) -> Decision {
-        let mut spent = match self.spent.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut spent = lock(&self.spent);
         let left = self.limit.saturating_sub(*spent);
         let decision = throttle::decide(
             failure,
@@ -364,26 +364,23 @@ impl GraphClient {
         Ok(url)
     }
 
-    /// The pacing window, even if a panicking holder poisoned it (its state stays consistent).
-    fn rate(&self) -> std::sync::MutexGuard<'_, RateWindow> {
-        match self.inner.rate.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+    fn rate(&self) -> MutexGuard<'_, RateWindow> {
+        lock(&self.inner.rate)
     }
 
-    fn buffers(&self) -> std::sync::MutexGuard<'_, Vec<Vec<u8>>> {
-        match self.inner.buffers.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+    fn buffers(&self) -> MutexGuard<'_, Vec<Vec<u8>>> {
+        lock(&self.inner.buffers)
     }
 
     /// Gives a read page's buffer back for the next page. A page is ~2 MB: reading each into
     /// fresh memory cost a page fault per 4 KiB touched (the largest item of the profile after
     /// parsing), and a reused buffer also keeps the heap from fragmenting.
     pub fn recycle(&self, page: PageRows) {
-        let mut buffer = page.into_buffer();
+        self.keep_buffer(page.into_buffer());
+    }
+
+    /// Pools `buffer` for the next page, unless the pool is full or the buffer unusually large.
+    fn keep_buffer(&self, mut buffer: Vec<u8>) {
         if buffer.capacity() > POOLED_BUFFER_BYTES {
             return;
         }
@@ -409,11 +406,7 @@ impl GraphClient {
                 Ok(Some(chunk)) => body.extend_from_slice(&chunk),
                 Ok(None) => return Ok(body),
                 Err(e) => {
-                    body.clear();
-                    let mut buffers = self.buffers();
-                    if buffers.len() < POOLED_BUFFERS && body.capacity() <= POOLED_BUFFER_BYTES {
-                        buffers.push(body);
-                    }
+                    self.keep_buffer(body);
                     return Err(e);
                 }
             }

@@ -20,7 +20,6 @@ pub mod slice;
 pub mod window;
 
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -378,16 +377,13 @@ impl<'a> Run<'a> {
         };
         tokio::pin!(deadline_passed);
         let written = state.clone();
-        let reader = SliceReader {
-            settings: self.settings,
-            deps: self.deps,
-            filter: &self.filter,
-            written: &written,
-            written_since: written.written_since(),
-            run_id: &self.run_id,
-            last_block: AtomicU32::new(0),
-            query_width: std::sync::Mutex::new(None),
-        };
+        let reader = SliceReader::new(
+            self.settings,
+            self.deps,
+            &self.filter,
+            &written,
+            &self.run_id,
+        );
         let sink = self.deps.sink.as_ref();
         let mut plan = plan.into_iter().peekable();
         let mut reads = FuturesOrdered::new();
@@ -573,16 +569,13 @@ impl<'a> Run<'a> {
         let written = state.unwrap_or_else(|| {
             State::new(self.settings.preset.as_str(), self.columns(), window_start)
         });
-        let reader = SliceReader {
-            settings: self.settings,
-            deps: self.deps,
-            filter: &self.filter,
-            written: &written,
-            written_since: written.written_since(),
-            run_id: &self.run_id,
-            last_block: AtomicU32::new(0),
-            query_width: std::sync::Mutex::new(None),
-        };
+        let reader = SliceReader::new(
+            self.settings,
+            self.deps,
+            &self.filter,
+            &written,
+            &self.run_id,
+        );
         let observer = self
             .deps
             .observer

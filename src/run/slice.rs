@@ -75,23 +75,42 @@ impl Drop for Finishing<'_> {
 
 /// What every slice read of one run shares.
 pub(super) struct SliceReader<'r> {
-    pub settings: &'r Settings,
-    pub deps: &'r Deps,
-    pub filter: &'r SignInFilter,
+    settings: &'r Settings,
+    deps: &'r Deps,
+    filter: &'r SignInFilter,
     /// The state as the run found it: the ids earlier runs wrote near the watermark. Slices of
     /// one run never share a row (they are disjoint), so commits during the run add nothing a
     /// later slice's read needs.
-    pub written: &'r State,
+    written: &'r State,
     /// [`State::written_since`] of `written`, computed once.
-    pub written_since: Option<OffsetDateTime>,
-    pub run_id: &'r str,
+    written_since: Option<OffsetDateTime>,
+    run_id: &'r str,
     /// Sequence of the last staged block: block ids must not repeat within a file.
-    pub last_block: AtomicU32,
+    last_block: AtomicU32,
     /// Width of Graph queries once slow pages narrowed them; kept for the rest of the run.
-    pub query_width: Mutex<Option<Duration>>,
+    query_width: Mutex<Option<Duration>>,
 }
 
-impl SliceReader<'_> {
+impl<'r> SliceReader<'r> {
+    pub fn new(
+        settings: &'r Settings,
+        deps: &'r Deps,
+        filter: &'r SignInFilter,
+        written: &'r State,
+        run_id: &'r str,
+    ) -> SliceReader<'r> {
+        SliceReader {
+            settings,
+            deps,
+            filter,
+            written,
+            written_since: written.written_since(),
+            run_id,
+            last_block: AtomicU32::new(0),
+            query_width: Mutex::new(None),
+        }
+    }
+
     fn next_block_id(&self) -> BlockId {
         BlockId::new(
             self.run_id,
