@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use crate::support::app::{ids_where, interactive, read_csv};
 use crate::support::azurite::{Azurite, Mode};
-use crate::support::fake::{spawn_http, tenant_ending_now, RunningFake};
+use crate::support::fake::{spawn_http, recent_tenant, RunningFake};
 use crate::support::tls;
 
 const CONTAINER: &str = "exports";
@@ -32,7 +32,7 @@ struct Scenario {
 impl Scenario {
     /// HTTP Azurite, SAS in the destination URL.
     async fn sas(days: u32, seed: u64) -> Scenario {
-        let fake = spawn_http(tenant_ending_now(25, days, seed)).await;
+        let fake = spawn_http(recent_tenant(25, days, seed)).await;
         let azurite = Azurite::start_http().await;
         let sas = azurite.account_sas("racwdl");
         let destination = format!("{}/{PREFIX}?{sas}", azurite.container_url(CONTAINER));
@@ -407,7 +407,7 @@ async fn readers_see_the_old_or_the_new_file_never_a_mix() {
     };
     for round in 0..4u64 {
         let now = OffsetDateTime::now_utc();
-        let mut more = tenant_ending_now(10, 1, 100 + round);
+        let mut more = recent_tenant(10, 1, 100 + round);
         more.retain(|r| {
             let t =
                 OffsetDateTime::parse(r["createdDateTime"].as_str().unwrap(), &Rfc3339).unwrap();
@@ -429,7 +429,7 @@ async fn readers_see_the_old_or_the_new_file_never_a_mix() {
 #[tokio::test]
 async fn https_with_managed_identity_tokens_exports_end_to_end() {
     let ca = tls::test_ca();
-    let fake = spawn_http(tenant_ending_now(20, 1, 46)).await;
+    let fake = spawn_http(recent_tenant(20, 1, 46)).await;
     fake.fake.allow_resource("https://storage.azure.com");
     let azurite = Azurite::start(Mode::HttpsOAuth {
         cert: ca.cert_path.clone(),

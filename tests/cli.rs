@@ -4,7 +4,7 @@
 use std::process::{Command, Output};
 
 use crate::support::app::read_csv;
-use crate::support::fake::{spawn_http, tenant_ending_now};
+use crate::support::fake::{spawn_http, recent_tenant};
 
 fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_signin-export"));
@@ -79,7 +79,7 @@ fn every_command_has_help() {
 
 #[tokio::test]
 async fn run_with_a_managed_identity_exports_and_prints_a_json_summary() {
-    let fake = spawn_http(tenant_ending_now(25, 2, 31)).await;
+    let fake = spawn_http(recent_tenant(25, 2, 31)).await;
     let out = tempfile::tempdir().unwrap();
     let mut command = binary();
     command
@@ -115,7 +115,7 @@ async fn run_with_a_managed_identity_exports_and_prints_a_json_summary() {
 
 #[tokio::test]
 async fn check_explains_a_missing_graph_permission() {
-    let fake = spawn_http(tenant_ending_now(5, 1, 32)).await;
+    let fake = spawn_http(recent_tenant(5, 1, 32)).await;
     fake.fake
         .faults()
         .deny(fake_tenant::GraphDenial::MissingPermission);
@@ -139,7 +139,7 @@ async fn check_explains_a_missing_graph_permission() {
 
 #[tokio::test]
 async fn check_warns_when_policy_columns_lack_the_policy_permission() {
-    let fake = spawn_http(tenant_ending_now(5, 1, 33)).await;
+    let fake = spawn_http(recent_tenant(5, 1, 33)).await;
     let out = tempfile::tempdir().unwrap();
     let check = |fake_env: Vec<(String, String)>, dest: std::path::PathBuf| {
         let mut command = binary();

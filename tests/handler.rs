@@ -486,7 +486,7 @@ async fn unknown_functions_and_malformed_envelopes_are_refused() {
 
 #[tokio::test]
 async fn timer_runs_whatever_the_schedule_status_says() {
-    let running = fake::spawn_http(fake::tenant_ending_now(6, 1, 7)).await;
+    let running = fake::spawn_http(fake::wall_clock_tenant(6, 1, 7)).await;
     let dest = tempfile::tempdir().unwrap();
     let host =
         FunctionsHost::start(fake_settings(&running, dest.path().to_str().unwrap(), &[])).await;
@@ -683,7 +683,7 @@ impl BlobRig {
 
 #[tokio::test]
 async fn timer_export_lands_in_azurite() {
-    let rig = BlobRig::start(fake::tenant_ending_now(10, 2, 21)).await;
+    let rig = BlobRig::start(fake::wall_clock_tenant(10, 2, 21)).await;
     let host = rig.handler().await;
     let reply = host
         .invoke_timer(TIMER, timer_data(json!({"Last": "0001-01-01T00:00:00", "Next": "2026-11-28T17:00:00+00:00", "LastUpdated": "0001-01-01T00:00:00"}), false))
@@ -738,7 +738,7 @@ async fn timer_export_lands_in_azurite() {
 
 #[tokio::test]
 async fn concurrent_refreshes_one_runs_one_gets_409_and_the_timer_is_told_already_running() {
-    let rig = BlobRig::start(fake::tenant_ending_now(10, 2, 22)).await;
+    let rig = BlobRig::start(fake::wall_clock_tenant(10, 2, 22)).await;
     rig.running
         .fake
         .faults()
@@ -806,7 +806,7 @@ async fn concurrent_refreshes_one_runs_one_gets_409_and_the_timer_is_told_alread
 
 #[tokio::test]
 async fn refresh_past_its_deadline_answers_202_and_the_next_run_continues() {
-    let rig = BlobRig::start(fake::tenant_ending_now(10, 2, 23)).await;
+    let rig = BlobRig::start(fake::wall_clock_tenant(10, 2, 23)).await;
     // Every page outlasts the deadline: slices are read at once, so pages shorter than it could
     // all arrive in time.
     rig.running
@@ -856,7 +856,7 @@ async fn refresh_past_its_deadline_answers_202_and_the_next_run_continues() {
 
 #[tokio::test]
 async fn sigterm_mid_run_releases_the_lock_and_the_next_run_completes() {
-    let rig = BlobRig::start(fake::tenant_ending_now(10, 2, 24)).await;
+    let rig = BlobRig::start(fake::wall_clock_tenant(10, 2, 24)).await;
     rig.running
         .fake
         .faults()

@@ -19,7 +19,7 @@ use signin_export::sink::local::LocalSink;
 use signin_export::sink::{BlockId, CommitTicket, LockOutcome, Sink, SinkError};
 
 use crate::support::app::{created, ids_where, interactive, read_csv, TestApp};
-use crate::support::fake::tenant_ending_now;
+use crate::support::fake::recent_tenant;
 
 /// The destination holds exactly the tenant's interactive sign-ins created in `[start, end)`,
 /// each once.
@@ -41,7 +41,7 @@ fn counts_once(counts: &std::collections::BTreeMap<String, usize>) -> BTreeSet<S
 
 #[tokio::test]
 async fn every_page_of_every_slice_is_exported_exactly_once() {
-    let app = TestApp::spawn(tenant_ending_now(60, 7, 11)).await;
+    let app = TestApp::spawn(recent_tenant(60, 7, 11)).await;
     // Small server pages: every slice spans several pages and nextLinks.
     app.fake.faults().page_size_cap(7);
     let settings = app.settings(&[("SIGNINS_PRESET", "all")]);
@@ -88,7 +88,7 @@ async fn every_page_of_every_slice_is_exported_exactly_once() {
 
 #[tokio::test]
 async fn repeated_runs_add_nothing() {
-    let app = TestApp::spawn(tenant_ending_now(30, 3, 12)).await;
+    let app = TestApp::spawn(recent_tenant(30, 3, 12)).await;
     let settings = app.settings(&[("SIGNINS_PRESET", "all"), ("SIGNINS_LOOKBACK", "3d")]);
     let first = app.export(&settings).await;
     assert!(first.rows > 0);
@@ -102,7 +102,7 @@ async fn repeated_runs_add_nothing() {
 
 #[tokio::test]
 async fn new_and_late_signins_inside_the_overlap_are_captured_once() {
-    let records = tenant_ending_now(30, 2, 13);
+    let records = recent_tenant(30, 2, 13);
     let now = OffsetDateTime::now_utc();
     // Sign-ins of the last 40 minutes that Graph has not published yet.
     let late: Vec<String> = records
@@ -175,7 +175,7 @@ fn user_signin(r: &Value) -> bool {
 
 #[tokio::test]
 async fn each_preset_exports_its_ground_truth_with_one_query_per_page() {
-    let records = tenant_ending_now(60, 3, 14);
+    let records = recent_tenant(60, 3, 14);
     let app = TestApp::spawn(records.clone()).await;
     for preset in ["exchange-activesync", "exchange", "legacy-auth", "all"] {
         app.fake.clear_requests();
@@ -242,7 +242,7 @@ async fn each_preset_exports_its_ground_truth_with_one_query_per_page() {
 
 #[tokio::test]
 async fn exchange_preset_keeps_outlook_sign_ins_to_the_exchange_resource() {
-    let records = tenant_ending_now(40, 2, 21);
+    let records = recent_tenant(40, 2, 21);
     let outlook = |r: &Value| {
         r["appDisplayName"] == "Microsoft Office"
             && r["resourceId"] == "00000002-0000-0ff1-ce00-000000000000"
@@ -272,7 +272,7 @@ async fn exchange_preset_keeps_outlook_sign_ins_to_the_exchange_resource() {
 
 #[tokio::test]
 async fn non_interactive_streams_merge_into_the_same_files() {
-    let records = tenant_ending_now(40, 2, 15);
+    let records = recent_tenant(40, 2, 15);
     let app = TestApp::spawn(records.clone()).await;
     let settings = app.settings(&[
         ("SIGNINS_PRESET", "all"),
@@ -303,7 +303,7 @@ async fn non_interactive_streams_merge_into_the_same_files() {
 
 #[tokio::test]
 async fn throttling_is_honoured_and_the_run_completes() {
-    let app = TestApp::spawn(tenant_ending_now(20, 1, 16)).await;
+    let app = TestApp::spawn(recent_tenant(20, 1, 16)).await;
     app.fake.faults().throttle_next(2, RetryAfter::Seconds(1));
     app.fake.faults().fail_next(1, 503);
     let settings = app.settings(&[("SIGNINS_PRESET", "all"), ("SIGNINS_LOOKBACK", "1d")]);
@@ -319,7 +319,7 @@ async fn throttling_is_honoured_and_the_run_completes() {
 
 #[tokio::test]
 async fn a_malformed_page_fails_the_run_and_writes_no_file() {
-    let app = TestApp::spawn(tenant_ending_now(20, 1, 17)).await;
+    let app = TestApp::spawn(recent_tenant(20, 1, 17)).await;
     app.fake.faults().malformed_next(1);
     let settings = app.settings(&[("SIGNINS_PRESET", "all"), ("SIGNINS_LOOKBACK", "1d")]);
     let err = app
@@ -346,7 +346,7 @@ async fn a_malformed_page_fails_the_run_and_writes_no_file() {
 
 #[tokio::test]
 async fn csv_round_trips_every_value_through_a_standard_reader() {
-    let records = tenant_ending_now(80, 3, 18);
+    let records = recent_tenant(80, 3, 18);
     let app = TestApp::spawn(records.clone()).await;
     let settings = app.settings(&[("SIGNINS_PRESET", "all"), ("SIGNINS_LOOKBACK", "3d")]);
     app.export(&settings).await;
@@ -414,7 +414,7 @@ async fn csv_round_trips_every_value_through_a_standard_reader() {
 
 #[tokio::test]
 async fn a_second_run_while_one_is_exporting_reports_busy() {
-    let app = Arc::new(TestApp::spawn(tenant_ending_now(20, 1, 19)).await);
+    let app = Arc::new(TestApp::spawn(recent_tenant(20, 1, 19)).await);
     app.fake.faults().slow_pages(Duration::from_millis(150));
     let settings = app.settings(&[("SIGNINS_PRESET", "all"), ("SIGNINS_LOOKBACK", "1d")]);
     let first = {
@@ -443,7 +443,7 @@ async fn a_second_run_while_one_is_exporting_reports_busy() {
 
 #[tokio::test]
 async fn a_deadline_keeps_finished_slices_and_the_next_run_resumes() {
-    let app = TestApp::spawn(tenant_ending_now(20, 3, 20)).await;
+    let app = TestApp::spawn(recent_tenant(20, 3, 20)).await;
     app.fake.faults().slow_pages(Duration::from_millis(200));
     let settings = app.settings(&[
         ("SIGNINS_PRESET", "all"),
@@ -478,7 +478,7 @@ async fn a_deadline_keeps_finished_slices_and_the_next_run_resumes() {
 /// back-fill used to read the same rows again after their ids were pruned.
 #[tokio::test]
 async fn a_backfill_after_a_short_first_run_writes_no_row_twice() {
-    let app = TestApp::spawn(tenant_ending_now(40, 3, 31)).await;
+    let app = TestApp::spawn(recent_tenant(40, 3, 31)).await;
     let settings = app.settings(&[("SIGNINS_PRESET", "all"), ("SIGNINS_SLICE", "6h")]);
     let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
     let first = RunRequest {
@@ -512,7 +512,7 @@ async fn a_backfill_after_a_short_first_run_writes_no_row_twice() {
 
 #[tokio::test]
 async fn until_before_a_needed_backfill_is_refused_and_writes_nothing() {
-    let app = TestApp::spawn(tenant_ending_now(10, 3, 32)).await;
+    let app = TestApp::spawn(recent_tenant(10, 3, 32)).await;
     let settings = app.settings(&[("SIGNINS_PRESET", "all"), ("SIGNINS_LOOKBACK", "1d")]);
     app.export(&settings).await;
     let before = app.exported_id_counts(&settings);
@@ -535,7 +535,7 @@ async fn until_before_a_needed_backfill_is_refused_and_writes_nothing() {
 /// so repeated short runs converge to exactly the ground truth.
 #[tokio::test]
 async fn repeated_short_runs_converge_when_one_slice_outlasts_the_deadline() {
-    let app = TestApp::spawn(tenant_ending_now(80, 1, 33)).await;
+    let app = TestApp::spawn(recent_tenant(80, 1, 33)).await;
     app.fake.faults().page_size_cap(5);
     app.fake.faults().slow_pages(Duration::from_millis(150));
     let settings = app.settings(&[
@@ -597,7 +597,7 @@ async fn repeated_short_runs_converge_when_one_slice_outlasts_the_deadline() {
 /// for what lies below the oldest row read before the slice is committed.
 #[tokio::test]
 async fn paging_that_ends_early_loses_no_row() {
-    let app = TestApp::spawn(tenant_ending_now(60, 2, 34)).await;
+    let app = TestApp::spawn(recent_tenant(60, 2, 34)).await;
     app.fake.faults().page_size_cap(20);
     let settings = app.settings(&[
         ("SIGNINS_PRESET", "all"),
@@ -711,7 +711,7 @@ impl Sink for CrashingSink {
 /// and skipped the rebuild. The commit now marks the report dirty in the state.
 #[tokio::test]
 async fn latest_csv_is_rebuilt_after_a_run_that_failed_to_rebuild_it() {
-    let records = tenant_ending_now(30, 1, 22);
+    let records = recent_tenant(30, 1, 22);
     let now = OffsetDateTime::now_utc();
     let late: Vec<String> = records
         .iter()
@@ -766,7 +766,7 @@ async fn latest_csv_is_rebuilt_after_a_run_that_failed_to_rebuild_it() {
 /// in the state and reported, not hidden; the export resumes at the retention floor.
 #[tokio::test]
 async fn an_outage_longer_than_the_retention_is_recorded_and_reported() {
-    let app = TestApp::spawn(tenant_ending_now(10, 2, 24)).await;
+    let app = TestApp::spawn(recent_tenant(10, 2, 24)).await;
     let settings = app.settings(&[("SIGNINS_PRESET", "all"), ("SIGNINS_LOOKBACK", "1d")]);
     app.export(&settings).await;
     // The last export "ended" 40 days ago.
@@ -799,7 +799,7 @@ async fn an_outage_longer_than_the_retention_is_recorded_and_reported() {
 /// publishing); that run exports them once.
 #[tokio::test]
 async fn signins_younger_than_the_settle_delay_wait_for_a_later_run() {
-    let app = TestApp::spawn(tenant_ending_now(40, 1, 25)).await;
+    let app = TestApp::spawn(recent_tenant(40, 1, 25)).await;
     let settling = app.settings(&[
         ("SIGNINS_PRESET", "all"),
         ("SIGNINS_LOOKBACK", "6h"),
@@ -845,7 +845,7 @@ async fn signins_younger_than_the_settle_delay_wait_for_a_later_run() {
 /// windows, and the narrower width is kept for the rest of the run.
 #[tokio::test]
 async fn slow_wide_windows_are_read_in_narrower_windows() {
-    let app = TestApp::spawn(tenant_ending_now(100, 1, 26)).await;
+    let app = TestApp::spawn(recent_tenant(100, 1, 26)).await;
     app.fake.faults().page_size_cap(50);
     app.fake
         .faults()
@@ -886,7 +886,7 @@ async fn slow_wide_windows_are_read_in_narrower_windows() {
 #[tokio::test]
 async fn conditional_access_columns_need_the_policy_permission() {
     let counts = |grant: bool| async move {
-        let app = TestApp::spawn(tenant_ending_now(20, 1, 27)).await;
+        let app = TestApp::spawn(recent_tenant(20, 1, 27)).await;
         if grant {
             app.fake.grant_role("Policy.Read.All");
         }
@@ -919,7 +919,7 @@ async fn conditional_access_columns_need_the_policy_permission() {
 /// is read or written.
 #[tokio::test]
 async fn another_query_on_the_same_destination_is_refused() {
-    let app = TestApp::spawn(tenant_ending_now(10, 1, 23)).await;
+    let app = TestApp::spawn(recent_tenant(10, 1, 23)).await;
     let settings = app.settings(&[("SIGNINS_PRESET", "all"), ("SIGNINS_LOOKBACK", "6h")]);
     app.export(&settings).await;
     let before = app.exported_id_counts(&settings);
@@ -943,7 +943,7 @@ async fn another_query_on_the_same_destination_is_refused() {
 #[tokio::test]
 async fn a_crash_around_a_commit_is_settled_by_the_next_run() {
     for after_commit in [false, true] {
-        let app = TestApp::spawn(tenant_ending_now(30, 2, 21)).await;
+        let app = TestApp::spawn(recent_tenant(30, 2, 21)).await;
         let settings = app.settings(&[("SIGNINS_PRESET", "all"), ("SIGNINS_LOOKBACK", "2d")]);
         let crashing = Arc::new(CrashingSink {
             inner: LocalSink::new(app.base(&settings)),
@@ -1008,7 +1008,7 @@ impl signin_export::run::Observer for CancelAfterFirstSlice {
 /// state, moving the watermark back, so the next run wrote the first slice again.
 #[tokio::test]
 async fn cancelling_between_slices_keeps_the_committed_slices() {
-    let app = TestApp::spawn(tenant_ending_now(30, 2, 22)).await;
+    let app = TestApp::spawn(recent_tenant(30, 2, 22)).await;
     let settings = app.settings(&[("SIGNINS_PRESET", "all"), ("SIGNINS_LOOKBACK", "2d")]);
     let cancel = CancellationToken::new();
     let mut deps = app.deps(&settings);
@@ -1038,7 +1038,7 @@ async fn cancelling_between_slices_keeps_the_committed_slices() {
 /// whatever order their reads finish in.
 #[tokio::test]
 async fn slices_are_read_concurrently_and_commit_exactly_once() {
-    let app = TestApp::spawn(tenant_ending_now(30, 5, 41)).await;
+    let app = TestApp::spawn(recent_tenant(30, 5, 41)).await;
     app.fake.faults().page_size_cap(40);
     // Slow pages: reads overlap in time, and later slices can finish first.
     app.fake.faults().slow_pages(Duration::from_millis(150));
@@ -1059,7 +1059,7 @@ async fn slices_are_read_concurrently_and_commit_exactly_once() {
 /// requests per second, a client paced to the same, not one 429.
 #[tokio::test]
 async fn a_paced_run_stays_inside_the_rate_limit() {
-    let app = TestApp::spawn(tenant_ending_now(20, 3, 42)).await;
+    let app = TestApp::spawn(recent_tenant(20, 3, 42)).await;
     app.fake.faults().page_size_cap(60);
     app.fake.faults().limit_rate(4, Duration::from_secs(1));
     let settings = app.settings(&[("SIGNINS_PRESET", "all"), ("SIGNINS_GRAPH_RATE", "4/1s")]);
@@ -1079,7 +1079,7 @@ async fn a_paced_run_stays_inside_the_rate_limit() {
 /// and the export stays exact.
 #[tokio::test]
 async fn a_client_paced_above_the_limit_learns_from_429s() {
-    let app = TestApp::spawn(tenant_ending_now(20, 3, 43)).await;
+    let app = TestApp::spawn(recent_tenant(20, 3, 43)).await;
     app.fake.faults().page_size_cap(60);
     app.fake.faults().limit_rate(3, Duration::from_secs(1));
     let settings = app.settings(&[("SIGNINS_PRESET", "all"), ("SIGNINS_GRAPH_RATE", "6/1s")]);

@@ -20,7 +20,6 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -359,7 +358,7 @@ async fn refresh(
     id: &str,
     request: &HttpRequestData,
 ) -> Response {
-    let window = match parse_refresh_query(&request.query, OffsetDateTime::now_utc()) {
+    let window = match parse_refresh_query(&request.query, crate::run::Clock::from_env().now()) {
         Ok(window) => window,
         Err(ParamError { parameter, message }) => {
             let line = format!("refresh refused: parameter {parameter} {message}");
@@ -443,7 +442,7 @@ async fn last_run(state: &AppState, settings: &Settings, id: &str) -> Response {
 mod tests {
     use super::*;
     use crate::config::Overrides;
-    use crate::run::{RunError, RunOutcome};
+    use crate::run::{GraphError, Outcome, RunError, RunOutcome, StateError};
     use crate::sink::LockHolder;
     use async_trait::async_trait;
     use axum::body::Body;
@@ -497,9 +496,9 @@ mod tests {
         Settings::load(&Overrides::default(), |_| None).unwrap()
     }
 
-    fn summary(outcome: &str) -> RunSummary {
+    fn summary(outcome: Outcome) -> RunSummary {
         RunSummary {
-            outcome: outcome.into(),
+            outcome,
             rows: 42,
             files: BTreeMap::from([("2026/11/28/signins.csv".to_string(), 42)]),
             slices_done: 1,
@@ -576,7 +575,7 @@ mod tests {
 
     #[tokio::test]
     async fn timer_completed_returns_the_summary() {
-        let runner = Scripted::returning(Ok(RunOutcome::Completed(summary("completed"))));
+        let runner = Scripted::returning(Ok(RunOutcome::Completed(summary(Outcome::Completed))));
         let state = AppState::new(Ok(settings()), runner.clone());
         let (status, content_type, reply) = call(state, "/ExportSignIns", timer_envelope()).await;
         assert_eq!(status, StatusCode::OK);
@@ -628,14 +627,16 @@ mod tests {
     async fn timer_failure_is_a_500_with_logs() {
         let state = AppState::new(
             Ok(settings()),
-            Scripted::returning(Err(RunError::Graph("Graph refused: 403 Forbidden".into()))),
+            Scripted::returning(Err(RunError::Graph(GraphError::Transport(
+                "Graph refused: 403 Forbidden".into(),
+            )))),
         );
         let (status, content_type, reply) = call(state, "/ExportSignIns", timer_envelope()).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(content_type, "application/json");
         assert_eq!(
             reply["Logs"][1],
-            "export failed: Graph refused: 403 Forbidden"
+            "export failed: cannot reach Graph: Graph refused: 403 Forbidden"
         );
         assert!(reply.get("ReturnValue").is_none());
     }
@@ -677,17 +678,21 @@ mod tests {
         };
         let cases: Vec<(Result<RunOutcome, RunError>, u64, &str)> = vec![
             (
-                Ok(RunOutcome::Completed(summary("completed"))),
+                Ok(RunOutcome::Completed(summary(Outcome::Completed))),
                 200,
                 "completed",
             ),
             (
-                Ok(RunOutcome::DeadlineReached(summary("deadline-reached"))),
+                Ok(RunOutcome::DeadlineReached(summary(Outcome::DeadlineReached))),
                 202,
                 "deadline-reached",
             ),
             (Ok(RunOutcome::Busy(holder)), 409, "already-running"),
-            (Err(RunError::State("etag mismatch".into())), 500, "failed"),
+            (
+                Err(RunError::State(StateError::Corrupt("etag mismatch".into()))),
+                500,
+                "failed",
+            ),
             (Err(RunError::Cancelled), 503, "shutting-down"),
         ];
         for (outcome, expected, status_field) in cases {
@@ -764,7 +769,7 @@ mod tests {
     #[tokio::test]
     async fn refresh_get_returns_the_last_run_without_running() {
         let runner = Arc::new(Scripted {
-            last: Some(summary("completed")),
+            last: Some(summary(Outcome::Completed)),
             ..Scripted::default()
         });
         let state = AppState::new(Ok(settings()), runner.clone());
@@ -786,7 +791,7 @@ mod tests {
 
     #[tokio::test]
     async fn shutting_down_refuses_new_work() {
-        let runner = Scripted::returning(Ok(RunOutcome::Completed(summary("completed"))));
+        let runner = Scripted::returning(Ok(RunOutcome::Completed(summary(Outcome::Completed))));
         let state = AppState::new(Ok(settings()), runner.clone());
         state.begin_shutdown();
         let (status, _, reply) = call(state.clone(), "/ExportSignIns", timer_envelope()).await;
@@ -830,12 +835,14 @@ mod tests {
 
     #[tokio::test]
     async fn multi_line_errors_become_one_line() {
-        let error = RunError::Graph("Graph answered 500:\n  upstream\r\n  timeout".into());
+        let error = RunError::Graph(GraphError::Transport(
+            "Graph answered 500:\n  upstream\r\n  timeout".into(),
+        ));
         let state = AppState::new(Ok(settings()), Scripted::returning(Err(error)));
         let (_, _, reply) = call(state, "/ExportSignIns", timer_envelope()).await;
         assert_eq!(
             reply["Logs"][1],
-            "export failed: Graph answered 500: | upstream | timeout"
+            "export failed: cannot reach Graph: Graph answered 500: | upstream | timeout"
         );
     }
 

@@ -16,6 +16,11 @@
 //!
 //! Windows are inclusive at both ends (Graph's `ge`/`le`): rows at a boundary come twice and the
 //! slice deduplicates them by id.
+//!
+//! What is *complete* is what the deadline may commit: everything from the start of the last
+//! query that ended normally (rows at that instant included) up to the slice's end. Inside a
+//! query that has not ended (or ended early and awaits its re-check), the reader knows more
+//! (everything above its oldest row), which `run::slice` adds.
 
 use std::time::Duration;
 
@@ -52,6 +57,8 @@ pub struct SliceCursor {
     query: Query,
     /// The oldest row the current query returned.
     oldest: Option<OffsetDateTime>,
+    /// Every row at or above this instant (and below the slice's end) has been returned.
+    complete_from: OffsetDateTime,
     rechecks: u64,
     rechecks_in_a_row: u32,
 }
@@ -65,6 +72,7 @@ impl SliceCursor {
             width,
             query: window_below(slice.start, slice.end, width),
             oldest: None,
+            complete_from: slice.end,
             rechecks: 0,
             rechecks_in_a_row: 0,
         }
@@ -80,15 +88,10 @@ impl SliceCursor {
         self.width
     }
 
-    /// The share of the slice read so far (0 to 1): everything from the oldest row the current
-    /// query returned (or its end) up to the slice's end.
-    pub fn read_share(&self, slice: Slice) -> f64 {
-        let frontier = self.oldest.unwrap_or(self.query.end);
-        let total = (slice.end - slice.start).as_seconds_f64();
-        if total <= 0.0 {
-            return 1.0;
-        }
-        ((slice.end - frontier).as_seconds_f64() / total).clamp(0.0, 1.0)
+    /// Every row at or above this instant has been returned: the slice's end until a query
+    /// ends normally, its start once the slice is read.
+    pub fn complete_from(&self) -> OffsetDateTime {
+        self.complete_from
     }
 
     /// Completeness re-checks asked so far.
@@ -121,6 +124,7 @@ impl SliceCursor {
             }
             None => {
                 self.rechecks_in_a_row = 0;
+                self.complete_from = self.complete_from.min(start);
                 start
             }
         };
@@ -170,6 +174,7 @@ mod tests {
         Slice {
             start: datetime!(2026-11-30 00:00 UTC),
             end: datetime!(2026-11-30 06:00 UTC),
+            kind: crate::run::plan::SliceKind::New,
         }
     }
 
@@ -183,8 +188,10 @@ mod tests {
         assert_eq!(cursor.query(), q(slice().start, slice().end));
         cursor.saw(datetime!(2026-11-30 05:00 UTC));
         cursor.saw(datetime!(2026-11-30 00:10 UTC));
+        assert_eq!(cursor.complete_from(), slice().end, "nothing complete mid-query");
         assert_eq!(cursor.ended(1), Ok(None));
         assert_eq!(cursor.rechecks(), 0);
+        assert_eq!(cursor.complete_from(), slice().start);
     }
 
     #[test]
@@ -194,6 +201,11 @@ mod tests {
         cursor.saw(datetime!(2026-11-30 02:00 UTC));
         let recheck = cursor.ended(3).unwrap().unwrap();
         assert_eq!(recheck, q(slice().start, datetime!(2026-11-30 02:00 UTC)));
+        assert_eq!(
+            cursor.complete_from(),
+            slice().end,
+            "a query that followed nextLinks is complete only once re-checked"
+        );
         // The re-check answers in one page: complete.
         cursor.saw(datetime!(2026-11-30 02:00 UTC));
         assert_eq!(cursor.ended(1), Ok(None));
@@ -231,6 +243,7 @@ mod tests {
             )))
         );
         assert_eq!(cursor.width(), Duration::from_secs(5400));
+        assert_eq!(cursor.complete_from(), slice().end, "slow queries complete nothing");
         // That window reads in one page: the next one is just as wide, down to the start.
         assert_eq!(
             cursor.ended(1),
@@ -243,15 +256,8 @@ mod tests {
             cursor.ended(1),
             Ok(Some(q(slice().start, datetime!(2026-11-30 01:00 UTC))))
         );
+        assert_eq!(cursor.complete_from(), datetime!(2026-11-30 01:00 UTC));
         assert_eq!(cursor.ended(1), Ok(None));
-    }
-
-    #[test]
-    fn the_read_share_follows_the_oldest_row() {
-        let mut cursor = SliceCursor::new(slice(), 6 * HOUR);
-        assert_eq!(cursor.read_share(slice()), 0.0);
-        cursor.saw(datetime!(2026-11-30 03:00 UTC));
-        assert_eq!(cursor.read_share(slice()), 0.5);
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! Rebuilding `latest.csv`: the header plus the daily files of the last `SIGNINS_REPORT_DAYS`
 //! days, newest first, replaced in one atomic commit by the sink.
 
-use time::OffsetDateTime;
 use tracing::{info, warn};
 
 use super::{Run, RunError};
@@ -31,7 +30,7 @@ impl Run<'_> {
     /// Rebuilds `latest.csv` when it is dirty (a slice was committed since it was last built, by
     /// this run or by one that failed or stopped before rebuilding it) or its set of days changed.
     pub(super) async fn publish_latest(&mut self, state: &mut State) -> Result<(), RunError> {
-        let today = OffsetDateTime::now_utc().date();
+        let today = self.deps.clock.now().date();
         let first = today - time::Duration::days(i64::from(self.settings.report_days) - 1);
         let mut files: Vec<String> = self
             .deps

@@ -2,9 +2,9 @@
 //!
 //! | file | what it owns |
 //! |---|---|
-//! | `mod.rs` | the run's entry points, wiring ([`Deps`]), settling a previous run, the slice loop (reads in flight, commits in order), recording the summary |
-//! | [`plan`] | which slices, in which order (pure, table-tested) |
-//! | [`slice`] | exporting one slice: read, filter, encode, stage (several at once); the commit protocol (in plan order) |
+//! | `mod.rs` | the run's entry points, wiring ([`Deps`]), settling a previous run, the slice loop (reads in flight, commits as they finish, the deadline), recording the summary |
+//! | [`plan`] | which slices, in which order (pure, table-tested and simulated) |
+//! | [`slice`] | exporting one slice: read, filter, encode, stage (several at once), keep what a stopped read covered; the commit protocol |
 //! | [`dedup`] | which rows a slice already took, in memory that follows the sign-in rate (pure) |
 //! | [`cursor`] | which window of a slice to read next: re-checks, narrower windows (pure) |
 //! | [`latest`] | rebuilding `latest.csv` |
@@ -19,11 +19,11 @@ pub mod report;
 pub mod slice;
 pub mod window;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::stream::{FuturesOrdered, StreamExt};
+use futures::stream::{FuturesUnordered, StreamExt};
 
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -34,15 +34,16 @@ use crate::config::Settings;
 use crate::credential::TokenProvider;
 use crate::csv::CsvEncoder;
 use crate::graph::client::GraphClient;
-use crate::graph::stream::PageObserver;
 use crate::sink::{daily_file, LockHolder, LockOutcome, Sink, SinkError};
-use crate::state::{ExportQuery, Span, State};
+use crate::state::{Coverage, ExportQuery, Remaining, State};
 use crate::transform::filter::SignInFilter;
 
-pub use crate::state::RunSummary;
-pub use plan::Slice;
+// The types of the run's API (its errors wrap them), for the shells.
+pub use crate::graph::client::GraphError;
+pub use crate::state::{Outcome, RunSummary, StateError};
+pub use plan::{Slice, SliceKind};
 pub use report::{Report, Trigger};
-use slice::{ReadProgress, SliceReader, StagedSlice};
+use slice::{SliceReader, StagedSlice};
 pub use window::{parse_window, RequestedWindow, WindowError};
 
 /// What to run.
@@ -52,7 +53,7 @@ pub struct RunRequest {
     pub since: Option<OffsetDateTime>,
     /// End of the window; `None` = now.
     pub until: Option<OffsetDateTime>,
-    /// Stop starting new slices after this long; finished slices stay committed.
+    /// Stop reading after this long (less the time the commits need); what was read is committed.
     pub deadline: Option<Duration>,
     /// Read and count, write nothing.
     pub dry_run: bool,
@@ -65,30 +66,36 @@ pub struct RunRequest {
 pub enum RunOutcome {
     /// The whole window is exported.
     Completed(RunSummary),
-    /// The deadline hit: finished slices are committed, the next run continues.
+    /// The deadline hit: what was read is committed, the next run continues.
     DeadlineReached(RunSummary),
     /// Another writer holds the lock: nothing was done.
     Busy(LockHolder),
 }
 
-/// Why a run failed.
+/// Why a run failed. What it read before the failure is committed.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
     Sink(#[from] SinkError),
-    #[error("{0}")]
-    Graph(String),
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    /// Graph's answers for a window could not be completed (paging that keeps ending early,
+    /// pages too slow even for minute-wide windows).
+    #[error("{source} for {from} to {to}; what was read completely is committed, the next run reads the rest")]
+    Incomplete {
+        from: String,
+        to: String,
+        #[source]
+        source: cursor::CursorError,
+    },
     #[error("state document: {0}")]
-    State(String),
-    #[error("cancelled (shutting down); finished slices are committed")]
+    State(#[from] StateError),
+    #[error("cancelled (shutting down); committed slices stay")]
     Cancelled,
-    /// The request or the settings cannot run against this destination as they are (e.g.
-    /// `until` before a needed back-fill, another query than the destination's); nothing was read.
-    #[error("{0}")]
-    Refused(String),
-    /// Internal signal: the deadline hit inside a slice (the run reports `DeadlineReached`).
-    #[error("the run's deadline was reached")]
-    DeadlineReached,
+    /// The request or the settings cannot run against this destination as they are (another
+    /// query or other columns than the destination's); nothing was read.
+    #[error(transparent)]
+    Refused(StateError),
 }
 
 /// Target size of one staged block: big enough to keep requests few, small enough that memory
@@ -105,20 +112,48 @@ pub const SLICES_IN_FLIGHT: usize = 3;
 /// bound in the bench, against 0.87–0.90). When Graph answers faster than the rate allows, the
 /// export is bound by CPU and a fourth read would only hold another page and block.
 pub const SLICES_IN_FLIGHT_PACED: usize = SLICES_IN_FLIGHT + 1;
-/// Slices read and staged that may wait for an earlier slice's commit: a read that finished
-/// first frees its place for the next one (it holds only block ids and the ids near its end).
-pub const SLICES_WAITING: usize = 3 * SLICES_IN_FLIGHT_PACED;
 
-/// A slice whose read has started and which has not committed yet.
-struct InFlight {
-    slice: Slice,
-    file: String,
-    progress: Arc<ReadProgress>,
-    started: std::time::Instant,
+/// Storage round trips a stopped run needs after it stops reading: per slice in flight the last
+/// block, prepare, the pending record, the lock check, the commit and the settled state; then
+/// the run's summary.
+const ROUND_TRIPS_PER_COMMIT: u32 = 6;
+
+/// What time it is for the planner: the system clock, or a fixed instant (tests, reproducible
+/// back-fills of a known window).
+#[derive(Debug, Clone, Copy, Default)]
+pub enum Clock {
+    #[default]
+    System,
+    Fixed(OffsetDateTime),
+}
+
+impl Clock {
+    /// The clock of a production run: the system's. Debug builds — the binary the end-to-end
+    /// tests start — take a fixed instant from `SIGNINS_TEST_CLOCK` (RFC 3339), so those tests
+    /// run at pinned instants (around a UTC midnight in CI); release builds never read it.
+    pub fn from_env() -> Clock {
+        #[cfg(debug_assertions)]
+        if let Some(at) = std::env::var("SIGNINS_TEST_CLOCK")
+            .ok()
+            .and_then(|text| OffsetDateTime::parse(text.trim(), &Rfc3339).ok())
+        {
+            return Clock::Fixed(at);
+        }
+        Clock::System
+    }
+
+    /// Now, in whole seconds (Graph's `$filter` bounds are whole seconds).
+    pub fn now(self) -> OffsetDateTime {
+        let now = match self {
+            Clock::System => OffsetDateTime::now_utc(),
+            Clock::Fixed(at) => at,
+        };
+        now.replace_nanosecond(0).unwrap_or(now)
+    }
 }
 
 /// Receives progress events (the CLI's progress bar); all methods default to no-ops.
-pub trait Observer: PageObserver {
+pub trait Observer: crate::graph::stream::PageObserver {
     fn slice_done(&self, _done: u32, _total: u32, _rows: u64) {}
 }
 
@@ -127,20 +162,20 @@ pub struct Deps {
     pub graph: GraphClient,
     pub sink: Arc<dyn Sink>,
     pub observer: Option<Arc<dyn Observer>>,
+    pub clock: Clock,
 }
 
 impl Deps {
     /// Production wiring: credential from the settings, Graph client, sink for the destination.
     pub fn from_settings(settings: &Settings) -> Result<Deps, RunError> {
-        let tokens =
-            TokenProvider::new(&settings.graph.auth).map_err(|e| RunError::Graph(e.to_string()))?;
+        let tokens = TokenProvider::new(&settings.graph.auth).map_err(GraphError::from)?;
         let sink = crate::sink::open(&settings.destination, settings.preset, &tokens)?;
-        let graph = GraphClient::new(&settings.graph, tokens)
-            .map_err(|e| RunError::Graph(e.to_string()))?;
+        let graph = GraphClient::new(&settings.graph, tokens)?;
         Ok(Deps {
             graph,
             sink,
             observer: None,
+            clock: Clock::from_env(),
         })
     }
 }
@@ -158,11 +193,10 @@ pub async fn run(
 
 /// The last run's summary from the state document; no Graph call.
 pub async fn last_summary(settings: &Settings) -> Result<Option<RunSummary>, RunError> {
-    let tokens =
-        TokenProvider::new(&settings.graph.auth).map_err(|e| RunError::Graph(e.to_string()))?;
+    let tokens = TokenProvider::new(&settings.graph.auth).map_err(GraphError::from)?;
     let sink = crate::sink::open(&settings.destination, settings.preset, &tokens)?;
     let state = match sink.read_state().await? {
-        Some(bytes) => State::parse(&bytes).map_err(|e| RunError::State(e.to_string()))?,
+        Some(bytes) => State::parse(&bytes)?,
         None => None,
     };
     Ok(state.and_then(|s| s.last_run))
@@ -177,7 +211,8 @@ pub async fn run_with(
 ) -> Result<RunOutcome, RunError> {
     let mut run = Run::new(settings, deps, &request, cancel);
     if request.dry_run {
-        return run.dry_run().await;
+        let result = run.export().await;
+        return run.outcome(result);
     }
     if let LockOutcome::Busy(holder) = deps.sink.acquire(&request.holder).await? {
         info!(holder = %holder.holder, "another export holds the lock; nothing to do");
@@ -203,7 +238,12 @@ struct Run<'a> {
     /// Names the run's staged blocks.
     run_id: String,
     started: std::time::Instant,
+    /// The slowest storage round trip seen before reading: sizes the time kept for commits.
+    storage_latency: Duration,
     summary: RunSummary,
+    /// What the state held when the run planned, and whether it planned anything to export.
+    covered_before: Coverage,
+    had_work: bool,
     state: Option<State>,
 }
 
@@ -233,35 +273,15 @@ impl<'a> Run<'a> {
             header: CsvEncoder::new(&settings.columns, settings.csv_safe).header(),
             run_id: uuid::Uuid::new_v4().to_string(),
             started: std::time::Instant::now(),
+            storage_latency: Duration::ZERO,
             summary,
+            covered_before: Coverage::default(),
+            had_work: false,
             state: None,
         }
     }
 
-    fn columns(&self) -> Vec<String> {
-        self.settings
-            .columns
-            .names()
-            .iter()
-            .map(|c| c.to_string())
-            .collect()
-    }
-
-    async fn load_state(&self) -> Result<Option<State>, RunError> {
-        let Some(bytes) = self.deps.sink.read_state().await? else {
-            return Ok(None);
-        };
-        let mut state = State::parse(&bytes).map_err(|e| RunError::State(e.to_string()))?;
-        if let Some(state) = state.as_mut() {
-            state
-                .check_columns(&self.columns())
-                .and_then(|()| state.check_query(&self.query()))
-                .map_err(|e| RunError::Refused(e.to_string()))?;
-        }
-        Ok(state)
-    }
-
-    /// The query this run exports with, as recorded in the state.
+    /// What this run exports, as recorded in the state: the query and the columns.
     fn query(&self) -> ExportQuery {
         let graph = &self.settings.graph;
         ExportQuery {
@@ -274,17 +294,37 @@ impl<'a> Run<'a> {
             client_apps: self.settings.client_apps.clone(),
             apps: self.settings.apps.clone(),
             filter: graph.extra_filter.clone(),
+            columns: self
+                .settings
+                .columns
+                .names()
+                .iter()
+                .map(|c| c.to_string())
+                .collect(),
         }
     }
 
+    async fn load_state(&mut self) -> Result<Option<State>, RunError> {
+        let asked = std::time::Instant::now();
+        let bytes = self.deps.sink.read_state().await?;
+        self.storage_latency = self.storage_latency.max(asked.elapsed());
+        let Some(bytes) = bytes else {
+            return Ok(None);
+        };
+        let mut state = State::parse(&bytes)?;
+        if let Some(state) = state.as_mut() {
+            state.check_export(&self.query()).map_err(RunError::Refused)?;
+        }
+        Ok(state)
+    }
+
     /// The pure planner, fed from the state, the request and the settings.
-    fn plan(&self, state: Option<&State>, now: OffsetDateTime) -> Result<plan::Plan, RunError> {
-        let covered = state.map(|state| plan::Covered {
-            from: state.covered_from,
-            watermark: state.watermark,
-        });
+    fn plan(&self, state: Option<&State>, now: OffsetDateTime) -> plan::Plan {
         plan::plan(
-            covered,
+            state.map(|state| plan::Exported {
+                export_from: state.export_from,
+                covered: &state.covered,
+            }),
             &plan::PlanInput {
                 now,
                 since: self.request.since,
@@ -292,19 +332,17 @@ impl<'a> Run<'a> {
                 lookback: self.settings.lookback,
                 overlap: self.settings.overlap,
                 settle: self.settings.settle,
-                slice: state
-                    .and_then(State::slice_limit)
-                    .map_or(self.settings.slice, |limit| limit.min(self.settings.slice)),
+                slice: self.settings.slice,
             },
         )
-        .map_err(|e| RunError::Refused(e.to_string()))
     }
 
+    /// `Ok(true)` when everything planned was exported, `Ok(false)` when the deadline stopped it.
     async fn export(&mut self) -> Result<bool, RunError> {
-        let now = now_seconds();
+        let now = self.deps.clock.now();
         let mut state = self.load_state().await?;
         if let Some(state) = state.as_mut() {
-            if let Some(pending) = state.pending.clone() {
+            if let (Some(pending), false) = (state.pending.clone(), self.request.dry_run) {
                 // Fenced: a commit of that run still in flight can no longer land after this one
                 // re-exports the same rows.
                 let committed = self.deps.sink.fence(&pending.ticket).await?;
@@ -313,69 +351,67 @@ impl<'a> Run<'a> {
                 self.deps.sink.write_state(state_bytes(state)?).await?;
             }
         }
-        let plan::Plan {
-            slices: plan,
-            window_start,
-            window_end,
-            lost,
-            ..
-        } = self.plan(state.as_ref(), now)?;
-        let mut state = state.unwrap_or_else(|| {
-            let mut state = State::new(self.settings.preset.as_str(), self.columns(), window_start);
-            state.query = Some(self.query());
-            state
-        });
-        if let Some((from, to)) = lost {
-            let span = Span { from, to };
-            warn!(
-                from = %rfc3339(from),
-                to = %rfc3339(to),
-                "the last export ended longer ago than Graph keeps sign-ins (30 days): these can no longer be read and are recorded as lost in the state"
-            );
-            // A run that fails before moving the watermark finds the same loss again.
-            match state.lost.last_mut() {
-                Some(last) if last.from == from => last.to = to,
-                _ => state.lost.push(span),
+        let plan = self.plan(state.as_ref(), now);
+        let mut state = state
+            .unwrap_or_else(|| State::new(self.settings.preset.as_str(), self.query(), plan.export_from));
+        if !plan.lost.is_empty() {
+            for span in &plan.lost {
+                warn!(
+                    from = %rfc3339(span.from),
+                    to = %rfc3339(span.to),
+                    "these sign-ins are older than Graph keeps them (30 days) and were never exported: recorded as lost in the state"
+                );
             }
-            self.summary.lost = Some(span);
+            self.summary.lost = plan.lost.clone();
         }
-        self.summary.window_start = Some(window_start);
-        self.summary.window_end = Some(window_end);
-        self.summary.slices_total = u32::try_from(plan.len()).unwrap_or(u32::MAX);
+        state.adopt_start(plan.export_from, &plan.lost);
+        self.covered_before = state.covered.clone();
+        self.had_work = plan.slices.iter().any(|s| s.kind != SliceKind::Reread);
+        self.summary.window_start = Some(plan.window_start);
+        self.summary.window_end = Some(plan.window_end);
+        self.summary.slices_total = u32::try_from(plan.slices.len()).unwrap_or(u32::MAX);
         // Every path below must leave the final state in `self.state`: `finish` records the run
-        // in it, and a stale copy would move the watermark back.
-        let result = match self.export_slices(&mut state, plan).await {
-            Ok(completed) => self
+        // in it, and a stale copy would undo its commits.
+        let result = match self.export_slices(&mut state, &plan.slices).await {
+            Ok(completed) if !self.request.dry_run => self
                 .publish_latest_by_deadline(&mut state)
                 .await
                 .map(|published| completed && published),
-            Err(e) => Err(e),
+            other => other,
         };
+        self.summary.remaining = remaining(&plan, &state);
         self.state = Some(state);
         result
     }
 
+    /// When reading stops: the deadline less the time the commits of the reads in flight need
+    /// (storage round trips at the slowest latency seen, never more than a quarter of the
+    /// deadline), so that a run whose deadline allows one page keeps it.
+    fn stop_reading_at(&self) -> Option<std::time::Instant> {
+        let deadline = self.request.deadline?;
+        let reserve = (self.storage_latency
+            * ROUND_TRIPS_PER_COMMIT
+            * u32::try_from(SLICES_IN_FLIGHT_PACED).unwrap_or(u32::MAX)
+            + Duration::from_millis(100))
+        .min(deadline / 4);
+        self.started.checked_add(deadline.saturating_sub(reserve))
+    }
+
     /// Exports `plan`: up to [`SLICES_IN_FLIGHT`] slices are read at once
-    /// ([`SLICES_IN_FLIGHT_PACED`] while requests wait for the rate), and each commits in
-    /// plan order as soon as it and every slice before it are read. `Ok(false)` when the deadline
-    /// stopped it early.
-    async fn export_slices(
-        &mut self,
-        state: &mut State,
-        plan: Vec<Slice>,
-    ) -> Result<bool, RunError> {
-        // No overflow whatever a library caller asks: an unrepresentable deadline is none.
-        let deadline = self
-            .request
-            .deadline
-            .and_then(|d| self.started.checked_add(d));
-        let deadline_passed = async {
-            match deadline {
+    /// ([`SLICES_IN_FLIGHT_PACED`] while requests wait for the rate), in plan order but never two
+    /// of the same daily file (a commit discards the file's uncommitted blocks it does not list).
+    /// Each read commits as soon as it ends, while the others go on. At the deadline every read
+    /// stops and commits what it read. `Ok(false)` when the deadline stopped it early.
+    async fn export_slices(&mut self, state: &mut State, plan: &[Slice]) -> Result<bool, RunError> {
+        let stop_at = self.stop_reading_at();
+        let stop_reading = async {
+            match stop_at {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
                 None => std::future::pending().await,
             }
         };
-        tokio::pin!(deadline_passed);
+        tokio::pin!(stop_reading);
+        let stop = CancellationToken::new();
         let written = state.clone();
         let reader = SliceReader::new(
             self.settings,
@@ -383,118 +419,90 @@ impl<'a> Run<'a> {
             &self.filter,
             &written,
             &self.run_id,
+            self.request.dry_run,
         );
-        let sink = self.deps.sink.as_ref();
-        let mut plan = plan.into_iter().peekable();
-        let mut reads = FuturesOrdered::new();
-        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
-        // Reads that finished while an earlier slice was committing, in plan order.
-        let mut read: VecDeque<Result<StagedSlice, RunError>> = VecDeque::new();
-        let mut longest_slice = Duration::ZERO;
-        let mut stopped_starting = false;
+        let mut waiting: VecDeque<Slice> = plan.iter().copied().collect();
+        let mut files_in_flight: BTreeSet<String> = BTreeSet::new();
+        let mut reads = FuturesUnordered::new();
+        // Reads that ended while a commit was under way.
+        let mut ended: VecDeque<Result<StagedSlice, RunError>> = VecDeque::new();
+        let mut stopped = false;
+        let mut everything_read = true;
+        let mut failure = None;
         loop {
             if self.cancel.is_cancelled() {
                 return Err(RunError::Cancelled);
             }
-            // Start reads: a slice shares its daily file with no slice in flight (a commit
-            // discards the file's uncommitted blocks it does not list), and is likely to finish
-            // before the deadline.
             let reading_limit = if self.deps.graph.pacing() {
                 SLICES_IN_FLIGHT_PACED
             } else {
                 SLICES_IN_FLIGHT
             };
-            while in_flight.iter().filter(|f| !f.progress.finished()).count() < reading_limit
-                && in_flight.len() < SLICES_WAITING
-                && !stopped_starting
-            {
-                let Some(next) = plan.peek().copied() else {
+            while !stopped && reads.len() < reading_limit {
+                let Some(i) = waiting
+                    .iter()
+                    .position(|s| !files_in_flight.contains(&daily_file(s.start.date())))
+                else {
                     break;
                 };
-                let file = daily_file(next.start.date());
-                if in_flight.iter().any(|f| f.file == file) {
+                let Some(next) = waiting.remove(i) else {
                     break;
-                }
-                let now = std::time::Instant::now();
-                if deadline.is_some_and(|d| now.checked_add(longest_slice).is_none_or(|t| t > d)) {
-                    stopped_starting = true;
-                    break;
-                }
-                plan.next();
-                let progress = Arc::new(ReadProgress::default());
-                let reading = Arc::clone(&progress);
-                let reader = &reader;
-                reads.push_back(async move { reader.read(next, &reading).await });
-                in_flight.push_back(InFlight {
-                    slice: next,
-                    file,
-                    progress,
-                    started: now,
-                });
+                };
+                files_in_flight.insert(daily_file(next.start.date()));
+                let (reader, stop) = (&reader, &stop);
+                reads.push(async move { reader.read(next, stop).await });
             }
-            let Some(oldest) = in_flight.front() else {
-                return Ok(!stopped_starting);
-            };
-            // The oldest slice in flight is the next to commit.
-            let staged = match read.pop_front() {
-                Some(staged) => staged,
+            let result = match ended.pop_front() {
+                Some(result) => result,
+                None if reads.is_empty() => break,
                 None => tokio::select! {
                     biased;
                     _ = self.cancel.cancelled() => return Err(RunError::Cancelled),
-                    _ = &mut deadline_passed => {
-                        // The deadline is hard: dropping the reads ends their waits for pages,
-                        // retry sleeps and pacing. Their staged blocks were never committed and
-                        // stay invisible.
-                        if self.summary.slices_done == 0 {
-                            // A slice that had the whole budget and still did not fit would be
-                            // planned again, whole, by every later run: shorten slices for the
-                            // runs to come.
-                            let length = Duration::try_from(oldest.slice.end - oldest.slice.start)
-                                .unwrap_or_default();
-                            let shorter = state.shorten_slices(length, oldest.progress.share());
-                            warn!(
-                                slice_seconds = shorter.as_secs(),
-                                "a whole slice did not fit in the deadline; later runs use shorter slices"
-                            );
-                        }
-                        return Ok(false);
+                    _ = &mut stop_reading, if !stopped => {
+                        info!("deadline: reads stop and commit what they read");
+                        stopped = true;
+                        stop.cancel();
+                        continue;
                     }
-                    staged = reads.next() => match staged {
-                        Some(staged) => staged,
-                        None => return Err(RunError::State("a slice in flight has no read".into())),
-                    },
+                    Some(result) = reads.next() => result,
                 },
             };
-            let staged = staged?;
-            // Commit, while the later slices' reads go on.
+            let mut staged = result?;
+            files_in_flight.remove(&staged.file);
+            everything_read &= staged.complete();
+            if let Some(error) = staged.failure.take() {
+                // Graph failed this slice: the others stop too, everything read is committed,
+                // then the run reports the failure.
+                warn!(file = %staged.file, error = %error, "a read failed; committing what every read has");
+                failure.get_or_insert(error);
+                stopped = true;
+                stop.cancel();
+            }
             {
-                let commit = slice::commit(
-                    sink,
+                // Commit, while the other reads go on.
+                let committing = commit_read(
+                    self.deps.sink.as_ref(),
                     self.header.clone(),
                     self.settings.overlap,
+                    self.request.dry_run,
                     state,
                     &mut self.summary,
-                    staged,
+                    &mut staged,
                 );
-                tokio::pin!(commit);
+                tokio::pin!(committing);
                 loop {
                     tokio::select! {
                         biased;
-                        committed = &mut commit => {
+                        committed = &mut committing => {
                             committed?;
                             break;
                         }
-                        Some(later) = reads.next(), if !reads.is_empty() => read.push_back(later),
+                        _ = &mut stop_reading, if !stopped => {
+                            stopped = true;
+                            stop.cancel();
+                        }
+                        Some(other) = reads.next(), if !reads.is_empty() => ended.push_back(other),
                     }
-                }
-            }
-            if let Some(done) = in_flight.pop_front() {
-                longest_slice = longest_slice.max(done.started.elapsed());
-            }
-            if let Some(budget) = self.request.deadline {
-                // Slices that take a small part of the budget can grow back towards SIGNINS_SLICE.
-                if longest_slice < budget / 4 {
-                    state.lengthen_slices(self.settings.slice);
                 }
             }
             self.summary.slices_done += 1;
@@ -506,10 +514,33 @@ impl<'a> Run<'a> {
                 );
             }
         }
+        if let Some(error) = failure {
+            return Err(error);
+        }
+        Ok(!stopped && everything_read && waiting.is_empty())
     }
 
     /// Records the run's summary in the state (best effort on failure) and turns the result into the outcome.
     async fn finish(&mut self, result: Result<bool, RunError>) -> Result<RunOutcome, RunError> {
+        self.record(&result);
+        if let Some(state) = self.state.as_mut() {
+            state.last_run = Some(self.summary.clone());
+            let written = match state_bytes(state) {
+                Ok(bytes) => self.deps.sink.write_state(bytes).await.map_err(RunError::from),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                if result.is_ok() {
+                    return Err(e);
+                }
+                warn!(error = %e, "could not record the failed run in the state");
+            }
+        }
+        self.outcome(result)
+    }
+
+    /// Fills the summary from the run's counters, the state and the result.
+    fn record(&mut self, result: &Result<bool, RunError>) {
         let stats = self.deps.graph.stats();
         self.summary.pages = stats.pages;
         self.summary.requests = stats.requests;
@@ -518,34 +549,35 @@ impl<'a> Run<'a> {
         self.summary.storage_requests = storage.requests;
         self.summary.bytes_copied = storage.bytes_copied;
         self.summary.finished = Some(OffsetDateTime::now_utc());
-        self.summary.outcome = match &result {
-            Ok(true) => "completed".into(),
-            Ok(false) => "deadline-reached".into(),
-            Err(RunError::Cancelled) => "cancelled".into(),
-            Err(_) => "failed".into(),
+        self.summary.outcome = match result {
+            _ if self.request.dry_run && result.is_ok() => Outcome::DryRun,
+            Ok(true) => Outcome::Completed,
+            Ok(false) => Outcome::DeadlineReached,
+            Err(RunError::Cancelled) => Outcome::Cancelled,
+            Err(_) => Outcome::Failed,
         };
-        if let Err(e) = &result {
+        if let Err(e) = result {
             self.summary.error = Some(e.to_string());
         }
         if let Some(state) = self.state.as_mut() {
-            self.summary.watermark = Some(state.watermark);
-            let floor = OffsetDateTime::now_utc() - crate::config::GRAPH_RETENTION;
-            self.summary.backfill_remaining = self
-                .request
-                .since
-                .map(|since| since.max(floor))
-                .filter(|since| *since < state.covered_from)
-                .map(|from| Span {
-                    from,
-                    to: state.covered_from,
-                });
-            state.last_run = Some(self.summary.clone());
-            if let Err(e) = self.deps.sink.write_state(state_bytes(state)?).await {
-                if result.is_ok() {
-                    return Err(e.into());
-                }
-                warn!(error = %e, "could not record the failed run in the state");
+            self.summary.watermark = Some(state.watermark());
+            self.summary.committed = state.covered.added_since(&self.covered_before);
+            let added: f64 = self.summary.committed.iter().map(|s| s.seconds()).sum();
+            if !self.request.dry_run {
+                self.summary.stalled_runs =
+                    state.record_run(added, self.summary.rows, self.had_work);
             }
+            if let (Some(remaining), Some(rate)) =
+                (self.summary.remaining.as_mut(), state.rows_per_second)
+            {
+                remaining.estimated_rows = Some((remaining.seconds as f64 * rate).round() as u64);
+            }
+        }
+    }
+
+    fn outcome(&mut self, result: Result<bool, RunError>) -> Result<RunOutcome, RunError> {
+        if self.request.dry_run {
+            self.record(&result);
         }
         match result {
             Ok(true) => Ok(RunOutcome::Completed(self.summary.clone())),
@@ -553,84 +585,50 @@ impl<'a> Run<'a> {
             Err(e) => Err(e),
         }
     }
+}
 
-    /// Reads and filters like a real run, writes nothing.
-    async fn dry_run(&mut self) -> Result<RunOutcome, RunError> {
-        let state = self.load_state().await?;
-        let plan::Plan {
-            slices: plan,
-            window_start,
-            window_end,
-            ..
-        } = self.plan(state.as_ref(), now_seconds())?;
-        self.summary.window_start = Some(window_start);
-        self.summary.window_end = Some(window_end);
-        self.summary.slices_total = u32::try_from(plan.len()).unwrap_or(u32::MAX);
-        let written = state.unwrap_or_else(|| {
-            State::new(self.settings.preset.as_str(), self.columns(), window_start)
-        });
-        let reader = SliceReader::new(
-            self.settings,
-            self.deps,
-            &self.filter,
-            &written,
-            &self.run_id,
-        );
-        let observer = self
-            .deps
-            .observer
-            .as_deref()
-            .map(|o| o as &dyn PageObserver);
-        for slice in plan {
-            let mut stream = reader.open(slice::query_of(slice));
-            let mut seen = dedup::SeenIds::default();
-            while let Some(signin) = stream
-                .next(observer)
-                .await
-                .map_err(|e| RunError::Graph(e.to_string()))?
-            {
-                if signin.created < slice.start
-                    || signin.created >= slice.end
-                    || !self.filter.matches(signin)
-                {
-                    continue;
-                }
-                if reader.was_written(signin.created, &signin.id)
-                    || !seen.take(&signin.id, signin.created)
-                {
-                    self.summary.duplicates_skipped += 1;
-                    continue;
-                }
-                self.summary.rows += 1;
-                *self
-                    .summary
-                    .files
-                    .entry(daily_file(slice.start.date()))
-                    .or_default() += 1;
-            }
-            self.summary.slices_done += 1;
-        }
-        let stats = self.deps.graph.stats();
-        self.summary.pages = stats.pages;
-        self.summary.requests = stats.requests;
-        self.summary.retries = stats.retries;
-        self.summary.finished = Some(OffsetDateTime::now_utc());
-        self.summary.outcome = "dry-run".into();
-        Ok(RunOutcome::Completed(self.summary.clone()))
+/// Commits one read; a dry run only counts it.
+async fn commit_read(
+    sink: &dyn Sink,
+    header: bytes::Bytes,
+    overlap: Duration,
+    dry_run: bool,
+    state: &mut State,
+    summary: &mut RunSummary,
+    staged: &mut StagedSlice,
+) -> Result<(), RunError> {
+    if !dry_run {
+        return slice::commit(sink, header, overlap, state, summary, staged).await;
     }
+    summary.rows += staged.rows;
+    summary.duplicates_skipped += staged.duplicates;
+    summary.completeness_checks += staged.completeness_checks;
+    if staged.rows > 0 {
+        *summary.files.entry(staged.file.clone()).or_default() += staged.rows;
+    }
+    state.cover(staged.span, overlap);
+    Ok(())
+}
+
+/// What the export still wants after the run, up to the window's end (`None`: nothing).
+fn remaining(plan: &plan::Plan, state: &State) -> Option<Remaining> {
+    let holes = plan.remaining(&state.covered);
+    let (first, last) = (holes.first()?, holes.last()?);
+    Some(Remaining {
+        from: first.from,
+        to: last.to,
+        holes: u32::try_from(holes.len()).unwrap_or(u32::MAX),
+        seconds: holes.iter().map(|h| h.duration().as_secs()).sum(),
+        estimated_rows: None,
+    })
 }
 
 /// The state document's bytes, or the run's error.
 fn state_bytes(state: &State) -> Result<bytes::Bytes, RunError> {
-    state.to_bytes().map_err(|e| RunError::State(e.to_string()))
+    Ok(state.to_bytes()?)
 }
 
 /// RFC 3339 for log fields (the `Display` of `OffsetDateTime` is not).
 fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
-}
-
-fn now_seconds() -> OffsetDateTime {
-    let now = OffsetDateTime::now_utc();
-    now.replace_nanosecond(0).unwrap_or(now)
 }

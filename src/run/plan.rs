@@ -1,29 +1,64 @@
-//! The run planner: which slices a run exports and in which order, given what the state says is
+//! The run planner: which slices a run reads and in which order, given what the state says is
 //! exported, the request and the clock. Pure (no I/O, no clock of its own), so every schedule of
-//! runs can be table-tested.
+//! runs can be table-tested and simulated.
 //!
 //! A slice is half-open, `[start, end)`, and never crosses a UTC midnight, so exporting it changes
-//! exactly one daily file.
+//! exactly one daily file. A run reads, in this order:
+//!
+//! 1. **new**: what is younger than the watermark (the end of the newest exported span), newest
+//!    first;
+//! 2. **holes**: what the export wants (from `exportFrom`) and does not hold yet, newest first —
+//!    the rest of slices earlier runs' deadlines stopped, and back-fills;
+//! 3. **re-reads**: the exported part of the overlap below the watermark, for sign-ins Graph
+//!    publishes late (the ids already written there are in the state, so only late ones are new).
+//!
+//! Reads commit what they read when the deadline stops them, so every run that reads a page of
+//! new or missing sign-ins keeps it; re-reads come last because they only find late sign-ins and
+//! would otherwise hold up the holes of their own day (a day's slices share one file and are read
+//! one after the other). No instant is read by two slices of a run, and new slices and holes never
+//! re-read what is exported.
 
 use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::rfc3339;
 use crate::config::GRAPH_RETENTION;
+use crate::state::{Coverage, Span};
+
+/// The shortest slice: a guard against a zero length cutting a window forever.
+pub const MIN_SLICE: Duration = Duration::from_secs(60);
+
+/// Why a slice is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SliceKind {
+    /// Younger than the watermark: never read before.
+    New,
+    /// Below the watermark and not exported: never read completely before.
+    Hole,
+    /// Exported, inside the overlap: read again for late sign-ins only.
+    Reread,
+}
 
 /// A window `[start, end)` inside one UTC day: one slice changes one daily file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Slice {
     pub start: OffsetDateTime,
     pub end: OffsetDateTime,
+    pub kind: SliceKind,
 }
 
-/// What the destination already holds: the exported interval `[from, watermark)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Covered {
-    pub from: OffsetDateTime,
-    pub watermark: OffsetDateTime,
+impl Slice {
+    pub fn span(&self) -> Span {
+        Span::new(self.start, self.end)
+    }
+}
+
+/// What the destination holds, as the planner sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Exported<'a> {
+    /// The oldest instant the export wants.
+    pub export_from: OffsetDateTime,
+    pub covered: &'a Coverage,
 }
 
 /// Everything the planner looks at besides the state.
@@ -31,13 +66,13 @@ pub struct Covered {
 pub struct PlanInput {
     /// The run's clock, whole seconds.
     pub now: OffsetDateTime,
-    /// `--since` / `?since=`: the first run's start, or a back-fill below what is covered.
+    /// `--since` / `?since=`: the first run's start, or a back-fill below what the export wants.
     pub since: Option<OffsetDateTime>,
-    /// `--until` / `?until=`: the end of the window (default now).
+    /// `--until` / `?until=`: nothing at or after it is read (default now).
     pub until: Option<OffsetDateTime>,
     /// SIGNINS_LOOKBACK: the first run's window when `since` is not given.
     pub lookback: Duration,
-    /// SIGNINS_OVERLAP: how much before the watermark is re-read for late sign-ins.
+    /// SIGNINS_OVERLAP: how much below the watermark is re-read for late sign-ins.
     pub overlap: Duration,
     /// SIGNINS_SLICE: the longest slice.
     pub slice: Duration,
@@ -45,102 +80,110 @@ pub struct PlanInput {
     pub settle: Duration,
 }
 
-/// A request the planner refuses, with what to change.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PlanError {
-    #[error(
-        "until ({until}) ends before what this destination has exported (from {covered_from}): a \
-         back-fill always runs up to the exported interval so that it stays one contiguous \
-         interval; leave until out, or set it at or after {covered_from}"
-    )]
-    UntilBeforeBackfill { until: String, covered_from: String },
-}
-
-/// The slices of one run, in export order, and the whole window they span.
+/// The slices of one run, in read order, and what the export wants after it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub slices: Vec<Slice>,
+    /// The oldest slice's start (the window's end when nothing is planned).
     pub window_start: OffsetDateTime,
+    /// Nothing at or after this is read: `until`, and never younger than the settle delay.
     pub window_end: OffsetDateTime,
-    /// The back-fill this run plans, `[from, to)`, if any.
-    pub backfill: Option<(OffsetDateTime, OffsetDateTime)>,
-    /// Sign-ins that can no longer be read, `[watermark, retention floor)`: the destination was
-    /// last exported longer ago than Graph keeps sign-ins (an outage over 30 days).
-    pub lost: Option<(OffsetDateTime, OffsetDateTime)>,
+    /// The export's oldest wanted instant after this run: lowered by `since`, never below
+    /// Graph's retention floor.
+    pub export_from: OffsetDateTime,
+    /// Holes below the retention floor: Graph no longer has their sign-ins (an outage longer
+    /// than the retention, or a back-fill that did not finish in time).
+    pub lost: Vec<Span>,
 }
 
-/// Plans a run. Forward from the watermark (oldest first, each slice raises the watermark), then
-/// any back-fill below `covered.from` that `since` asks for (newest first, each slice lowers
-/// `covered.from`, so an interrupted back-fill resumes where it stopped). Nothing older than
-/// Graph's retention is planned.
-///
-/// The back-fill ends where the forward part starts when that is lower than `covered.from`
-/// (a first run shorter than the overlap): the forward part re-reads `[watermark − overlap, …)`
-/// and would otherwise read the same rows as the back-fill and write them twice.
-pub fn plan(covered: Option<Covered>, input: &PlanInput) -> Result<Plan, PlanError> {
+impl Plan {
+    /// What the export still wants up to the window's end after `covered` (holes, oldest first).
+    pub fn remaining(&self, covered: &Coverage) -> Vec<Span> {
+        covered.holes(Span::new(self.export_from, self.window_end))
+    }
+}
+
+/// Plans a run (see the module docs for the order).
+pub fn plan(exported: Option<Exported<'_>>, input: &PlanInput) -> Plan {
     let now = input.now;
     let floor = now - GRAPH_RETENTION;
     // Sign-ins are still updated for a while after Graph first publishes them (risk, MFA details,
     // Conditional Access): what is younger than the settle delay waits for a later run.
     let settled = now - input.settle;
     let end = input.until.unwrap_or(settled).min(settled);
-    let lost = covered
-        .filter(|covered| covered.watermark < floor)
-        .map(|covered| (covered.watermark, floor));
-    let (forward_start, backfill) = match covered {
-        None => {
-            let start = input.since.unwrap_or(now - input.lookback);
-            (start.max(floor), None)
-        }
-        Some(covered) => {
-            let forward_start = (covered.watermark - input.overlap).max(floor);
-            let backfill_end = covered.from.min(forward_start);
-            let backfill = input
+    let length = input.slice.max(MIN_SLICE);
+    let empty = Coverage::default();
+    let (wanted_from, covered) = match exported {
+        None => (input.since.unwrap_or(now - input.lookback), &empty),
+        Some(exported) => (
+            input
                 .since
-                .map(|since| since.max(floor))
-                .filter(|since| *since < backfill_end)
-                .map(|since| (since, backfill_end));
-            if let (Some((_, to)), Some(until)) = (backfill, input.until) {
-                if until < to {
-                    return Err(PlanError::UntilBeforeBackfill {
-                        until: rfc3339(until),
-                        covered_from: rfc3339(to),
-                    });
+                .map_or(exported.export_from, |since| since.min(exported.export_from)),
+            exported.covered,
+        ),
+    };
+    // What the export wanted before this run and can no longer read. A `since` older than the
+    // retention is only clamped: those sign-ins were never the export's to lose.
+    let lost = match exported {
+        Some(exported) if exported.export_from < floor => {
+            covered.holes(Span::new(exported.export_from, floor))
+        }
+        _ => Vec::new(),
+    };
+    let export_from = wanted_from.max(floor);
+    let watermark = covered.end().filter(|w| *w > export_from);
+
+    let mut slices = Vec::new();
+    let mut newest_first = |window: Span, kind: SliceKind| {
+        let window = Span::new(window.from.max(export_from), window.to.min(end));
+        slices.extend(cut(window, length).into_iter().rev().map(|s| Slice {
+            start: s.from,
+            end: s.to,
+            kind,
+        }));
+    };
+    match watermark {
+        None => newest_first(Span::new(export_from, end), SliceKind::New),
+        Some(watermark) => {
+            newest_first(Span::new(watermark, end), SliceKind::New);
+            for hole in covered.holes(Span::new(export_from, watermark)).iter().rev() {
+                newest_first(*hole, SliceKind::Hole);
+            }
+            let overlap = Span::new(watermark - input.overlap, watermark);
+            for exported in covered.spans().iter().rev() {
+                let reread = Span::new(exported.from.max(overlap.from), exported.to);
+                if !reread.is_empty() {
+                    newest_first(reread, SliceKind::Reread);
                 }
             }
-            (forward_start, backfill)
         }
-    };
-    let mut planned = slices(forward_start, end, input.slice);
-    let mut window_start = forward_start;
-    if let Some((from, to)) = backfill {
-        window_start = window_start.min(from);
-        planned.extend(slices(from, to, input.slice).into_iter().rev());
     }
-    Ok(Plan {
-        slices: planned,
-        window_start,
+    Plan {
+        window_start: slices
+            .iter()
+            .map(|s| s.start)
+            .min()
+            .unwrap_or(end.max(export_from)),
         window_end: end,
-        backfill,
+        slices,
+        export_from,
         lost,
-    })
+    }
 }
 
-/// Cuts `[start, end)` at UTC midnights and every `length`, oldest first.
-pub fn slices(start: OffsetDateTime, end: OffsetDateTime, length: Duration) -> Vec<Slice> {
+/// Cuts `window` at UTC midnights and every `length`, oldest first.
+pub fn cut(window: Span, length: Duration) -> Vec<Span> {
+    let length = length.max(MIN_SLICE);
     let mut out = Vec::new();
-    let mut cursor = start;
-    while cursor < end {
+    let mut cursor = window.from;
+    while cursor < window.to {
         let midnight = cursor.date().next_day().map(|d| d.midnight().assume_utc());
         let mut slice_end = cursor + length;
         if let Some(midnight) = midnight {
             slice_end = slice_end.min(midnight);
         }
-        slice_end = slice_end.min(end);
-        out.push(Slice {
-            start: cursor,
-            end: slice_end,
-        });
+        slice_end = slice_end.min(window.to);
+        out.push(Span::new(cursor, slice_end));
         cursor = slice_end;
     }
     out
@@ -166,85 +209,56 @@ mod tests {
         }
     }
 
-    /// Two slices of one plan never share an instant (each row is read by one slice only).
-    fn assert_no_slice_read_twice(plan: &Plan, name: &str) {
-        for (i, a) in plan.slices.iter().enumerate() {
-            for b in &plan.slices[i + 1..] {
-                assert!(
-                    a.end <= b.start || b.end <= a.start,
-                    "{name}: {a:?} and {b:?} overlap"
-                );
-            }
-        }
+    fn span(from: OffsetDateTime, to: OffsetDateTime) -> Span {
+        Span::new(from, to)
     }
 
-    fn bounds(plan: &Plan) -> Vec<(OffsetDateTime, OffsetDateTime)> {
-        plan.slices.iter().map(|s| (s.start, s.end)).collect()
-    }
+    type Row = (
+        &'static str,
+        Option<(OffsetDateTime, Vec<Span>)>,
+        Option<OffsetDateTime>,
+        Option<OffsetDateTime>,
+        Vec<(SliceKind, OffsetDateTime, OffsetDateTime)>,
+    );
 
-    #[test]
-    fn slices_never_cross_midnight_and_cover_the_window_exactly() {
-        let cut = slices(
-            datetime!(2026-11-28 20:00 UTC),
-            datetime!(2026-11-29 09:00 UTC),
-            6 * HOUR,
-        );
-        assert_eq!(
-            cut.iter().map(|s| (s.start, s.end)).collect::<Vec<_>>(),
-            vec![
-                (
-                    datetime!(2026-11-28 20:00 UTC),
-                    datetime!(2026-11-29 00:00 UTC)
-                ),
-                (
-                    datetime!(2026-11-29 00:00 UTC),
-                    datetime!(2026-11-29 06:00 UTC)
-                ),
-                (
-                    datetime!(2026-11-29 06:00 UTC),
-                    datetime!(2026-11-29 09:00 UTC)
-                ),
-            ]
-        );
-        assert!(slices(NOW, NOW, HOUR).is_empty());
-    }
-
-    /// Each row: covered interval (None = first run), since, until → slices (start, end) in order.
+    /// Each row: exported (exportFrom, covered spans; None = first run), since, until → slices
+    /// (kind, start, end) in read order.
     #[test]
     fn plans_by_table() {
-        type Row = (
-            &'static str,
-            Option<Covered>,
-            Option<OffsetDateTime>,
-            Option<OffsetDateTime>,
-            Vec<(OffsetDateTime, OffsetDateTime)>,
-        );
-        let covered = Some(Covered {
-            from: datetime!(2026-11-30 00:00 UTC),
-            watermark: datetime!(2026-11-30 10:00 UTC),
-        });
+        use SliceKind::{Hole, New, Reread};
+        let day = Some((
+            datetime!(2026-11-30 00:00 UTC),
+            vec![span(
+                datetime!(2026-11-30 00:00 UTC),
+                datetime!(2026-11-30 10:00 UTC),
+            )],
+        ));
         let table: Vec<Row> = vec![
             (
-                "first run: the lookback, oldest first",
+                "first run: the lookback, newest first",
                 None,
                 None,
                 None,
                 vec![
                     (
-                        datetime!(2026-11-29 12:00 UTC),
-                        datetime!(2026-11-29 18:00 UTC),
-                    ),
-                    (
-                        datetime!(2026-11-29 18:00 UTC),
-                        datetime!(2026-11-30 00:00 UTC),
-                    ),
-                    (
-                        datetime!(2026-11-30 00:00 UTC),
-                        datetime!(2026-11-30 06:00 UTC),
-                    ),
-                    (
+                        New,
                         datetime!(2026-11-30 06:00 UTC),
                         datetime!(2026-11-30 12:00 UTC),
+                    ),
+                    (
+                        New,
+                        datetime!(2026-11-30 00:00 UTC),
+                        datetime!(2026-11-30 06:00 UTC),
+                    ),
+                    (
+                        New,
+                        datetime!(2026-11-29 18:00 UTC),
+                        datetime!(2026-11-30 00:00 UTC),
+                    ),
+                    (
+                        New,
+                        datetime!(2026-11-29 12:00 UTC),
+                        datetime!(2026-11-29 18:00 UTC),
                     ),
                 ],
             ),
@@ -254,103 +268,187 @@ mod tests {
                 Some(datetime!(2026-11-30 01:00 UTC)),
                 Some(datetime!(2026-11-30 03:00 UTC)),
                 vec![(
+                    New,
                     datetime!(2026-11-30 01:00 UTC),
                     datetime!(2026-11-30 03:00 UTC),
                 )],
             ),
             (
-                "incremental: re-read the overlap up to now",
-                covered,
+                "incremental: what is new, then the overlap again",
+                day.clone(),
                 None,
                 None,
-                vec![(
-                    datetime!(2026-11-30 09:00 UTC),
-                    datetime!(2026-11-30 12:00 UTC),
-                )],
+                vec![
+                    (
+                        New,
+                        datetime!(2026-11-30 10:00 UTC),
+                        datetime!(2026-11-30 12:00 UTC),
+                    ),
+                    (
+                        Reread,
+                        datetime!(2026-11-30 09:00 UTC),
+                        datetime!(2026-11-30 10:00 UTC),
+                    ),
+                ],
             ),
             (
-                "since inside what is covered: no back-fill",
-                covered,
+                "since inside what is exported: no back-fill",
+                day.clone(),
                 Some(datetime!(2026-11-30 02:00 UTC)),
                 None,
-                vec![(
-                    datetime!(2026-11-30 09:00 UTC),
-                    datetime!(2026-11-30 12:00 UTC),
-                )],
+                vec![
+                    (
+                        New,
+                        datetime!(2026-11-30 10:00 UTC),
+                        datetime!(2026-11-30 12:00 UTC),
+                    ),
+                    (
+                        Reread,
+                        datetime!(2026-11-30 09:00 UTC),
+                        datetime!(2026-11-30 10:00 UTC),
+                    ),
+                ],
             ),
             (
-                "back-fill below covered.from, newest first, after the forward part",
-                covered,
+                "back-fill below exportFrom: a hole, before the re-read",
+                day.clone(),
                 Some(datetime!(2026-11-29 20:00 UTC)),
                 None,
                 vec![
                     (
-                        datetime!(2026-11-30 09:00 UTC),
+                        New,
+                        datetime!(2026-11-30 10:00 UTC),
                         datetime!(2026-11-30 12:00 UTC),
                     ),
                     (
+                        Hole,
                         datetime!(2026-11-29 20:00 UTC),
                         datetime!(2026-11-30 00:00 UTC),
                     ),
+                    (
+                        Reread,
+                        datetime!(2026-11-30 09:00 UTC),
+                        datetime!(2026-11-30 10:00 UTC),
+                    ),
                 ],
             ),
             (
-                // The measured bug: a first run shorter than the overlap, then a back-fill. The
-                // forward part re-reads from watermark − overlap (09:00 < covered.from 09:50), so
-                // the back-fill must stop at 09:00, not at covered.from.
-                "back-fill after a first run shorter than the overlap",
-                Some(Covered {
-                    from: datetime!(2026-11-30 09:50 UTC),
-                    watermark: datetime!(2026-11-30 10:00 UTC),
-                }),
-                Some(datetime!(2026-11-30 05:00 UTC)),
+                "what a deadline left: the holes, newest first, each read newest first",
+                Some((
+                    datetime!(2026-11-29 00:00 UTC),
+                    vec![
+                        span(
+                            datetime!(2026-11-29 21:13 UTC),
+                            datetime!(2026-11-30 00:00 UTC),
+                        ),
+                        span(
+                            datetime!(2026-11-30 07:30 UTC),
+                            datetime!(2026-11-30 10:00 UTC),
+                        ),
+                    ],
+                )),
+                None,
                 None,
                 vec![
                     (
-                        datetime!(2026-11-30 09:00 UTC),
+                        New,
+                        datetime!(2026-11-30 10:00 UTC),
                         datetime!(2026-11-30 12:00 UTC),
                     ),
                     (
-                        datetime!(2026-11-30 05:00 UTC),
+                        Hole,
+                        datetime!(2026-11-30 06:00 UTC),
+                        datetime!(2026-11-30 07:30 UTC),
+                    ),
+                    (
+                        Hole,
+                        datetime!(2026-11-30 00:00 UTC),
+                        datetime!(2026-11-30 06:00 UTC),
+                    ),
+                    (
+                        Hole,
+                        datetime!(2026-11-29 18:00 UTC),
+                        datetime!(2026-11-29 21:13 UTC),
+                    ),
+                    (
+                        Hole,
+                        datetime!(2026-11-29 12:00 UTC),
+                        datetime!(2026-11-29 18:00 UTC),
+                    ),
+                    (
+                        Hole,
+                        datetime!(2026-11-29 06:00 UTC),
+                        datetime!(2026-11-29 12:00 UTC),
+                    ),
+                    (
+                        Hole,
+                        datetime!(2026-11-29 00:00 UTC),
+                        datetime!(2026-11-29 06:00 UTC),
+                    ),
+                    (
+                        Reread,
                         datetime!(2026-11-30 09:00 UTC),
+                        datetime!(2026-11-30 10:00 UTC),
                     ),
                 ],
             ),
             (
-                "back-fill with until at or after what is covered: forward part up to until",
-                covered,
-                Some(datetime!(2026-11-29 22:00 UTC)),
-                Some(datetime!(2026-11-30 11:00 UTC)),
+                "a hole inside the overlap is a hole; only what is exported is re-read",
+                Some((
+                    datetime!(2026-11-30 00:00 UTC),
+                    vec![
+                        span(
+                            datetime!(2026-11-30 00:00 UTC),
+                            datetime!(2026-11-30 09:30 UTC),
+                        ),
+                        span(
+                            datetime!(2026-11-30 09:45 UTC),
+                            datetime!(2026-11-30 10:00 UTC),
+                        ),
+                    ],
+                )),
+                None,
+                None,
                 vec![
                     (
-                        datetime!(2026-11-30 09:00 UTC),
-                        datetime!(2026-11-30 11:00 UTC),
+                        New,
+                        datetime!(2026-11-30 10:00 UTC),
+                        datetime!(2026-11-30 12:00 UTC),
                     ),
                     (
-                        datetime!(2026-11-29 22:00 UTC),
-                        datetime!(2026-11-30 00:00 UTC),
+                        Hole,
+                        datetime!(2026-11-30 09:30 UTC),
+                        datetime!(2026-11-30 09:45 UTC),
+                    ),
+                    (
+                        Reread,
+                        datetime!(2026-11-30 09:45 UTC),
+                        datetime!(2026-11-30 10:00 UTC),
+                    ),
+                    (
+                        Reread,
+                        datetime!(2026-11-30 09:00 UTC),
+                        datetime!(2026-11-30 09:30 UTC),
                     ),
                 ],
             ),
             (
-                "since older than the retention: the back-fill starts at the retention floor",
-                covered,
-                Some(datetime!(2026-10-01 00:00 UTC)),
-                None,
-                {
-                    let mut want = vec![(
-                        datetime!(2026-11-30 09:00 UTC),
-                        datetime!(2026-11-30 12:00 UTC),
-                    )];
-                    let mut back = slices(
-                        datetime!(2026-10-31 12:00 UTC),
-                        datetime!(2026-11-30 00:00 UTC),
-                        6 * HOUR,
-                    );
-                    back.reverse();
-                    want.extend(back.into_iter().map(|s| (s.start, s.end)));
-                    want
-                },
+                "a back-fill with until below what is exported: the hole above stays for later runs",
+                day.clone(),
+                Some(datetime!(2026-11-29 00:00 UTC)),
+                Some(datetime!(2026-11-29 12:00 UTC)),
+                vec![
+                    (
+                        Hole,
+                        datetime!(2026-11-29 06:00 UTC),
+                        datetime!(2026-11-29 12:00 UTC),
+                    ),
+                    (
+                        Hole,
+                        datetime!(2026-11-29 00:00 UTC),
+                        datetime!(2026-11-29 06:00 UTC),
+                    ),
+                ],
             ),
             (
                 "nothing older than the retention",
@@ -358,27 +456,85 @@ mod tests {
                 Some(datetime!(2026-10-01 00:00 UTC)),
                 Some(datetime!(2026-10-31 13:00 UTC)),
                 vec![(
+                    New,
                     datetime!(2026-10-31 12:00 UTC),
                     datetime!(2026-10-31 13:00 UTC),
                 )],
             ),
         ];
-        for (name, covered, since, until, want) in table {
-            // Every order of runs ends the same way: the table rows are each a state some order
-            // of forward runs and back-fills reaches; what matters is that no plan reads an
-            // instant twice and none goes below the retention.
+        for (name, exported, since, until, want) in table {
+            let covered = exported
+                .as_ref()
+                .map(|(_, spans)| Coverage::of(spans.clone()));
             let got = plan(
-                covered,
+                exported.as_ref().zip(covered.as_ref()).map(|((from, _), covered)| Exported {
+                    export_from: *from,
+                    covered,
+                }),
                 &PlanInput {
                     since,
                     until,
                     ..input()
                 },
-            )
-            .unwrap();
-            assert_eq!(bounds(&got), want, "{name}");
-            assert_no_slice_read_twice(&got, name);
+            );
+            let slices: Vec<_> = got.slices.iter().map(|s| (s.kind, s.start, s.end)).collect();
+            assert_eq!(slices, want, "{name}");
+            assert_no_instant_read_twice(&got, covered.as_ref(), name);
         }
+    }
+
+    /// No two slices of a plan share an instant, and only re-reads read what is exported.
+    fn assert_no_instant_read_twice(plan: &Plan, covered: Option<&Coverage>, name: &str) {
+        for (i, a) in plan.slices.iter().enumerate() {
+            for b in &plan.slices[i + 1..] {
+                assert!(
+                    a.end <= b.start || b.end <= a.start,
+                    "{name}: {a:?} and {b:?} overlap"
+                );
+            }
+            if let Some(covered) = covered {
+                let unexported = covered.holes(a.span());
+                let whole = unexported == vec![a.span()];
+                match a.kind {
+                    SliceKind::Reread => assert!(unexported.is_empty(), "{name}: {a:?}"),
+                    SliceKind::New | SliceKind::Hole => assert!(whole, "{name}: {a:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cuts_never_cross_midnight_and_cover_the_window_exactly() {
+        let cut = cut(
+            span(
+                datetime!(2026-11-28 20:00 UTC),
+                datetime!(2026-11-29 09:00 UTC),
+            ),
+            6 * HOUR,
+        );
+        assert_eq!(
+            cut,
+            vec![
+                span(
+                    datetime!(2026-11-28 20:00 UTC),
+                    datetime!(2026-11-29 00:00 UTC)
+                ),
+                span(
+                    datetime!(2026-11-29 00:00 UTC),
+                    datetime!(2026-11-29 06:00 UTC)
+                ),
+                span(
+                    datetime!(2026-11-29 06:00 UTC),
+                    datetime!(2026-11-29 09:00 UTC)
+                ),
+            ]
+        );
+        assert!(super::cut(span(NOW, NOW), HOUR).is_empty());
+        // A zero length (a hand-edited or corrupt setting) cannot make the cut loop.
+        assert_eq!(
+            super::cut(span(NOW, NOW + time::Duration::minutes(3)), Duration::ZERO).len(),
+            3
+        );
     }
 
     #[test]
@@ -388,129 +544,360 @@ mod tests {
             until,
             ..input()
         };
-        let got = plan(None, &settle(None)).unwrap();
+        let got = plan(None, &settle(None));
         assert_eq!(got.window_end, datetime!(2026-11-30 11:45 UTC));
         assert_eq!(
-            got.slices.last().map(|s| s.end),
+            got.slices.first().map(|s| s.end),
             Some(datetime!(2026-11-30 11:45 UTC))
         );
         // An explicit until is clamped too.
-        let got = plan(None, &settle(Some(NOW))).unwrap();
+        let got = plan(None, &settle(Some(NOW)));
         assert_eq!(got.window_end, datetime!(2026-11-30 11:45 UTC));
     }
 
     #[test]
     fn an_outage_longer_than_the_retention_reports_what_is_lost() {
-        let covered = Some(Covered {
-            from: datetime!(2026-10-01 00:00 UTC),
-            watermark: datetime!(2026-10-20 00:00 UTC),
-        });
-        let got = plan(covered, &input()).unwrap();
+        let covered = Coverage::of([span(
+            datetime!(2026-10-01 00:00 UTC),
+            datetime!(2026-10-20 00:00 UTC),
+        )]);
+        let exported = Exported {
+            export_from: datetime!(2026-10-01 00:00 UTC),
+            covered: &covered,
+        };
+        let got = plan(Some(exported), &input());
         let floor = NOW - GRAPH_RETENTION;
-        assert_eq!(got.lost, Some((datetime!(2026-10-20 00:00 UTC), floor)));
-        assert_eq!(got.slices.first().map(|s| s.start), Some(floor));
-        let recent = plan(
-            Some(Covered {
-                from: datetime!(2026-11-29 00:00 UTC),
-                watermark: datetime!(2026-11-30 10:00 UTC),
+        assert_eq!(got.lost, vec![span(datetime!(2026-10-20 00:00 UTC), floor)]);
+        assert_eq!(got.export_from, floor);
+        assert_eq!(got.slices.last().map(|s| s.start), Some(floor));
+        assert!(got.slices.iter().all(|s| s.kind == SliceKind::New));
+        // A since older than the retention is clamped, not lost.
+        let recent = Coverage::of([span(
+            datetime!(2026-11-29 00:00 UTC),
+            datetime!(2026-11-30 10:00 UTC),
+        )]);
+        let got = plan(
+            Some(Exported {
+                export_from: datetime!(2026-11-29 00:00 UTC),
+                covered: &recent,
             }),
-            &input(),
-        )
-        .unwrap();
-        assert_eq!(recent.lost, None);
-    }
-
-    #[test]
-    fn until_before_a_needed_backfill_is_refused_with_the_remedy() {
-        let covered = Some(Covered {
-            from: datetime!(2026-11-30 00:00 UTC),
-            watermark: datetime!(2026-11-30 10:00 UTC),
-        });
-        let err = plan(
-            covered,
             &PlanInput {
-                since: Some(datetime!(2026-11-29 00:00 UTC)),
-                until: Some(datetime!(2026-11-29 12:00 UTC)),
+                since: Some(datetime!(2026-09-01 00:00 UTC)),
                 ..input()
             },
-        )
-        .unwrap_err();
-        let text = err.to_string();
-        assert!(
-            text.contains("leave until out") && text.contains("2026-11-30T00:00:00Z"),
-            "{text}"
         );
-        // No back-fill needed: until only limits the forward part, even below the watermark.
-        let forward_only = plan(
-            covered,
-            &PlanInput {
-                since: None,
-                until: Some(datetime!(2026-11-30 08:00 UTC)),
-                ..input()
-            },
-        )
-        .unwrap();
-        assert!(forward_only.slices.is_empty());
+        assert_eq!(got.lost, vec![]);
+        assert_eq!(got.export_from, floor);
+    }
+}
+
+/// The planner over many runs, against a model of Graph: randomized tenants, page latencies,
+/// deadlines, lookbacks and starting states. Each run reads its plan with a few chains paced at
+/// Graph's 5 requests per 10 s, stops at its deadline, and commits what each slice read (what
+/// `run::slice` does); the model checks that no run reads an exported instant as new, that every
+/// run that reads a page of missing sign-ins keeps it, and that repeated runs export exactly the
+/// whole window within a stated bound.
+#[cfg(test)]
+mod convergence {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use time::macros::datetime;
+
+    const PAGE: f64 = 1000.0;
+    const CHAINS: usize = 4;
+    /// Graph's rate: requests per window (`SIGNINS_GRAPH_RATE` default).
+    const RATE: (usize, f64) = (5, 10.0);
+    /// Time a run keeps for its commits (`run::commit_reserve` is measured; the model fixes it).
+    const COMMIT: f64 = 1.0;
+
+    #[derive(Debug, Clone, Copy)]
+    struct Case {
+        rows_per_day: f64,
+        latency: f64,
+        deadline: f64,
+        lookback_days: i64,
+        now: OffsetDateTime,
+        /// A state from earlier runs: its watermark (on or off midnight) and whether a back-fill
+        /// below what it holds is pending.
+        earlier: Option<(OffsetDateTime, bool)>,
     }
 
-    /// Every schedule of forward runs and back-fills, simulated on the covered interval alone:
-    /// each instant is planned by at most one slice over the whole schedule until it is covered.
-    #[test]
-    fn no_schedule_of_runs_reads_an_exported_instant_as_new() {
-        let since_choices = [
-            None,
-            Some(datetime!(2026-11-29 00:00 UTC)),
-            Some(datetime!(2026-11-30 09:55 UTC)),
-            Some(datetime!(2026-11-28 06:30 UTC)),
-        ];
-        let minutes = |m: i64| time::Duration::minutes(m);
-        for first in since_choices {
-            for second in since_choices {
-                for third in since_choices {
-                    let mut covered: Option<Covered> = None;
-                    let mut clock = datetime!(2026-11-30 10:00 UTC);
-                    // Each instant's first export; a later slice may re-read it only inside the
-                    // overlap below the watermark, where the stored ids deduplicate.
-                    let mut exported: Vec<(OffsetDateTime, OffsetDateTime)> = Vec::new();
-                    for since in [first, second, third] {
-                        let got = plan(
-                            covered,
-                            &PlanInput {
-                                now: clock,
-                                since,
-                                ..input()
-                            },
-                        )
-                        .unwrap();
-                        for slice in &got.slices {
-                            // Ids are kept for [watermark − overlap, watermark) only.
-                            let dedup_from = covered.map(|c| c.watermark - HOUR);
-                            for (a, b) in &exported {
-                                let overlap_start = slice.start.max(*a);
-                                let overlap_end = slice.end.min(*b);
-                                if overlap_start < overlap_end {
-                                    assert!(
-                                        dedup_from.is_some_and(|d| overlap_start >= d),
-                                        "{first:?} {second:?} {third:?}: {slice:?} re-reads [{a}, {b}) outside the overlap"
-                                    );
-                                }
-                            }
-                            exported.push((slice.start, slice.end));
-                            covered = Some(match covered {
-                                None => Covered {
-                                    from: slice.start,
-                                    watermark: slice.end,
-                                },
-                                Some(c) => Covered {
-                                    from: c.from.min(slice.start),
-                                    watermark: c.watermark.max(slice.end),
-                                },
-                            });
-                        }
-                        clock += minutes(7);
-                    }
+    fn case(rng: &mut StdRng) -> Case {
+        let rows_per_day = match rng.gen_range(0..4) {
+            0 => 0.0,
+            1 => rng.gen_range(1.0..2_000.0),
+            2 => rng.gen_range(2_000.0..100_000.0),
+            _ => rng.gen_range(100_000.0..1_000_000.0),
+        };
+        let latency = if rng.gen_bool(0.1) {
+            0.0
+        } else {
+            rng.gen_range(0.0..30.0)
+        };
+        // At least two page latencies plus a commit.
+        let shortest = (2.0 * latency + COMMIT + 0.5).max(5.0);
+        let deadline = if rng.gen_bool(0.5) {
+            rng.gen_range(shortest..shortest + 60.0).min(1500.0)
+        } else {
+            rng.gen_range(shortest..1500.0)
+        };
+        let minute = rng.gen_range(0..24 * 60);
+        let now = datetime!(2026-11-28 00:00 UTC) + time::Duration::minutes(minute);
+        let earlier = rng.gen_bool(0.5).then(|| {
+            let watermark = if rng.gen_bool(0.5) {
+                now.date().midnight().assume_utc()
+            } else {
+                now - time::Duration::minutes(rng.gen_range(1..600))
+            };
+            (watermark, rng.gen_bool(0.5))
+        });
+        Case {
+            rows_per_day,
+            latency,
+            deadline,
+            lookback_days: rng.gen_range(1..=30),
+            now,
+            earlier,
+        }
+    }
+
+    /// One chain reading one slice: newest first, down to `frontier`.
+    struct Reading {
+        slice: Slice,
+        frontier: OffsetDateTime,
+        /// Pages of the current query so far (a query of several pages is followed by a
+        /// completeness re-check).
+        pages: u32,
+        rechecking: bool,
+        next_at: f64,
+    }
+
+    /// Graph's sliding request window.
+    struct Pacer(Vec<f64>);
+
+    impl Pacer {
+        /// When a request ready at `t` can be sent.
+        fn send(&mut self, t: f64) -> f64 {
+            self.0.retain(|s| *s > t - RATE.1);
+            let at = if self.0.len() < RATE.0 {
+                t
+            } else {
+                self.0[self.0.len() - RATE.0] + RATE.1
+            };
+            self.0.push(at);
+            at
+        }
+    }
+
+    struct RunResult {
+        plan: Plan,
+        committed: Vec<Span>,
+        /// Pages of new or hole slices read.
+        pages_of_missing: u32,
+        requests: u32,
+    }
+
+    /// One run against the model: returns what it committed.
+    fn run_once(case: &Case, export_from: Option<OffsetDateTime>, covered: &Coverage, now: OffsetDateTime) -> RunResult {
+        let input = PlanInput {
+            now,
+            since: None,
+            until: None,
+            lookback: Duration::from_secs(86_400 * case.lookback_days as u64),
+            overlap: Duration::from_secs(3600),
+            slice: Duration::from_secs(86_400),
+            settle: Duration::ZERO,
+        };
+        let plan = plan(
+            export_from.map(|export_from| Exported { export_from, covered }),
+            &input,
+        );
+        let density = case.rows_per_day / 86_400.0;
+        let stop = case.deadline - COMMIT;
+        let mut pacer = Pacer(Vec::new());
+        let mut next = 0;
+        let mut started = vec![false; plan.slices.len()];
+        let mut chains: Vec<Reading> = Vec::new();
+        let mut committed = Vec::new();
+        let mut pages_of_missing = 0;
+        let mut requests = 0;
+        let mut clock = 0.0_f64;
+        loop {
+            // Start slices on free chains: the first not started whose day no chain reads.
+            while chains.len() < CHAINS {
+                let Some(i) = (next..plan.slices.len()).find(|i| {
+                    !started[*i]
+                        && !chains
+                            .iter()
+                            .any(|c| c.slice.start.date() == plan.slices[*i].start.date())
+                }) else {
+                    break;
+                };
+                started[i] = true;
+                while next < started.len() && started[next] {
+                    next += 1;
                 }
+                let slice = plan.slices[i];
+                requests += 1;
+                chains.push(Reading {
+                    slice,
+                    frontier: slice.end,
+                    pages: 0,
+                    rechecking: false,
+                    next_at: pacer.send(clock) + case.latency,
+                });
+            }
+            let Some(c) = (0..chains.len()).min_by(|a, b| chains[*a].next_at.total_cmp(&chains[*b].next_at)) else {
+                break;
+            };
+            if chains[c].next_at > stop {
+                break;
+            }
+            clock = chains[c].next_at;
+            let chain = &mut chains[c];
+            let left = density * (chain.frontier - chain.slice.start).as_seconds_f64();
+            let done = if chain.rechecking {
+                true
+            } else {
+                chain.pages += 1;
+                if chain.slice.kind != SliceKind::Reread {
+                    pages_of_missing += 1;
+                }
+                if left <= PAGE {
+                    chain.frontier = chain.slice.start;
+                    if chain.pages > 1 {
+                        chain.rechecking = true;
+                        false
+                    } else {
+                        true
+                    }
+                } else {
+                    let seconds = PAGE / density;
+                    chain.frontier -= time::Duration::seconds_f64(seconds);
+                    false
+                }
+            };
+            if done {
+                committed.push(chain.slice);
+                chains.swap_remove(c);
+            } else {
+                requests += 1;
+                chains[c].next_at = pacer.send(clock) + case.latency;
             }
         }
+        // The deadline: each slice in flight commits what it read; the rows at the oldest
+        // timestamp read wait for the next run (one second in the model).
+        let mut spans: Vec<Span> = committed.iter().map(Slice::span).collect();
+        for chain in &chains {
+            let from = if chain.rechecking {
+                chain.frontier + time::Duration::SECOND
+            } else if chain.frontier < chain.slice.end {
+                (chain.frontier + time::Duration::SECOND).min(chain.slice.end)
+            } else {
+                chain.slice.end
+            };
+            spans.push(Span::new(from, chain.slice.end));
+        }
+        let committed = spans
+            .into_iter()
+            .zip(committed.iter().map(|s| s.kind).chain(chains.iter().map(|c| c.slice.kind)))
+            .filter(|(span, kind)| *kind != SliceKind::Reread && !span.is_empty())
+            .map(|(span, _)| span)
+            .collect();
+        RunResult {
+            plan,
+            committed,
+            pages_of_missing,
+            requests,
+        }
+    }
+
+    #[test]
+    fn repeated_runs_export_exactly_the_window_on_every_tenant_and_deadline() {
+        let mut rng = StdRng::seed_from_u64(16);
+        let mut worst_ratio = 0.0_f64;
+        for number in 0..300 {
+            let case = case(&mut rng);
+            let mut covered = Coverage::default();
+            let mut export_from = None;
+            if let Some((watermark, backfill)) = case.earlier {
+                let from = watermark - time::Duration::hours(6);
+                covered.insert(Span::new(from, watermark));
+                export_from = Some(if backfill {
+                    from - time::Duration::days(2)
+                } else {
+                    from
+                });
+            }
+            // The clock stands still between runs: the window to export is fixed, and repeated
+            // runs must export all of it.
+            let now = case.now;
+            let mut runs = 0_u32;
+            let mut needed_requests = 0.0;
+            let mut first_plan_end = None;
+            loop {
+                runs += 1;
+                let before = covered.clone();
+                let result = run_once(&case, export_from, &covered, now);
+                let plan = &result.plan;
+                if first_plan_end.is_none() {
+                    first_plan_end = Some(plan.window_end);
+                    // Requests one complete read needs: a page per 1000 rows (one for an empty
+                    // slice), plus a re-check after several pages.
+                    for slice in &plan.slices {
+                        let rows = case.rows_per_day / 86_400.0 * slice.span().seconds();
+                        let pages = (rows / PAGE).ceil().max(1.0);
+                        needed_requests += pages + if pages > 1.0 { 1.0 } else { 0.0 };
+                    }
+                }
+                for slice in &plan.slices {
+                    let exported_part = before.holes(slice.span()) != vec![slice.span()];
+                    assert!(
+                        slice.kind == SliceKind::Reread || !exported_part,
+                        "case {number} {case:?}: run {runs} reads exported time as new: {slice:?}"
+                    );
+                }
+                let missing = plan.remaining(&before);
+                if missing.is_empty() {
+                    break;
+                }
+                for span in &result.committed {
+                    covered.insert(*span);
+                }
+                export_from = Some(plan.export_from.min(covered.start().unwrap_or(plan.export_from)));
+                if result.pages_of_missing > 0 {
+                    assert!(
+                        covered.seconds() > before.seconds(),
+                        "case {number} {case:?}: run {runs} read {} pages of missing sign-ins and kept none",
+                        result.pages_of_missing
+                    );
+                }
+                // One chain makes at least this many requests in a run.
+                let per_run = if case.latency > 0.0 {
+                    ((case.deadline - COMMIT) / case.latency).floor().max(1.0)
+                } else {
+                    f64::INFINITY
+                };
+                let paced = ((case.deadline - COMMIT) / RATE.1).floor() * RATE.0 as f64 + RATE.0 as f64;
+                let per_run = per_run.min(paced).max(1.0);
+                let bound = 2.0 * (needed_requests / per_run).ceil() + 3.0;
+                assert!(
+                    f64::from(runs) <= bound,
+                    "case {number} {case:?}: {runs} runs and still missing {missing:?} (bound {bound}, requests needed {needed_requests}, {} this run)",
+                    result.requests
+                );
+                worst_ratio = worst_ratio.max(f64::from(runs) / bound);
+            }
+            // Exactly the window: everything from exportFrom to the window's end, nothing missing.
+            let end = first_plan_end.unwrap_or(now);
+            let wanted_from = export_from.unwrap_or(end);
+            assert_eq!(
+                covered.holes(Span::new(wanted_from, end)),
+                vec![],
+                "case {number} {case:?}"
+            );
+        }
+        eprintln!("convergence: worst runs / bound {worst_ratio:.2}");
     }
 }

@@ -3,9 +3,11 @@
 //! the line for people, the JSON and the one structured event per run that alerts key on.
 //!
 //! The structured event is one console line, `SIGNIN_EXPORT_RUN {json}`, with `trigger`,
-//! `outcome`, `rows`, `windowStart`, `windowEnd`, `watermark`, `durationMs` and (failed runs
-//! only) `error`. The Azure Monitor alerts in `infra/` and the run-history query in
-//! `docs/deploy.md` parse exactly this shape.
+//! `outcome`, `rows`, `windowStart`, `windowEnd`, `watermark`, `stalledRuns` (consecutive runs
+//! that had something to read and committed nothing; 0 when this one made progress),
+//! `remaining` (what is still to read: `from`, `to`, `estimatedRows`; null when caught up),
+//! `durationMs` and (failed runs only) `error`. The Azure Monitor alerts in `infra/` and the
+//! run-history query in `docs/deploy.md` parse exactly this shape.
 
 use std::time::Duration;
 
@@ -120,7 +122,7 @@ impl Report {
             }
             Ok(RunOutcome::DeadlineReached(summary)) => {
                 let message = format!(
-                    "the run's deadline ({}) was reached: finished slices are committed; the next timer run or refresh continues",
+                    "the run's deadline ({}) was reached: what it read is committed; the next timer run or refresh continues",
                     deadline.map_or_else(|| "none".to_string(), format_duration)
                 );
                 Report {
@@ -229,6 +231,12 @@ impl Report {
             "windowStart": at(summary.and_then(|s| s.window_start)),
             "windowEnd": at(summary.and_then(|s| s.window_end)),
             "watermark": at(summary.and_then(|s| s.watermark)),
+            "stalledRuns": summary.map_or(0, |s| s.stalled_runs),
+            "remaining": summary.and_then(|s| s.remaining).map(|r| json!({
+                "from": at(Some(r.from)),
+                "to": at(Some(r.to)),
+                "estimatedRows": r.estimated_rows,
+            })),
             "durationMs": u64::try_from(self.elapsed.as_millis()).unwrap_or(u64::MAX),
         });
         if self.verdict == Verdict::Failed {
@@ -263,7 +271,7 @@ pub fn busy_line(holder: &LockHolder) -> String {
 
 /// One line summing up a run.
 pub fn summary_line(summary: &RunSummary) -> String {
-    format!(
+    let mut line = format!(
         "{} new rows in {} files; window {} to {}; watermark {}; slices {}/{}; {} pages, {} requests, {} retries, {} duplicates skipped; destination {}",
         summary.rows,
         summary.files.len(),
@@ -277,7 +285,24 @@ pub fn summary_line(summary: &RunSummary) -> String {
         summary.retries,
         summary.duplicates_skipped,
         summary.destination,
-    )
+    );
+    if let Some(remaining) = &summary.remaining {
+        line.push_str(&format!(
+            "; still to read: {} from {} to {}",
+            remaining
+                .estimated_rows
+                .map_or_else(|| "sign-ins".to_string(), |rows| format!("about {rows} sign-ins")),
+            rfc3339(Some(remaining.from)),
+            rfc3339(Some(remaining.to)),
+        ));
+    }
+    if summary.stalled_runs > 0 {
+        line.push_str(&format!(
+            "; no progress for {} runs in a row",
+            summary.stalled_runs
+        ));
+    }
+    line
 }
 
 /// `text` on one line: the host logs each console line as its own entry.
@@ -293,10 +318,11 @@ pub fn one_line(text: impl std::fmt::Display) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::run::GraphError;
 
     fn summary() -> RunSummary {
         RunSummary {
-            outcome: "completed".into(),
+            outcome: crate::state::Outcome::Completed,
             rows: 42,
             window_start: Some(time::macros::datetime!(2026-11-30 10:00 UTC)),
             window_end: Some(time::macros::datetime!(2026-11-30 11:00 UTC)),
@@ -349,7 +375,7 @@ mod tests {
                 "cancelled",
             ),
             (
-                Err(RunError::Graph("boom\nagain".into())),
+                Err(RunError::Graph(GraphError::Transport("boom\nagain".into()))),
                 500,
                 1,
                 "failed",
@@ -393,14 +419,16 @@ mod tests {
         assert!(done.line.starts_with("refresh completed: 42 new rows"));
         let failed = Report::new(
             Trigger::Cli,
-            &Err(RunError::Graph("Graph refused: 403".into())),
+            &Err(RunError::Graph(GraphError::Transport(
+                "Graph refused: 403".into(),
+            ))),
             None,
             Duration::ZERO,
         );
         let json: Value =
             serde_json::from_str(failed.event().strip_prefix("SIGNIN_EXPORT_RUN ").unwrap())
                 .unwrap();
-        assert_eq!(json["error"], "export failed: Graph refused: 403");
+        assert_eq!(json["error"], "export failed: cannot reach Graph: Graph refused: 403");
         assert_eq!(json["rows"], 0);
     }
 }

@@ -85,6 +85,7 @@ pub(super) async fn demo(args: DemoArgs) -> Result<(), CommandError> {
         graph,
         sink: Arc::new(LocalSink::new(&base)),
         observer: progress.clone().map(|p| p as Arc<dyn Observer>),
+        clock: run::Clock::System,
     };
     eprintln!(
         "Simulated tenant: {} users, {total} sign-ins over {} days, Graph on http://{addr}",

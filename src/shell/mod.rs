@@ -8,7 +8,6 @@ mod progress;
 
 use std::sync::Arc;
 
-use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command, CommonArgs, RunArgs};
@@ -89,7 +88,7 @@ async fn run(args: RunArgs) -> Result<(), CommandError> {
     let window = run::parse_window(
         args.since.as_deref(),
         args.until.as_deref(),
-        OffsetDateTime::now_utc(),
+        run::Clock::from_env().now(),
     )
     .map_err(|e| CommandError::Config(format!("--{}: {}", e.parameter, e.message)))?;
     let mut deps =

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
@@ -14,27 +14,43 @@ use fake_tenant::FakeGraph;
 use signin_export::config::{Overrides, Secret, Settings};
 use signin_export::credential::TokenProvider;
 use signin_export::graph::GraphClient;
-use signin_export::run::{self, Deps, RunError, RunOutcome, RunRequest, RunSummary};
+use signin_export::run::{self, Clock, Deps, RunError, RunOutcome, RunRequest, RunSummary};
 use signin_export::sink::local::LocalSink;
 use signin_export::sink::Sink;
 
+use super::clock;
 use super::fake::spawn_http;
 
-/// A running fake tenant and a temp destination folder.
+/// A running fake tenant, a temp destination folder, and the clock the runs see.
 pub struct TestApp {
     pub fake: FakeGraph,
     pub graph_url: String,
     pub dir: tempfile::TempDir,
+    now: Mutex<OffsetDateTime>,
 }
 
 impl TestApp {
+    /// Runs start at the tests' instant ([`clock::now`]), like [`recent_tenant`]'s data.
+    ///
+    /// [`recent_tenant`]: super::fake::recent_tenant
     pub async fn spawn(signins: Vec<Value>) -> TestApp {
         let running = spawn_http(signins).await;
         TestApp {
             fake: running.fake,
             graph_url: running.base_url,
             dir: tempfile::tempdir().expect("temp dir"),
+            now: Mutex::new(clock::now()),
         }
+    }
+
+    /// What time it is for the next run.
+    pub fn now(&self) -> OffsetDateTime {
+        *self.now.lock().expect("clock")
+    }
+
+    /// Moves the runs' clock on (sign-ins of the tenant newer than it stay unread).
+    pub fn advance(&self, by: time::Duration) {
+        *self.now.lock().expect("clock") += by;
     }
 
     /// Settings pointing at the fake and the temp folder; `extra` overrides (name, value) pairs.
@@ -79,6 +95,7 @@ impl TestApp {
             graph,
             sink,
             observer: None,
+            clock: Clock::Fixed(self.now()),
         }
     }
 

@@ -32,13 +32,26 @@ pub fn tenant(users: usize, days: u32, seed: u64) -> Vec<Value> {
     })
 }
 
-/// A deterministic tenant ending now (for runs whose window is relative to the clock).
-pub fn tenant_ending_now(users: usize, days: u32, seed: u64) -> Vec<Value> {
+/// A deterministic tenant ending at the tests' instant ([`super::clock::now`]), for runs whose
+/// window is relative to the clock.
+pub fn recent_tenant(users: usize, days: u32, seed: u64) -> Vec<Value> {
+    tenant_ending_at(super::clock::now(), users, days, seed)
+}
+
+/// A tenant ending at the wall clock's now: for the packaged (release) binary the handler tests
+/// run, which reads the system clock (only debug builds honour `SIGNINS_TEST_CLOCK`). Those tests
+/// assert nothing that depends on the time of day.
+pub fn wall_clock_tenant(users: usize, days: u32, seed: u64) -> Vec<Value> {
+    tenant_ending_at(OffsetDateTime::now_utc(), users, days, seed)
+}
+
+/// A deterministic tenant ending at `end`.
+pub fn tenant_ending_at(end: OffsetDateTime, users: usize, days: u32, seed: u64) -> Vec<Value> {
     generate(&TenantSpec {
         users,
         days,
         seed,
-        end: OffsetDateTime::now_utc(),
+        end,
     })
 }
 
@@ -73,6 +86,7 @@ impl RunningFake {
     /// callers on HTTP should prefer managed identity or a minted token.
     pub fn client_secret_env(&self, version: &str) -> Vec<(String, String)> {
         vec![
+            super::clock::env(),
             ("SIGNINS_GRAPH_ENDPOINT".into(), self.base_url.clone()),
             ("SIGNINS_GRAPH_VERSION".into(), version.into()),
             ("SIGNINS_GRAPH_RATE".into(), UNPACED.into()),
@@ -91,6 +105,7 @@ impl RunningFake {
     /// Environment for a subprocess using the App Service managed identity of this fake.
     pub fn managed_identity_env(&self, version: &str) -> Vec<(String, String)> {
         vec![
+            super::clock::env(),
             ("SIGNINS_GRAPH_ENDPOINT".into(), self.base_url.clone()),
             ("SIGNINS_GRAPH_VERSION".into(), version.into()),
             ("SIGNINS_GRAPH_RATE".into(), UNPACED.into()),
