@@ -1,5 +1,6 @@
 //! Issue 3's scenarios end to end: the real binary, the fake tenant, real Azurite. Every scenario
-//! is checked against the tenant's ground truth: the ids in `[coveredFrom, watermark)`.
+//! is checked against the tenant's ground truth: the ids in the spans the state says are
+//! exported (`covered`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -10,9 +11,9 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::support::app::{ids_where, interactive, read_csv};
+use crate::support::app::{covered_spans, ids_in_spans, interactive, read_csv};
 use crate::support::azurite::{Azurite, Mode};
-use crate::support::fake::{spawn_http, recent_tenant, RunningFake};
+use crate::support::fake::{recent_tenant, spawn_http, RunningFake};
 use crate::support::tls;
 
 const CONTAINER: &str = "exports";
@@ -179,10 +180,13 @@ impl Scenario {
     /// Daily file name → ids, from Azurite, each file parsed with a standard CSV reader.
     async fn daily_ids(&self) -> BTreeMap<String, Vec<String>> {
         let state = self.state().await;
-        let covered = at(&state, "coveredFrom").date();
-        let last = at(&state, "watermark").date();
+        let covered = covered_spans(&state);
+        let (Some(first), Some(last)) = (covered.first(), covered.last()) else {
+            return BTreeMap::new();
+        };
+        let last = last.1.date();
         let mut files = BTreeMap::new();
-        let mut day = covered;
+        let mut day = first.0.date();
         while day <= last {
             let name = format!("daily/{day}.csv");
             if let Some(bytes) = self.download(&name).await {
@@ -201,10 +205,9 @@ impl Scenario {
             state.get("pending").is_none(),
             "pending commit left behind: {state}"
         );
-        let truth = ids_where(
+        let truth = ids_in_spans(
             &self.fake.fake.all_signins(),
-            at(&state, "coveredFrom"),
-            at(&state, "watermark"),
+            &covered_spans(&state),
             interactive,
         );
         let mut seen = BTreeMap::<String, usize>::new();
@@ -221,10 +224,6 @@ impl Scenario {
         assert_eq!(latest_ids.len(), latest.len(), "latest.csv has duplicates");
         assert_eq!(latest_ids, truth);
     }
-}
-
-fn at(state: &Value, key: &str) -> OffsetDateTime {
-    OffsetDateTime::parse(state[key].as_str().expect(key), &Rfc3339).expect(key)
 }
 
 #[tokio::test]
@@ -368,7 +367,7 @@ async fn azurite_stopped_mid_run_fails_cleanly_and_the_next_run_recovers() {
 async fn readers_see_the_old_or_the_new_file_never_a_mix() {
     let scenario = Scenario::sas(2, 45).await;
     scenario.run_ok().await;
-    let today = OffsetDateTime::now_utc().date();
+    let today = crate::support::clock::now().date();
     let file = format!("daily/{today}.csv");
     // New sign-ins keep arriving while a reader downloads the files in a loop.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -406,7 +405,7 @@ async fn readers_see_the_old_or_the_new_file_never_a_mix() {
         })
     };
     for round in 0..4u64 {
-        let now = OffsetDateTime::now_utc();
+        let now = crate::support::clock::now();
         let mut more = recent_tenant(10, 1, 100 + round);
         more.retain(|r| {
             let t =

@@ -4,7 +4,7 @@
 use std::process::{Command, Output};
 
 use crate::support::app::read_csv;
-use crate::support::fake::{spawn_http, recent_tenant};
+use crate::support::fake::{recent_tenant, spawn_http};
 
 fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_signin-export"));

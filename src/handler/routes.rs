@@ -683,7 +683,9 @@ mod tests {
                 "completed",
             ),
             (
-                Ok(RunOutcome::DeadlineReached(summary(Outcome::DeadlineReached))),
+                Ok(RunOutcome::DeadlineReached(summary(
+                    Outcome::DeadlineReached,
+                ))),
                 202,
                 "deadline-reached",
             ),

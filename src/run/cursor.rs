@@ -188,7 +188,11 @@ mod tests {
         assert_eq!(cursor.query(), q(slice().start, slice().end));
         cursor.saw(datetime!(2026-11-30 05:00 UTC));
         cursor.saw(datetime!(2026-11-30 00:10 UTC));
-        assert_eq!(cursor.complete_from(), slice().end, "nothing complete mid-query");
+        assert_eq!(
+            cursor.complete_from(),
+            slice().end,
+            "nothing complete mid-query"
+        );
         assert_eq!(cursor.ended(1), Ok(None));
         assert_eq!(cursor.rechecks(), 0);
         assert_eq!(cursor.complete_from(), slice().start);
@@ -243,7 +247,11 @@ mod tests {
             )))
         );
         assert_eq!(cursor.width(), Duration::from_secs(5400));
-        assert_eq!(cursor.complete_from(), slice().end, "slow queries complete nothing");
+        assert_eq!(
+            cursor.complete_from(),
+            slice().end,
+            "slow queries complete nothing"
+        );
         // That window reads in one page: the next one is just as wide, down to the start.
         assert_eq!(
             cursor.ended(1),

@@ -313,7 +313,9 @@ impl<'a> Run<'a> {
         };
         let mut state = State::parse(&bytes)?;
         if let Some(state) = state.as_mut() {
-            state.check_export(&self.query()).map_err(RunError::Refused)?;
+            state
+                .check_export(&self.query())
+                .map_err(RunError::Refused)?;
         }
         Ok(state)
     }
@@ -352,8 +354,13 @@ impl<'a> Run<'a> {
             }
         }
         let plan = self.plan(state.as_ref(), now);
-        let mut state = state
-            .unwrap_or_else(|| State::new(self.settings.preset.as_str(), self.query(), plan.export_from));
+        let mut state = state.unwrap_or_else(|| {
+            State::new(
+                self.settings.preset.as_str(),
+                self.query(),
+                plan.export_from,
+            )
+        });
         if !plan.lost.is_empty() {
             for span in &plan.lost {
                 warn!(
@@ -526,7 +533,12 @@ impl<'a> Run<'a> {
         if let Some(state) = self.state.as_mut() {
             state.last_run = Some(self.summary.clone());
             let written = match state_bytes(state) {
-                Ok(bytes) => self.deps.sink.write_state(bytes).await.map_err(RunError::from),
+                Ok(bytes) => self
+                    .deps
+                    .sink
+                    .write_state(bytes)
+                    .await
+                    .map_err(RunError::from),
                 Err(e) => Err(e),
             };
             if let Err(e) = written {

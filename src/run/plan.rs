@@ -97,9 +97,13 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// What the export still wants up to the window's end after `covered` (holes, oldest first).
+    /// What the export still wants after `covered`, holes oldest first: everything from
+    /// `export_from` up to the window's end (or what is exported, when `until` ends below it).
     pub fn remaining(&self, covered: &Coverage) -> Vec<Span> {
-        covered.holes(Span::new(self.export_from, self.window_end))
+        let end = covered
+            .end()
+            .map_or(self.window_end, |end| end.max(self.window_end));
+        covered.holes(Span::new(self.export_from, end))
     }
 }
 
@@ -116,9 +120,9 @@ pub fn plan(exported: Option<Exported<'_>>, input: &PlanInput) -> Plan {
     let (wanted_from, covered) = match exported {
         None => (input.since.unwrap_or(now - input.lookback), &empty),
         Some(exported) => (
-            input
-                .since
-                .map_or(exported.export_from, |since| since.min(exported.export_from)),
+            input.since.map_or(exported.export_from, |since| {
+                since.min(exported.export_from)
+            }),
             exported.covered,
         ),
     };
@@ -146,7 +150,11 @@ pub fn plan(exported: Option<Exported<'_>>, input: &PlanInput) -> Plan {
         None => newest_first(Span::new(export_from, end), SliceKind::New),
         Some(watermark) => {
             newest_first(Span::new(watermark, end), SliceKind::New);
-            for hole in covered.holes(Span::new(export_from, watermark)).iter().rev() {
+            for hole in covered
+                .holes(Span::new(export_from, watermark))
+                .iter()
+                .rev()
+            {
                 newest_first(*hole, SliceKind::Hole);
             }
             let overlap = Span::new(watermark - input.overlap, watermark);
@@ -467,17 +475,24 @@ mod tests {
                 .as_ref()
                 .map(|(_, spans)| Coverage::of(spans.clone()));
             let got = plan(
-                exported.as_ref().zip(covered.as_ref()).map(|((from, _), covered)| Exported {
-                    export_from: *from,
-                    covered,
-                }),
+                exported
+                    .as_ref()
+                    .zip(covered.as_ref())
+                    .map(|((from, _), covered)| Exported {
+                        export_from: *from,
+                        covered,
+                    }),
                 &PlanInput {
                     since,
                     until,
                     ..input()
                 },
             );
-            let slices: Vec<_> = got.slices.iter().map(|s| (s.kind, s.start, s.end)).collect();
+            let slices: Vec<_> = got
+                .slices
+                .iter()
+                .map(|s| (s.kind, s.start, s.end))
+                .collect();
             assert_eq!(slices, want, "{name}");
             assert_no_instant_read_twice(&got, covered.as_ref(), name);
         }
@@ -699,7 +714,12 @@ mod convergence {
     }
 
     /// One run against the model: returns what it committed.
-    fn run_once(case: &Case, export_from: Option<OffsetDateTime>, covered: &Coverage, now: OffsetDateTime) -> RunResult {
+    fn run_once(
+        case: &Case,
+        export_from: Option<OffsetDateTime>,
+        covered: &Coverage,
+        now: OffsetDateTime,
+    ) -> RunResult {
         let input = PlanInput {
             now,
             since: None,
@@ -710,7 +730,10 @@ mod convergence {
             settle: Duration::ZERO,
         };
         let plan = plan(
-            export_from.map(|export_from| Exported { export_from, covered }),
+            export_from.map(|export_from| Exported {
+                export_from,
+                covered,
+            }),
             &input,
         );
         let density = case.rows_per_day / 86_400.0;
@@ -748,7 +771,9 @@ mod convergence {
                     next_at: pacer.send(clock) + case.latency,
                 });
             }
-            let Some(c) = (0..chains.len()).min_by(|a, b| chains[*a].next_at.total_cmp(&chains[*b].next_at)) else {
+            let Some(c) =
+                (0..chains.len()).min_by(|a, b| chains[*a].next_at.total_cmp(&chains[*b].next_at))
+            else {
                 break;
             };
             if chains[c].next_at > stop {
@@ -801,7 +826,12 @@ mod convergence {
         }
         let committed = spans
             .into_iter()
-            .zip(committed.iter().map(|s| s.kind).chain(chains.iter().map(|c| c.slice.kind)))
+            .zip(
+                committed
+                    .iter()
+                    .map(|s| s.kind)
+                    .chain(chains.iter().map(|c| c.slice.kind)),
+            )
             .filter(|(span, kind)| *kind != SliceKind::Reread && !span.is_empty())
             .map(|(span, _)| span)
             .collect();
@@ -865,7 +895,10 @@ mod convergence {
                 for span in &result.committed {
                     covered.insert(*span);
                 }
-                export_from = Some(plan.export_from.min(covered.start().unwrap_or(plan.export_from)));
+                export_from = Some(
+                    plan.export_from
+                        .min(covered.start().unwrap_or(plan.export_from)),
+                );
                 if result.pages_of_missing > 0 {
                     assert!(
                         covered.seconds() > before.seconds(),
@@ -879,7 +912,8 @@ mod convergence {
                 } else {
                     f64::INFINITY
                 };
-                let paced = ((case.deadline - COMMIT) / RATE.1).floor() * RATE.0 as f64 + RATE.0 as f64;
+                let paced =
+                    ((case.deadline - COMMIT) / RATE.1).floor() * RATE.0 as f64 + RATE.0 as f64;
                 let per_run = per_run.min(paced).max(1.0);
                 let bound = 2.0 * (needed_requests / per_run).ceil() + 3.0;
                 assert!(

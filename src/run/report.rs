@@ -289,9 +289,10 @@ pub fn summary_line(summary: &RunSummary) -> String {
     if let Some(remaining) = &summary.remaining {
         line.push_str(&format!(
             "; still to read: {} from {} to {}",
-            remaining
-                .estimated_rows
-                .map_or_else(|| "sign-ins".to_string(), |rows| format!("about {rows} sign-ins")),
+            remaining.estimated_rows.map_or_else(
+                || "sign-ins".to_string(),
+                |rows| format!("about {rows} sign-ins")
+            ),
             rfc3339(Some(remaining.from)),
             rfc3339(Some(remaining.to)),
         ));
@@ -428,7 +429,10 @@ mod tests {
         let json: Value =
             serde_json::from_str(failed.event().strip_prefix("SIGNIN_EXPORT_RUN ").unwrap())
                 .unwrap();
-        assert_eq!(json["error"], "export failed: cannot reach Graph: Graph refused: 403");
+        assert_eq!(
+            json["error"],
+            "export failed: cannot reach Graph: Graph refused: 403"
+        );
         assert_eq!(json["rows"], 0);
     }
 }

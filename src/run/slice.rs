@@ -203,14 +203,21 @@ impl<'r> SliceReader<'r> {
             return Ok(());
         }
         let block = self.next_block_id();
-        self.deps.sink.stage(file, &block, Bytes::from(data)).await?;
+        self.deps
+            .sink
+            .stage(file, &block, Bytes::from(data))
+            .await?;
         blocks.push(block);
         Ok(())
     }
 
     /// Reads `slice` and stages its new rows; nothing is committed. When `stop` is cancelled, or
     /// Graph fails, the read ends with the part it read completely (see the module docs).
-    pub async fn read(&self, slice: Slice, stop: &CancellationToken) -> Result<StagedSlice, RunError> {
+    pub async fn read(
+        &self,
+        slice: Slice,
+        stop: &CancellationToken,
+    ) -> Result<StagedSlice, RunError> {
         let settings = self.settings;
         let overlap = settings.overlap;
         let file = daily_file(slice.start.date());
@@ -237,13 +244,15 @@ impl<'r> SliceReader<'r> {
             completeness_checks: 0,
             failure: None,
         };
-        let mut buffer = Vec::with_capacity(if self.dry_run { 0 } else { BLOCK_TARGET + 64 * 1024 });
-        let incomplete = |e: CursorError| {
-            RunError::Incomplete {
-                from: rfc3339(slice.start),
-                to: rfc3339(slice.end),
-                source: e,
-            }
+        let mut buffer = Vec::with_capacity(if self.dry_run {
+            0
+        } else {
+            BLOCK_TARGET + 64 * 1024
+        });
+        let incomplete = |e: CursorError| RunError::Incomplete {
+            from: rfc3339(slice.start),
+            to: rfc3339(slice.end),
+            source: e,
         };
         let mut stopped = false;
         loop {

@@ -219,7 +219,9 @@ impl State {
             v if v == u64::from(STATE_VERSION) => serde_json::from_str(text)
                 .map(Some)
                 .map_err(|e| StateError::Corrupt(e.to_string())),
-            other => Err(StateError::Version(u32::try_from(other).unwrap_or(u32::MAX))),
+            other => Err(StateError::Version(
+                u32::try_from(other).unwrap_or(u32::MAX),
+            )),
         }
     }
 
@@ -561,7 +563,10 @@ mod tests {
             ..query()
         };
         let text = other.check_export(&wanted).unwrap_err().to_string();
-        assert!(text.contains("SIGNINS_COLUMNS was [id], now [id,ipAddress]"), "{text}");
+        assert!(
+            text.contains("SIGNINS_COLUMNS was [id], now [id,ipAddress]"),
+            "{text}"
+        );
         let mut same = State::parse(v1).unwrap().unwrap();
         same.check_export(&query()).unwrap();
         assert_eq!(same.query, Some(query()));
@@ -642,7 +647,11 @@ mod tests {
         assert_eq!(state.record_run(3600.0, 360, true), 0);
         assert_eq!(state.rows_per_second, Some(0.1));
         assert_eq!(state.record_run(0.0, 0, true), 1);
-        assert_eq!(state.record_run(0.0, 0, false), 0, "nothing to do is no stall");
+        assert_eq!(
+            state.record_run(0.0, 0, false),
+            0,
+            "nothing to do is no stall"
+        );
     }
 
     #[test]
@@ -661,7 +670,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("SIGNINS_FILTER was None"), "{text}");
-        assert!(text.contains("SIGNINS_COLUMNS was [id], now [id,ipAddress]"), "{text}");
+        assert!(
+            text.contains("SIGNINS_COLUMNS was [id], now [id,ipAddress]"),
+            "{text}"
+        );
         assert!(!text.contains("SIGNINS_EVENT_TYPES"), "{text}");
         assert!(text.contains("new destination prefix"), "{text}");
     }

@@ -154,6 +154,12 @@ impl TestApp {
         files
     }
 
+    /// The state document of the preset's folder.
+    pub fn state(&self, settings: &Settings) -> Value {
+        let path = self.base(settings).join("_state/state.json");
+        serde_json::from_slice(&std::fs::read(&path).expect("read the state")).expect("state JSON")
+    }
+
     /// The ids in the daily files, with how often each occurs.
     pub fn exported_id_counts(&self, settings: &Settings) -> BTreeMap<String, usize> {
         let mut counts = BTreeMap::new();
@@ -164,6 +170,31 @@ impl TestApp {
         }
         counts
     }
+}
+
+/// The spans `_state/state.json` says are exported (`covered`), oldest first.
+pub fn covered_spans(state: &Value) -> Vec<(OffsetDateTime, OffsetDateTime)> {
+    let at = |v: &Value| {
+        OffsetDateTime::parse(v.as_str().expect("an instant"), &Rfc3339).expect("RFC 3339")
+    };
+    state["covered"]
+        .as_array()
+        .expect("the state lists what is covered")
+        .iter()
+        .map(|span| (at(&span["from"]), at(&span["to"])))
+        .collect()
+}
+
+/// Ids of `records` created inside any of `spans` for which `keep` holds.
+pub fn ids_in_spans(
+    records: &[Value],
+    spans: &[(OffsetDateTime, OffsetDateTime)],
+    keep: impl Fn(&Value) -> bool,
+) -> BTreeSet<String> {
+    spans
+        .iter()
+        .flat_map(|(from, to)| ids_where(records, *from, *to, &keep))
+        .collect()
 }
 
 /// Parses a CSV file (BOM, header) into header-keyed rows; panics on anything malformed.
