@@ -11,5 +11,6 @@ mod handler;
 mod infra;
 mod infra_schema;
 mod pipeline;
+mod powerbi;
 mod powerquery;
 mod support;

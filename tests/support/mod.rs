@@ -7,3 +7,4 @@ pub mod env;
 pub mod fake;
 pub mod host;
 pub mod tls;
+pub mod tmdl;
