@@ -590,6 +590,15 @@ pub(crate) fn model_expression_names() -> BTreeSet<String> {
     repository_model().expressions.into_keys().collect()
 }
 
+/// Every measure of the model (tests/docs.rs checks the guide names them).
+pub(crate) fn model_measure_names() -> BTreeSet<String> {
+    repository_model()
+        .tables
+        .into_values()
+        .flat_map(|t| t.measures.into_keys())
+        .collect()
+}
+
 #[test]
 fn power_bi_project_validates_offline() {
     node_modules("@microsoft/powerquery-parser");
