@@ -368,9 +368,8 @@ fn m_texts(model: &Model) -> Vec<(String, String)> {
     texts
 }
 
-/// M parses (Microsoft's parser) and names only documented functions or the model's expressions.
-fn m_problems(model: &Model) -> Vec<String> {
-    let texts = m_texts(model);
+/// Microsoft's M parser's verdict on each M text, in order (tests/powerquery.rs::parse).
+fn parse_m(texts: &[(String, String)]) -> Vec<Value> {
     let dir = tempfile::tempdir().expect("tempdir");
     let files: Vec<String> = texts
         .iter()
@@ -381,15 +380,22 @@ fn m_problems(model: &Model) -> Vec<String> {
             path.to_str().expect("utf-8 temp path").to_string()
         })
         .collect();
-    let refs: Vec<&str> = files.iter().map(String::as_str).collect();
-    let results = powerquery::parse(&refs);
+    let mut results = powerquery::parse(&files.iter().map(String::as_str).collect::<Vec<_>>());
+    files
+        .iter()
+        .map(|f| results.remove(f).expect("a result per file"))
+        .collect()
+}
+
+/// M parses (Microsoft's parser) and names only documented functions or the model's expressions.
+fn m_problems(model: &Model) -> Vec<String> {
+    let texts = m_texts(model);
     let known: BTreeSet<String> = powerquery::documented()
         .into_iter()
         .chain(model.expressions.keys().cloned())
         .collect();
     let mut problems = Vec::new();
-    for ((label, _), file) in texts.iter().zip(&files) {
-        let result = &results[file];
+    for ((label, _), result) in texts.iter().zip(parse_m(&texts)) {
         if result["parsed"] != true {
             problems.push(format!("M of {label} does not parse: {}", result["error"]));
             continue;
@@ -723,6 +729,42 @@ fn power_query_files_are_the_models_queries() {
     }
 }
 
+/// The column names a query's `Columns = { {"name", type …}, … }` list gives, in order.
+fn query_columns(pq: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(project_dir().join(pq)).expect("read .pq");
+    let start = text.find("Columns = {").expect("a Columns = { … } list");
+    text[start..]
+        .lines()
+        .skip(1)
+        .take_while(|l| l.trim_start().starts_with("{\""))
+        .filter_map(|l| l.split('"').nth(1).map(str::to_string))
+        .collect()
+}
+
+/// The queries load exactly the columns the export writes, in its order: latest.csv and the
+/// daily files have the default SIGNINS_COLUMNS; the summaries have the columns of issue 18
+/// (the README's summary tables).
+#[test]
+fn power_bi_queries_load_the_columns_the_export_writes() {
+    let defaults: Vec<String> = signin_export::transform::flatten::reference()
+        .into_iter()
+        .map(|(name, ..)| name)
+        .filter(|name| signin_export::transform::flatten::is_default(name))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(query_columns("SignIns.pq"), defaults);
+    assert_eq!(query_columns("SignInsHistory.pq"), defaults);
+    let locations = "latitude,longitude,location,locationCity,locationState,locationCountryOrRegion,\
+                     signIns,users,failures,firstSeen,lastSeen,lastUserPrincipalName,lastClientAppUsed,\
+                     lastAppDisplayName";
+    assert_eq!(query_columns("Locations.pq").join(","), locations);
+    let devices =
+        "userPrincipalName,userDisplayName,deviceId,deviceDisplayName,deviceOperatingSystem,\
+                   deviceBrowser,clientAppUsed,appDisplayName,signIns,failures,firstSeen,lastSeen,\
+                   lastLocation,lastIpAddress,deviceIsCompliant,deviceIsManaged,deviceTrustType";
+    assert_eq!(query_columns("Devices.pq").join(","), devices);
+}
+
 /// Copies the project to a temp dir, changes one file there, and returns the check's problems.
 fn check_mutated(relative: &str, change: impl FnOnce(String) -> String) -> Vec<String> {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -871,23 +913,8 @@ fn tmdl_parser_reads_microsofts_sample_model() {
     )));
     // Every M text of Microsoft's sample parses with Microsoft's M parser too.
     let texts = m_texts(&model);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let files: Vec<String> = texts
-        .iter()
-        .enumerate()
-        .map(|(i, (_, m))| {
-            let path = dir.path().join(format!("{i}.pq"));
-            std::fs::write(&path, m).expect("write");
-            path.to_string_lossy().to_string()
-        })
-        .collect();
-    let results = powerquery::parse(&files.iter().map(String::as_str).collect::<Vec<_>>());
-    for ((label, _), file) in texts.iter().zip(&files) {
-        assert_eq!(
-            results[file]["parsed"], true,
-            "{label}: {}",
-            results[file]["error"]
-        );
+    for ((label, _), result) in texts.iter().zip(parse_m(&texts)) {
+        assert_eq!(result["parsed"], true, "{label}: {}", result["error"]);
     }
 }
 
