@@ -13,7 +13,7 @@ cargo fmt --all -- --check
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "npm ci (Azurite, pinned in package-lock.json)"
+step "npm ci (Azurite, the M parser and Ajv, pinned in package-lock.json)"
 npm ci --no-audit --no-fund --loglevel=error
 
 step "package build tools (pinned in scripts/requirements-package.txt)"

@@ -55,3 +55,70 @@ fn readme_preset_table_lists_every_preset() {
     let code: Vec<String> = Preset::ALL.iter().map(|p| p.as_str().to_string()).collect();
     assert_eq!(documented, code);
 }
+
+fn powerbi_guide() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/powerbi.md"))
+        .expect("docs/powerbi.md")
+}
+
+/// The Bing-based Map and Filled map visuals are deprecated: the guide may say so, but every
+/// paragraph that names them says they are deprecated, and the map it builds is Azure Maps.
+#[test]
+fn powerbi_guide_names_no_deprecated_map_visual_as_a_choice() {
+    let guide = powerbi_guide();
+    for paragraph in guide.split("\n\n") {
+        let lower = paragraph.to_lowercase();
+        if lower.contains("filled map") || lower.contains("bing") || paragraph.contains("*Map*") {
+            assert!(
+                lower.contains("deprecat"),
+                "names a deprecated visual as a choice:\n{paragraph}"
+            );
+        }
+    }
+    assert!(
+        !guide.contains("**Place**"),
+        "Place is not an Azure Maps data category"
+    );
+    assert!(guide.contains("**Azure Maps** visual"));
+}
+
+/// The facts the guide must state (issue 18): tenant settings, the 30,000-point limit, the
+/// sovereign-cloud gap, the scheduled refresh behaviour, and what CI did and did not validate.
+#[test]
+fn powerbi_guide_states_the_limits_and_what_ci_validated() {
+    // Compare with line breaks and indentation folded, so rewrapping the guide changes nothing.
+    let guide = powerbi_guide()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    for fact in [
+        "Users can use the Azure Maps visual",
+        "processed outside your tenant's geographic region",
+        "at most 30,000 data points",
+        "never more than 30,000 rows",
+        "Sovereign clouds",
+        "country → state → city",
+        "disables the schedule after four consecutive failures",
+        "pauses the schedule after two months without visits",
+        "may start up to five minutes early",
+        "Validated offline in CI",
+        "CI never opened the project in Power BI Desktop",
+    ] {
+        assert!(guide.contains(fact), "docs/powerbi.md does not say: {fact}");
+    }
+}
+
+/// Every parameter and measure of the Power BI project is named in the guide.
+#[test]
+fn powerbi_guide_names_every_parameter_and_measure_of_the_project() {
+    let guide = powerbi_guide();
+    for name in crate::powerbi::model_expression_names()
+        .into_iter()
+        .chain(crate::powerbi::model_measure_names())
+    {
+        assert!(
+            guide.contains(&format!("`{name}`")),
+            "docs/powerbi.md does not name `{name}`"
+        );
+    }
+}

@@ -11,6 +11,7 @@ mod handler;
 mod infra;
 mod infra_schema;
 mod pipeline;
+mod powerbi;
 mod powerquery;
 mod progress;
 mod support;

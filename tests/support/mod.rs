@@ -8,3 +8,4 @@ pub mod env;
 pub mod fake;
 pub mod host;
 pub mod tls;
+pub mod tmdl;
