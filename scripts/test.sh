@@ -36,12 +36,23 @@ cargo test --workspace --locked --no-run
 log=target/test-output.log
 if [[ $(id -u) == 0 ]] && command -v unshare >/dev/null && command -v ip >/dev/null \
     && unshare -n true 2>/dev/null; then
-  step "cargo test (network namespace: loopback only)"
-  unshare -n bash -c 'ip link set lo up && exec cargo test --workspace --locked --offline' 2>&1 | tee "$log"
+  where="network namespace: loopback only"
+  isolated() { unshare -n bash -c 'ip link set lo up && exec "$@"' isolated "$@"; }
 else
-  step "cargo test"
-  cargo test --workspace --locked 2>&1 | tee "$log"
+  where="host network"
+  isolated() { "$@"; }
 fi
+step "cargo test ($where)"
+isolated cargo test --workspace --locked --offline 2>&1 | tee "$log"
+
+# Tests take their instants from a pinned clock (tests/support/clock.rs), not the wall clock.
+# The date-sensitive ones (runs planned from "now": slices, daily files, latest.csv's days) run
+# again just before and just after a UTC midnight.
+for now in 2026-11-29T23:59:30Z 2026-11-30T00:00:30Z; do
+  step "date-sensitive tests at SIGNINS_TEST_NOW=$now ($where)"
+  SIGNINS_TEST_NOW=$now isolated cargo test --locked --offline --test integration \
+    -- pipeline:: progress::randomized progress::a_dry_run 2>&1 | tee -a "$log"
+done
 
 # One total over every test binary (the last binary cargo runs is the doc tests).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;/) p += $i; if ($(i+1) ~ /^failed;/) f += $i; if ($(i+1) ~ /^ignored;/) s += $i } }

@@ -426,8 +426,17 @@ pub async fn crashed_holder_lease_expires(ctx: Ctx) {
         a.acquire("crashing").await.expect("acquire"),
         LockOutcome::Acquired
     );
-    // Longer than the 15 s lease: only the renewals keep it.
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    // Past the 15 s lease, renewed every 3 s: only the renewals keep it. Wait on the renewals
+    // themselves (six of them span 18 s), not on the clock.
+    let acquired = Instant::now();
+    while a.lease_renewals().await < 6 {
+        assert!(
+            acquired.elapsed() < Duration::from_secs(60),
+            "the lease is not renewed"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(acquired.elapsed() > Duration::from_secs(15));
     a.ensure_locked()
         .await
         .expect("still locked thanks to renewals");

@@ -725,6 +725,17 @@ fn alerts_query_the_run_event_line_the_same_way_everywhere() {
                 "{file}: {outcome}"
             );
         }
+        if file != "docs/deploy.md" {
+            // The staleness rule keys on progress (issue 16): runs that commit nothing count as
+            // stalled, and no run event at all (a new deployment) is no row, not an alert.
+            for part in [
+                "coalesce(toint(run.stalledRuns), 0) == 0",
+                "| where isnotnull(firstRun)",
+                "minutesSinceProgress",
+            ] {
+                assert!(text.contains(part), "{file}: the staleness rule lacks {part}");
+            }
+        }
     }
     // Both flavours: one parameter for the target, one for the staleness, same names.
     let main = bicep_file("infra/bicep/main.bicep");

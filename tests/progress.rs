@@ -237,7 +237,7 @@ impl Case {
     /// Runs the case to a complete export and checks it against the ground truth.
     async fn converge(&self, app: &TestApp) {
         let case = self;
-        let label = format!("{case:?}");
+        let label = format!("seed {} case {}: {case:?}", case.seed, case.number);
         let lookback = format!("{}d", case.lookback_days);
         let settings = app.settings(&[
             ("SIGNINS_PRESET", "all"),

@@ -76,7 +76,7 @@ param clientSecret string = ''
 @description('Expiry of that client secret, Unix seconds (client-secret mode; 0 = none).')
 param clientSecretExpiresUnix int = 0
 
-@description('Optional alerting: an e-mail address (an action group that mails it is created) or the resource id of an existing action group; "" = no alerts. Alerts fire when no export has completed for alertStaleMinutes and when a run fails.')
+@description('Optional alerting: an e-mail address (an action group that mails it is created) or the resource id of an existing action group; "" = no alerts. Alerts fire when no run has made export progress for alertStaleMinutes and when a run fails.')
 param alertTarget string = ''
 
 @description('Minutes without a completed export before the staleness alert fires (default 120 = four runs of the default 30-minute schedule; keep it at 3-4 schedule periods).')

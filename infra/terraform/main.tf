@@ -414,7 +414,7 @@ resource "azurerm_role_assignment" "secrets_user" {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Optional alerts (alert_target): no completed export for alert_stale_minutes, and failed runs.
+# Optional alerts (alert_target): no export progress for alert_stale_minutes, and failed runs.
 # Both query the one line per run the handler writes to the Functions host console:
 #   [LEVEL ]SIGNIN_EXPORT_RUN {"trigger":…,"outcome":…,"rows":…,"windowStart":…,…}
 # The host logs worker stdout/stderr under the category Host.Function.Console (stderr as Error),
@@ -435,11 +435,15 @@ locals {
     | extend run = parse_json(extract(@"SIGNIN_EXPORT_RUN (\{.*\})", 1, message))
   KQL
 
+  # Progress, not mere completion: a run made progress when it completed or reached its deadline
+  # having committed something (`stalledRuns` 0; events without the field count as progress). The
+  # clock starts at the last such run, or at the first run event in the window: before the first
+  # run of a new deployment there is no row, so the rule cannot fire.
   stale_kql = <<-KQL
     ${local.run_events_kql}
-    | where tostring(run.outcome) in ("completed", "deadline-reached")
-    | summarize lastCompleted = max(timestamp)
-    | extend minutesSinceLastExport = iff(isnull(lastCompleted), 100000.0, (now() - lastCompleted) / 1m)
+    | summarize lastProgress = maxif(timestamp, tostring(run.outcome) in ("completed", "deadline-reached") and coalesce(toint(run.stalledRuns), 0) == 0), firstRun = min(timestamp)
+    | where isnotnull(firstRun)
+    | extend minutesSinceProgress = (now() - coalesce(lastProgress, firstRun)) / 1m
   KQL
 
   failed_kql = <<-KQL
@@ -466,8 +470,8 @@ resource "azurerm_monitor_action_group" "alerts" {
 resource "azurerm_monitor_scheduled_query_rules_alert_v2" "stale" {
   count                   = local.alerts_enabled ? 1 : 0
   name                    = "alert-${var.base_name}-${local.suffix}-no-export"
-  display_name            = "signin-export: no export completed for ${var.alert_stale_minutes} minutes"
-  description             = "No SIGNIN_EXPORT_RUN event with outcome completed or deadline-reached in the last ${var.alert_stale_minutes} minutes: Power BI is showing stale sign-ins. See docs/deploy.md, Alerts."
+  display_name            = "signin-export: no export progress for ${var.alert_stale_minutes} minutes"
+  description             = "No SIGNIN_EXPORT_RUN event with outcome completed or deadline-reached and stalledRuns 0 in the last ${var.alert_stale_minutes} minutes (runs failed, or ran without committing anything): Power BI is showing stale sign-ins. See docs/deploy.md, Alerts."
   resource_group_name     = data.azurerm_resource_group.rg.name
   location                = local.location
   scopes                  = [azurerm_application_insights.app.id]
@@ -481,7 +485,7 @@ resource "azurerm_monitor_scheduled_query_rules_alert_v2" "stale" {
   criteria {
     query                   = local.stale_kql
     time_aggregation_method = "Maximum"
-    metric_measure_column   = "minutesSinceLastExport"
+    metric_measure_column   = "minutesSinceProgress"
     operator                = "GreaterThan"
     threshold               = var.alert_stale_minutes
 

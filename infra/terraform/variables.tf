@@ -146,7 +146,7 @@ variable "client_secret_expires_unix" {
 }
 
 variable "alert_target" {
-  description = "Optional alerting: an e-mail address (an action group that mails it is created) or the resource id of an existing action group; \"\" = no alerts. Alerts fire when no export has completed for alert_stale_minutes and when a run fails."
+  description = "Optional alerting: an e-mail address (an action group that mails it is created) or the resource id of an existing action group; \"\" = no alerts. Alerts fire when no run has made export progress for alert_stale_minutes and when a run fails."
   type        = string
   default     = ""
   validation {

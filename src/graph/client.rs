@@ -50,10 +50,6 @@ const HINT_PREMIUM: &str = "sign-in logs need Microsoft Entra ID P1 or P2 on the
 const HINT_AUDIT_LOG: &str = "the identity lacks the Microsoft Graph application permission \
      AuditLog.Read.All (grant it with admin consent; Directory.Read.All is needed too)";
 
-/// Extra attempts after `403 Authentication_RequestFromNonPremiumTenantOrB2CTenant`: Graph answers
-/// it intermittently on licensed tenants (its license check; microsoftgraph/microsoft-graph-docs
-/// #13632), so it is retried before it is believed.
-const PREMIUM_RETRIES: u32 = 2;
 /// Slow failures of one request in a row — timeouts, and 500/502/504 (or 503 without
 /// `Retry-After`) — after which the request is given up as [`GraphError::Slow`]: Graph's
 /// guidance for slow sign-in pages is a shorter time range, which the caller can ask for; the
@@ -435,7 +431,6 @@ impl GraphClient {
         let counters = &self.inner.counters;
         let mut attempt: u32 = 0;
         let mut refreshed = false;
-        let mut premium_retries = 0;
         let mut slow_failures = 0;
         loop {
             self.pace().await;
@@ -500,21 +495,25 @@ impl GraphClient {
                     if !throttle::is_retryable(Failure::Status(status)) {
                         let body = response.bytes().await.unwrap_or_default();
                         let error = error_for_status(status, &body);
-                        let premium = matches!(&error, GraphError::Denied { code, .. }
+                        let licence_check = matches!(&error, GraphError::Denied { code, .. }
                             if code == "Authentication_RequestFromNonPremiumTenantOrB2CTenant");
-                        if !premium || premium_retries == PREMIUM_RETRIES {
+                        if !licence_check {
                             return Err(error);
                         }
-                        premium_retries += 1;
-                        counters.retries.fetch_add(1, Ordering::Relaxed);
-                        let wait = throttle::backoff(premium_retries, rand::random::<f64>());
-                        debug!(
-                            page,
-                            "Graph answered 403 (license check); retrying, it is often transient"
-                        );
-                        budget.charge(attempt_started.elapsed() + wait);
-                        tokio::time::sleep(wait).await;
-                        continue;
+                        budget.charge(attempt_started.elapsed());
+                        match budget.decide(Failure::LicenceCheck, None, attempt) {
+                            Decision::Retry(wait) => {
+                                debug!(
+                                    page,
+                                    "Graph answered 403 (license check); retrying, it is often transient"
+                                );
+                                counters.retries.fetch_add(1, Ordering::Relaxed);
+                                attempt += 1;
+                                tokio::time::sleep(wait).await;
+                                continue;
+                            }
+                            Decision::BudgetExhausted { .. } | Decision::Fail => return Err(error),
+                        }
                     }
                     let reason = response.status().canonical_reason().unwrap_or("");
                     let slow = matches!(status, 500 | 502 | 504)

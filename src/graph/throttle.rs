@@ -16,11 +16,19 @@ pub const BACKOFF_CAP: Duration = Duration::from_secs(60);
 /// `Retry-After: 0` forever).
 pub const MAX_ATTEMPTS: u32 = 20;
 
+/// Attempts after which `403 Authentication_RequestFromNonPremiumTenantOrB2CTenant` is believed:
+/// Graph answers it intermittently on licensed tenants (its licence check;
+/// microsoftgraph/microsoft-graph-docs#13632), so it is retried twice first.
+pub const LICENCE_CHECK_ATTEMPTS: u32 = 3;
+
 /// What went wrong with one attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
     /// The server answered with this HTTP status.
     Status(u16),
+    /// `403 Authentication_RequestFromNonPremiumTenantOrB2CTenant`: no P1/P2 licence — or
+    /// Graph's licence check failing for a moment on a licensed tenant.
+    LicenceCheck,
     /// No usable answer: connection failure, reset, or the per-request timeout.
     Transport,
 }
@@ -37,11 +45,12 @@ pub enum Decision {
     Fail,
 }
 
-/// Whether `failure` is transient: 429, 500, 502, 503, 504 and transport errors/timeouts.
+/// Whether `failure` is transient: 429, 500, 502, 503, 504, transport errors/timeouts, and the
+/// licence check (for its first [`LICENCE_CHECK_ATTEMPTS`]).
 pub fn is_retryable(failure: Failure) -> bool {
     matches!(
         failure,
-        Failure::Transport | Failure::Status(429 | 500 | 502 | 503 | 504)
+        Failure::Transport | Failure::LicenceCheck | Failure::Status(429 | 500 | 502 | 503 | 504)
     )
 }
 
@@ -61,7 +70,9 @@ pub fn decide(
     now: SystemTime,
     jitter: f64,
 ) -> Decision {
-    if !is_retryable(failure) {
+    if !is_retryable(failure)
+        || (failure == Failure::LicenceCheck && attempt + 1 >= LICENCE_CHECK_ATTEMPTS)
+    {
         return Decision::Fail;
     }
     let wait = retry_after
@@ -123,6 +134,33 @@ mod tests {
 
     const NOW: &str = "2026-11-28T10:00:00Z";
     const PLENTY: Duration = Duration::from_secs(300);
+
+    #[test]
+    fn the_licence_check_is_retried_twice_then_believed() {
+        let now = at(NOW);
+        for attempt in 0..LICENCE_CHECK_ATTEMPTS - 1 {
+            assert!(matches!(
+                decide(Failure::LicenceCheck, None, attempt, PLENTY, now, 0.5),
+                Decision::Retry(_)
+            ));
+        }
+        assert_eq!(
+            decide(
+                Failure::LicenceCheck,
+                None,
+                LICENCE_CHECK_ATTEMPTS - 1,
+                PLENTY,
+                now,
+                0.5
+            ),
+            Decision::Fail
+        );
+        assert_eq!(
+            decide(Failure::Status(403), None, 0, PLENTY, now, 0.5),
+            Decision::Fail,
+            "any other 403 is final"
+        );
+    }
 
     #[test]
     fn retryable_statuses_are_exactly_throttling_and_server_errors() {

@@ -1,4 +1,4 @@
-// Optional alerts (main.bicep alertTarget): no completed export for alertStaleMinutes, and failed
+// Optional alerts (main.bicep alertTarget): no export progress for alertStaleMinutes, and failed
 // runs. Both query the one line per run the handler writes to the Functions host console:
 //   [LEVEL ]SIGNIN_EXPORT_RUN {"trigger":…,"outcome":…,"rows":…,"windowStart":…,…}
 // The host logs worker stdout/stderr under the category Host.Function.Console (stderr as Error;
@@ -18,7 +18,7 @@ param appInsightsId string
 @description('An e-mail address (an action group that mails it is created here) or the resource id of an existing action group.')
 param alertTarget string
 
-@description('Minutes without a completed export before the staleness alert fires.')
+@description('Minutes without a run that made progress before the staleness alert fires.')
 @minValue(30)
 @maxValue(2880)
 param staleMinutes int
@@ -40,7 +40,11 @@ traces
 | extend run = parse_json(extract(@"SIGNIN_EXPORT_RUN (\{.*\})", 1, message))
 '''
 
-var staleKql = '${runEventsKql}| where tostring(run.outcome) in ("completed", "deadline-reached")\n| summarize lastCompleted = max(timestamp)\n| extend minutesSinceLastExport = iff(isnull(lastCompleted), 100000.0, (now() - lastCompleted) / 1m)\n'
+// Progress, not mere completion: a run made progress when it completed or reached its deadline
+// having committed something (`stalledRuns` 0; events without the field count as progress). The
+// clock starts at the last such run, or at the first run event in the window: before the first
+// run of a new deployment there is no row, so the rule cannot fire.
+var staleKql = '${runEventsKql}| summarize lastProgress = maxif(timestamp, tostring(run.outcome) in ("completed", "deadline-reached") and coalesce(toint(run.stalledRuns), 0) == 0), firstRun = min(timestamp)\n| where isnotnull(firstRun)\n| extend minutesSinceProgress = (now() - coalesce(lastProgress, firstRun)) / 1m\n'
 
 var failedKql = '${runEventsKql}| where tostring(run.outcome) == "failed"\n| project timestamp, trigger = tostring(run.trigger), error = tostring(run.error)\n'
 
@@ -69,8 +73,8 @@ resource staleRule 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   tags: tags
   kind: 'LogAlert'
   properties: {
-    displayName: 'signin-export: no export completed for ${staleMinutes} minutes'
-    description: 'No SIGNIN_EXPORT_RUN event with outcome completed or deadline-reached in the last ${staleMinutes} minutes: Power BI is showing stale sign-ins. See docs/deploy.md, Alerts.'
+    displayName: 'signin-export: no export progress for ${staleMinutes} minutes'
+    description: 'No SIGNIN_EXPORT_RUN event with outcome completed or deadline-reached and stalledRuns 0 in the last ${staleMinutes} minutes (runs failed, or ran without committing anything): Power BI is showing stale sign-ins. See docs/deploy.md, Alerts.'
     severity: 1
     enabled: true
     scopes: [
@@ -84,7 +88,7 @@ resource staleRule 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
         {
           query: staleKql
           timeAggregation: 'Maximum'
-          metricMeasureColumn: 'minutesSinceLastExport'
+          metricMeasureColumn: 'minutesSinceProgress'
           operator: 'GreaterThan'
           threshold: staleMinutes
           failingPeriods: {

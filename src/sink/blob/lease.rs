@@ -3,7 +3,7 @@
 //! its lease expires after the lease duration.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,8 @@ pub struct LeaseHealth {
     lost: AtomicBool,
     /// When the last successful acquire/renew request was *sent* (conservative).
     last_ok: Mutex<Instant>,
+    /// Successful renewals so far.
+    renewals: AtomicU32,
     duration: Duration,
 }
 
@@ -27,6 +29,7 @@ impl LeaseHealth {
         LeaseHealth {
             lost: AtomicBool::new(false),
             last_ok: Mutex::new(sent_at),
+            renewals: AtomicU32::new(0),
             duration,
         }
     }
@@ -35,6 +38,12 @@ impl LeaseHealth {
         if let Ok(mut last) = self.last_ok.lock() {
             *last = sent_at;
         }
+        self.renewals.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Successful renewals so far.
+    pub fn renewals(&self) -> u32 {
+        self.renewals.load(Ordering::SeqCst)
     }
 
     pub fn lose(&self) {
@@ -44,6 +53,10 @@ impl LeaseHealth {
     /// Whether the lease is still ours: never rejected, and renewed recently enough that it
     /// cannot have expired (a safety margin of a quarter of the duration, at most 5 s).
     pub fn is_held(&self) -> bool {
+        self.is_held_at(Instant::now())
+    }
+
+    fn is_held_at(&self, now: Instant) -> bool {
         if self.lost.load(Ordering::SeqCst) {
             return false;
         }
@@ -51,7 +64,7 @@ impl LeaseHealth {
         let elapsed = self
             .last_ok
             .lock()
-            .map(|last| last.elapsed())
+            .map(|last| now.saturating_duration_since(*last))
             .unwrap_or(Duration::MAX);
         elapsed + margin < self.duration
     }
@@ -158,17 +171,20 @@ mod tests {
 
     #[test]
     fn health_expires_with_the_lease() {
-        let fresh = LeaseHealth::new(Instant::now(), Duration::from_secs(60));
+        let sent = Instant::now();
+        let fresh = LeaseHealth::new(sent, Duration::from_secs(60));
         assert!(fresh.is_held());
         fresh.lose();
         assert!(!fresh.is_held());
 
-        let Some(old) = Instant::now().checked_sub(Duration::from_secs(56)) else {
-            return; // clock too close to boot to test
-        };
-        let stale = LeaseHealth::new(old, Duration::from_secs(60));
-        assert!(!stale.is_held(), "within the 5 s margin of expiry");
-        stale.renewed(Instant::now());
-        assert!(stale.is_held());
+        let lease = LeaseHealth::new(sent, Duration::from_secs(60));
+        assert!(lease.is_held_at(sent + Duration::from_secs(54)));
+        assert!(
+            !lease.is_held_at(sent + Duration::from_secs(56)),
+            "within the 5 s margin of expiry"
+        );
+        lease.renewed(sent + Duration::from_secs(50));
+        assert!(lease.is_held_at(sent + Duration::from_secs(56)));
+        assert_eq!(lease.renewals(), 1);
     }
 }

@@ -126,6 +126,16 @@ impl BlobSink {
         }
     }
 
+    /// Successful renewals of the lease held now (0 when none is held): tests wait on them
+    /// rather than on the clock.
+    pub async fn lease_renewals(&self) -> u32 {
+        self.lease
+            .lock()
+            .await
+            .as_ref()
+            .map_or(0, |held| held.health.renewals())
+    }
+
     /// How `latest.csv` is currently assembled (Auto turns into Download after a 501).
     pub fn latest_copy(&self) -> LatestCopy {
         LatestCopy::from_u8(self.inner.latest_mode.load(Ordering::Relaxed))
