@@ -52,6 +52,9 @@ pub struct RunArgs {
     /// End of the window (RFC 3339); default now.
     #[arg(long)]
     pub until: Option<String>,
+    /// Stop reading after this long (e.g. 10m) and commit what was read; the next run goes on.
+    #[arg(long)]
+    pub deadline: Option<String>,
     /// Read and count what would be exported; write nothing.
     #[arg(long)]
     pub dry_run: bool,

@@ -26,14 +26,14 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "SIGNINS_LOOKBACK", default: "7d", meaning: "window of the first run (no watermark yet), at most 30d" },
     Setting { name: "SIGNINS_OVERLAP", default: "1h", meaning: "how far before the watermark each run re-reads, to catch late-published sign-ins" },
     Setting { name: "SIGNINS_SETTLE", default: "15m", meaning: "sign-ins younger than this wait for a later run, so the row holds what Graph adds after publishing (risk, MFA details, Conditional Access); 0s to 24h" },
-    Setting { name: "SIGNINS_SLICE", default: "1d", meaning: "longest window committed at once (slices never cross a UTC midnight; one that does not fit in a run's deadline is shortened for later runs to what a run can read)" },
+    Setting { name: "SIGNINS_SLICE", default: "1d", meaning: "longest window read as one slice (slices never cross a UTC midnight; a slice the deadline stops commits the part it read, so no length has to fit a deadline)" },
     Setting { name: "SIGNINS_COLUMNS", default: "", meaning: "comma list choosing and ordering columns (default: all default columns)" },
     Setting { name: "SIGNINS_CSV_SAFE", default: "true", meaning: "prefix cells starting with = + - @ tab CR with `'` (formula-injection guard)" },
     Setting { name: "SIGNINS_REPORT_DAYS", default: "30", meaning: "days kept in `latest.csv`" },
     Setting { name: "SIGNINS_GRAPH_RATE", default: "5/10s", meaning: "at most this many Graph requests per period, e.g. `5/10s` (Graph's documented limit for sign-in reports, per app and tenant; lower it when other tools share the app registration); learns from 429s" },
     Setting { name: "SIGNINS_RETRY_BUDGET", default: "5m", meaning: "total time a run may spend on failed Graph requests and the waits between retries (at most SIGNINS_RUN_DEADLINE)" },
-    Setting { name: "SIGNINS_RUN_DEADLINE", default: "25m", meaning: "a timer run stops after this long, keeping every finished slice (1s to 28m)" },
-    Setting { name: "SIGNINS_REFRESH_DEADLINE", default: "200s", meaning: "an HTTP refresh stops after this long and answers 202 with progress (1s to 220s)" },
+    Setting { name: "SIGNINS_RUN_DEADLINE", default: "25m", meaning: "a timer run stops reading after this long and commits what it read (1s to 28m)" },
+    Setting { name: "SIGNINS_REFRESH_DEADLINE", default: "200s", meaning: "an HTTP refresh stops reading after this long, commits what it read and answers 202 with progress (1s to 220s)" },
     Setting { name: "SIGNINS_SCHEDULE", default: "0 */30 * * * *", meaning: "NCRONTAB schedule of the timer function (read by the Functions host)" },
 ];
 

@@ -733,7 +733,10 @@ fn alerts_query_the_run_event_line_the_same_way_everywhere() {
                 "| where isnotnull(firstRun)",
                 "minutesSinceProgress",
             ] {
-                assert!(text.contains(part), "{file}: the staleness rule lacks {part}");
+                assert!(
+                    text.contains(part),
+                    "{file}: the staleness rule lacks {part}"
+                );
             }
         }
     }

@@ -157,7 +157,7 @@ param signinsOverlap string = '1h'
 @description('SIGNINS_SETTLE: sign-ins younger than this wait for a later run (Graph still updates them), e.g. 15m; 0s to 24h.')
 param signinsSettle string = '15m'
 
-@description('SIGNINS_SLICE: longest window committed at once, e.g. 1d (one UTC day: a quiet week is a handful of Graph requests).')
+@description('SIGNINS_SLICE: longest window read as one slice, e.g. 1d (one UTC day: a quiet week is a handful of Graph requests).')
 param signinsSlice string = '1d'
 
 @description('SIGNINS_COLUMNS: comma list choosing and ordering columns ("" = default columns).')
@@ -179,10 +179,10 @@ param signinsGraphRate string = '5/10s'
 @description('SIGNINS_RETRY_BUDGET: total time a run may wait on Graph throttling, e.g. 5m.')
 param signinsRetryBudget string = '5m'
 
-@description('SIGNINS_RUN_DEADLINE: a timer run stops after this long, keeping every finished slice (1s to 28m), e.g. 25m.')
+@description('SIGNINS_RUN_DEADLINE: a timer run stops reading after this long and commits what it read (1s to 28m), e.g. 25m.')
 param signinsRunDeadline string = '25m'
 
-@description('SIGNINS_REFRESH_DEADLINE: an HTTP refresh answers 202 after this long, e.g. 200s.')
+@description('SIGNINS_REFRESH_DEADLINE: an HTTP refresh commits what it read and answers 202 after this long, e.g. 200s.')
 param signinsRefreshDeadline string = '200s'
 
 @description('SIGNINS_SCHEDULE: NCRONTAB schedule of the ExportSignIns timer (6 fields).')

@@ -302,7 +302,7 @@ variable "signins_overlap" {
 }
 
 variable "signins_slice" {
-  description = "SIGNINS_SLICE: longest window committed at once, e.g. 1d (one UTC day: a quiet week is a handful of Graph requests)."
+  description = "SIGNINS_SLICE: longest window read as one slice, e.g. 1d (one UTC day: a quiet week is a handful of Graph requests)."
   type        = string
   default     = "1d"
   validation {
@@ -358,7 +358,7 @@ variable "signins_retry_budget" {
 }
 
 variable "signins_run_deadline" {
-  description = "SIGNINS_RUN_DEADLINE: a timer run stops after this long, keeping every finished slice (1s to 28m), e.g. 25m."
+  description = "SIGNINS_RUN_DEADLINE: a timer run stops reading after this long and commits what it read (1s to 28m), e.g. 25m."
   type        = string
   default     = "25m"
   validation {
@@ -368,7 +368,7 @@ variable "signins_run_deadline" {
 }
 
 variable "signins_refresh_deadline" {
-  description = "SIGNINS_REFRESH_DEADLINE: an HTTP refresh answers 202 after this long, e.g. 200s."
+  description = "SIGNINS_REFRESH_DEADLINE: an HTTP refresh commits what it read and answers 202 after this long, e.g. 200s."
   type        = string
   default     = "200s"
   validation {

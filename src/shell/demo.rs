@@ -100,7 +100,7 @@ pub(super) async fn demo(args: DemoArgs) -> Result<(), CommandError> {
     if let Some(progress) = progress {
         progress.finish();
     }
-    report(outcome, started)?;
+    report(outcome, None, started)?;
     eprintln!(
         "Report: {}\nDaily files: {}\nOpen latest.csv in Power BI Desktop (Get data → Text/CSV) or Excel.",
         base.join(crate::sink::LATEST_FILE).display(),

@@ -91,6 +91,13 @@ async fn run(args: RunArgs) -> Result<(), CommandError> {
         run::Clock::from_env().now(),
     )
     .map_err(|e| CommandError::Config(format!("--{}: {}", e.parameter, e.message)))?;
+    let deadline = args
+        .deadline
+        .as_deref()
+        .map(crate::config::parse_duration)
+        .transpose()
+        .map_err(|e| CommandError::Config(format!("--deadline: {e}")))?
+        .filter(|d| !d.is_zero());
     let mut deps =
         Deps::from_settings(&settings).map_err(|e| CommandError::Config(e.to_string()))?;
     let progress = Progress::new();
@@ -98,7 +105,7 @@ async fn run(args: RunArgs) -> Result<(), CommandError> {
     let request = RunRequest {
         since: window.since,
         until: window.until,
-        deadline: None,
+        deadline,
         dry_run: args.dry_run,
         holder: holder("signin-export run"),
     };
@@ -107,15 +114,16 @@ async fn run(args: RunArgs) -> Result<(), CommandError> {
     if let Some(progress) = progress {
         progress.finish();
     }
-    report(outcome, started)
+    report(outcome, deadline, started)
 }
 
 /// Presents the outcome: the JSON summary on stdout, the line on stderr, the exit code.
 fn report(
     outcome: Result<RunOutcome, RunError>,
+    deadline: Option<std::time::Duration>,
     started: std::time::Instant,
 ) -> Result<(), CommandError> {
-    let report = Report::new(Trigger::Cli, &outcome, None, started.elapsed());
+    let report = Report::new(Trigger::Cli, &outcome, deadline, started.elapsed());
     report.log_event();
     if let Some(summary) = &report.summary {
         print_summary(summary);
