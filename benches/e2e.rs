@@ -76,6 +76,13 @@ struct Args {
     /// same data: its figures go under `baseline`, with ratios to this build's.
     #[arg(long)]
     baseline: Option<PathBuf>,
+    /// `--deadline` of the Rust exporter's run, seconds (default none: it reads everything).
+    #[arg(long)]
+    deadline: Option<u64>,
+    /// Runs of the Rust exporter one after the other on the same destination (with a deadline:
+    /// rows committed per run, until the export has caught up); figures of each under `per_run`.
+    #[arg(long, default_value_t = 1)]
+    runs: u32,
     /// Keep the output folder (printed in the JSON line) instead of deleting it.
     #[arg(long)]
     keep: bool,
@@ -172,6 +179,8 @@ struct Run {
     requests: u64,
     throttled: u64,
     usage: Usage,
+    /// The exporter's JSON summary.
+    summary: Value,
 }
 
 /// One child process's resource use.
@@ -398,14 +407,17 @@ fn bench(args: Args) -> Result<(), String> {
             }
             None => Command::new(exe),
         };
+        command.args([
+            "run",
+            "--since",
+            &rfc3339(since),
+            "--until",
+            &rfc3339(until),
+        ]);
+        if let Some(deadline) = args.deadline {
+            command.args(["--deadline", &format!("{deadline}s")]);
+        }
         command
-            .args([
-                "run",
-                "--since",
-                &rfc3339(since),
-                "--until",
-                &rfc3339(until),
-            ])
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("SIGNINS_GRAPH_ENDPOINT", &graph)
@@ -448,6 +460,7 @@ fn bench(args: Args) -> Result<(), String> {
         Ok(Run {
             rows: summary["rows"].as_u64().unwrap_or(0),
             exporter_requests: summary["requests"].clone(),
+            summary: summary.clone(),
             storage_requests: summary["storageRequests"].clone(),
             bytes_copied: summary["bytesCopied"].clone(),
             requests: edge_state.requests.load(Ordering::SeqCst),
@@ -478,6 +491,12 @@ fn bench(args: Args) -> Result<(), String> {
         }
     };
     let run = exporter(&exe, &rust_dest, args.perf.as_deref())?;
+    // Later runs on the same destination: what each commits, until nothing remains.
+    let mut per_run = vec![per_run_figures(&run)];
+    while per_run.len() < args.runs as usize && !run_caught_up(&per_run) {
+        let next = exporter(&exe, &rust_dest, None)?;
+        per_run.push(per_run_figures(&next));
+    }
     let usage = &run.usage;
     let (rows, requests, throttled) = (run.rows, run.requests, run.throttled);
     let wall = usage.wall.as_secs_f64();
@@ -571,6 +590,7 @@ fn bench(args: Args) -> Result<(), String> {
         "peak_rss_mib": round(usage.max_rss_kib as f64 / 1024.0),
         "storage_requests": run.storage_requests,
         "bytes_copied": run.bytes_copied,
+        "per_run": if args.runs > 1 { Value::from(per_run) } else { Value::Null },
         "baseline": baseline,
         "python": python,
         "output": if args.keep { Value::from(work.path().display().to_string()) } else { Value::Null },
@@ -582,6 +602,26 @@ fn bench(args: Args) -> Result<(), String> {
     drop(azurite_guard);
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(())
+}
+
+/// One run's figures for `per_run`: what it committed and what it says remains.
+fn per_run_figures(run: &Run) -> Value {
+    json!({
+        "outcome": run.summary["outcome"],
+        "rows": run.rows,
+        "wall_s": round(run.usage.wall.as_secs_f64()),
+        "graph_requests": run.requests,
+        "http_429": run.throttled,
+        "remaining_estimated_rows": run.summary["remaining"]["estimatedRows"],
+        "stalled_runs": run.summary["stalledRuns"],
+    })
+}
+
+/// Whether the last run left nothing to read.
+fn run_caught_up(per_run: &[Value]) -> bool {
+    per_run.last().is_some_and(|last| {
+        last["remaining_estimated_rows"].is_null() && last["outcome"] == "completed"
+    })
 }
 
 fn round(x: f64) -> f64 {

@@ -328,15 +328,10 @@ async fn sigterm_when_idle_exits_cleanly() {
         dest.path().to_str().unwrap(),
     )]))
     .await;
-    let sent = std::time::Instant::now();
     host.sigterm();
-    let status = host.wait_exit(Duration::from_secs(5)).await;
+    // An idle handler exits at once; the bound is only what a loaded machine may need.
+    let status = host.wait_exit(Duration::from_secs(10)).await;
     assert!(status.success(), "{status}\n{}", host.log_text());
-    assert!(
-        sent.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        sent.elapsed()
-    );
     host.wait_for_log(Duration::from_secs(1), |l| {
         l.text.contains("custom handler stopped")
     })
@@ -807,37 +802,31 @@ async fn concurrent_refreshes_one_runs_one_gets_409_and_the_timer_is_told_alread
 #[tokio::test]
 async fn refresh_past_its_deadline_answers_202_and_the_next_run_continues() {
     let rig = BlobRig::start(fake::wall_clock_tenant(10, 2, 23)).await;
-    // Every page outlasts the deadline: slices are read at once, so pages shorter than it could
-    // all arrive in time.
+    // No page comes before the deadline: the answer can only come from the deadline ending the
+    // waits (each page would take a minute).
     rig.running
         .fake
         .faults()
-        .slow_pages(Duration::from_millis(1500));
+        .slow_pages(Duration::from_secs(60));
     let mut settings = rig.settings();
     settings.push(("SIGNINS_REFRESH_DEADLINE".into(), "1s".into()));
     let host = FunctionsHost::start(settings).await;
-    let asked = std::time::Instant::now();
-    let response = host
-        .call_http(REFRESH, HttpCall::new("POST").query("code", FUNCTION_KEY))
-        .await;
-    // The deadline is hard: the answer comes within it plus the commit of what finished (a loaded
-    // machine's margin), never near the front end's 230 s.
-    assert!(
-        asked.elapsed() < Duration::from_millis(1000 + 4000),
-        "answered after {:?}",
-        asked.elapsed()
-    );
+    let response = tokio::time::timeout(
+        Duration::from_secs(40),
+        host.call_http(REFRESH, HttpCall::new("POST").query("code", FUNCTION_KEY)),
+    )
+    .await
+    .expect("the refresh answered at its deadline, not after the pages");
     let body = assert_json_reply(&response, 202);
     assert_eq!(body["status"], "deadline-reached");
     assert!(body["message"]
         .as_str()
         .unwrap()
         .contains("next timer run or refresh continues"));
-    let partial = body["summary"]["slicesDone"].as_u64().unwrap();
-    assert!(
-        partial < body["summary"]["slicesTotal"].as_u64().unwrap(),
-        "{body}"
-    );
+    // Nothing came in time: what remains is the whole window, and the run says it made no
+    // progress.
+    assert!(body["summary"]["remaining"]["from"].is_string(), "{body}");
+    assert_eq!(body["summary"]["stalledRuns"], 1, "{body}");
 
     rig.running.fake.faults().slow_pages(Duration::ZERO);
     let timer = host

@@ -114,9 +114,11 @@ pub const SLICES_IN_FLIGHT: usize = 3;
 pub const SLICES_IN_FLIGHT_PACED: usize = SLICES_IN_FLIGHT + 1;
 
 /// Storage round trips a stopped run needs after it stops reading: per slice in flight the last
-/// block, prepare, the pending record, the lock check, the commit and the settled state; then
-/// the run's summary.
+/// block, prepare, the pending record, the lock check, the commit and the settled state.
 const ROUND_TRIPS_PER_COMMIT: u32 = 6;
+/// Round trips of `latest.csv` besides one per day (list, commit) and of the run's summary: a
+/// run that is behind still refreshes the report Power BI reads.
+const ROUND_TRIPS_AFTER_COMMITS: u32 = 3;
 
 /// What time it is for the planner: the system clock, or a fixed instant (tests, reproducible
 /// back-fills of a known window).
@@ -391,16 +393,17 @@ impl<'a> Run<'a> {
         result
     }
 
-    /// When reading stops: the deadline less the time the commits of the reads in flight need
-    /// (storage round trips at the slowest latency seen, never more than a quarter of the
-    /// deadline), so that a run whose deadline allows one page keeps it.
+    /// When reading stops: the deadline less the time the commits of the reads in flight and
+    /// `latest.csv` need (storage round trips at the slowest latency seen, never more than a
+    /// quarter of the deadline), so that a run whose deadline allows one page keeps it.
     fn stop_reading_at(&self) -> Option<std::time::Instant> {
         let deadline = self.request.deadline?;
-        let reserve = (self.storage_latency
-            * ROUND_TRIPS_PER_COMMIT
+        let round_trips = ROUND_TRIPS_PER_COMMIT
             * u32::try_from(SLICES_IN_FLIGHT_PACED).unwrap_or(u32::MAX)
-            + Duration::from_millis(100))
-        .min(deadline / 4);
+            + self.settings.report_days
+            + ROUND_TRIPS_AFTER_COMMITS;
+        let reserve =
+            (self.storage_latency * round_trips + Duration::from_millis(100)).min(deadline / 4);
         self.started.checked_add(deadline.saturating_sub(reserve))
     }
 
