@@ -1389,7 +1389,9 @@ mod tests {
             "SIGNINS_DIAGNOSTIC_STORAGE",
             "https://stdiag.blob.core.windows.net",
         );
-        let cases: &[(&[(&str, &str)], &str, &str)] = &[
+        // (variables, the setting named, a phrase of the message)
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: &[Case] = &[
             (&[("SIGNINS_SOURCE", "eventhub")], "SIGNINS_SOURCE", "accepted: graph, diagnostic-settings"),
             (&[source], "SIGNINS_DIAGNOSTIC_STORAGE", "required with SIGNINS_SOURCE=diagnostic-settings"),
             (&[source, storage, ("SIGNINS_FILTER", "appId eq 'x'")], "SIGNINS_FILTER", "remove SIGNINS_FILTER"),

@@ -26,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod credential;
 pub mod csv;
+pub mod diagnostic;
 pub mod graph;
 pub mod handler;
 pub mod run;

@@ -510,7 +510,7 @@ impl GraphVersion {
 }
 
 /// Sign-in event types (`signInEventTypes`); all but `InteractiveUser` need `beta`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum EventType {
     InteractiveUser,
     NonInteractiveUser,
