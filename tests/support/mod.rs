@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod azurite;
+pub mod diagnostic;
 pub mod env;
 pub mod fake;
 pub mod host;
