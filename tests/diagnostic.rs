@@ -24,6 +24,7 @@ use time::macros::datetime;
 
 use crate::support::azurite::Azurite;
 use crate::support::diagnostic;
+use crate::support::fake::spawn_http;
 
 fn tenant(users: usize, days: u32) -> Vec<Value> {
     generate(&TenantSpec {
@@ -399,4 +400,106 @@ async fn listing_by_hour_prefixes_finds_the_same_blobs_and_failures_name_the_fix
         .map(|(_, v)| v.into_owned())
         .unwrap();
     assert!(!text.contains(&sig), "{text}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// `check` explains this source's failures
+// ---------------------------------------------------------------------------------------------
+
+/// Runs `signin-export check` with the diagnostic source on `storage`, tokens from the fake's
+/// managed identity; returns the exit code and stdout.
+async fn check(env: Vec<(String, String)>, storage: String) -> (Option<i32>, String) {
+    let out = tempfile::tempdir().unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_signin-export"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env)
+        .env("SIGNINS_SOURCE", "diagnostic-settings")
+        .env("SIGNINS_DIAGNOSTIC_STORAGE", storage)
+        .args(["check", "--destination"])
+        .arg(out.path());
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn check_explains_a_missing_setting_a_missing_role_and_another_tenants_blobs() {
+    let fake = spawn_http(Vec::new()).await;
+    let env = fake.managed_identity_env("beta");
+    let azurite = Azurite::start_http().await;
+    let (read_list, list_only) = (azurite.account_sas("rl"), azurite.account_sas("l"));
+    let storage = |sas: &str| format!("{}?{sas}", diagnostic::account_url(&azurite));
+
+    // No diagnostic setting yet: no insights-logs-* container.
+    let (code, stdout) = check(env.clone(), storage(&read_list)).await;
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("[FAIL] diagnostic setting: no insights-logs-* sign-in container"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("[ ok ] destination"), "{stdout}");
+
+    // This tenant's setting archives both default categories: all well.
+    let records: Vec<Value> = tenant(6, 1)
+        .into_iter()
+        .filter(|r| {
+            matches!(
+                event_type(r),
+                EventType::InteractiveUser | EventType::NonInteractiveUser
+            )
+        })
+        .collect();
+    let ours = archive(&records, fake.fake.tenant_id(), ArchiveFaults::default());
+    diagnostic::write(&azurite, &ours, Phase::First).await;
+    let (code, stdout) = check(env.clone(), storage(&read_list)).await;
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout.contains("[ ok ] insights-logs-signinlogs: readable"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "[ ok ] tenant: the archived sign-ins are of this app's tenant {}",
+            fake.fake.tenant_id()
+        )),
+        "{stdout}"
+    );
+
+    // Read access missing: the SAS (or role) says what to grant.
+    let (code, stdout) = check(env.clone(), storage(&list_only)).await;
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("[FAIL] insights-logs-")
+            && stdout.contains("denied")
+            && stdout.contains("r and l"),
+        "{stdout}"
+    );
+
+    // Another tenant's setting writes to the same account.
+    let theirs = archive(
+        &records[..2],
+        "0badc0de-0000-4000-8000-000000000000",
+        ArchiveFaults::default(),
+    );
+    diagnostic::write(&azurite, &theirs, Phase::First).await;
+    let (code, stdout) = check(env, storage(&read_list)).await;
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("[FAIL] tenant: blobs of another tenant")
+            && stdout.contains("0badc0de-0000-4000-8000-000000000000"),
+        "{stdout}"
+    );
+    // The SAS never shows.
+    let sig = url::form_urlencoded::parse(read_list.as_bytes())
+        .find(|(k, _)| k == "sig")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    assert!(!stdout.contains(&sig));
 }

@@ -51,6 +51,9 @@
 //!   counted, reported with its blob and offset, consumed, and does not stop the run.
 //! * **A blob written again** under a listed name (another creation time, or shorter than its
 //!   cursor) is read from 0 ([`ReadPlan::Restart`]); the id window recognises what was exported.
+//! * **Blobs of another tenant** (another `tenantId=` prefix, [`layout::prefix_tenant`], e.g. a
+//!   storage account shared by two tenants' settings) are not this export's: the run reads only
+//!   its own tenant's prefix and `check` reports the others.
 //! * Cursors of hours older than the archive's retention are dropped ([`cursor::forget_before`]).
 
 pub mod cursor;

@@ -270,8 +270,9 @@ impl DiagnosticReader {
         Ok(found)
     }
 
-    /// The lines of `blob` in `[from, to)`, read piece by piece. `from` must be where a line
-    /// starts (0, or a consumed offset); `to` is normally the length listed.
+    /// The lines of `blob` in `[from, to)`, read piece by piece. `from` is where a line starts
+    /// (0, or a consumed offset) — otherwise the first "line" is the end of one, which the
+    /// caller passes over; `to` is normally the length listed.
     pub fn open(&self, blob: &ListedBlob, from: u64, to: u64) -> Result<BlobLines, SourceError> {
         let path = blob.key.path();
         let mut url = self.container_url(blob.key.event_type);
