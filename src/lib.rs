@@ -11,6 +11,7 @@
 //! | settings, validated once | [`config`] |
 //! | tokens: managed identity, client secret, certificate | [`credential`] |
 //! | Graph source: query, pager, throttling, row stream | [`graph`] |
+//! | diagnostic-settings source: the Entra export in Storage, read line by line | [`diagnostic`] |
 //! | filters (presets) and flattening | [`transform`] |
 //! | CSV encoding | [`csv`] |
 //! | sinks: local folder, Blob Storage | [`sink`] |
