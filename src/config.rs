@@ -189,19 +189,6 @@ pub struct DiagnosticStorage {
     pub sas: Option<Secret>,
 }
 
-impl DiagnosticStorage {
-    /// URL of the container holding `event_type`'s sign-ins (no query string).
-    pub fn container_url(&self, event_type: EventType) -> Url {
-        let mut url = self.account_url.clone();
-        if let Ok(mut segments) = url.path_segments_mut() {
-            segments
-                .pop_if_empty()
-                .push(event_type.diagnostic_container());
-        }
-        url
-    }
-}
-
 impl std::fmt::Display for DiagnosticStorage {
     /// Never shows the SAS.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -674,18 +661,7 @@ fn parse_diagnostic_storage(value: &str) -> Result<DiagnosticStorage, ConfigErro
     if url.host_str().is_none() {
         return Err(invalid(SETTING, format!("the URL has no host; {expected}")));
     }
-    let sas = url.query().filter(|q| !q.is_empty()).map(str::to_string);
-    if let Some(sas) = &sas {
-        if !sas.split('&').any(|pair| pair.starts_with("sig=")) {
-            return Err(invalid(SETTING, "the URL has a query string that is not a SAS (no `sig=`); remove it or paste the full SAS"));
-        }
-    }
-    url.set_query(None);
-    url.set_fragment(None);
-    let segments: Vec<String> = url
-        .path_segments()
-        .map(|s| s.filter(|p| !p.is_empty()).map(str::to_string).collect())
-        .unwrap_or_default();
+    let (sas, segments) = split_storage_url(SETTING, &mut url)?;
     // Emulators (loopback) use path-style URLs: /<account>/<container>.
     let leading = usize::from(is_loopback(&url));
     if segments.len() < leading {
@@ -724,8 +700,29 @@ fn parse_diagnostic_storage(value: &str) -> Result<DiagnosticStorage, ConfigErro
     Ok(DiagnosticStorage {
         account_url,
         container,
-        sas: sas.map(Secret::new),
+        sas,
     })
+}
+
+/// Takes the SAS (checked to be one) and the fragment off a storage URL; returns the SAS and
+/// the URL's non-empty path segments.
+fn split_storage_url(
+    setting: &'static str,
+    url: &mut Url,
+) -> Result<(Option<Secret>, Vec<String>), ConfigError> {
+    let sas = url.query().filter(|q| !q.is_empty()).map(str::to_string);
+    if let Some(sas) = &sas {
+        if !sas.split('&').any(|pair| pair.starts_with("sig=")) {
+            return Err(invalid(setting, "the URL has a query string that is not a SAS (no `sig=`); remove it or paste the full SAS"));
+        }
+    }
+    url.set_query(None);
+    url.set_fragment(None);
+    let segments = url
+        .path_segments()
+        .map(|s| s.filter(|p| !p.is_empty()).map(str::to_string).collect())
+        .unwrap_or_default();
+    Ok((sas.map(Secret::new), segments))
 }
 
 fn parse_endpoint(value: &str) -> Result<Url, ConfigError> {
@@ -845,18 +842,7 @@ fn parse_destination(value: &str) -> Result<Destination, ConfigError> {
             "Blob Storage URLs must use https (http only for a loopback emulator such as Azurite)",
         ));
     }
-    let sas = url.query().filter(|q| !q.is_empty()).map(str::to_string);
-    if let Some(sas) = &sas {
-        if !sas.split('&').any(|pair| pair.starts_with("sig=")) {
-            return Err(invalid(SETTING, "the URL has a query string that is not a SAS (no `sig=`); remove it or paste the full SAS"));
-        }
-    }
-    url.set_query(None);
-    url.set_fragment(None);
-    let segments: Vec<String> = url
-        .path_segments()
-        .map(|s| s.filter(|p| !p.is_empty()).map(str::to_string).collect())
-        .unwrap_or_default();
+    let (sas, segments) = split_storage_url(SETTING, &mut url)?;
     // Emulators (loopback) use path-style URLs: /<account>/<container>/...
     let leading = if is_loopback(&url) { 2 } else { 1 };
     if segments.len() < leading {
@@ -878,7 +864,7 @@ fn parse_destination(value: &str) -> Result<Destination, ConfigError> {
     Ok(Destination::Blob {
         container_url,
         prefix: segments[leading..].join("/"),
-        sas: sas.map(Secret::new),
+        sas,
     })
 }
 
@@ -1332,10 +1318,6 @@ mod tests {
             types,
             vec![EventType::InteractiveUser, EventType::NonInteractiveUser]
         );
-        assert_eq!(
-            storage.container_url(EventType::ServicePrincipal).as_str(),
-            "https://stdiag.blob.core.windows.net/insights-logs-serviceprincipalsigninlogs"
-        );
 
         // A container: its category only; SAS kept, never shown.
         let (storage, types) = diagnostic(&[(
@@ -1365,8 +1347,8 @@ mod tests {
             ("SIGNINS_COLUMNS", "id,userType,managedIdentityType"),
         ]);
         assert_eq!(
-            storage.container_url(EventType::ManagedIdentity).as_str(),
-            "http://127.0.0.1:10000/devstoreaccount1/insights-logs-managedidentitysigninlogs"
+            storage.account_url.as_str(),
+            "http://127.0.0.1:10000/devstoreaccount1"
         );
         assert_eq!(
             types,
