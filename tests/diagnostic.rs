@@ -402,6 +402,41 @@ async fn listing_by_hour_prefixes_finds_the_same_blobs_and_failures_name_the_fix
     assert!(!text.contains(&sig), "{text}");
 }
 
+#[tokio::test]
+async fn the_reader_reads_with_a_managed_identity_token_over_https() {
+    let (ctx, _fake) = crate::blob_sink::oauth::ctx_with_fake().await;
+    let records = tenant(6, 1);
+    let archive = archive(&records, TENANT_ID, ArchiveFaults::default());
+    diagnostic::write(&ctx.azurite, &archive, Phase::First).await;
+    let reader = DiagnosticReader::with_options(
+        &diagnostic::account_url(&ctx.azurite),
+        ctx.auth(),
+        ReaderOptions::default(),
+    )
+    .unwrap();
+    let mut ids = BTreeSet::new();
+    for event_type in EventType::ALL {
+        let blobs = match reader.list(event_type, &Listing::Container).await {
+            Ok(blobs) => blobs,
+            Err(SourceError::NoContainer { .. }) => continue,
+            Err(e) => panic!("{e}"),
+        };
+        for blob in blobs {
+            let mut lines = reader.open(&blob, 0, blob.length).unwrap();
+            while let Some(piece) = lines.next_piece().await.unwrap() {
+                for line in &piece.lines {
+                    for record in parse_line(line.bytes, event_type).unwrap() {
+                        ids.insert(record.unwrap().signin.id);
+                    }
+                }
+            }
+            assert_eq!(lines.consumed(), blob.length);
+        }
+    }
+    assert_eq!(ids, archive.lines.keys().cloned().collect());
+    assert!(reader.request_counts().requests > 0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // `check` explains this source's failures
 // ---------------------------------------------------------------------------------------------
