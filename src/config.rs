@@ -14,6 +14,8 @@ pub use crate::transform::filter::Preset;
 /// Every `SIGNINS_*` setting the code reads, with its default ("" = unset) and meaning.
 /// The single list behind the README table, the IaC app settings and the drift test.
 pub const SETTINGS: &[Setting] = &[
+    Setting { name: "SIGNINS_SOURCE", default: "graph", meaning: "where sign-ins are read: `graph` (Microsoft Graph's sign-in report API) or `diagnostic-settings` (the JSON Lines an Entra diagnostic setting archives to Storage: no request limit, filters applied client-side; docs/deploy.md)" },
+    Setting { name: "SIGNINS_DIAGNOSTIC_STORAGE", default: "", meaning: "with `diagnostic-settings`: the storage account the diagnostic setting writes to, `https://<account>.blob.core.windows.net` (token auth: Storage Blob Data Reader), or one of its `insights-logs-*` containers; a SAS query string (r, l) instead of a token" },
     Setting { name: "SIGNINS_GRAPH_ENDPOINT", default: "https://graph.microsoft.com", meaning: "Graph base URL (national clouds, tests)" },
     Setting { name: "SIGNINS_GRAPH_VERSION", default: "beta", meaning: "`beta` or `v1.0`; only beta returns non-interactive sign-ins (where most mobile mail appears) and the beta-only columns" },
     Setting { name: "SIGNINS_AUTH", default: "auto", meaning: "`auto`, `managed-identity`, `client-secret`, `certificate`" },
@@ -22,7 +24,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "SIGNINS_CLIENT_APPS", default: "", meaning: "comma list replacing the preset's client apps (`clientAppUsed`)" },
     Setting { name: "SIGNINS_APPS", default: "", meaning: "comma list replacing the preset's app names (`appDisplayName`)" },
     Setting { name: "SIGNINS_FILTER", default: "", meaning: "extra raw OData `$filter` clause, AND-ed on the server" },
-    Setting { name: "SIGNINS_EVENT_TYPES", default: "interactiveUser,nonInteractiveUser", meaning: "comma list of `interactiveUser`, `nonInteractiveUser`, `servicePrincipal`, `managedIdentity` (all but the first need `beta`; unset with `v1.0`: `interactiveUser`), read in one query" },
+    Setting { name: "SIGNINS_EVENT_TYPES", default: "interactiveUser,nonInteractiveUser", meaning: "comma list of `interactiveUser`, `nonInteractiveUser`, `servicePrincipal`, `managedIdentity` (all but the first need `beta`; unset with `v1.0`: `interactiveUser`), read in one query; with `diagnostic-settings`, the categories read (`insights-logs-signinlogs`, `…-noninteractiveusersigninlogs`, `…-serviceprincipalsigninlogs`, `…-managedidentitysigninlogs`)" },
     Setting { name: "SIGNINS_LOOKBACK", default: "7d", meaning: "window of the first run (no watermark yet), at most 30d" },
     Setting { name: "SIGNINS_OVERLAP", default: "1h", meaning: "how far before the watermark each run re-reads, to catch late-published sign-ins" },
     Setting { name: "SIGNINS_SETTLE", default: "15m", meaning: "sign-ins younger than this wait for a later run, so the row holds what Graph adds after publishing (risk, MFA details, Conditional Access); 0s to 24h" },
@@ -153,9 +155,57 @@ pub enum Destination {
     },
 }
 
+/// Where sign-ins are read from (`SIGNINS_SOURCE`).
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// Microsoft Graph's `/auditLogs/signIns` ([`Settings::graph`]).
+    Graph,
+    /// The JSON Lines an Entra diagnostic setting archives to Azure Storage
+    /// ([`crate::diagnostic`]); the event types of [`GraphSettings::event_types`] pick the
+    /// categories (containers) read.
+    DiagnosticSettings(DiagnosticStorage),
+}
+
+impl Source {
+    /// The `SIGNINS_SOURCE` spelling.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Source::Graph => "graph",
+            Source::DiagnosticSettings(_) => "diagnostic-settings",
+        }
+    }
+}
+
+/// `SIGNINS_DIAGNOSTIC_STORAGE`: the storage account an Entra diagnostic setting archives
+/// sign-in logs to, one `insights-logs-*` container per category.
+#[derive(Debug, Clone)]
+pub struct DiagnosticStorage {
+    /// The Blob service: `https://<account>.blob.core.windows.net`, or an emulator's
+    /// path-style `http://127.0.0.1:PORT/<account>`; no query string.
+    pub account_url: Url,
+    /// Set when the URL named one container: only that category is read.
+    pub container: Option<EventType>,
+    /// The SAS query string, if any; otherwise tokens for Azure Storage.
+    pub sas: Option<Secret>,
+}
+
+impl std::fmt::Display for DiagnosticStorage {
+    /// Never shows the SAS.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let base = self.account_url.as_str().trim_end_matches('/');
+        let auth = if self.sas.is_some() { "SAS" } else { "token" };
+        match self.container {
+            Some(t) => write!(f, "{base}/{} ({auth})", t.diagnostic_container()),
+            None => write!(f, "{base} ({auth})"),
+        }
+    }
+}
+
 /// The validated settings of one run.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Where sign-ins are read from.
+    pub source: Source,
     pub graph: GraphSettings,
     pub destination: Destination,
     pub preset: Preset,
@@ -247,14 +297,51 @@ impl Settings {
                 ))
             }
         };
-        // Unset with v1.0, the default narrows to what v1.0 can return instead of failing.
-        let event_types = match (get("SIGNINS_EVENT_TYPES"), version) {
-            (Some(list), _) => parse_event_types(&list, version)?,
-            (None, GraphVersion::Beta) => {
-                parse_event_types(default_of("SIGNINS_EVENT_TYPES"), version)?
+        // Validated whatever the source, so a storage URL prepared before switching is checked.
+        let diagnostic_storage = get("SIGNINS_DIAGNOSTIC_STORAGE")
+            .map(|url| parse_diagnostic_storage(&url))
+            .transpose()?;
+        let source = match or_default("SIGNINS_SOURCE").as_str() {
+            "graph" => Source::Graph,
+            "diagnostic-settings" => {
+                Source::DiagnosticSettings(diagnostic_storage.ok_or_else(|| {
+                    invalid(
+                    "SIGNINS_DIAGNOSTIC_STORAGE",
+                    "required with SIGNINS_SOURCE=diagnostic-settings: the storage account the \
+                     Entra diagnostic setting archives sign-in logs to, \
+                     https://<account>.blob.core.windows.net (see docs/deploy.md)",
+                )
+                })?)
             }
-            (None, GraphVersion::V1) => vec![EventType::InteractiveUser],
+            other => {
+                return Err(invalid(
+                    "SIGNINS_SOURCE",
+                    format!("unknown source '{other}'; accepted: graph, diagnostic-settings"),
+                ))
+            }
         };
+        let event_types = match &source {
+            // Unset with v1.0, the default narrows to what v1.0 can return instead of failing.
+            Source::Graph => match (get("SIGNINS_EVENT_TYPES"), version) {
+                (Some(list), _) => parse_event_types(&list, Some(version))?,
+                (None, GraphVersion::Beta) => {
+                    parse_event_types(default_of("SIGNINS_EVENT_TYPES"), Some(version))?
+                }
+                (None, GraphVersion::V1) => vec![EventType::InteractiveUser],
+            },
+            // Every category is in the diagnostic export, whatever the Graph version.
+            Source::DiagnosticSettings(storage) => {
+                diagnostic_event_types(get("SIGNINS_EVENT_TYPES"), storage)?
+            }
+        };
+        if matches!(source, Source::DiagnosticSettings(_)) && get("SIGNINS_FILTER").is_some() {
+            return Err(invalid(
+                "SIGNINS_FILTER",
+                "is an OData clause only Graph can evaluate; SIGNINS_SOURCE=diagnostic-settings \
+                 filters on the client: remove SIGNINS_FILTER and choose rows with SIGNINS_PRESET, \
+                 SIGNINS_CLIENT_APPS or SIGNINS_APPS",
+            ));
+        }
         let endpoint = parse_endpoint(&or_default("SIGNINS_GRAPH_ENDPOINT"))?;
         let auth = parse_auth(&or_default("SIGNINS_AUTH"), &get)?;
         let preset = Preset::parse(&or_default("SIGNINS_PRESET"))
@@ -288,7 +375,8 @@ impl Settings {
                 Columns::parse(&list).map_err(|message| invalid("SIGNINS_COLUMNS", message))?
             }
         };
-        if version == GraphVersion::V1 {
+        // The diagnostic export carries Graph beta's properties whatever SIGNINS_GRAPH_VERSION says.
+        if version == GraphVersion::V1 && matches!(source, Source::Graph) {
             let beta_only = columns.beta_only();
             if !beta_only.is_empty() {
                 return Err(invalid(
@@ -342,6 +430,7 @@ impl Settings {
             .map_err(|message| invalid("SIGNINS_GRAPH_RATE", message))?;
 
         Ok(Settings {
+            source,
             graph: GraphSettings {
                 endpoint,
                 version,
@@ -398,7 +487,13 @@ impl Settings {
             Some(list) => list.join(","),
             None => "(preset)".to_string(),
         };
+        let diagnostic_storage = match &self.source {
+            Source::Graph => String::new(),
+            Source::DiagnosticSettings(storage) => storage.to_string(),
+        };
         vec![
+            ("SIGNINS_SOURCE", self.source.as_str().to_string()),
+            ("SIGNINS_DIAGNOSTIC_STORAGE", diagnostic_storage),
             ("SIGNINS_GRAPH_ENDPOINT", self.graph.endpoint.to_string()),
             (
                 "SIGNINS_GRAPH_VERSION",
@@ -470,7 +565,12 @@ fn parse_bool(setting: &'static str, value: &str) -> Result<bool, ConfigError> {
     }
 }
 
-fn parse_event_types(list: &str, version: GraphVersion) -> Result<Vec<EventType>, ConfigError> {
+/// Parses `SIGNINS_EVENT_TYPES`; `version` is the Graph version that must return them (`None`:
+/// the diagnostic export, which has every type).
+fn parse_event_types(
+    list: &str,
+    version: Option<GraphVersion>,
+) -> Result<Vec<EventType>, ConfigError> {
     let mut types = Vec::new();
     for name in split_list(list) {
         let event_type = match name.as_str() {
@@ -487,7 +587,7 @@ fn parse_event_types(list: &str, version: GraphVersion) -> Result<Vec<EventType>
                 ))
             }
         };
-        if event_type != EventType::InteractiveUser && version != GraphVersion::Beta {
+        if event_type != EventType::InteractiveUser && version == Some(GraphVersion::V1) {
             return Err(invalid(
                 "SIGNINS_EVENT_TYPES",
                 format!("'{name}' sign-ins are only in Graph beta; set SIGNINS_GRAPH_VERSION=beta"),
@@ -504,6 +604,125 @@ fn parse_event_types(list: &str, version: GraphVersion) -> Result<Vec<EventType>
         ));
     }
     Ok(types)
+}
+
+/// The event types the diagnostic source reads: `SIGNINS_EVENT_TYPES` (default
+/// `interactiveUser,nonInteractiveUser`), or the one category of a container URL.
+fn diagnostic_event_types(
+    list: Option<String>,
+    storage: &DiagnosticStorage,
+) -> Result<Vec<EventType>, ConfigError> {
+    let Some(only) = storage.container else {
+        let list = list.unwrap_or_else(|| default_of("SIGNINS_EVENT_TYPES").to_string());
+        return parse_event_types(&list, None);
+    };
+    match list {
+        None => Ok(vec![only]),
+        Some(list) => {
+            let types = parse_event_types(&list, None)?;
+            if types == [only] {
+                Ok(types)
+            } else {
+                Err(invalid(
+                    "SIGNINS_EVENT_TYPES",
+                    format!(
+                        "SIGNINS_DIAGNOSTIC_STORAGE names the container {}, which holds only {} \
+                         sign-ins; give the storage account URL (without a container) to read \
+                         several categories, or leave SIGNINS_EVENT_TYPES unset",
+                        only.diagnostic_container(),
+                        only.as_str()
+                    ),
+                ))
+            }
+        }
+    }
+}
+
+/// `SIGNINS_DIAGNOSTIC_STORAGE`: an account URL, or an account URL and one of the four sign-in
+/// containers, each optionally with a SAS.
+fn parse_diagnostic_storage(value: &str) -> Result<DiagnosticStorage, ConfigError> {
+    const SETTING: &str = "SIGNINS_DIAGNOSTIC_STORAGE";
+    let expected = "expected https://<account>.blob.core.windows.net, optionally followed by \
+                    /<container> (one of the insights-logs-* sign-in containers)";
+    // Never echo `value` in these errors: it may carry a SAS.
+    let mut url = Url::parse(value)
+        .map_err(|e| invalid(SETTING, format!("not a valid URL ({e}); {expected}")))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&url) => {}
+        "http" => {
+            return Err(invalid(
+                SETTING,
+                "storage URLs must use https (http only for a loopback emulator such as Azurite)",
+            ))
+        }
+        _ => return Err(invalid(SETTING, format!("not an http(s) URL; {expected}"))),
+    }
+    if url.host_str().is_none() {
+        return Err(invalid(SETTING, format!("the URL has no host; {expected}")));
+    }
+    let (sas, segments) = split_storage_url(SETTING, &mut url)?;
+    // Emulators (loopback) use path-style URLs: /<account>/<container>.
+    let leading = usize::from(is_loopback(&url));
+    if segments.len() < leading {
+        return Err(invalid(
+            SETTING,
+            "an emulator URL names its account first: http://127.0.0.1:<port>/<account>",
+        ));
+    }
+    let container = match &segments[leading..] {
+        [] => None,
+        [name] => Some(EventType::from_diagnostic_container(name).ok_or_else(|| {
+            let known: Vec<&str> = EventType::ALL
+                .iter()
+                .map(|t| t.diagnostic_container())
+                .collect();
+            invalid(
+                SETTING,
+                format!(
+                    "'{name}' is not a sign-in container of a diagnostic setting; give the \
+                     account URL, or one of {}",
+                    known.join(", ")
+                ),
+            )
+        })?),
+        [_, ..] => {
+            return Err(invalid(
+                SETTING,
+                format!(
+                    "Azure Monitor names the blobs below the container (one per hour); {expected}"
+                ),
+            ))
+        }
+    };
+    let mut account_url = url;
+    account_url.set_path(&segments[..leading].join("/"));
+    Ok(DiagnosticStorage {
+        account_url,
+        container,
+        sas,
+    })
+}
+
+/// Takes the SAS (checked to be one) and the fragment off a storage URL; returns the SAS and
+/// the URL's non-empty path segments.
+fn split_storage_url(
+    setting: &'static str,
+    url: &mut Url,
+) -> Result<(Option<Secret>, Vec<String>), ConfigError> {
+    let sas = url.query().filter(|q| !q.is_empty()).map(str::to_string);
+    if let Some(sas) = &sas {
+        if !sas.split('&').any(|pair| pair.starts_with("sig=")) {
+            return Err(invalid(setting, "the URL has a query string that is not a SAS (no `sig=`); remove it or paste the full SAS"));
+        }
+    }
+    url.set_query(None);
+    url.set_fragment(None);
+    let segments = url
+        .path_segments()
+        .map(|s| s.filter(|p| !p.is_empty()).map(str::to_string).collect())
+        .unwrap_or_default();
+    Ok((sas.map(Secret::new), segments))
 }
 
 fn parse_endpoint(value: &str) -> Result<Url, ConfigError> {
@@ -623,18 +842,7 @@ fn parse_destination(value: &str) -> Result<Destination, ConfigError> {
             "Blob Storage URLs must use https (http only for a loopback emulator such as Azurite)",
         ));
     }
-    let sas = url.query().filter(|q| !q.is_empty()).map(str::to_string);
-    if let Some(sas) = &sas {
-        if !sas.split('&').any(|pair| pair.starts_with("sig=")) {
-            return Err(invalid(SETTING, "the URL has a query string that is not a SAS (no `sig=`); remove it or paste the full SAS"));
-        }
-    }
-    url.set_query(None);
-    url.set_fragment(None);
-    let segments: Vec<String> = url
-        .path_segments()
-        .map(|s| s.filter(|p| !p.is_empty()).map(str::to_string).collect())
-        .unwrap_or_default();
+    let (sas, segments) = split_storage_url(SETTING, &mut url)?;
     // Emulators (loopback) use path-style URLs: /<account>/<container>/...
     let leading = if is_loopback(&url) { 2 } else { 1 };
     if segments.len() < leading {
@@ -656,7 +864,7 @@ fn parse_destination(value: &str) -> Result<Destination, ConfigError> {
     Ok(Destination::Blob {
         container_url,
         prefix: segments[leading..].join("/"),
-        sas: sas.map(Secret::new),
+        sas,
     })
 }
 
@@ -1065,6 +1273,166 @@ mod tests {
         );
         assert_eq!(prefix, "");
         assert!(sas.is_none());
+    }
+
+    #[test]
+    fn graph_is_the_default_source_and_a_prepared_storage_url_is_still_checked() {
+        let s = load(&[]).unwrap();
+        assert!(matches!(s.source, Source::Graph));
+        let s = load(&[(
+            "SIGNINS_DIAGNOSTIC_STORAGE",
+            "https://stdiag.blob.core.windows.net",
+        )])
+        .unwrap();
+        assert!(matches!(s.source, Source::Graph));
+        let e = error_of(&[(
+            "SIGNINS_DIAGNOSTIC_STORAGE",
+            "https://stdiag.blob.core.windows.net/logs",
+        )]);
+        assert_eq!(e.setting, "SIGNINS_DIAGNOSTIC_STORAGE");
+    }
+
+    fn diagnostic(vars: &[(&str, &str)]) -> (DiagnosticStorage, Vec<EventType>) {
+        let mut all = vec![("SIGNINS_SOURCE", "diagnostic-settings")];
+        all.extend_from_slice(vars);
+        let s = load(&all).unwrap();
+        match s.source {
+            Source::DiagnosticSettings(storage) => (storage, s.graph.event_types),
+            Source::Graph => panic!("not the diagnostic source"),
+        }
+    }
+
+    #[test]
+    fn diagnostic_source_takes_an_account_or_one_container() {
+        let (storage, types) = diagnostic(&[(
+            "SIGNINS_DIAGNOSTIC_STORAGE",
+            "https://stdiag.blob.core.windows.net/",
+        )]);
+        assert_eq!(
+            storage.account_url.as_str(),
+            "https://stdiag.blob.core.windows.net/"
+        );
+        assert_eq!(storage.container, None);
+        assert!(storage.sas.is_none());
+        assert_eq!(
+            types,
+            vec![EventType::InteractiveUser, EventType::NonInteractiveUser]
+        );
+
+        // A container: its category only; SAS kept, never shown.
+        let (storage, types) = diagnostic(&[(
+            "SIGNINS_DIAGNOSTIC_STORAGE",
+            "https://stdiag.blob.core.windows.net/insights-logs-noninteractiveusersigninlogs?sv=1&sp=rl&sig=SECRETSIG",
+        )]);
+        assert_eq!(storage.container, Some(EventType::NonInteractiveUser));
+        assert_eq!(types, vec![EventType::NonInteractiveUser]);
+        assert_eq!(
+            storage.sas.as_ref().map(Secret::expose),
+            Some("sv=1&sp=rl&sig=SECRETSIG")
+        );
+        assert_eq!(
+            storage.to_string(),
+            "https://stdiag.blob.core.windows.net/insights-logs-noninteractiveusersigninlogs (SAS)"
+        );
+        assert!(!format!("{storage:?}").contains("SECRETSIG"));
+
+        // Emulators are path-style; every event type, whatever the Graph version.
+        let (storage, types) = diagnostic(&[
+            (
+                "SIGNINS_DIAGNOSTIC_STORAGE",
+                "http://127.0.0.1:10000/devstoreaccount1",
+            ),
+            ("SIGNINS_GRAPH_VERSION", "v1.0"),
+            ("SIGNINS_EVENT_TYPES", "managedIdentity,servicePrincipal"),
+            ("SIGNINS_COLUMNS", "id,userType,managedIdentityType"),
+        ]);
+        assert_eq!(
+            storage.account_url.as_str(),
+            "http://127.0.0.1:10000/devstoreaccount1"
+        );
+        assert_eq!(
+            types,
+            vec![EventType::ManagedIdentity, EventType::ServicePrincipal]
+        );
+        // Naming the container's own type is fine.
+        diagnostic(&[
+            (
+                "SIGNINS_DIAGNOSTIC_STORAGE",
+                "https://stdiag.blob.core.windows.net/insights-logs-signinlogs",
+            ),
+            ("SIGNINS_EVENT_TYPES", "interactiveUser"),
+        ]);
+    }
+
+    #[test]
+    fn diagnostic_source_errors_name_the_setting_and_the_fix() {
+        let source = ("SIGNINS_SOURCE", "diagnostic-settings");
+        let storage = (
+            "SIGNINS_DIAGNOSTIC_STORAGE",
+            "https://stdiag.blob.core.windows.net",
+        );
+        // (variables, the setting named, a phrase of the message)
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: &[Case] = &[
+            (&[("SIGNINS_SOURCE", "eventhub")], "SIGNINS_SOURCE", "accepted: graph, diagnostic-settings"),
+            (&[source], "SIGNINS_DIAGNOSTIC_STORAGE", "required with SIGNINS_SOURCE=diagnostic-settings"),
+            (&[source, storage, ("SIGNINS_FILTER", "appId eq 'x'")], "SIGNINS_FILTER", "remove SIGNINS_FILTER"),
+            (&[source, storage, ("SIGNINS_EVENT_TYPES", "robots")], "SIGNINS_EVENT_TYPES", "unknown event type"),
+            (
+                &[source, ("SIGNINS_DIAGNOSTIC_STORAGE", "https://stdiag.blob.core.windows.net/insights-logs-signinlogs"), ("SIGNINS_EVENT_TYPES", "interactiveUser,nonInteractiveUser")],
+                "SIGNINS_EVENT_TYPES",
+                "holds only interactiveUser sign-ins",
+            ),
+            (&[source, ("SIGNINS_DIAGNOSTIC_STORAGE", "http://stdiag.blob.core.windows.net")], "SIGNINS_DIAGNOSTIC_STORAGE", "must use https"),
+            (&[source, ("SIGNINS_DIAGNOSTIC_STORAGE", "stdiag")], "SIGNINS_DIAGNOSTIC_STORAGE", "not a valid URL"),
+            (&[source, ("SIGNINS_DIAGNOSTIC_STORAGE", "https://stdiag.blob.core.windows.net/insights-logs-auditlogs")], "SIGNINS_DIAGNOSTIC_STORAGE", "not a sign-in container"),
+            (
+                &[source, ("SIGNINS_DIAGNOSTIC_STORAGE", "https://stdiag.blob.core.windows.net/insights-logs-signinlogs/tenantId=x/y=2026")],
+                "SIGNINS_DIAGNOSTIC_STORAGE",
+                "names the blobs below the container",
+            ),
+            (&[source, ("SIGNINS_DIAGNOSTIC_STORAGE", "https://stdiag.blob.core.windows.net/?sv=1&sp=rl")], "SIGNINS_DIAGNOSTIC_STORAGE", "not a SAS"),
+            (&[source, ("SIGNINS_DIAGNOSTIC_STORAGE", "http://127.0.0.1:10000")], "SIGNINS_DIAGNOSTIC_STORAGE", "names its account first"),
+        ];
+        for (vars, setting, needle) in cases {
+            let err = error_of(vars);
+            assert_eq!(err.setting, *setting, "{vars:?} → {err}");
+            assert!(err.to_string().contains(needle), "{vars:?} → {err}");
+        }
+        let err = error_of(&[
+            source,
+            (
+                "SIGNINS_DIAGNOSTIC_STORAGE",
+                "https://stdiag.blob.core.windows.net/bad?sv=1&sig=SECRETSIG",
+            ),
+        ]);
+        assert!(!err.to_string().contains("SECRETSIG"), "{err}");
+    }
+
+    #[test]
+    fn describe_shows_the_source_without_the_sas() {
+        let s = load(&[
+            ("SIGNINS_SOURCE", "diagnostic-settings"),
+            (
+                "SIGNINS_DIAGNOSTIC_STORAGE",
+                "https://stdiag.blob.core.windows.net?sv=1&sig=SECRETSIG",
+            ),
+        ])
+        .unwrap();
+        let described = s.describe();
+        let get = |name: &str| {
+            described
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        assert_eq!(get("SIGNINS_SOURCE"), "diagnostic-settings");
+        assert_eq!(
+            get("SIGNINS_DIAGNOSTIC_STORAGE"),
+            "https://stdiag.blob.core.windows.net (SAS)"
+        );
+        assert!(!format!("{described:?}").contains("SECRETSIG"));
     }
 
     #[test]

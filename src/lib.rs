@@ -11,6 +11,7 @@
 //! | settings, validated once | [`config`] |
 //! | tokens: managed identity, client secret, certificate | [`credential`] |
 //! | Graph source: query, pager, throttling, row stream | [`graph`] |
+//! | diagnostic-settings source: the Entra export in Storage, read line by line | [`diagnostic`] |
 //! | filters (presets) and flattening | [`transform`] |
 //! | CSV encoding | [`csv`] |
 //! | sinks: local folder, Blob Storage | [`sink`] |
@@ -26,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod credential;
 pub mod csv;
+pub mod diagnostic;
 pub mod graph;
 pub mod handler;
 pub mod run;

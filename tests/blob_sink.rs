@@ -79,6 +79,11 @@ impl Ctx {
         self.sink_with(BASE, Ctx::options())
     }
 
+    /// How this context authenticates (a SAS or a managed-identity credential).
+    pub fn auth(&self) -> BlobAuth {
+        self.auth.clone()
+    }
+
     pub fn sink_with(&self, base: &str, options: BlobSinkOptions) -> BlobSink {
         BlobSink::with_options(&self.container_url(), base, self.auth.clone(), options)
             .expect("sink")
@@ -1109,7 +1114,9 @@ mod server_side_copy {
 /// App Service protocol, api-version 2019-08-01) at the fake identity endpoint, which issues
 /// JWT-shaped tokens with aud https://storage.azure.com and an sts.windows.net issuer; Azurite
 /// checks them and serves TLS with a certificate of the test CA, trusted via SSL_CERT_FILE.
-mod oauth {
+/// Azurite over HTTPS with bearer tokens from the fake managed identity (also the diagnostic
+/// reader's token test).
+pub(crate) mod oauth {
     use super::*;
     use crate::support::env::ENV_LOCK;
     use crate::support::tls;

@@ -625,12 +625,18 @@ fn bicep_parameters_and_terraform_variables_share_names() {
         .filter_map(|b| b.labels.first().map(|l| l.as_str().to_string()))
         .collect();
     // Language-specific inputs: Terraform needs the resource group and the version that makes
-    // it send the write-only secret again.
+    // it send the write-only secret again; it creates the tenant-scoped Entra diagnostic setting
+    // in the same configuration, where Bicep has a deployment file of its own for it
+    // (diagnostic-setting.bicep).
     let only_bicep: BTreeSet<String> = BTreeSet::new();
-    let only_tf: BTreeSet<String> = ["resource_group_name", "client_secret_version"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let only_tf: BTreeSet<String> = [
+        "resource_group_name",
+        "client_secret_version",
+        "create_diagnostic_setting",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     assert_eq!(
         params.difference(&vars).cloned().collect::<BTreeSet<_>>(),
         only_bicep
@@ -674,6 +680,160 @@ fn both_flavours_output_app_name_container_url_and_refresh_url() {
         .expect("value")
         .to_string()
         .contains("/api/refresh"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The optional diagnostic-settings source: storage account, lifecycle rule, reader role, setting
+// ---------------------------------------------------------------------------------------------
+
+/// The four sign-in containers a diagnostic setting writes (src/graph/model.rs).
+fn diagnostic_containers() -> Vec<&'static str> {
+    signin_export::graph::model::EventType::ALL
+        .iter()
+        .map(|t| t.diagnostic_container())
+        .collect()
+}
+
+#[test]
+fn terraform_can_create_the_diagnostic_setting_its_storage_and_the_reader_role() {
+    let account = labelled("resource", &["azurerm_storage_account", "diagnostic"]);
+    let get = |block: &Block, key: &str| {
+        attr(&block.body, key)
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(get(account, "count"), "var.diagnostic_storage ? 1 : 0");
+    assert_eq!(get(account, "shared_access_key_enabled"), "false");
+
+    let policy = labelled(
+        "resource",
+        &["azurerm_storage_management_policy", "diagnostic"],
+    );
+    let text = hcl::format::to_string(&policy.body)
+        .expect("format")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    for needle in [
+        "blob_types = [ \"appendBlob\" ]",
+        "delete_after_days_since_modification_greater_than = var.diagnostic_retention_days",
+        "prefix_match = values(local.diagnostic_containers)",
+    ] {
+        assert!(
+            text.contains(needle),
+            "management policy lacks {needle}: {text}"
+        );
+    }
+    let containers = local("diagnostic_containers").to_string();
+    for container in diagnostic_containers() {
+        assert!(
+            containers.contains(container),
+            "{container} not in {containers}"
+        );
+    }
+
+    let reader = labelled(
+        "resource",
+        &["azurerm_role_assignment", "diagnostic_reader"],
+    );
+    assert_eq!(
+        get(reader, "scope"),
+        "azurerm_storage_account.diagnostic[0].id"
+    );
+    assert_eq!(
+        get(reader, "role_definition_name"),
+        "\"Storage Blob Data Reader\""
+    );
+
+    let setting = labelled(
+        "resource",
+        &["azurerm_monitor_aad_diagnostic_setting", "signins"],
+    );
+    assert_eq!(
+        get(setting, "count"),
+        "var.create_diagnostic_setting ? 1 : 0"
+    );
+    assert_eq!(
+        get(setting, "storage_account_id"),
+        "azurerm_storage_account.diagnostic[0].id"
+    );
+    let text = hcl::format::to_string(&setting.body).expect("format");
+    assert!(
+        text.contains("local.diagnostic_categories[enabled_log.value]"),
+        "the setting archives the categories of SIGNINS_EVENT_TYPES: {text}"
+    );
+    let categories = local("diagnostic_categories").to_string();
+    for t in signin_export::graph::model::EventType::ALL {
+        let pair = format!("{} = \"{}\"", t.as_str(), t.diagnostic_category());
+        assert!(categories.contains(&pair), "{pair} not in {categories}");
+    }
+}
+
+#[test]
+fn bicep_can_create_the_diagnostic_storage_and_has_a_tenant_deployment_for_the_setting() {
+    let main = bicep_file("infra/bicep/main.bicep");
+    let module = &main["modules"]["diagnosticStorageAccount"];
+    assert_eq!(module["config"]["condition"], "diagnosticStorage");
+    let params = &module["config"]["config"]["params"];
+    assert_eq!(params["expireAppendBlobPrefixes"], "diagnosticContainers");
+    assert_eq!(params["expireAfterDays"], "diagnosticRetentionDays");
+    let listed: Vec<&str> = main["variables"]["diagnosticContainers"]["value"]
+        .as_array()
+        .expect("diagnosticContainers")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(listed, diagnostic_containers());
+
+    let storage = bicep_file("infra/bicep/modules/storage.bicep");
+    let rule = &storage["resources"]["expiry"]["config"]["config"]["properties"]["policy"]["rules"]
+        [0]["definition"];
+    assert_eq!(rule["filters"]["blobTypes"][0], "appendBlob");
+    assert_eq!(rule["filters"]["prefixMatch"], "expireAppendBlobPrefixes");
+    assert_eq!(
+        rule["actions"]["baseBlob"]["delete"]["daysAfterModificationGreaterThan"],
+        "expireAfterDays"
+    );
+
+    let reader = &main["resources"]["diagnosticReader"]["config"];
+    assert_eq!(reader["condition"], "diagnosticStorage");
+    assert_eq!(reader["config"]["scope"], "diagnosticAccount");
+    assert_eq!(
+        reader["config"]["properties"]["roleDefinitionId"]["function"]["parameters"]
+            ["resource_name_1"]["operator"]["operands"]["operand_2"],
+        "storageBlobDataReader"
+    );
+
+    let tenant = bicep_file("infra/bicep/diagnostic-setting.bicep");
+    assert_eq!(tenant["globals"]["scope"]["value"], "tenant");
+    let setting = &tenant["resources"]["setting"];
+    assert_eq!(setting["type"], "Microsoft.AADIAM/diagnosticSettings");
+    assert_eq!(
+        setting["config"]["properties"]["storageAccountId"],
+        "storageAccountId"
+    );
+    let allowed = tenant["parameters"]["categories"]["decorators"]
+        .as_array()
+        .expect("decorators")
+        .iter()
+        .find(|d| d["type"] == "allowed")
+        .expect("@allowed categories");
+    let allowed: Vec<&str> = allowed["argument"]
+        .as_array()
+        .expect("allowed")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let categories: Vec<&str> = signin_export::graph::model::EventType::ALL
+        .iter()
+        .map(|t| t.diagnostic_category())
+        .collect();
+    assert_eq!(allowed, categories);
+    assert!(main["outputs"].get("diagnosticStorageId").is_some());
+    assert!(blocks("output").any(|b| b
+        .labels
+        .first()
+        .is_some_and(|l| l.as_str() == "diagnostic_storage_id")));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ mod architecture;
 mod blob_pipeline;
 mod blob_sink;
 mod cli;
+mod diagnostic;
 mod docs;
 mod fake_graph;
 mod graph;

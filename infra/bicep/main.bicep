@@ -94,6 +94,14 @@ param logRetentionDays int = 30
 @maxValue(365)
 param softDeleteDays int = 14
 
+@description('Create a storage account for an Entra diagnostic setting to archive sign-in logs to (SIGNINS_SOURCE=diagnostic-settings), with a lifecycle rule deleting its insights-logs-* blobs after diagnosticRetentionDays, and grant the app identity Storage Blob Data Reader on it. The setting itself is tenant-scoped: diagnostic-setting.bicep (docs/deploy.md).')
+param diagnosticStorage bool = false
+
+@description('Days the diagnostic storage account keeps the archived sign-in logs (lifecycle rule on the insights-logs-* append blobs, days since the last write). Keep it above the longest the export may fall behind.')
+@minValue(1)
+@maxValue(365)
+param diagnosticRetentionDays int = 7
+
 @description('Tags for every resource.')
 param tags object = {
   workload: 'signin-export'
@@ -103,6 +111,16 @@ param tags object = {
 // SIGNINS_* app settings: one parameter each, default = the code's default (src/config.rs).
 // "" means unset (the code then applies its own default).
 // ---------------------------------------------------------------------------------------------
+
+@description('SIGNINS_SOURCE: graph (Microsoft Graph\'s sign-in report API) or diagnostic-settings (the sign-in logs an Entra diagnostic setting archives to Storage: no request limit; docs/deploy.md).')
+@allowed([
+  'graph'
+  'diagnostic-settings'
+])
+param signinsSource string = 'graph'
+
+@description('SIGNINS_DIAGNOSTIC_STORAGE: "" = the diagnostic storage account created here when diagnosticStorage is true (else unset); or the URL of the storage account (or one insights-logs-* container) an existing diagnostic setting writes to.')
+param signinsDiagnosticStorage string = ''
 
 @description('SIGNINS_GRAPH_ENDPOINT: Graph base URL (national clouds).')
 param signinsGraphEndpoint string = 'https://graph.microsoft.com'
@@ -145,7 +163,7 @@ param signinsApps string = ''
 @description('SIGNINS_FILTER: extra raw OData $filter clause, AND-ed on the server.')
 param signinsFilter string = ''
 
-@description('SIGNINS_EVENT_TYPES: comma list of interactiveUser, nonInteractiveUser, servicePrincipal, managedIdentity (all but the first need beta).')
+@description('SIGNINS_EVENT_TYPES: comma list of interactiveUser, nonInteractiveUser, servicePrincipal, managedIdentity (all but the first need beta); with diagnostic-settings, the categories read.')
 param signinsEventTypes string = 'interactiveUser,nonInteractiveUser'
 
 @description('SIGNINS_LOOKBACK: window of the first run, e.g. 7d (at most 30d).')
@@ -198,6 +216,16 @@ var functionAppName = 'func-${baseName}-${suffix}'
 var planName = 'plan-${baseName}-${suffix}'
 var hostStorageName = take('sthost${suffix}', 24)
 var exportsStorageName = take('stexp${suffix}', 24)
+var diagnosticStorageName = take('stdiag${suffix}', 24)
+// Known before the account exists, so the app setting needs no reference to a conditional module.
+var diagnosticStorageUrl = 'https://${diagnosticStorageName}.blob.${environment().suffixes.storage}/'
+// The containers Azure Monitor archives sign-in categories to (azure-monitor-docs resource-logs.md).
+var diagnosticContainers = [
+  'insights-logs-signinlogs'
+  'insights-logs-noninteractiveusersigninlogs'
+  'insights-logs-serviceprincipalsigninlogs'
+  'insights-logs-managedidentitysigninlogs'
+]
 var deploymentContainerName = 'app-package'
 var keyVaultName = take('kv-${baseName}-${suffix}', 24)
 var secretName = 'graph-client-secret'
@@ -277,6 +305,20 @@ module exportsStorage 'modules/storage.bicep' = {
   }
 }
 
+// Optional: where the Entra diagnostic setting (diagnostic-setting.bicep) archives sign-in logs.
+module diagnosticStorageAccount 'modules/storage.bicep' = if (diagnosticStorage) {
+  name: 'diagnostic-storage'
+  params: {
+    name: diagnosticStorageName
+    location: location
+    containers: []
+    expireAppendBlobPrefixes: diagnosticContainers
+    expireAfterDays: diagnosticRetentionDays
+    softDeleteDays: softDeleteDays
+    tags: tags
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // App settings
 // ---------------------------------------------------------------------------------------------
@@ -316,6 +358,8 @@ var identityAuthSettings = userAssigned ? userIdentityAuthSettings : {}
 var authSettings = clientSecretMode ? secretAuthSettings : identityAuthSettings
 
 var signinsSettings = {
+  SIGNINS_SOURCE: signinsSource
+  SIGNINS_DIAGNOSTIC_STORAGE: empty(signinsDiagnosticStorage) ? (diagnosticStorage ? diagnosticStorageUrl : '') : signinsDiagnosticStorage
   SIGNINS_GRAPH_ENDPOINT: signinsGraphEndpoint
   SIGNINS_GRAPH_VERSION: signinsGraphVersion
   SIGNINS_AUTH: empty(signinsAuth) ? (clientSecretMode ? 'client-secret' : 'managed-identity') : signinsAuth
@@ -423,6 +467,24 @@ resource exportsReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = if
   ]
 }
 
+resource diagnosticAccount 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: diagnosticStorageName
+}
+
+// Azure Monitor creates the insights-logs-* containers, so the role is on the account.
+resource diagnosticReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (diagnosticStorage) {
+  scope: diagnosticAccount
+  name: guid(resourceGroup().id, diagnosticStorageName, functionAppName, roles.storageBlobDataReader)
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataReader)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+  dependsOn: [
+    diagnosticStorageAccount
+  ]
+}
+
 resource telemetryPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   scope: appInsights
   name: guid(appInsights.id, functionAppName, roles.monitoringMetricsPublisher)
@@ -485,3 +547,6 @@ output refreshUrl string = 'https://${functionApp.outputs.defaultHostName}/api/r
 
 @description('Object id of the function identity.')
 output principalId string = principalId
+
+@description('Resource id of the diagnostic storage account ("" without diagnosticStorage): the storageAccountId of diagnostic-setting.bicep.')
+output diagnosticStorageId string = diagnosticStorage ? diagnosticAccount.id : ''

@@ -53,9 +53,9 @@ resource "azurerm_log_analytics_workspace" "logs" {
 
 # Entra-only ingestion: the app authenticates with its identity (Monitoring Metrics Publisher).
 resource "azurerm_application_insights" "app" {
-  name                          = "appi-${var.base_name}-${local.suffix}"
-  resource_group_name           = data.azurerm_resource_group.rg.name
-  location                      = local.location
+  name                         = "appi-${var.base_name}-${local.suffix}"
+  resource_group_name          = data.azurerm_resource_group.rg.name
+  location                     = local.location
   application_type             = "web"
   workspace_id                 = azurerm_log_analytics_workspace.logs.id
   local_authentication_enabled = false # replaces local_authentication_disabled, deprecated in azurerm 4.78
@@ -147,6 +147,100 @@ resource "azurerm_storage_container" "exports" {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Optional: the storage account an Entra diagnostic setting archives sign-in logs to
+# (SIGNINS_SOURCE=diagnostic-settings), the lifecycle rule that expires them, and the setting itself
+# ---------------------------------------------------------------------------------------------
+
+locals {
+  diagnostic_storage = substr("stdiag${local.suffix}", 0, 24)
+  # Diagnostic-settings category and container of each SIGNINS_EVENT_TYPES value (entra-docs
+  # concept-diagnostic-settings-logs-options.md; containers: azure-monitor-docs resource-logs.md).
+  diagnostic_categories = {
+    interactiveUser    = "SignInLogs"
+    nonInteractiveUser = "NonInteractiveUserSignInLogs"
+    servicePrincipal   = "ServicePrincipalSignInLogs"
+    managedIdentity    = "ManagedIdentitySignInLogs"
+  }
+  diagnostic_containers = {
+    interactiveUser    = "insights-logs-signinlogs"
+    nonInteractiveUser = "insights-logs-noninteractiveusersigninlogs"
+    servicePrincipal   = "insights-logs-serviceprincipalsigninlogs"
+    managedIdentity    = "insights-logs-managedidentitysigninlogs"
+  }
+  diagnostic_event_types = [for t in split(",", var.signins_event_types) : trimspace(t) if trimspace(t) != ""]
+}
+
+resource "azurerm_storage_account" "diagnostic" {
+  # checkov:skip=CKV_AZURE_59:Azure Monitor writes the archive and Flex Consumption (no VNet) reads it over the public endpoint; access is Entra ID RBAC only (shared key disabled).
+  # checkov:skip=CKV2_AZURE_33:Private endpoints need a VNet this deployment does not create.
+  # checkov:skip=CKV_AZURE_206:The archive is a transient copy the lifecycle rule deletes after diagnostic_retention_days; LRS is enough.
+  # checkov:skip=CKV2_AZURE_1:Microsoft-managed keys with infrastructure encryption; no customer key vault to manage for a transient archive.
+  # checkov:skip=CKV_AZURE_33:Queue service logging: no queues are used.
+  count                             = var.diagnostic_storage ? 1 : 0
+  name                              = local.diagnostic_storage
+  resource_group_name               = data.azurerm_resource_group.rg.name
+  location                          = local.location
+  account_kind                      = "StorageV2"
+  account_tier                      = "Standard"
+  account_replication_type          = "LRS"
+  https_traffic_only_enabled        = true
+  min_tls_version                   = "TLS1_2"
+  shared_access_key_enabled         = false
+  default_to_oauth_authentication   = true
+  allow_nested_items_to_be_public   = false
+  cross_tenant_replication_enabled  = false
+  infrastructure_encryption_enabled = true
+  local_user_enabled                = false
+  public_network_access_enabled     = true
+  tags                              = var.tags
+
+  blob_properties {
+    delete_retention_policy {
+      days = var.soft_delete_days
+    }
+    container_delete_retention_policy {
+      days = var.soft_delete_days
+    }
+  }
+}
+
+# Azure Monitor appends to one blob per hour and never deletes them: expire the sign-in
+# containers' append blobs (delete is the one lifecycle action append blobs support).
+resource "azurerm_storage_management_policy" "diagnostic" {
+  count              = var.diagnostic_storage ? 1 : 0
+  storage_account_id = azurerm_storage_account.diagnostic[0].id
+
+  rule {
+    name    = "expire-sign-in-logs"
+    enabled = true
+    filters {
+      prefix_match = values(local.diagnostic_containers)
+      blob_types   = ["appendBlob"]
+    }
+    actions {
+      base_blob {
+        delete_after_days_since_modification_greater_than = var.diagnostic_retention_days
+      }
+    }
+  }
+}
+
+# The tenant-wide setting: archives exactly the categories the export reads. Needs a deployer who
+# may write microsoft.aadiam/diagnosticSettings (docs/deploy.md).
+resource "azurerm_monitor_aad_diagnostic_setting" "signins" {
+  count              = var.create_diagnostic_setting ? 1 : 0
+  name               = "signin-export-${local.suffix}"
+  storage_account_id = azurerm_storage_account.diagnostic[0].id
+
+  dynamic "enabled_log" {
+    for_each = toset(local.diagnostic_event_types)
+    content {
+      category = local.diagnostic_categories[enabled_log.value]
+    }
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
 # Function App (Flex Consumption, custom handler)
 # ---------------------------------------------------------------------------------------------
 
@@ -233,27 +327,29 @@ locals {
   } : (local.user_assigned ? { AZURE_CLIENT_ID = azurerm_user_assigned_identity.app[0].client_id } : {})
 
   signins_settings = {
-    SIGNINS_GRAPH_ENDPOINT   = var.signins_graph_endpoint
-    SIGNINS_GRAPH_VERSION    = var.signins_graph_version
-    SIGNINS_AUTH             = var.signins_auth != "" ? var.signins_auth : (var.client_secret_mode ? "client-secret" : "managed-identity")
-    SIGNINS_DESTINATION      = var.signins_destination != "" ? var.signins_destination : local.exports_url
-    SIGNINS_PRESET           = var.signins_preset
-    SIGNINS_CLIENT_APPS      = var.signins_client_apps
-    SIGNINS_APPS             = var.signins_apps
-    SIGNINS_FILTER           = var.signins_filter
-    SIGNINS_EVENT_TYPES      = var.signins_event_types
-    SIGNINS_LOOKBACK         = var.signins_lookback
-    SIGNINS_OVERLAP          = var.signins_overlap
-    SIGNINS_SETTLE           = var.signins_settle
-    SIGNINS_SLICE            = var.signins_slice
-    SIGNINS_COLUMNS          = var.signins_columns
-    SIGNINS_CSV_SAFE         = var.signins_csv_safe
-    SIGNINS_REPORT_DAYS      = var.signins_report_days
-    SIGNINS_GRAPH_RATE       = var.signins_graph_rate
-    SIGNINS_RETRY_BUDGET     = var.signins_retry_budget
-    SIGNINS_RUN_DEADLINE     = var.signins_run_deadline
-    SIGNINS_REFRESH_DEADLINE = var.signins_refresh_deadline
-    SIGNINS_SCHEDULE         = var.signins_schedule
+    SIGNINS_SOURCE             = var.signins_source
+    SIGNINS_DIAGNOSTIC_STORAGE = var.signins_diagnostic_storage != "" ? var.signins_diagnostic_storage : (var.diagnostic_storage ? azurerm_storage_account.diagnostic[0].primary_blob_endpoint : "")
+    SIGNINS_GRAPH_ENDPOINT     = var.signins_graph_endpoint
+    SIGNINS_GRAPH_VERSION      = var.signins_graph_version
+    SIGNINS_AUTH               = var.signins_auth != "" ? var.signins_auth : (var.client_secret_mode ? "client-secret" : "managed-identity")
+    SIGNINS_DESTINATION        = var.signins_destination != "" ? var.signins_destination : local.exports_url
+    SIGNINS_PRESET             = var.signins_preset
+    SIGNINS_CLIENT_APPS        = var.signins_client_apps
+    SIGNINS_APPS               = var.signins_apps
+    SIGNINS_FILTER             = var.signins_filter
+    SIGNINS_EVENT_TYPES        = var.signins_event_types
+    SIGNINS_LOOKBACK           = var.signins_lookback
+    SIGNINS_OVERLAP            = var.signins_overlap
+    SIGNINS_SETTLE             = var.signins_settle
+    SIGNINS_SLICE              = var.signins_slice
+    SIGNINS_COLUMNS            = var.signins_columns
+    SIGNINS_CSV_SAFE           = var.signins_csv_safe
+    SIGNINS_REPORT_DAYS        = var.signins_report_days
+    SIGNINS_GRAPH_RATE         = var.signins_graph_rate
+    SIGNINS_RETRY_BUDGET       = var.signins_retry_budget
+    SIGNINS_RUN_DEADLINE       = var.signins_run_deadline
+    SIGNINS_REFRESH_DEADLINE   = var.signins_refresh_deadline
+    SIGNINS_SCHEDULE           = var.signins_schedule
   }
 
   # Flex Consumption: no FUNCTIONS_WORKER_RUNTIME / FUNCTIONS_EXTENSION_VERSION (runtime_name is it).
@@ -278,6 +374,7 @@ resource "azapi_update_resource" "app_settings" {
     azurerm_role_assignment.exports_writer,
     azurerm_role_assignment.telemetry,
     azurerm_role_assignment.secrets_user,
+    azurerm_role_assignment.diagnostic_reader,
   ]
 
   lifecycle {
@@ -301,6 +398,16 @@ resource "azurerm_role_assignment" "host" {
 resource "azurerm_role_assignment" "exports_writer" {
   scope                = azurerm_storage_container.exports.id
   role_definition_name = "Storage Blob Data Contributor"
+  principal_id         = local.principal_id
+  principal_type       = "ServicePrincipal"
+}
+
+# The function identity reads the diagnostic archive (Azure Monitor creates the containers, so the
+# role is on the account).
+resource "azurerm_role_assignment" "diagnostic_reader" {
+  count                = var.diagnostic_storage ? 1 : 0
+  scope                = azurerm_storage_account.diagnostic[0].id
+  role_definition_name = "Storage Blob Data Reader"
   principal_id         = local.principal_id
   principal_type       = "ServicePrincipal"
 }

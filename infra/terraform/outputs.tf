@@ -17,3 +17,8 @@ output "principal_id" {
   description = "Object id of the function identity."
   value       = local.principal_id
 }
+
+output "diagnostic_storage_id" {
+  description = "Resource id of the diagnostic storage account (\"\" without diagnostic_storage): where the Entra diagnostic setting archives sign-in logs."
+  value       = var.diagnostic_storage ? azurerm_storage_account.diagnostic[0].id : ""
+}

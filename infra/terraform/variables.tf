@@ -185,6 +185,32 @@ variable "soft_delete_days" {
   }
 }
 
+variable "diagnostic_storage" {
+  description = "Create a storage account for an Entra diagnostic setting to archive sign-in logs to (SIGNINS_SOURCE=diagnostic-settings), with a lifecycle rule deleting its insights-logs-* blobs after diagnostic_retention_days, and grant the app identity Storage Blob Data Reader on it."
+  type        = bool
+  default     = false
+}
+
+variable "diagnostic_retention_days" {
+  description = "Days the diagnostic storage account keeps the archived sign-in logs (lifecycle rule on the insights-logs-* append blobs, days since the last write). Keep it above the longest the export may fall behind."
+  type        = number
+  default     = 7
+  validation {
+    condition     = var.diagnostic_retention_days >= 1 && var.diagnostic_retention_days <= 365
+    error_message = "diagnostic_retention_days must be between 1 and 365."
+  }
+}
+
+variable "create_diagnostic_setting" {
+  description = "Also create the tenant's Entra diagnostic setting that archives the SIGNINS_EVENT_TYPES categories to the diagnostic storage account (needs diagnostic_storage and a deployer who may write microsoft.aadiam/diagnosticSettings: Security Administrator or Global Administrator, see docs/deploy.md)."
+  type        = bool
+  default     = false
+  validation {
+    condition     = !var.create_diagnostic_setting || var.diagnostic_storage
+    error_message = "create_diagnostic_setting needs diagnostic_storage = true (the setting archives to that account)."
+  }
+}
+
 variable "tags" {
   description = "Tags for every resource."
   type        = map(string)
@@ -196,6 +222,26 @@ variable "tags" {
 # ---------------------------------------------------------------------------------------------
 # SIGNINS_* app settings (src/config.rs SETTINGS)
 # ---------------------------------------------------------------------------------------------
+
+variable "signins_source" {
+  description = "SIGNINS_SOURCE: graph (Microsoft Graph's sign-in report API) or diagnostic-settings (the sign-in logs an Entra diagnostic setting archives to Storage: no request limit; docs/deploy.md)."
+  type        = string
+  default     = "graph"
+  validation {
+    condition     = contains(["graph", "diagnostic-settings"], var.signins_source)
+    error_message = "signins_source must be graph or diagnostic-settings."
+  }
+}
+
+variable "signins_diagnostic_storage" {
+  description = "SIGNINS_DIAGNOSTIC_STORAGE: \"\" = the diagnostic storage account created here when diagnostic_storage is true (else unset); or the URL of the storage account (or one insights-logs-* container) an existing diagnostic setting writes to."
+  type        = string
+  default     = ""
+  validation {
+    condition     = var.signins_diagnostic_storage == "" || startswith(var.signins_diagnostic_storage, "https://")
+    error_message = "signins_diagnostic_storage must be empty or an https:// storage URL."
+  }
+}
 
 variable "signins_graph_endpoint" {
   description = "SIGNINS_GRAPH_ENDPOINT: Graph base URL (national clouds)."
@@ -262,7 +308,7 @@ variable "signins_filter" {
 }
 
 variable "signins_event_types" {
-  description = "SIGNINS_EVENT_TYPES: comma list of interactiveUser, nonInteractiveUser, servicePrincipal, managedIdentity (all but the first need beta)."
+  description = "SIGNINS_EVENT_TYPES: comma list of interactiveUser, nonInteractiveUser, servicePrincipal, managedIdentity (all but the first need beta); with diagnostic-settings, the categories read (and archived by the diagnostic setting created here)."
   type        = string
   default     = "interactiveUser,nonInteractiveUser"
   validation {

@@ -510,7 +510,7 @@ impl GraphVersion {
 }
 
 /// Sign-in event types (`signInEventTypes`); all but `InteractiveUser` need `beta`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum EventType {
     InteractiveUser,
     NonInteractiveUser,
@@ -519,6 +519,14 @@ pub enum EventType {
 }
 
 impl EventType {
+    /// Every event type, in Graph's order.
+    pub const ALL: [EventType; 4] = [
+        EventType::InteractiveUser,
+        EventType::NonInteractiveUser,
+        EventType::ServicePrincipal,
+        EventType::ManagedIdentity,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventType::InteractiveUser => "interactiveUser",
@@ -526,6 +534,45 @@ impl EventType {
             EventType::ServicePrincipal => "servicePrincipal",
             EventType::ManagedIdentity => "managedIdentity",
         }
+    }
+
+    /// The Entra diagnostic-settings log category that carries these sign-ins (the `category` of
+    /// each record): one category per event type (entra-docs
+    /// `docs/identity/monitoring-health/concept-diagnostic-settings-logs-options.md`).
+    pub fn diagnostic_category(self) -> &'static str {
+        match self {
+            EventType::InteractiveUser => "SignInLogs",
+            EventType::NonInteractiveUser => "NonInteractiveUserSignInLogs",
+            EventType::ServicePrincipal => "ServicePrincipalSignInLogs",
+            EventType::ManagedIdentity => "ManagedIdentitySignInLogs",
+        }
+    }
+
+    /// The container a diagnostic setting archives the category to: `insights-logs-` and the
+    /// category in lower case (azure-monitor-docs `articles/azure-monitor/platform/resource-logs.md`,
+    /// "Azure Storage").
+    pub fn diagnostic_container(self) -> &'static str {
+        match self {
+            EventType::InteractiveUser => "insights-logs-signinlogs",
+            EventType::NonInteractiveUser => "insights-logs-noninteractiveusersigninlogs",
+            EventType::ServicePrincipal => "insights-logs-serviceprincipalsigninlogs",
+            EventType::ManagedIdentity => "insights-logs-managedidentitysigninlogs",
+        }
+    }
+
+    /// The event type of a diagnostic-settings category, matched ignoring case (the docs spell
+    /// `NonInteractiveUserSIgnInLogs` once).
+    pub fn from_diagnostic_category(category: &str) -> Option<EventType> {
+        EventType::ALL
+            .into_iter()
+            .find(|t| t.diagnostic_category().eq_ignore_ascii_case(category))
+    }
+
+    /// The event type whose sign-ins a diagnostic-settings container holds.
+    pub fn from_diagnostic_container(container: &str) -> Option<EventType> {
+        EventType::ALL
+            .into_iter()
+            .find(|t| t.diagnostic_container() == container)
     }
 }
 
@@ -568,6 +615,27 @@ mod tests {
         assert_eq!(
             SignIn::from_json(json!({"id": "x", "createdDateTime": "yesterday"})),
             Err(SignInError::BadCreated { id: "x".into() })
+        );
+    }
+
+    #[test]
+    fn diagnostic_categories_and_containers_name_each_event_type_once() {
+        for t in EventType::ALL {
+            let container = t.diagnostic_container();
+            assert_eq!(
+                container,
+                format!("insights-logs-{}", t.diagnostic_category().to_lowercase())
+            );
+            assert_eq!(EventType::from_diagnostic_container(container), Some(t));
+            assert_eq!(
+                EventType::from_diagnostic_category(&t.diagnostic_category().to_uppercase()),
+                Some(t)
+            );
+        }
+        assert_eq!(EventType::from_diagnostic_category("AuditLogs"), None);
+        assert_eq!(
+            EventType::from_diagnostic_container("insights-logs-auditlogs"),
+            None
         );
     }
 }

@@ -156,8 +156,8 @@ impl Report {
                     ..base
                 }
             }
-            Err(RunError::Refused(why)) => {
-                let message = format!("export refused: {}", one_line(why));
+            Err(error @ (RunError::Refused(_) | RunError::Unsupported(_))) => {
+                let message = format!("export refused: {}", one_line(error));
                 Report {
                     verdict: Verdict::Refused,
                     line: message.clone(),

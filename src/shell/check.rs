@@ -1,10 +1,38 @@
-//! `check`: the settings, a Graph token, a one-row read of the sign-in log and a write probe of
-//! the destination, each with a plain-words explanation when it fails.
+//! `check`: the settings, the source (a Graph token and a one-row read of the sign-in log, or the
+//! diagnostic-settings export in Storage), and a write probe of the destination, each with a
+//! plain-words explanation when it fails.
+
+use std::collections::BTreeSet;
 
 use super::{load_settings, CommandError};
 use crate::cli::CommonArgs;
-use crate::credential::TokenProvider;
+use crate::config::{AuthMode, DiagnosticStorage, EventType, Settings, Source};
+use crate::credential::{TokenProvider, STORAGE_SCOPE};
+use crate::diagnostic::layout::prefix_tenant;
+use crate::diagnostic::{parse_line, DiagnosticReader, ListedBlob, Listing, SourceError};
 use crate::graph::client::GraphClient;
+
+/// The check's lines on stdout, and how many failed.
+#[derive(Default)]
+struct Report {
+    failures: usize,
+}
+
+impl Report {
+    fn step(&mut self, name: &str, result: Result<String, String>) {
+        match result {
+            Ok(detail) => println!("[ ok ] {name}: {detail}"),
+            Err(explanation) => {
+                self.failures += 1;
+                println!("[FAIL] {name}: {explanation}");
+            }
+        }
+    }
+
+    fn warn(&self, name: &str, text: &str) {
+        println!("[warn] {name}: {text}");
+    }
+}
 
 pub(super) async fn check(args: CommonArgs) -> Result<(), CommandError> {
     let settings = load_settings(&args, None)?;
@@ -12,24 +40,44 @@ pub(super) async fn check(args: CommonArgs) -> Result<(), CommandError> {
     for (name, value) in settings.describe() {
         println!("  {name} = {value}");
     }
-    let mut failures = 0;
-    let mut step = |name: &str, result: Result<String, String>| match result {
-        Ok(detail) => println!("[ ok ] {name}: {detail}"),
-        Err(explanation) => {
-            failures += 1;
-            println!("[FAIL] {name}: {explanation}");
-        }
-    };
+    let mut report = Report::default();
 
     let tokens = match TokenProvider::new(&settings.graph.auth) {
         Ok(tokens) => tokens,
         Err(e) => {
-            step("credential", Err(e.to_string()));
+            report.step("credential", Err(e.to_string()));
             return Err(CommandError::Failed("check failed".into()));
         }
     };
+    match &settings.source {
+        Source::Graph => check_graph(&settings, &tokens, &mut report).await,
+        Source::DiagnosticSettings(storage) => {
+            check_diagnostic(&settings, storage, &tokens, &mut report).await
+        }
+    }
+    match crate::sink::open(&settings.destination, settings.preset, &tokens) {
+        Ok(sink) => report.step(
+            "destination",
+            sink.probe()
+                .await
+                .map(|()| format!("{} is writable", sink.describe()))
+                .map_err(|e| e.to_string()),
+        ),
+        Err(e) => report.step("destination", Err(e.to_string())),
+    }
+    if report.failures > 0 {
+        return Err(CommandError::Failed(format!(
+            "{} check(s) failed; see above",
+            report.failures
+        )));
+    }
+    Ok(())
+}
+
+/// A Graph token, the Conditional Access columns' permission, one sign-in read.
+async fn check_graph(settings: &Settings, tokens: &TokenProvider, report: &mut Report) {
     let token = tokens.token().await;
-    step(
+    report.step(
         "Graph token",
         token
             .as_ref()
@@ -38,11 +86,11 @@ pub(super) async fn check(args: CommonArgs) -> Result<(), CommandError> {
     );
     if let Ok(token) = &token {
         if let Some(warning) = policy_columns_warning(&settings.columns, token.expose()) {
-            println!("[warn] Conditional Access columns: {warning}");
+            report.warn("Conditional Access columns", &warning);
         }
     }
     match GraphClient::new(&settings.graph, tokens.clone()) {
-        Ok(graph) => step(
+        Ok(graph) => report.step(
             "Graph sign-in logs",
             graph
                 .probe()
@@ -50,24 +98,200 @@ pub(super) async fn check(args: CommonArgs) -> Result<(), CommandError> {
                 .map(|rows| format!("readable ({rows} row returned for $top=1)"))
                 .map_err(|e| e.to_string()),
         ),
-        Err(e) => step("Graph sign-in logs", Err(e.to_string())),
+        Err(e) => report.step("Graph sign-in logs", Err(e.to_string())),
     }
-    match crate::sink::open(&settings.destination, settings.preset, &tokens) {
-        Ok(sink) => step(
-            "destination",
-            sink.probe()
+}
+
+/// Bytes read from the end of a blob to find the tenant of its newest sign-in.
+const TAIL_BYTES: u64 = 64 * 1024;
+
+/// The diagnostic-settings export: the sign-in containers exist (a diagnostic setting writes
+/// here), each chosen one is readable, and its sign-ins are of this app's tenant.
+async fn check_diagnostic(
+    settings: &Settings,
+    storage: &DiagnosticStorage,
+    tokens: &TokenProvider,
+    report: &mut Report,
+) {
+    let reader = match DiagnosticReader::new(storage, tokens) {
+        Ok(reader) => reader,
+        Err(e) => return report.step("diagnostic-settings export", Err(e.to_string())),
+    };
+    let chosen = &settings.graph.event_types;
+    let account = storage.account_url.as_str().trim_end_matches('/');
+    // Listing containers needs a role or SAS on the account; one on a container cannot, and
+    // then each container is tried on its own below.
+    let mut missing: BTreeSet<EventType> = BTreeSet::new();
+    match reader.sign_in_containers().await {
+        Ok(found) => {
+            missing.extend(chosen.iter().copied().filter(|t| !found.contains(t)));
+            report.step(
+                "diagnostic setting",
+                containers_verdict(chosen, &found, account),
+            );
+        }
+        Err(SourceError::Denied { .. }) if storage.container.is_some() => {}
+        Err(e) => report.step("diagnostic setting", Err(e.to_string())),
+    }
+    let mut tenants = BTreeSet::new();
+    for &event_type in chosen.iter().filter(|t| !missing.contains(t)) {
+        let name = event_type.diagnostic_container();
+        let blobs = match reader.list(event_type, &Listing::Container).await {
+            Ok(blobs) => blobs,
+            Err(e) => {
+                report.step(name, Err(e.to_string()));
+                continue;
+            }
+        };
+        tenants.extend(
+            blobs
+                .iter()
+                .filter_map(|b| b.hour.as_ref())
+                .filter_map(|h| prefix_tenant(&h.prefix))
+                .map(str::to_ascii_lowercase),
+        );
+        let Some(newest) = blobs.iter().max_by_key(|b| b.hour.as_ref().map(|h| h.hour)) else {
+            report.step(name, Ok("exists; no sign-in archived yet".to_string()));
+            continue;
+        };
+        match newest_tenant(&reader, newest).await {
+            Ok(tenant) => {
+                tenants.extend(tenant.map(|t| t.to_ascii_lowercase()));
+                report.step(name, Ok(describe_blobs(&blobs, newest)));
+            }
+            Err(e) => report.step(name, Err(e.to_string())),
+        }
+    }
+    let expected = match expected_tenant(&settings.graph.auth, tokens).await {
+        Ok(tenant) => Some(tenant),
+        Err(why) => {
+            report.warn("tenant", &format!("this app's tenant is unknown ({why})"));
+            None
+        }
+    };
+    report.step("tenant", tenant_verdict(expected.as_deref(), &tenants));
+}
+
+/// "N hourly blobs, the newest for <hour> (<bytes> bytes)".
+fn describe_blobs(blobs: &[ListedBlob], newest: &ListedBlob) -> String {
+    let hour = newest
+        .hour
+        .as_ref()
+        .and_then(|h| {
+            h.hour
+                .format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default();
+    format!(
+        "readable: {} hourly blob(s), the newest for {hour} ({} bytes)",
+        blobs.len(),
+        newest.length
+    )
+}
+
+/// The tenant of the newest sign-in of `blob` (the last line of its last 64 KiB that parses).
+async fn newest_tenant(
+    reader: &DiagnosticReader,
+    blob: &ListedBlob,
+) -> Result<Option<String>, SourceError> {
+    // The first bytes may be the end of a line: it does not parse and is passed over.
+    let mut lines = reader.open(blob, blob.length.saturating_sub(TAIL_BYTES), blob.length)?;
+    let mut tenant = None;
+    while let Some(piece) = lines.next_piece().await? {
+        for line in &piece.lines {
+            let record = parse_line(line.bytes, blob.key.event_type)
+                .ok()
+                .and_then(|mut records| records.next())
+                .and_then(Result::ok);
+            if let Some(id) = record.as_ref().and_then(|r| r.envelope.tenant_id.as_str()) {
+                tenant = Some(id.to_string());
+            }
+        }
+    }
+    Ok(tenant)
+}
+
+/// This app's tenant: the one of its app registration, or the `tid` of a token it gets.
+async fn expected_tenant(auth: &AuthMode, tokens: &TokenProvider) -> Result<String, String> {
+    match auth {
+        AuthMode::ClientSecret { tenant_id, .. } | AuthMode::Certificate { tenant_id, .. } => {
+            Ok(tenant_id.to_ascii_lowercase())
+        }
+        AuthMode::ManagedIdentity { .. } => {
+            let token = tokens
+                .with_scope(STORAGE_SCOPE)
+                .token()
                 .await
-                .map(|()| format!("{} is writable", sink.describe()))
-                .map_err(|e| e.to_string()),
-        ),
-        Err(e) => step("destination", Err(e.to_string())),
+                .map_err(|e| format!("no token to read it from: {e}"))?;
+            token_claim(token.expose(), "tid")
+                .map(|tid| tid.to_ascii_lowercase())
+                .ok_or_else(|| "the token has no readable tid claim".to_string())
+        }
     }
-    if failures > 0 {
-        return Err(CommandError::Failed(format!(
-            "{failures} check(s) failed; see above"
-        )));
+}
+
+/// Whether the chosen categories' containers exist in the account.
+fn containers_verdict(
+    chosen: &[EventType],
+    found: &[EventType],
+    account: &str,
+) -> Result<String, String> {
+    let names = |types: &[EventType]| {
+        types
+            .iter()
+            .map(|t| t.diagnostic_container())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if found.is_empty() {
+        return Err(format!(
+            "no insights-logs-* sign-in container in {account}: no diagnostic setting archives \
+             sign-in logs to this storage account yet. Create one pointing at it (docs/deploy.md, \
+             \"The diagnostic-settings source\"; it takes a Security Administrator or Global \
+             Administrator); Azure Monitor creates each category's container with its first \
+             sign-in, within minutes"
+        ));
     }
-    Ok(())
+    let missing: Vec<EventType> = chosen
+        .iter()
+        .copied()
+        .filter(|t| !found.contains(t))
+        .collect();
+    if missing.is_empty() {
+        return Ok(format!("{} exist", names(chosen)));
+    }
+    let categories: Vec<&str> = missing.iter().map(|t| t.diagnostic_category()).collect();
+    Err(format!(
+        "{} missing (present: {}): the diagnostic setting does not archive {} (add the \
+         categories to the setting), or no such sign-in has happened since it was created; \
+         SIGNINS_EVENT_TYPES reads {}",
+        names(&missing),
+        names(found),
+        categories.join(", "),
+        chosen
+            .iter()
+            .map(|t| t.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    ))
+}
+
+/// Whether the archived sign-ins are of this app's tenant (`expected`, lower case).
+fn tenant_verdict(expected: Option<&str>, seen: &BTreeSet<String>) -> Result<String, String> {
+    let listed = seen.iter().cloned().collect::<Vec<_>>().join(", ");
+    match expected {
+        _ if seen.is_empty() => Ok("no archived sign-in to compare yet".to_string()),
+        None => Ok(format!("the archived sign-ins are of tenant {listed}")),
+        Some(expected) if seen.len() == 1 && seen.contains(expected) => Ok(format!(
+            "the archived sign-ins are of this app's tenant {expected}"
+        )),
+        Some(expected) => Err(format!(
+            "blobs of another tenant: the archive holds sign-ins of {listed}, this app's tenant \
+             is {expected}. SIGNINS_DIAGNOSTIC_STORAGE points at (or shares) another tenant's \
+             export: use the storage account this tenant's diagnostic setting writes to"
+        )),
+    }
 }
 
 /// Graph returns `appliedConditionalAccessPolicies` only to callers that may read Conditional
@@ -104,15 +328,25 @@ fn policy_columns_warning(
     ))
 }
 
-/// The `roles` claim of a JWT access token, read without verifying it (only to explain what the
-/// token grants; Graph does the verifying). `None` if the token is not a readable JWT.
-fn token_roles(token: &str) -> Option<Vec<String>> {
+/// The claims of a JWT access token, read without verifying it (only to explain what the token
+/// grants; the service does the verifying). `None` if the token is not a readable JWT.
+fn token_claims(token: &str) -> Option<serde_json::Value> {
     use base64::Engine as _;
     let payload = token.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
         .ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// One string claim of a JWT access token (see [`token_claims`]).
+fn token_claim(token: &str, name: &str) -> Option<String> {
+    token_claims(token)?.get(name)?.as_str().map(str::to_string)
+}
+
+/// The `roles` claim of a JWT access token (see [`token_claims`]).
+fn token_roles(token: &str) -> Option<Vec<String>> {
+    let claims = token_claims(token)?;
     Some(match claims.get("roles") {
         Some(serde_json::Value::Array(roles)) => roles
             .iter()
@@ -161,5 +395,52 @@ mod tests {
             .contains("could not be read"));
         assert!(policy_columns_warning(&ca, "a.%%%.c").is_some());
         assert_eq!(token_roles(&jwt(serde_json::json!({}))), Some(vec![]));
+        assert_eq!(
+            token_claim(&jwt(serde_json::json!({"tid": "T1"})), "tid").as_deref(),
+            Some("T1")
+        );
+        assert_eq!(token_claim("opaque", "tid"), None);
+    }
+
+    #[test]
+    fn containers_verdict_says_what_is_missing_and_what_to_do() {
+        use EventType::*;
+        let account = "https://stdiag.blob.core.windows.net";
+        let none = containers_verdict(&[InteractiveUser], &[], account).unwrap_err();
+        assert!(none.contains("no diagnostic setting archives"), "{none}");
+        assert!(none.contains("Security Administrator"), "{none}");
+        let some = containers_verdict(
+            &[InteractiveUser, NonInteractiveUser],
+            &[InteractiveUser, ServicePrincipal],
+            account,
+        )
+        .unwrap_err();
+        assert!(
+            some.starts_with("insights-logs-noninteractiveusersigninlogs missing")
+                && some.contains("does not archive NonInteractiveUserSignInLogs"),
+            "{some}"
+        );
+        let all = containers_verdict(
+            &[InteractiveUser],
+            &[InteractiveUser, ManagedIdentity],
+            account,
+        );
+        assert_eq!(all, Ok("insights-logs-signinlogs exist".to_string()));
+    }
+
+    #[test]
+    fn tenant_verdict_fails_on_blobs_of_another_tenant() {
+        let seen = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        assert!(tenant_verdict(Some("a"), &seen(&[])).is_ok());
+        assert!(tenant_verdict(None, &seen(&["a"]))
+            .unwrap()
+            .contains("tenant a"));
+        assert!(tenant_verdict(Some("a"), &seen(&["a"])).is_ok());
+        let other = tenant_verdict(Some("a"), &seen(&["a", "b"])).unwrap_err();
+        assert!(
+            other.starts_with("blobs of another tenant") && other.contains("a, b"),
+            "{other}"
+        );
+        assert!(tenant_verdict(Some("a"), &seen(&["b"])).is_err());
     }
 }

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod azurite;
 pub mod clock;
+pub mod diagnostic;
 pub mod env;
 pub mod fake;
 pub mod host;

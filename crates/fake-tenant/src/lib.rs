@@ -1,6 +1,7 @@
 //! The simulated tenant and the strict fake Graph / Entra / managed-identity service that serves
 //! it: the `demo` command and every integration test run the real pipeline against these.
 
+pub mod diagnostic;
 pub mod entra;
 pub mod fake_graph;
 pub mod odata;

@@ -1,6 +1,7 @@
 // One hardened StorageV2 account with private blob containers: HTTPS only, TLS 1.2+, no shared key
 // (identity auth only), no anonymous access, blob and container soft delete.
-// Used twice by main.bicep: the Functions host/deployment account and the exports account.
+// Used by main.bicep for the Functions host/deployment account, the exports account and, optionally,
+// the account an Entra diagnostic setting archives sign-in logs to (with a lifecycle rule).
 
 @description('Storage account name (3-24 lowercase letters and digits).')
 @minLength(3)
@@ -17,6 +18,14 @@ param containers array
 @minValue(1)
 @maxValue(365)
 param softDeleteDays int = 14
+
+@description('Container names (or name/path prefixes) whose append blobs a lifecycle rule deletes after expireAfterDays ([] = no rule): Azure Monitor appends to one blob per hour and never deletes them.')
+param expireAppendBlobPrefixes array = []
+
+@description('Days since the last write after which those append blobs are deleted.')
+@minValue(1)
+@maxValue(365)
+param expireAfterDays int = 7
 
 @description('Tags for every resource.')
 param tags object = {}
@@ -82,6 +91,38 @@ resource blobContainers 'Microsoft.Storage/storageAccounts/blobServices/containe
     }
   }
 ]
+
+// Delete is the one lifecycle action append blobs support.
+resource expiry 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = if (!empty(expireAppendBlobPrefixes)) {
+  parent: account
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          name: 'expire-append-blobs'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'appendBlob'
+              ]
+              prefixMatch: expireAppendBlobPrefixes
+            }
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterModificationGreaterThan: expireAfterDays
+                }
+              }
+            }
+          }
+        }
+      ]
+    }
+  }
+}
 
 @description('Resource id of the account.')
 output id string = account.id

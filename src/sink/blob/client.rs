@@ -239,21 +239,7 @@ impl Inner {
 
     /// Removes this sink's SAS (raw and percent-encoded) from `text`, after [`errors::redact`].
     pub(super) fn scrub(&self, text: String) -> String {
-        let mut text = errors::redact(&text);
-        if let BlobAuth::Sas(sas) = &self.auth {
-            let raw = sas.expose().trim_start_matches('?');
-            let mut secrets = vec![raw.to_string()];
-            for (key, value) in url::form_urlencoded::parse(raw.as_bytes()) {
-                if key == "sig" && value.len() >= 8 {
-                    secrets.push(value.to_string());
-                    secrets.push(url::form_urlencoded::byte_serialize(value.as_bytes()).collect());
-                }
-            }
-            for secret in secrets.iter().filter(|s| !s.is_empty()) {
-                text = text.replace(secret.as_str(), "<redacted>");
-            }
-        }
-        text
+        errors::scrub(&text, &self.auth)
     }
 
     pub(super) fn denied_hint(&self) -> &'static str {

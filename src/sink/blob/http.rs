@@ -26,11 +26,25 @@ pub struct RequestCounts {
     pub bytes_copied: u64,
 }
 
+/// What every client of one pipeline has sent so far.
 #[derive(Debug, Default)]
-pub(super) struct Counters {
-    pub(super) calls: AtomicU64,
-    pub(super) tries: AtomicU64,
-    pub(super) bytes_copied: AtomicU64,
+pub(crate) struct Counters {
+    pub(crate) calls: AtomicU64,
+    pub(crate) tries: AtomicU64,
+    pub(crate) bytes_copied: AtomicU64,
+}
+
+impl Counters {
+    /// The counts so far.
+    pub(crate) fn snapshot(&self) -> RequestCounts {
+        let calls = self.calls.load(Ordering::Relaxed);
+        let tries = self.tries.load(Ordering::Relaxed);
+        RequestCounts {
+            requests: calls,
+            retries: tries.saturating_sub(calls),
+            bytes_copied: self.bytes_copied.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// Counts calls (per-call position) or attempts (per-try position) passing through the pipeline.
@@ -60,7 +74,7 @@ impl Policy for CountPolicy {
 
 /// Client options shared by every client of one sink: one HTTP transport, an explicit retry
 /// policy, and the request counters.
-pub(super) fn client_options(options: &BlobSinkOptions, counters: &Arc<Counters>) -> ClientOptions {
+pub(crate) fn client_options(options: &BlobSinkOptions, counters: &Arc<Counters>) -> ClientOptions {
     // Storage clients must see the bytes as stored (ranged downloads).
     let http = HttpClientOptions {
         automatic_decompression: false,

@@ -64,7 +64,8 @@ mod blocks;
 mod client;
 pub mod errors;
 mod files;
-mod http;
+/// The HTTP pipeline (retries, request counting), shared with the diagnostic-settings reader.
+pub(crate) mod http;
 mod latest;
 mod lease;
 mod lock;
@@ -117,13 +118,7 @@ impl BlobSink {
 
     /// Requests sent so far by this sink (including the lease renewals).
     pub fn request_counts(&self) -> RequestCounts {
-        let calls = self.inner.counters.calls.load(Ordering::Relaxed);
-        let tries = self.inner.counters.tries.load(Ordering::Relaxed);
-        RequestCounts {
-            requests: calls,
-            retries: tries.saturating_sub(calls),
-            bytes_copied: self.inner.counters.bytes_copied.load(Ordering::Relaxed),
-        }
+        self.inner.counters.snapshot()
     }
 
     /// Successful renewals of the lease held now (0 when none is held): tests wait on them
