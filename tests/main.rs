@@ -12,4 +12,5 @@ mod infra;
 mod infra_schema;
 mod pipeline;
 mod powerquery;
+mod records;
 mod support;
