@@ -9,26 +9,8 @@ use serde_json::Value;
 
 use fake_tenant::tenant::{generate, TenantSpec};
 
+use crate::support::app::read_csv;
 use crate::support::fake::END;
-
-/// The rows of a CSV file the export wrote (UTF-8 BOM, header row), by column name.
-fn read_rows(path: &std::path::Path) -> Vec<HashMap<String, String>> {
-    let bytes = std::fs::read(path).unwrap();
-    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").expect("a UTF-8 BOM");
-    let mut reader = csv::Reader::from_reader(body);
-    let headers = reader.headers().unwrap().clone();
-    reader
-        .records()
-        .map(|record| {
-            let record = record.unwrap();
-            headers
-                .iter()
-                .zip(record.iter())
-                .map(|(h, v)| (h.to_owned(), v.to_owned()))
-                .collect()
-        })
-        .collect()
-}
 
 /// No exported row puts a sign-in at 0,0 (issue 18): Graph's unknown locations (no coordinates,
 /// an empty object, nulls, or exactly 0 and 0) export empty coordinates, and every real point
@@ -51,7 +33,7 @@ fn no_exported_row_puts_a_point_at_zero_zero() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let rows = read_rows(&out.path().join("all/latest.csv"));
+    let rows = read_csv(&std::fs::read(out.path().join("all/latest.csv")).unwrap());
 
     // The demo's tenant: the same seed generates the same sign-ins whatever the end instant
     // (only createdDateTime moves with it).

@@ -483,19 +483,25 @@ fn point_is_known(point: &GeoCoordinates<'_>) -> bool {
 fn flags_cell<'r>(value: &'r Field<'_>, scratch: &'r mut String) -> Cell<'r> {
     match value {
         Field::Str(s) if s.contains(',') => {
-            for member in s.split(',').map(str::trim).filter(|m| !m.is_empty()) {
-                if !scratch.is_empty() {
-                    scratch.push(';');
-                }
-                scratch.push_str(member);
-            }
-            if scratch.is_empty() {
-                Cell::Empty
-            } else {
-                Cell::Text(Cow::Borrowed(scratch))
-            }
+            let members = s.split(',').map(str::trim).filter(|m| !m.is_empty());
+            joined(members, scratch)
         }
         other => value_cell(other, scratch),
+    }
+}
+
+/// `items` joined with `;` in `scratch` (empty: no cell).
+fn joined<'r, 'i>(items: impl Iterator<Item = &'i str>, scratch: &'r mut String) -> Cell<'r> {
+    for item in items {
+        if !scratch.is_empty() {
+            scratch.push(';');
+        }
+        scratch.push_str(item);
+    }
+    if scratch.is_empty() {
+        Cell::Empty
+    } else {
+        Cell::Text(Cow::Borrowed(scratch))
     }
 }
 
@@ -605,19 +611,7 @@ fn applied_policies_cell<'r>(props: &Props<'_>, scratch: &'r mut String) -> Cell
         .filter_map(|p| p.get())
         .filter(|p| matches!(p.result.as_str(), Some("success" | "failure")))
         .filter_map(|p| p.display_name.as_str());
-    let mut any = false;
-    for name in applied {
-        if any {
-            scratch.push(';');
-        }
-        any = true;
-        scratch.push_str(name);
-    }
-    if !any {
-        Cell::Empty
-    } else {
-        Cell::Text(Cow::Borrowed(scratch))
-    }
+    joined(applied, scratch)
 }
 
 #[cfg(test)]

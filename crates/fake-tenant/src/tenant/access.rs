@@ -350,6 +350,16 @@ pub(super) fn authentication(
             "authenticationStepRequirement": requirement,
         })
     };
+    // MFA done earlier in the session, carried by the token.
+    let mfa_by_claim = || {
+        step(
+            "Previously satisfied",
+            None,
+            true,
+            "MFA requirement satisfied by claim in the token",
+            "Multifactor authentication",
+        )
+    };
     let mut steps = Vec::new();
     let mut methods: Vec<&str> = Vec::new();
     let mut mfa_method: Option<&str> = None;
@@ -363,13 +373,7 @@ pub(super) fn authentication(
             "Primary authentication",
         ));
         if ca.mfa_required && !facts.mfa_missing() {
-            steps.push(step(
-                "Previously satisfied",
-                None,
-                true,
-                "MFA requirement satisfied by claim in the token",
-                "Multifactor authentication",
-            ));
+            steps.push(mfa_by_claim());
         }
     } else {
         let detail = if rng.gen_bool(0.7) {
@@ -405,13 +409,7 @@ pub(super) fn authentication(
                     "Multifactor authentication",
                 ));
             } else if rng.gen_bool(0.3) {
-                steps.push(step(
-                    "Previously satisfied",
-                    None,
-                    true,
-                    "MFA requirement satisfied by claim in the token",
-                    "Multifactor authentication",
-                ));
+                steps.push(mfa_by_claim());
             } else {
                 steps.push(step(
                     method,

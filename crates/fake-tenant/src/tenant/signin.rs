@@ -166,6 +166,16 @@ const BLOCKED_RISKS: &[(&str, &[&str])] = &[
     ("medium", &["unlikelyTravel", "unfamiliarFeatures"]),
 ];
 
+impl Risk {
+    /// No risk detected.
+    const NONE: Risk = Risk {
+        level: "none",
+        state: "none",
+        detail: "none",
+        events: &[],
+    };
+}
+
 fn risk(blocked_by_risk: bool, rng: &mut ChaCha8Rng) -> Risk {
     if blocked_by_risk {
         let (level, events) = *BLOCKED_RISKS.choose(rng).unwrap_or(&BLOCKED_RISKS[0]);
@@ -189,12 +199,7 @@ fn risk(blocked_by_risk: bool, rng: &mut ChaCha8Rng) -> Risk {
             detail: "adminDismissedAllRiskForUser",
             events: &["unfamiliarFeatures"],
         },
-        _ => Risk {
-            level: "none",
-            state: "none",
-            detail: "none",
-            events: &[],
-        },
+        _ => Risk::NONE,
     }
 }
 
@@ -418,14 +423,6 @@ pub(super) fn user_signin(user: &User, created: &str, rng: &mut ChaCha8Rng) -> V
         "authenticationProcessingDetails",
         Value::Array(processing),
     );
-    put(&mut r, "authenticationContextClassReferences", json!([]));
-    put(&mut r, "authenticationAppDeviceDetails", Value::Null);
-    put(
-        &mut r,
-        "authenticationAppPolicyEvaluationDetails",
-        json!([]),
-    );
-    put(&mut r, "appliedEventListeners", json!([]));
     put(&mut r, "appliedConditionalAccessPolicies", ca.policies);
     let audiences = if ca.evaluated {
         json!([resource.1])
@@ -433,38 +430,13 @@ pub(super) fn user_signin(user: &User, created: &str, rng: &mut ChaCha8Rng) -> V
         json!([])
     };
     put(&mut r, "conditionalAccessAudiences", audiences);
-    put(&mut r, "sessionLifetimePolicies", json!([]));
     put(&mut r, "networkLocationDetails", origin.networks);
     put(&mut r, "location", origin.location);
     put(&mut r, "deviceDetail", device);
     put(&mut r, "status", status);
-    put(&mut r, "riskDetail", json!(risk.detail));
-    put(&mut r, "riskLevelAggregated", json!(risk.level));
-    put(&mut r, "riskLevelDuringSignIn", json!(risk.level));
-    put(&mut r, "riskState", json!(risk.state));
-    put(&mut r, "riskEventTypes", json!(risk.events));
-    put(&mut r, "riskEventTypes_v2", json!(risk.events));
-    put(&mut r, "resourceDisplayName", json!(resource.0));
-    put(&mut r, "resourceId", json!(resource.1));
-    put(&mut r, "resourceServicePrincipalId", json!(resource.2));
-    put(
-        &mut r,
-        "resourceOwnerTenantId",
-        json!(MICROSOFT_SERVICES_TENANT),
-    );
-    put(&mut r, "resourceTenantId", json!(TENANT_ID));
     put(&mut r, "homeTenantId", json!(home_tenant));
-    put(&mut r, "homeTenantName", json!(""));
-    put(&mut r, "tokenIssuerType", json!("AzureAD"));
-    put(&mut r, "tokenIssuerName", json!(""));
-    put(
-        &mut r,
-        "uniqueTokenIdentifier",
-        json!(token_identifier(rng)),
-    );
     let session = if legacy { String::new() } else { guid(rng) };
     put(&mut r, "sessionId", json!(session));
-    put(&mut r, "clientSessionId", json!(""));
     put(&mut r, "signInIdentifier", json!(user.upn));
     let identifier_type = if interactive {
         json!("userPrincipalName")
@@ -477,13 +449,12 @@ pub(super) fn user_signin(user: &User, created: &str, rng: &mut ChaCha8Rng) -> V
         "processingTimeInMilliseconds",
         json!(rng.gen_range(40..900)),
     );
-    common_tail(&mut r, rng);
+    common(&mut r, resource, &risk, rng);
     put(&mut r, "clientCredentialType", json!("none"));
     put(&mut r, "servicePrincipalId", json!(""));
     put(&mut r, "servicePrincipalName", json!(""));
     put(&mut r, "servicePrincipalCredentialKeyId", json!(""));
     put(&mut r, "servicePrincipalCredentialThumbprint", json!(""));
-    put(&mut r, "federatedCredentialId", Value::Null);
     put(&mut r, "azureResourceId", Value::Null);
     put(
         &mut r,
@@ -493,9 +464,35 @@ pub(super) fn user_signin(user: &User, created: &str, rng: &mut ChaCha8Rng) -> V
     Value::Object(r)
 }
 
-/// The members every sign-in has with the same shape: token protection, agents, Global Secure
-/// Access, private links.
-fn common_tail(r: &mut Map<String, Value>, rng: &mut ChaCha8Rng) {
+/// The members every sign-in has in the same form: the resource, risk, the token and its
+/// protection, agents, Global Secure Access, private links, and the lists only some tenants fill.
+fn common(r: &mut Map<String, Value>, resource: App, risk: &Risk, rng: &mut ChaCha8Rng) {
+    put(r, "resourceDisplayName", json!(resource.0));
+    put(r, "resourceId", json!(resource.1));
+    put(r, "resourceServicePrincipalId", json!(resource.2));
+    put(r, "resourceOwnerTenantId", json!(MICROSOFT_SERVICES_TENANT));
+    put(r, "resourceTenantId", json!(TENANT_ID));
+    put(r, "homeTenantName", json!(""));
+    put(r, "riskDetail", json!(risk.detail));
+    put(r, "riskLevelAggregated", json!(risk.level));
+    put(r, "riskLevelDuringSignIn", json!(risk.level));
+    put(r, "riskState", json!(risk.state));
+    put(r, "riskEventTypes", json!(risk.events));
+    put(r, "riskEventTypes_v2", json!(risk.events));
+    put(r, "tokenIssuerType", json!("AzureAD"));
+    put(r, "tokenIssuerName", json!(""));
+    put(r, "uniqueTokenIdentifier", json!(token_identifier(rng)));
+    put(r, "clientSessionId", json!(""));
+    put(r, "federatedCredentialId", Value::Null);
+    for list in [
+        "authenticationContextClassReferences",
+        "authenticationAppPolicyEvaluationDetails",
+        "appliedEventListeners",
+        "sessionLifetimePolicies",
+    ] {
+        put(r, list, json!([]));
+    }
+    put(r, "authenticationAppDeviceDetails", Value::Null);
     let protection = if rng.gen_bool(0.1) {
         "bound"
     } else {
@@ -655,7 +652,6 @@ pub(super) fn workload_signin(i: usize, created: &str, rng: &mut ChaCha8Rng) -> 
         json!(thumbprint),
     );
     put(&mut r, "clientCredentialType", json!(credential));
-    put(&mut r, "federatedCredentialId", Value::Null);
     let azure_resource = if managed {
         msi["associatedResourceId"].clone()
     } else {
@@ -697,17 +693,8 @@ pub(super) fn workload_signin(i: usize, created: &str, rng: &mut ChaCha8Rng) -> 
             {"key": "Is CAE Token", "value": "False"}
         ]),
     );
-    put(&mut r, "authenticationContextClassReferences", json!([]));
-    put(&mut r, "authenticationAppDeviceDetails", Value::Null);
-    put(
-        &mut r,
-        "authenticationAppPolicyEvaluationDetails",
-        json!([]),
-    );
-    put(&mut r, "appliedEventListeners", json!([]));
     put(&mut r, "appliedConditionalAccessPolicies", json!([]));
     put(&mut r, "conditionalAccessAudiences", json!([]));
-    put(&mut r, "sessionLifetimePolicies", json!([]));
     put(&mut r, "networkLocationDetails", json!([]));
     put(&mut r, "location", location);
     put(&mut r, "deviceDetail", device);
@@ -716,32 +703,8 @@ pub(super) fn workload_signin(i: usize, created: &str, rng: &mut ChaCha8Rng) -> 
         "status",
         json!({"errorCode": 0, "failureReason": null, "additionalDetails": null}),
     );
-    put(&mut r, "riskDetail", json!("none"));
-    put(&mut r, "riskLevelAggregated", json!("none"));
-    put(&mut r, "riskLevelDuringSignIn", json!("none"));
-    put(&mut r, "riskState", json!("none"));
-    put(&mut r, "riskEventTypes", json!([]));
-    put(&mut r, "riskEventTypes_v2", json!([]));
-    put(&mut r, "resourceDisplayName", json!(GRAPH.0));
-    put(&mut r, "resourceId", json!(GRAPH.1));
-    put(&mut r, "resourceServicePrincipalId", json!(GRAPH.2));
-    put(
-        &mut r,
-        "resourceOwnerTenantId",
-        json!(MICROSOFT_SERVICES_TENANT),
-    );
-    put(&mut r, "resourceTenantId", json!(TENANT_ID));
     put(&mut r, "homeTenantId", json!(TENANT_ID));
-    put(&mut r, "homeTenantName", json!(""));
-    put(&mut r, "tokenIssuerType", json!("AzureAD"));
-    put(&mut r, "tokenIssuerName", json!(""));
-    put(
-        &mut r,
-        "uniqueTokenIdentifier",
-        json!(token_identifier(rng)),
-    );
     put(&mut r, "sessionId", json!(""));
-    put(&mut r, "clientSessionId", json!(""));
     put(&mut r, "signInIdentifier", json!(""));
     put(&mut r, "signInIdentifierType", Value::Null);
     put(
@@ -749,6 +712,6 @@ pub(super) fn workload_signin(i: usize, created: &str, rng: &mut ChaCha8Rng) -> 
         "processingTimeInMilliseconds",
         json!(rng.gen_range(5..120)),
     );
-    common_tail(&mut r, rng);
+    common(&mut r, GRAPH, &Risk::NONE, rng);
     Value::Object(r)
 }
