@@ -1150,11 +1150,137 @@ fn generate_is_deterministic_for_a_seed() {
     assert_ne!(ids(&generate(&spec(42))), ids(&generate(&spec(43))));
 }
 
-/// The fake's list of v1.0 properties (self-contained in the demo code) is the pipeline's.
+/// The fake's lists from Microsoft's CSDL (vendored in `crates/fake-tenant/metadata`, checked
+/// against it there) are the pipeline's: the v1.0 properties and the flags-enum properties.
 #[test]
-fn the_fake_and_the_pipeline_agree_on_the_v1_properties() {
+fn the_fake_and_the_pipeline_agree_on_the_csdl_lists() {
     assert_eq!(
         fake_tenant::fake_graph::V1_PROPERTIES,
         signin_export::graph::model::V1_PROPERTIES
+    );
+    assert_eq!(
+        fake_tenant::schema::FLAGS_PROPERTIES,
+        signin_export::graph::model::FLAGS_PROPERTIES
+    );
+}
+
+/// Every event type, so a beta page holds every kind of sign-in.
+const EVERY_EVENT_TYPE: &str = "signInEventTypes/any(t: t eq 'interactiveUser' or t eq \
+    'nonInteractiveUser' or t eq 'servicePrincipal' or t eq 'managedIdentity')";
+
+fn sorted_keys(object: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = object.as_object().unwrap().keys().cloned().collect();
+    keys.sort();
+    keys
+}
+
+/// A beta answer carries exactly the 77 properties of beta's `signIn` and a v1.0 answer exactly
+/// the 30 of v1.0's, nested objects included (Microsoft's CSDL, `fake_tenant::schema`): the
+/// tenant's records hold the union, and each version leaves out what it lacks.
+#[tokio::test]
+async fn answers_carry_exactly_the_properties_of_their_version() {
+    let (running, token) = graph().await;
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let sorted = |names: &[&str]| {
+        let mut names: Vec<String> = names.iter().map(|s| (*s).to_owned()).collect();
+        names.sort();
+        names
+    };
+    let beta_url = format!(
+        "{}?$filter={}",
+        running.signins_url("beta"),
+        enc(EVERY_EVENT_TYPE)
+    );
+    let (pages, _) = all_pages(&beta_url, &token).await;
+    let beta: Vec<Value> = pages.concat();
+    assert_eq!(beta.len(), running.fake.signin_count());
+    let beta_properties = sorted(&fake_tenant::schema::BETA_PROPERTIES);
+    assert_eq!(beta_properties.len(), 77);
+    for r in &beta {
+        assert_eq!(sorted_keys(r), beta_properties);
+    }
+    assert!(beta
+        .iter()
+        .any(|r| r["deviceDetail"].get("browserId").is_some()));
+    assert!(beta.iter().any(|r| r["appliedConditionalAccessPolicies"][0]
+        .get("conditionsSatisfied")
+        .is_some()));
+
+    let (pages, _) = all_pages(&running.signins_url("v1.0"), &token).await;
+    let v1: Vec<Value> = pages.concat();
+    assert!(!v1.is_empty());
+    let v1_properties = sorted(&V1_PROPERTIES);
+    for r in &v1 {
+        assert_eq!(sorted_keys(r), v1_properties);
+        assert!(r["riskEventTypes"].is_array());
+        assert!(r["deviceDetail"].get("browserId").is_none(), "{r}");
+        for policy in r["appliedConditionalAccessPolicies"].as_array().unwrap() {
+            assert_eq!(
+                sorted_keys(policy),
+                [
+                    "displayName",
+                    "enforcedGrantControls",
+                    "enforcedSessionControls",
+                    "id",
+                    "result"
+                ]
+            );
+        }
+    }
+    assert!(v1.iter().any(|r| !r["appliedConditionalAccessPolicies"]
+        .as_array()
+        .unwrap()
+        .is_empty()));
+    // The tenant itself holds both versions' properties.
+    let all = running.fake.all_signins();
+    assert!(all
+        .iter()
+        .all(|r| r.get("riskEventTypes").is_some() && r.get("signInEventTypes").is_some()));
+}
+
+/// With the switch on, the combined lambda gets the 400 Graph sends for a filter it does not
+/// support; the single-value forms Microsoft documents (`eq`, `ne`) keep working.
+#[tokio::test]
+async fn the_combined_event_type_lambda_can_be_refused_as_graph_refuses_a_filter() {
+    let (running, token) = graph().await;
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let url = |filter: &str| format!("{}?$filter={}", running.signins_url("beta"), enc(filter));
+    let all = running.fake.all_signins();
+    let of_type = |t: &str| all.iter().filter(|r| r["signInEventTypes"][0] == t).count();
+    let combined = "signInEventTypes/any(t: t eq 'interactiveUser' or t eq 'nonInteractiveUser')";
+    let window = "createdDateTime ge 2026-11-25T00:00:00Z and ";
+
+    running.fake.faults().refuse_combined_event_types(true);
+    for refused in [combined.to_owned(), format!("{window}({combined})")] {
+        let (status, _, body) = get(&url(&refused), Some(&token)).await;
+        assert_graph_error(status, &body, StatusCode::BAD_REQUEST, "BadRequest");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["error"]["message"], "Invalid filter clause");
+    }
+    for (filter, want) in [
+        (
+            "signInEventTypes/any(t: t eq 'nonInteractiveUser')",
+            of_type("nonInteractiveUser"),
+        ),
+        (
+            "signInEventTypes/any(t: t eq 'interactiveUser')",
+            of_type("interactiveUser"),
+        ),
+        (
+            "(signInEventTypes/any(t: t ne 'interactiveUser'))",
+            all.len() - of_type("interactiveUser"),
+        ),
+    ] {
+        let (pages, _) = all_pages(&url(filter), &token).await;
+        assert_eq!(pages.concat().len(), want, "{filter}");
+        assert!(want > 0, "{filter}");
+    }
+
+    // Off (and after clear), the combined form reads both user event types in one query.
+    running.fake.faults().clear();
+    let (pages, _) = all_pages(&url(combined), &token).await;
+    assert_eq!(
+        pages.concat().len(),
+        of_type("interactiveUser") + of_type("nonInteractiveUser")
     );
 }

@@ -15,4 +15,5 @@ mod pipeline;
 mod powerbi;
 mod powerquery;
 mod progress;
+mod records;
 mod support;

@@ -20,10 +20,11 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-/// The properties of `microsoft.graph.signIn` in Graph v1.0: `id` and the 29 of the v1.0 CSDL
-/// (microsoftgraph/msgraph-metadata, `clean_v10_metadata/cleanMetadata.xml`). Every other
-/// property (`signInEventTypes`, `userType`, `incomingTokenType`, `managedServiceIdentity`, …)
-/// is beta-only.
+/// The properties of `microsoft.graph.signIn` in Graph v1.0: `id` and the 29 of
+/// `schemas/v1.0-Prod.csdl` (microsoftgraph/msgraph-metadata at
+/// `0564689b82afc308d5aa8be54edfb9e5f1e0539f`; the fake tenant vendors that excerpt and a test
+/// keeps the two lists equal). Every other property a column reads (`signInEventTypes`,
+/// `userType`, `incomingTokenType`, `managedServiceIdentity`, …) is beta-only.
 pub const V1_PROPERTIES: [&str; 30] = [
     "id",
     "appDisplayName",
@@ -55,6 +56,15 @@ pub const V1_PROPERTIES: [&str; 30] = [
     "userDisplayName",
     "userId",
     "userPrincipalName",
+];
+
+/// Beta properties typed as an enum the CSDL marks `IsFlags="true"`: Graph sends several members
+/// at once as one comma-joined string (`"b2bCollaboration,b2bDirectConnect"`). Same source as
+/// [`V1_PROPERTIES`] (`schemas/beta-Prod.csdl`).
+pub const FLAGS_PROPERTIES: [&str; 3] = [
+    "authenticationProtocol",
+    "crossTenantAccessType",
+    "incomingTokenType",
 ];
 
 /// An owned sign-in (built from a `serde_json::Value`: tests, benches, callers without a page).

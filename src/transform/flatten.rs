@@ -10,8 +10,17 @@
 //!   (`-122.3`, `0.0000001`, `50126`); a number column that Graph sends as a numeric string
 //!   keeps the string as a number (so the formula guard leaves `-122.3` alone);
 //! * arrays of scalars → their values joined with `;` (e.g. `signInEventTypes`);
+//! * flags enums, which Graph sends as one comma-joined string when several members apply
+//!   (`"b2bCollaboration,b2bDirectConnect"`; [`crate::graph::model::FLAGS_PROPERTIES`]) → the
+//!   members joined with `;`, like arrays;
 //! * an object where a scalar was expected (a future Graph change) → its compact JSON text,
 //!   never PowerShell's `@{...}`.
+//!
+//! Coordinates (`latitude`, `longitude`, `altitude`) are filled only for a point that means
+//! something: both `latitude` and `longitude` numbers (or numeric strings) within ±90 / ±180 and
+//! not exactly 0 and 0. Graph sends unknown locations as no `geoCoordinates`, an empty object,
+//! nulls, or 0 and 0 — a point in the Atlantic on a map — and every one of those leaves all three
+//! cells empty.
 //!
 //! Special columns: `createdDateTime` is ISO 8601 UTC (`2026-11-28T10:00:00Z`; Graph's string is
 //! kept when it is already UTC), `location` is "City, State, CountryOrRegion" with empty parts
@@ -34,7 +43,7 @@ use std::fmt::Write as _;
 use time::format_description::well_known::Rfc3339;
 
 use crate::graph::model::GraphVersion;
-use crate::graph::model::{Field, Props, SignInRecord, V1_PROPERTIES};
+use crate::graph::model::{Field, GeoCoordinates, Props, SignInRecord, V1_PROPERTIES};
 #[cfg(test)]
 use {crate::graph::model::SignIn, serde_json::Value};
 
@@ -69,6 +78,11 @@ enum Kind {
     Value,
     /// The value at the path; a numeric string stays a number.
     Number,
+    /// A coordinate at the path, as [`Kind::Number`], but only of a point that means something
+    /// ([`point_is_known`]); else empty.
+    Coordinate,
+    /// A flags enum at the path: its comma-joined members joined with `;`.
+    Flags,
     /// `createdDateTime`, normalised to UTC.
     Created,
     /// City, state and country joined.
@@ -143,8 +157,8 @@ static COLUMNS: [ColumnDef; 57] = [
     col("locationCity", &["location", "city"], |p| p.location.get().map_or(&NULL, |o| &o.city), Kind::Value, "City of the sign-in"),
     col("locationState", &["location", "state"], |p| p.location.get().map_or(&NULL, |o| &o.state), Kind::Value, "State or province of the sign-in"),
     col("locationCountryOrRegion", &["location", "countryOrRegion"], |p| p.location.get().map_or(&NULL, |o| &o.country_or_region), Kind::Value, "Two-letter country or region code"),
-    col("latitude", &["location", "geoCoordinates", "latitude"], |p| p.location.get().and_then(|o| o.geo_coordinates.get()).map_or(&NULL, |o| &o.latitude), Kind::Number, "Latitude, decimal degrees"),
-    col("longitude", &["location", "geoCoordinates", "longitude"], |p| p.location.get().and_then(|o| o.geo_coordinates.get()).map_or(&NULL, |o| &o.longitude), Kind::Number, "Longitude, decimal degrees"),
+    col("latitude", &["location", "geoCoordinates", "latitude"], |p| p.location.get().and_then(|o| o.geo_coordinates.get()).map_or(&NULL, |o| &o.latitude), Kind::Coordinate, "Latitude, decimal degrees; empty when Graph gives no coordinates, nulls, or exactly 0 and 0 (its unknown locations: a point at 0,0 would sit in the Atlantic), or latitude and longitude are not both numbers within ±90 / ±180"),
+    col("longitude", &["location", "geoCoordinates", "longitude"], |p| p.location.get().and_then(|o| o.geo_coordinates.get()).map_or(&NULL, |o| &o.longitude), Kind::Coordinate, "Longitude, decimal degrees; empty exactly when `latitude` is (same rule)"),
     col("location", &["location"], |_| &NULL, Kind::Location, "\"City, State, CountryOrRegion\" with empty parts skipped (for Power BI maps)"),
     col("deviceOperatingSystem", &["deviceDetail", "operatingSystem"], |p| p.device_detail.get().map_or(&NULL, |o| &o.operating_system), Kind::Value, "Operating system of the device"),
     col("deviceBrowser", &["deviceDetail", "browser"], |p| p.device_detail.get().map_or(&NULL, |o| &o.browser), Kind::Value, "Browser (or client) of the device"),
@@ -174,10 +188,10 @@ static COLUMNS: [ColumnDef; 57] = [
     col("userType", &["userType"], |p| &p.user_type, Kind::Value, "member or guest"),
     col("userAgent", &["userAgent"], |p| &p.user_agent, Kind::Value, "User agent of the client"),
     col("authenticationRequirement", &["authenticationRequirement"], |p| &p.authentication_requirement, Kind::Value, "singleFactorAuthentication or multiFactorAuthentication"),
-    col("authenticationProtocol", &["authenticationProtocol"], |p| &p.authentication_protocol, Kind::Value, "Protocol used, e.g. ropc, deviceCode, none"),
+    col("authenticationProtocol", &["authenticationProtocol"], |p| &p.authentication_protocol, Kind::Flags, "Protocol used, e.g. ropc, deviceCode, none; several joined with ';'"),
     col("tokenIssuerType", &["tokenIssuerType"], |p| &p.token_issuer_type, Kind::Value, "Token issuer, e.g. AzureAD, ADFederationServices"),
-    col("crossTenantAccessType", &["crossTenantAccessType"], |p| &p.cross_tenant_access_type, Kind::Value, "Cross-tenant access type, e.g. none, b2bCollaboration"),
-    col("incomingTokenType", &["incomingTokenType"], |p| &p.incoming_token_type, Kind::Value, "Token presented, e.g. primaryRefreshToken"),
+    col("crossTenantAccessType", &["crossTenantAccessType"], |p| &p.cross_tenant_access_type, Kind::Flags, "Cross-tenant access type, e.g. none, b2bCollaboration; several joined with ';'"),
+    col("incomingTokenType", &["incomingTokenType"], |p| &p.incoming_token_type, Kind::Flags, "Token presented, e.g. primaryRefreshToken; several joined with ';'"),
     col("clientCredentialType", &["clientCredentialType"], |p| &p.client_credential_type, Kind::Value, "Credential type of a service principal sign-in"),
     col("servicePrincipalId", &["servicePrincipalId"], |p| &p.service_principal_id, Kind::Value, "Service principal id (service principal sign-ins)"),
     col("servicePrincipalName", &["servicePrincipalName"], |p| &p.service_principal_name, Kind::Value, "Service principal name (service principal sign-ins)"),
@@ -186,7 +200,7 @@ static COLUMNS: [ColumnDef; 57] = [
     col("uniqueTokenIdentifier", &["uniqueTokenIdentifier"], |p| &p.unique_token_identifier, Kind::Value, "Unique id of the token issued"),
     col("ipAddressFromResourceProvider", &["ipAddressFromResourceProvider"], |p| &p.ip_address_from_resource_provider, Kind::Value, "Client IP as the resource provider saw it"),
     col("autonomousSystemNumber", &["autonomousSystemNumber"], |p| &p.autonomous_system_number, Kind::Number, "Autonomous system number of the client network"),
-    col("altitude", &["location", "geoCoordinates", "altitude"], |p| p.location.get().and_then(|o| o.geo_coordinates.get()).map_or(&NULL, |o| &o.altitude), Kind::Number, "Altitude from location/geoCoordinates"),
+    col("altitude", &["location", "geoCoordinates", "altitude"], |p| p.location.get().and_then(|o| o.geo_coordinates.get()).map_or(&NULL, |o| &o.altitude), Kind::Coordinate, "Altitude from location/geoCoordinates; empty when latitude and longitude are"),
     col("isTenantRestricted", &["isTenantRestricted"], |p| &p.is_tenant_restricted, Kind::Value, "Whether tenant restrictions applied (true/false)"),
     col("appliedConditionalAccessPolicyCount", &["appliedConditionalAccessPolicies"], |_| &NULL, Kind::Count, "Number of Conditional Access policies evaluated"),
     col("conditionalAccessPoliciesApplied", &["appliedConditionalAccessPolicies"], |_| &NULL, Kind::AppliedPolicies, "Names of the Conditional Access policies that applied (result success or failure), joined with ';'"),
@@ -225,6 +239,11 @@ impl Column {
         }
     }
 
+    /// Whether it reads a flags enum (several members comma-joined in one string).
+    pub fn is_flags(self) -> bool {
+        self.0.kind == Kind::Flags
+    }
+
     /// Whether Graph fills it only for identities that may read Conditional Access data.
     pub fn needs_policy_permission(self) -> bool {
         self.0.path.first() == Some(&"appliedConditionalAccessPolicies")
@@ -247,6 +266,15 @@ impl Column {
         match def.kind {
             Kind::Value => value_cell((def.get)(props), scratch),
             Kind::Number => number_cell((def.get)(props), scratch),
+            Kind::Coordinate => {
+                let point = props.location.get().and_then(|l| l.geo_coordinates.get());
+                if point.is_some_and(point_is_known) {
+                    number_cell((def.get)(props), scratch)
+                } else {
+                    Cell::Empty
+                }
+            }
+            Kind::Flags => flags_cell((def.get)(props), scratch),
             Kind::Created => created_cell(signin, scratch),
             Kind::Location => location_cell(props, scratch),
             Kind::Count => match &props.applied_conditional_access_policies.0 {
@@ -424,6 +452,59 @@ fn number_cell<'r>(value: &'r Field<'_>, scratch: &'r mut String) -> Cell<'r> {
     }
 }
 
+/// A coordinate as a number: a JSON number, or a string that is a plain decimal.
+fn coordinate(value: &Field<'_>) -> Option<f64> {
+    match value {
+        Field::Float(f) => Some(*f),
+        Field::Int(i) => Some(*i as f64),
+        Field::UInt(u) => Some(*u as f64),
+        Field::Str(s) if is_plain_decimal(s.trim()) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Whether `geoCoordinates` is a point on the map: latitude and longitude both numbers, within
+/// range, and not exactly 0 and 0 (what Graph sends for some unknown locations: "Null Island",
+/// a point in the Atlantic that no sign-in comes from).
+fn point_is_known(point: &GeoCoordinates<'_>) -> bool {
+    match (coordinate(&point.latitude), coordinate(&point.longitude)) {
+        (Some(latitude), Some(longitude)) => {
+            (-90.0..=90.0).contains(&latitude)
+                && (-180.0..=180.0).contains(&longitude)
+                && (latitude, longitude) != (0.0, 0.0)
+        }
+        _ => false,
+    }
+}
+
+/// A flags enum: Graph joins several members with `,` (OData's `enumValue`, no spaces in what
+/// it sends; spaces tolerated); the cell joins them with `;`, as arrays are. One member is
+/// borrowed as it is.
+fn flags_cell<'r>(value: &'r Field<'_>, scratch: &'r mut String) -> Cell<'r> {
+    match value {
+        Field::Str(s) if s.contains(',') => {
+            let members = s.split(',').map(str::trim).filter(|m| !m.is_empty());
+            joined(members, scratch)
+        }
+        other => value_cell(other, scratch),
+    }
+}
+
+/// `items` joined with `;` in `scratch` (empty: no cell).
+fn joined<'r, 'i>(items: impl Iterator<Item = &'i str>, scratch: &'r mut String) -> Cell<'r> {
+    for item in items {
+        if !scratch.is_empty() {
+            scratch.push(';');
+        }
+        scratch.push_str(item);
+    }
+    if scratch.is_empty() {
+        Cell::Empty
+    } else {
+        Cell::Text(Cow::Borrowed(scratch))
+    }
+}
+
 /// Plain decimal: optional `-`, digits, optional `.digits`. No exponent, no `+`.
 fn is_plain_decimal(s: &str) -> bool {
     let digits = s.strip_prefix('-').unwrap_or(s);
@@ -530,19 +611,7 @@ fn applied_policies_cell<'r>(props: &Props<'_>, scratch: &'r mut String) -> Cell
         .filter_map(|p| p.get())
         .filter(|p| matches!(p.result.as_str(), Some("success" | "failure")))
         .filter_map(|p| p.display_name.as_str());
-    let mut any = false;
-    for name in applied {
-        if any {
-            scratch.push(';');
-        }
-        any = true;
-        scratch.push_str(name);
-    }
-    if !any {
-        Cell::Empty
-    } else {
-        Cell::Text(Cow::Borrowed(scratch))
-    }
+    joined(applied, scratch)
 }
 
 #[cfg(test)]
@@ -939,15 +1008,157 @@ mod tests {
             json!({"errorCode": 50126}),
         );
         assert_eq!(got, ["0.0000001", "-0.000012", "50126", "1500"]);
-        // Numeric strings stay numbers; other strings are text.
+        // Numeric strings stay numbers.
         let s = SignIn::from_json(json!({
             "id": "x", "createdDateTime": "2026-11-28T10:00:00Z",
-            "location": {"geoCoordinates": {"latitude": "-33.8688", "longitude": "=1+1", "altitude": -0.0}}
+            "location": {"geoCoordinates": {"latitude": "-33.8688", "longitude": " 151.2093 ", "altitude": -0.0}},
+            "autonomousSystemNumber": "8075"
         }))
         .unwrap();
         assert_eq!(
             cols.row(&s),
-            vec![num("-33.8688"), text("=1+1"), Cell::Empty, num("0")]
+            vec![num("-33.8688"), num("151.2093"), Cell::Empty, num("0")]
+        );
+        let asn = Columns::parse("autonomousSystemNumber").unwrap();
+        assert_eq!(asn.row(&s), vec![num("8075")]);
+    }
+
+    /// Coordinates are a point on the map or nothing: Graph's unknown locations (no
+    /// `geoCoordinates`, an empty object, nulls, 0 and 0) never become a point, least of all one
+    /// in the Atlantic at 0,0.
+    #[test]
+    fn coordinates_only_for_a_point_that_means_something() {
+        let cols = Columns::parse("latitude,longitude,altitude,location").unwrap();
+        let row = |location: Value| {
+            let s = SignIn::from_json(json!({
+                "id": "x", "createdDateTime": "2026-11-28T10:00:00Z", "location": location
+            }))
+            .unwrap();
+            cols.row(&s)
+                .iter()
+                .map(|c| c.as_str().to_string())
+                .collect::<Vec<_>>()
+        };
+        let point = |geo: Value| json!({"city": "", "state": "", "countryOrRegion": "", "geoCoordinates": geo});
+        let empty = ["", "", "", ""];
+        for unknown in [
+            json!(null),
+            json!({"city": null, "state": null, "countryOrRegion": null, "geoCoordinates": null}),
+            point(json!({})),
+            point(json!({"altitude": null, "latitude": null, "longitude": null})),
+            point(json!({"altitude": 0.0, "latitude": 0.0, "longitude": 0.0})),
+            point(json!({"altitude": 12, "latitude": 0, "longitude": -0.0})),
+            point(json!({"latitude": "0", "longitude": "0.000"})),
+            point(json!({"latitude": 47.6, "longitude": null, "altitude": 50.0})),
+            point(json!({"latitude": 47.6})),
+            point(json!({"latitude": 91.0, "longitude": 8.5})),
+            point(json!({"latitude": 47.6, "longitude": -180.5})),
+            point(json!({"latitude": "north", "longitude": 8.5})),
+        ] {
+            assert_eq!(row(unknown.clone()), empty, "{unknown}");
+        }
+        // A real point: on the equator, on the prime meridian, or anywhere else.
+        assert_eq!(
+            row(
+                json!({"city": "Quito", "state": "", "countryOrRegion": "EC",
+                       "geoCoordinates": {"latitude": 0.0, "longitude": -78.5, "altitude": 2850}})
+            ),
+            ["0", "-78.5", "2850", "Quito, EC"]
+        );
+        assert_eq!(
+            row(point(
+                json!({"latitude": 51.48, "longitude": 0, "altitude": null})
+            )),
+            ["51.48", "0", "", ""]
+        );
+        // The location text stays what Graph named, coordinates or not.
+        assert_eq!(
+            row(
+                json!({"city": "Redmond", "state": "Washington", "countryOrRegion": "US", "geoCoordinates": {}})
+            ),
+            ["", "", "", "Redmond, Washington, US"]
+        );
+    }
+
+    #[test]
+    fn flags_columns_join_their_members_with_semicolons() {
+        let s = SignIn::from_json(json!({
+            "id": "x", "createdDateTime": "2026-11-28T10:00:00Z",
+            "authenticationProtocol": "oAuth2,deviceCode",
+            "crossTenantAccessType": "b2bCollaboration, b2bDirectConnect",
+            "incomingTokenType": "none"
+        }))
+        .unwrap();
+        let cols = Columns::parse("authenticationProtocol,crossTenantAccessType,incomingTokenType")
+            .unwrap();
+        assert_eq!(
+            cols.row(&s),
+            vec![
+                text("oAuth2;deviceCode"),
+                text("b2bCollaboration;b2bDirectConnect"),
+                text("none")
+            ]
+        );
+        // The flags columns are exactly those of the CSDL's flags properties.
+        let flags: Vec<&str> = Columns::every()
+            .columns()
+            .iter()
+            .filter(|c| c.is_flags())
+            .map(|c| c.0.path[0])
+            .collect();
+        assert_eq!(flags, crate::graph::model::FLAGS_PROPERTIES);
+    }
+
+    /// Every record of the simulated tenant (every shape Graph beta sends: comma-joined flags,
+    /// nulls, absent members, unknown locations, workloads without a user) parses from its JSON
+    /// text and flattens into every column, with no point at 0,0 and no comma left in a flags cell.
+    #[test]
+    fn every_simulated_record_flattens() {
+        use fake_tenant::tenant::{generate, TenantSpec};
+        let records = generate(&TenantSpec {
+            users: 40,
+            days: 3,
+            ..TenantSpec::demo(5)
+        });
+        let every = Columns::every();
+        let names = every.names();
+        let at = |name: &str| names.iter().position(|n| *n == name).unwrap();
+        let (lat, lon, alt) = (at("latitude"), at("longitude"), at("altitude"));
+        let mut zero_points = 0;
+        for record in &records {
+            let bytes = serde_json::to_vec(record).unwrap();
+            let signin = SignInRecord::from_slice(&bytes).unwrap();
+            let row = every.row(&signin);
+            assert_eq!(row.len(), every.len());
+            let geo = &record["location"]["geoCoordinates"];
+            if geo["latitude"] == json!(0.0) && geo["longitude"] == json!(0.0) {
+                zero_points += 1;
+            }
+            match geo["latitude"].as_f64().filter(|l| *l != 0.0) {
+                Some(latitude) => {
+                    assert_eq!(row[lat].as_str().parse::<f64>().unwrap(), latitude);
+                    assert!(!row[lon].as_str().is_empty());
+                }
+                None => {
+                    assert_eq!(
+                        [&row[lat], &row[lon], &row[alt]],
+                        [&Cell::Empty; 3],
+                        "{geo}"
+                    )
+                }
+            }
+            for (column, cell) in every.columns().iter().zip(&row) {
+                if column.is_flags() {
+                    assert!(!cell.as_str().contains(','), "{cell:?}");
+                }
+            }
+            if record["userId"].is_null() {
+                assert_eq!(row[at("userId")], Cell::Empty);
+            }
+        }
+        assert!(
+            zero_points > 0,
+            "the tenant has sign-ins at 0,0 to test with"
         );
     }
 

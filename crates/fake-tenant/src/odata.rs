@@ -5,11 +5,17 @@
 //! and an unquoted RFC 3339 literal (`gt`/`lt` are refused, as users report); string properties
 //! with `eq`/`ne` and `startswith`, compared exactly (case-sensitive, as users report the service
 //! does); `status/errorCode` and `isInteractive`; `and`/`or` with parentheses; and, on beta only,
-//! `signInEventTypes/any(t: t eq '…' [or t eq '…'])` — v1.0 answers that with 400 "Invalid filter
-//! clause", as reported against `Get-MgAuditLogSignIn`
+//! `signInEventTypes/any(t: t eq '…')` and `any(t: t ne '…')` (the single-value forms Microsoft
+//! documents: microsoftgraph/microsoft-graph-docs-contrib `api-reference/beta/api/signin-list.md`)
+//! and the combined `any(t: t eq '…' or t eq '…')` — v1.0 answers every one with 400 "Invalid
+//! filter clause", as reported against `Get-MgAuditLogSignIn`
 //! (<https://github.com/MicrosoftDocs/SupportArticles-docs/issues/668>; beta accepts the combined
-//! form: <https://github.com/microsoftgraph/msgraph-sdk-powershell/issues/956>). Anything else is
-//! a 400 with an OData-style message.
+//! form: <https://github.com/microsoftgraph/msgraph-sdk-powershell/issues/956>, and the fake can
+//! be told to refuse it, [`Expr::combines_event_types`]). Anything else is a 400 with an
+//! OData-style message.
+//!
+//! A filter reads a sign-in through [`Fields`]: the JSON record itself, or the compact
+//! [`SignInFields`] the fake keeps beside each record's text.
 
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
@@ -175,11 +181,20 @@ pub enum Expr {
     },
     /// `isInteractive eq true|false`.
     IsInteractive(bool),
-    /// `signInEventTypes/any(t: t eq 'a' or t eq 'b')`: the record has one of these types.
-    EventTypes(Vec<String>),
+    /// `signInEventTypes/any(t: t eq 'a' or t ne 'b' …)`: some event type of the record passes
+    /// one of the comparisons.
+    EventTypes(Vec<EventTypeTest>),
 }
 
-const TEXT_PROPERTIES: &[&str] = &[
+/// One comparison inside `signInEventTypes/any(t: …)`: `t eq 'value'` or `t ne 'value'`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventTypeTest {
+    pub negate: bool,
+    pub value: String,
+}
+
+/// String properties (and `/` paths) a filter compares with `eq`/`ne`.
+pub const TEXT_PROPERTIES: [&str; 21] = [
     "id",
     "userId",
     "userDisplayName",
@@ -232,15 +247,145 @@ const KNOWN_UNFILTERABLE: &[&str] = &[
 
 pub const EVENT_TYPE_VALUES: [&str; 4] = crate::tenant::EVENT_TYPES;
 
+/// A set of the four sign-in event types ([`EVENT_TYPE_VALUES`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventTypeSet(u8);
+
+impl EventTypeSet {
+    /// The set of these names (unknown ones are left out: a filter can only name the four).
+    pub fn of<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut bits = 0;
+        for name in names {
+            if let Some(i) = EVENT_TYPE_VALUES.iter().position(|t| *t == name) {
+                bits |= 1 << i;
+            }
+        }
+        EventTypeSet(bits)
+    }
+
+    pub fn contains(self, name: &str) -> bool {
+        EVENT_TYPE_VALUES
+            .iter()
+            .position(|t| *t == name)
+            .is_some_and(|i| self.0 & (1 << i) != 0)
+    }
+
+    /// The names in the set.
+    pub fn iter(self) -> impl Iterator<Item = &'static str> {
+        EVENT_TYPE_VALUES
+            .into_iter()
+            .enumerate()
+            .filter(move |(i, _)| self.0 & (1 << i) != 0)
+            .map(|(_, t)| t)
+    }
+}
+
+/// What a `$filter` reads of a sign-in.
+pub trait Fields {
+    /// The string at a `/` path of [`TEXT_PROPERTIES`] (`None`: missing, null or not a string).
+    fn text(&self, path: &str) -> Option<&str>;
+    /// `status/errorCode`.
+    fn error_code(&self) -> Option<i64>;
+    /// `isInteractive`.
+    fn is_interactive(&self) -> Option<bool>;
+    /// `signInEventTypes` when present, else derived from `isInteractive` (records hand-written
+    /// by tests may lack the beta-only property).
+    fn event_types(&self) -> EventTypeSet;
+}
+
+impl Fields for Value {
+    fn text(&self, path: &str) -> Option<&str> {
+        lookup(self, path).and_then(Value::as_str)
+    }
+
+    fn error_code(&self) -> Option<i64> {
+        self["status"]["errorCode"].as_i64()
+    }
+
+    fn is_interactive(&self) -> Option<bool> {
+        self["isInteractive"].as_bool()
+    }
+
+    fn event_types(&self) -> EventTypeSet {
+        EventTypeSet::of(event_types(self))
+    }
+}
+
+/// The [`Fields`] of one sign-in, apart from its JSON: the strings a filter can compare,
+/// concatenated, and the few non-string values (a few hundred bytes instead of a `Value` tree).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInFields {
+    /// The strings at [`TEXT_PROPERTIES`], concatenated in that order.
+    texts: Box<str>,
+    /// `ends[i]`: where the `i`-th string ends in `texts`.
+    ends: [u32; TEXT_PROPERTIES.len()],
+    /// Bit `i`: the `i`-th property is a string (else missing, null or another type).
+    present: u32,
+    error_code: Option<i64>,
+    interactive: Option<bool>,
+    event_types: EventTypeSet,
+}
+
+impl SignInFields {
+    pub fn of(record: &Value) -> Self {
+        let mut texts = String::new();
+        let mut ends = [0u32; TEXT_PROPERTIES.len()];
+        let mut present = 0u32;
+        for (i, path) in TEXT_PROPERTIES.iter().enumerate() {
+            if let Some(text) = record.text(path) {
+                texts.push_str(text);
+                present |= 1 << i;
+            }
+            // Records are far below 4 GiB; saturate rather than wrap should one not be.
+            ends[i] = u32::try_from(texts.len()).unwrap_or(u32::MAX);
+        }
+        SignInFields {
+            texts: texts.into_boxed_str(),
+            ends,
+            present,
+            error_code: record.error_code(),
+            interactive: record.is_interactive(),
+            event_types: record.event_types(),
+        }
+    }
+}
+
+impl Fields for SignInFields {
+    fn text(&self, path: &str) -> Option<&str> {
+        let i = TEXT_PROPERTIES.iter().position(|p| *p == path)?;
+        if self.present & (1 << i) == 0 {
+            return None;
+        }
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        self.texts.get(start..self.ends[i] as usize)
+    }
+
+    fn error_code(&self) -> Option<i64> {
+        self.error_code
+    }
+
+    fn is_interactive(&self) -> Option<bool> {
+        self.interactive
+    }
+
+    fn event_types(&self) -> EventTypeSet {
+        self.event_types
+    }
+}
+
 impl Expr {
     /// Whether the record satisfies the filter.
     pub fn matches(&self, record: &Value) -> bool {
         self.matches_created(record, created_of(record))
     }
 
-    /// [`Self::matches`] with the record's `createdDateTime` already parsed ([`created_of`]):
-    /// the fake parses each record's time once, not once per query.
-    pub fn matches_created(&self, record: &Value, created: Option<OffsetDateTime>) -> bool {
+    /// [`Self::matches`] on any [`Fields`], with the record's `createdDateTime` already parsed
+    /// ([`created_of`]): the fake parses each record's time once, not once per query.
+    pub fn matches_created<R: Fields + ?Sized>(
+        &self,
+        record: &R,
+        created: Option<OffsetDateTime>,
+    ) -> bool {
         match self {
             Expr::And(a, b) => {
                 a.matches_created(record, created) && b.matches_created(record, created)
@@ -264,22 +409,21 @@ impl Expr {
                 negate,
                 value,
             } => {
-                let equal = lookup(record, path)
-                    .and_then(Value::as_str)
-                    .is_some_and(|s| s == value);
+                let equal = record.text(path).is_some_and(|s| s == value);
                 equal != *negate
             }
-            Expr::StartsWith { path, prefix } => lookup(record, path)
-                .and_then(Value::as_str)
+            Expr::StartsWith { path, prefix } => record
+                .text(path)
                 .is_some_and(|s| s.starts_with(prefix.as_str())),
             Expr::ErrorCode { negate, value } => {
-                let equal = record["status"]["errorCode"].as_i64() == Some(*value);
+                let equal = record.error_code() == Some(*value);
                 equal != *negate
             }
-            Expr::IsInteractive(value) => record["isInteractive"].as_bool() == Some(*value),
-            Expr::EventTypes(types) => event_types(record)
+            Expr::IsInteractive(value) => record.is_interactive() == Some(*value),
+            Expr::EventTypes(tests) => record
+                .event_types()
                 .iter()
-                .any(|t| types.iter().any(|want| want == t)),
+                .any(|t| tests.iter().any(|test| (test.value == t) != test.negate)),
         }
     }
 
@@ -316,6 +460,19 @@ impl Expr {
                 a.mentions_event_types() || b.mentions_event_types()
             }
             Expr::EventTypes(_) => true,
+            _ => false,
+        }
+    }
+
+    /// Whether a `signInEventTypes/any(…)` lambda combines several comparisons
+    /// (`t eq 'a' or t eq 'b'`): a form Microsoft's documentation never shows, which the fake
+    /// can be told to refuse.
+    pub fn combines_event_types(&self) -> bool {
+        match self {
+            Expr::And(a, b) | Expr::Or(a, b) => {
+                a.combines_event_types() || b.combines_event_types()
+            }
+            Expr::EventTypes(tests) => tests.len() > 1,
             _ => false,
         }
     }
@@ -689,7 +846,7 @@ impl Parser {
         }
     }
 
-    /// `t: t eq 'x' [or t eq 'y']…)` after `signInEventTypes/any(`.
+    /// `t: t eq|ne 'x' [or t eq|ne 'y']…)` after `signInEventTypes/any(`.
     fn event_type_lambda(&mut self) -> Result<Expr, QueryError> {
         let var = match self.next() {
             Some(Token::Word(v)) if v.chars().all(|c| c.is_alphanumeric() || c == '_') => v,
@@ -706,10 +863,15 @@ impl Parser {
                     )))
                 }
             }
-            match self.next() {
-                Some(Token::Word(op)) if op == "eq" => {}
-                _ => return Err(invalid_clause("only 'eq' is supported inside any()")),
-            }
+            let negate = match self.next() {
+                Some(Token::Word(op)) if op == "eq" => false,
+                Some(Token::Word(op)) if op == "ne" => true,
+                _ => {
+                    return Err(invalid_clause(
+                        "only 'eq' and 'ne' are supported inside any()",
+                    ))
+                }
+            };
             match self.next() {
                 Some(Token::Str(value)) => {
                     if !EVENT_TYPE_VALUES.contains(&value.as_str()) {
@@ -717,7 +879,7 @@ impl Parser {
                             "'{value}' is not a valid signInEventType (interactiveUser, nonInteractiveUser, servicePrincipal, managedIdentity)"
                         )));
                     }
-                    types.push(value);
+                    types.push(EventTypeTest { negate, value });
                 }
                 _ => return Err(invalid_clause("signInEventTypes values must be quoted")),
             }
