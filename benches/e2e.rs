@@ -504,6 +504,9 @@ fn bench(args: Args) -> Result<(), String> {
     let (rows, requests, throttled) = (run.rows, run.requests, run.throttled);
     let wall = usage.wall.as_secs_f64();
     let bound = throttle_bound(requests - throttled, limit, latency);
+    // Issue 17's bound: the time for ceil(rows / 1000) full pages at the throttle — every request
+    // that is not a full page (a partial page, a completeness check, a retry) counts against it.
+    let pages_bound = throttle_bound(rows.div_ceil(1000), limit, latency);
     let baseline = match baseline {
         Value::Null => Value::Null,
         mut b => {
@@ -590,6 +593,9 @@ fn bench(args: Args) -> Result<(), String> {
         "throttle": args.throttle,
         "throttle_bound_s": bound.map(round),
         "fraction_of_bound": bound.map(|b| round(b / wall.max(1e-9))),
+        "pages_bound_s": pages_bound.map(round),
+        "fraction_of_pages_bound": pages_bound.map(|b| round(b / wall.max(1e-9))),
+        "chains": run.summary["chains"],
         "peak_rss_mib": round(usage.max_rss_kib as f64 / 1024.0),
         "storage_requests": run.storage_requests,
         "bytes_copied": run.bytes_copied,

@@ -264,6 +264,8 @@ async fn sigkill_at_any_phase_then_a_normal_run_gives_exactly_the_ground_truth()
             .fake
             .faults()
             .slow_pages(Duration::from_millis(30));
+        // Several pages per chain: a kill can land between two pages of one query.
+        scenario.fake.fake.faults().page_size_cap(25);
         let killed = scenario.run_and_kill_at(event, nth).await;
         assert!(killed, "the run never reached '{event}' #{nth}");
         scenario.expire_lease().await;

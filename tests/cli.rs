@@ -113,6 +113,35 @@ async fn run_with_a_managed_identity_exports_and_prints_a_json_summary() {
     }
 }
 
+/// Issue 17: `check` says which form of the event-type filter the tenant's Graph accepts.
+#[tokio::test]
+async fn check_reports_which_event_type_filter_graph_accepts() {
+    for refuse in [false, true] {
+        let fake = spawn_http(recent_tenant(5, 1, 34)).await;
+        fake.fake.faults().refuse_combined_event_types(refuse);
+        let out = tempfile::tempdir().unwrap();
+        let mut command = binary();
+        command
+            .args(["check"])
+            .arg("--destination")
+            .arg(out.path())
+            .envs(fake.managed_identity_env("beta"))
+            .env("SIGNINS_EVENT_TYPES", "interactiveUser,nonInteractiveUser");
+        let output = tokio::task::spawn_blocking(move || command.output())
+            .await
+            .unwrap()
+            .unwrap();
+        let (stdout, _) = text(&output);
+        assert_eq!(output.status.code(), Some(0), "{stdout}");
+        let said = if refuse {
+            "Graph refused the combined event-type filter (400 Invalid filter clause): runs read one query per event type"
+        } else {
+            "the combined event-type filter is accepted"
+        };
+        assert!(stdout.contains(said), "refuse={refuse}: {stdout}");
+    }
+}
+
 #[tokio::test]
 async fn check_explains_a_missing_graph_permission() {
     let fake = spawn_http(recent_tenant(5, 1, 32)).await;

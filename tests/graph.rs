@@ -838,7 +838,10 @@ async fn probe_reads_one_row_with_the_run_filter_shape() {
     }
     let running = fake::spawn_http(records).await;
     let client = minted_client(&running, Duration::from_secs(30));
-    assert_eq!(client.probe().await.unwrap(), 1);
+    assert_eq!(
+        client.probe(&[EventType::InteractiveUser]).await.unwrap(),
+        1
+    );
     let request = &running.fake.signin_requests()[0];
     assert_eq!(request.query("$top").as_deref(), Some("1"));
     let filter = request.query("$filter").unwrap();
@@ -854,7 +857,10 @@ async fn probe_explains_permission_licence_and_filter_errors() {
     let client = minted_client(&running, Duration::from_secs(30));
 
     running.fake.faults().deny(GraphDenial::MissingPermission);
-    let err = client.probe().await.unwrap_err();
+    let err = client
+        .probe(&[EventType::InteractiveUser])
+        .await
+        .unwrap_err();
     assert!(matches!(err, GraphError::Denied { .. }), "{err:?}");
     let text = err.to_string();
     assert!(
@@ -865,7 +871,11 @@ async fn probe_explains_permission_licence_and_filter_errors() {
     );
 
     running.fake.faults().deny(GraphDenial::NonPremiumTenant);
-    let text = client.probe().await.unwrap_err().to_string();
+    let text = client
+        .probe(&[EventType::InteractiveUser])
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(text.contains("Microsoft Entra ID P1 or P2"), "{text}");
     running.fake.faults().allow();
 
@@ -874,7 +884,7 @@ async fn probe_explains_permission_licence_and_filter_errors() {
     s.extra_filter = Some("clientAppUsed eq".into());
     let err = GraphClient::new(&s, tokens)
         .unwrap()
-        .probe()
+        .probe(&[EventType::InteractiveUser])
         .await
         .unwrap_err();
     assert!(matches!(err, GraphError::BadRequest { .. }), "{err:?}");
@@ -889,7 +899,7 @@ async fn probe_explains_permission_licence_and_filter_errors() {
     s.extra_filter = Some("createdDateTime gt 2026-11-01T00:00:00Z".into());
     let err = GraphClient::new(&s, tokens)
         .unwrap()
-        .probe()
+        .probe(&[EventType::InteractiveUser])
         .await
         .unwrap_err();
     assert!(matches!(err, GraphError::BadRequest { .. }), "{err:?}");
@@ -969,14 +979,18 @@ async fn an_intermittent_licence_refusal_is_retried_before_it_is_believed() {
         .fake
         .faults()
         .deny_next(2, GraphDenial::NonPremiumTenant);
-    client.probe().await.unwrap();
+    client.probe(&[EventType::InteractiveUser]).await.unwrap();
     assert_eq!(statuses(&running.fake), vec![403, 403, 200]);
 
     running
         .fake
         .faults()
         .deny_next(3, GraphDenial::NonPremiumTenant);
-    let text = client.probe().await.unwrap_err().to_string();
+    let text = client
+        .probe(&[EventType::InteractiveUser])
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(text.contains("Microsoft Entra ID P1 or P2"), "{text}");
     assert!(text.contains("Directory.Read.All"), "{text}");
 }
@@ -989,7 +1003,11 @@ async fn a_missing_auditlog_permission_is_explained() {
         .fake
         .faults()
         .deny(GraphDenial::AuditLogPermissionMissing);
-    let text = client.probe().await.unwrap_err().to_string();
+    let text = client
+        .probe(&[EventType::InteractiveUser])
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         text.contains("Authentication_MSGraphPermissionMissing")
             && text.contains("lacks the Microsoft Graph application permission AuditLog.Read.All")

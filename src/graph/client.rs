@@ -112,6 +112,16 @@ pub enum GraphError {
     Slow { page: u64, last: String },
 }
 
+impl GraphError {
+    /// Graph's 400 for a `$filter` it does not support ("Invalid filter clause", as it answers a
+    /// lambda over `signInEventTypes` it cannot evaluate: microsoftgraph/microsoft-graph-docs
+    /// #14173 and #5676).
+    pub fn is_invalid_filter(&self) -> bool {
+        matches!(self, GraphError::BadRequest { message, .. }
+            if message.to_ascii_lowercase().contains("invalid filter clause"))
+    }
+}
+
 /// Counters across every pager of one client.
 #[derive(Default, Clone, Debug, PartialEq, Eq)]
 pub struct GraphStats {
@@ -191,7 +201,6 @@ struct Inner {
     endpoint: Url,
     version: GraphVersion,
     extra_filter: Option<String>,
-    event_types: Vec<EventType>,
     tokens: TokenProvider,
     budget: Budget,
     /// Every request of the client, pagers and retries alike, is paced here.
@@ -246,7 +255,6 @@ impl GraphClient {
                     .extra_filter
                     .clone()
                     .filter(|f| !f.trim().is_empty()),
-                event_types: settings.event_types.clone(),
                 tokens,
                 budget: Budget::new(settings.retry_budget),
                 rate: Mutex::new(RateWindow::new(settings.rate)),
@@ -330,7 +338,7 @@ impl GraphClient {
 
     /// For `check`: one request with `$top=1` over the last hour, the same filter shape as a run
     /// (the configured event types, `SIGNINS_FILTER`). Returns the rows of that page (0 or 1).
-    pub async fn probe(&self) -> Result<usize, GraphError> {
+    pub async fn probe(&self, event_types: &[EventType]) -> Result<usize, GraphError> {
         let end = OffsetDateTime::now_utc()
             .replace_nanosecond(0)
             .unwrap_or_else(|_| OffsetDateTime::now_utc());
@@ -338,7 +346,7 @@ impl GraphClient {
             start: end - time::Duration::hours(1),
             end,
         };
-        let url = self.first_page_url(&window, &self.inner.event_types, None, 1)?;
+        let url = self.first_page_url(&window, event_types, None, 1)?;
         let budget = Budget::new(PROBE_BUDGET.min(self.inner.budget.limit));
         let body = self.get(&url, 1, &budget).await?;
         let page = parse_page(body, 1)?;

@@ -1,6 +1,7 @@
 //! A query's sign-ins one at a time, newest first: the pager's pages unrolled, holding one page in
-//! memory. Every event type is in the same query (`signInEventTypes/any(…)`), so Graph already
-//! returns one newest-first sequence and nothing is merged here.
+//! memory. Usually every event type is in the same query (`signInEventTypes/any(…)`) and Graph
+//! returns one newest-first sequence; where a tenant refuses that form, `run::slice` merges one
+//! stream per event type by peeking at each.
 
 use super::client::{GraphClient, GraphError, GraphStats, PageRows, SignInPager};
 use super::model::SignInRecord;
@@ -44,6 +45,22 @@ impl<'g> SignInStream<'g> {
         &mut self,
         observer: Option<&dyn PageObserver>,
     ) -> Result<Option<&SignInRecord<'_>>, GraphError> {
+        if self.peek(observer).await?.is_none() {
+            return Ok(None);
+        }
+        self.index += 1;
+        Ok(self
+            .page
+            .as_ref()
+            .and_then(|p| p.rows().get(self.index - 1)))
+    }
+
+    /// The next sign-in without taking it (reading the next page when this one is used up);
+    /// `None` at the end. Several streams read at once are merged by peeking at each.
+    pub async fn peek(
+        &mut self,
+        observer: Option<&dyn PageObserver>,
+    ) -> Result<Option<&SignInRecord<'_>>, GraphError> {
         while self.page.as_ref().is_none_or(|p| self.index >= p.len()) && !self.done {
             // Give the used page back before the next arrives: memory holds one page, and its
             // buffer takes the next one.
@@ -62,9 +79,19 @@ impl<'g> SignInStream<'g> {
                 None => self.done = true,
             }
         }
-        let index = self.index;
-        self.index += 1;
-        Ok(self.page.as_ref().and_then(|p| p.rows().get(index)))
+        Ok(self.current())
+    }
+
+    /// The sign-in [`Self::peek`] returned, again.
+    pub fn current(&self) -> Option<&SignInRecord<'_>> {
+        self.page.as_ref().and_then(|p| p.rows().get(self.index))
+    }
+
+    /// Takes the sign-in [`Self::peek`] returned.
+    pub fn advance(&mut self) {
+        if self.current().is_some() {
+            self.index += 1;
+        }
     }
 }
 

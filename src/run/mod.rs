@@ -34,8 +34,9 @@ use crate::config::Settings;
 use crate::credential::TokenProvider;
 use crate::csv::CsvEncoder;
 use crate::graph::client::GraphClient;
+use crate::graph::model::EventType;
 use crate::sink::{daily_file, LockHolder, LockOutcome, Sink, SinkError};
-use crate::state::{Coverage, ExportQuery, Remaining, State};
+use crate::state::{Coverage, ExportQuery, QueryForm, Remaining, State};
 use crate::transform::filter::SignInFilter;
 
 // The types of the run's API (its errors wrap them), for the shells.
@@ -105,16 +106,13 @@ pub enum RunError {
 /// stays flat (one block is buffered per slice in flight).
 pub const BLOCK_TARGET: usize = 4 * 1024 * 1024;
 
-/// Slices read at once. Graph pages take seconds and follow each other within a query, so one
-/// query alone cannot use the app's request budget (`SIGNINS_GRAPH_RATE` paces them all); three
-/// keep it busy while a page is slow, at a fixed cost in memory (a page and a block each).
-pub const SLICES_IN_FLIGHT: usize = 3;
-/// Slices read at once while requests wait for `SIGNINS_GRAPH_RATE`. The window's slots open in
-/// clusters, and a slot that opens while every read waits for an answer is used late, a delay
-/// that carries into the next window: a fourth read is usually ready (0.94 of the throttle-limited
-/// bound in the bench, against 0.87–0.90). When Graph answers faster than the rate allows, the
-/// export is bound by CPU and a fourth read would only hold another page and block.
-pub const SLICES_IN_FLIGHT_PACED: usize = SLICES_IN_FLIGHT + 1;
+/// Chains read at once. Each waits for its own pages, so one alone cannot use Graph's request
+/// budget (`SIGNINS_GRAPH_RATE` paces them all), and the budget's slots free up in clusters: a
+/// slot that frees while every chain waits for an answer is used late. Paced at 5 requests / 10 s
+/// with pages of 2–3 s, 2 chains reach 0.90 of the time the rows' full pages need at best, 3
+/// reach 0.93 and 4 reach 0.95 (BENCHMARKS.md), for one more request than 2: a chain costs
+/// only the page where it reads into the next one. Each holds a page and a block in memory.
+pub const MAX_CHAINS_IN_FLIGHT: usize = 4;
 
 /// Storage round trips a stopped run needs after it stops reading: per slice in flight the last
 /// block, prepare, the pending record, the lock check, the commit and the settled state.
@@ -389,7 +387,26 @@ impl<'a> Run<'a> {
         self.summary.slices_total = u32::try_from(plan.slices.len()).unwrap_or(u32::MAX);
         // Every path below must leave the final state in `self.state`: `finish` records the run
         // in it, and a stale copy would undo its commits.
-        let result = match self.export_slices(&mut state, &plan.slices).await {
+        let mut read = self.export_slices(&mut state, &plan.slices).await;
+        if let Err(RunError::Graph(e)) = &read {
+            if e.is_invalid_filter()
+                && state.query_form.is_combined()
+                && self.settings.graph.event_types.len() > 1
+            {
+                // Microsoft documents only one-type lambdas on signInEventTypes; this tenant's
+                // Graph refuses the combined one. Nothing was read: read again, one query per
+                // event type, and remember it (the first commit writes the state).
+                warn!(error = %e, "Graph refused the combined event-type filter; reading one query per event type from now on");
+                state.query_form = QueryForm::PerEventType;
+                let replan = self.plan(Some(&state), now);
+                read = self.export_slices(&mut state, &replan.slices).await;
+                if matches!(&read, Err(RunError::Graph(e)) if e.is_invalid_filter()) {
+                    // Refused either way: the filter itself is wrong, not its form.
+                    state.query_form = QueryForm::Combined;
+                }
+            }
+        }
+        let result = match read {
             Ok(completed) if !self.request.dry_run => self
                 .publish_latest_by_deadline(&mut state)
                 .await
@@ -407,7 +424,7 @@ impl<'a> Run<'a> {
     fn stop_reading_at(&self) -> Option<std::time::Instant> {
         let deadline = self.request.deadline?;
         let round_trips = ROUND_TRIPS_PER_COMMIT
-            * u32::try_from(SLICES_IN_FLIGHT_PACED).unwrap_or(u32::MAX)
+            * u32::try_from(MAX_CHAINS_IN_FLIGHT).unwrap_or(u32::MAX)
             + self.settings.report_days
             + ROUND_TRIPS_AFTER_COMMITS;
         let reserve =
@@ -415,12 +432,16 @@ impl<'a> Run<'a> {
         self.started.checked_add(deadline.saturating_sub(reserve))
     }
 
-    /// Exports `plan`: up to [`SLICES_IN_FLIGHT`] slices are read at once
-    /// ([`SLICES_IN_FLIGHT_PACED`] while requests wait for the rate), in plan order but never two
-    /// of the same daily file (a commit discards the file's uncommitted blocks it does not list).
-    /// Each read commits as soon as it ends, while the others go on. At the deadline every read
+    /// Exports `plan`: its slices are read as [`plan::Chain`]s, up to [`MAX_CHAINS_IN_FLIGHT`] at
+    /// once, in plan order but never two holding the same daily file (a commit discards the
+    /// file's uncommitted blocks it does not list). Each slice commits as soon as its chain has
+    /// read past it, one commit at a time, while the reads go on. At the deadline every read
     /// stops and commits what it read. `Ok(false)` when the deadline stopped it early.
     async fn export_slices(&mut self, state: &mut State, plan: &[Slice]) -> Result<bool, RunError> {
+        let in_flight = MAX_CHAINS_IN_FLIGHT;
+        let retention = self.deps.clock.now() - crate::config::GRAPH_RETENTION;
+        let chains = plan::chains(plan, in_flight, retention);
+        self.summary.chains = u32::try_from(chains.len()).unwrap_or(u32::MAX);
         let stop_at = self.stop_reading_at();
         let stop_reading = async {
             match stop_at {
@@ -435,15 +456,17 @@ impl<'a> Run<'a> {
             self.settings,
             self.deps,
             &self.filter,
+            query_forms(self.settings, state.query_form),
             &written,
             &self.run_id,
             self.request.dry_run,
         );
-        let mut waiting: VecDeque<Slice> = plan.iter().copied().collect();
+        let (read_tx, mut read_rx) = tokio::sync::mpsc::unbounded_channel::<StagedSlice>();
+        let mut waiting: VecDeque<plan::Chain> = chains.into();
         let mut files_in_flight: BTreeSet<String> = BTreeSet::new();
         let mut reads = FuturesUnordered::new();
         // Reads that ended while a commit was under way.
-        let mut ended: VecDeque<Result<StagedSlice, RunError>> = VecDeque::new();
+        let mut ended: VecDeque<(Vec<String>, Result<bool, RunError>)> = VecDeque::new();
         let mut stopped = false;
         let mut everything_read = true;
         let mut failure = None;
@@ -451,29 +474,31 @@ impl<'a> Run<'a> {
             if self.cancel.is_cancelled() {
                 return Err(RunError::Cancelled);
             }
-            let reading_limit = if self.deps.graph.pacing() {
-                SLICES_IN_FLIGHT_PACED
-            } else {
-                SLICES_IN_FLIGHT
-            };
-            while !stopped && reads.len() < reading_limit {
+            while let Some((files, result)) = ended.pop_front() {
+                for file in &files {
+                    files_in_flight.remove(file);
+                }
+                everything_read &= result?;
+            }
+            while !stopped && reads.len() < in_flight {
                 let Some(i) = waiting
                     .iter()
-                    .position(|s| !files_in_flight.contains(&daily_file(s.start.date())))
+                    .position(|c| chain_files(c).iter().all(|f| !files_in_flight.contains(f)))
                 else {
                     break;
                 };
-                let Some(next) = waiting.remove(i) else {
+                let Some(chain) = waiting.remove(i) else {
                     break;
                 };
-                files_in_flight.insert(daily_file(next.start.date()));
-                let (reader, stop) = (&reader, &stop);
-                reads.push(async move { reader.read(next, stop).await });
+                let files = chain_files(&chain);
+                files_in_flight.extend(files.iter().cloned());
+                let (reader, stop, read_tx) = (&reader, &stop, read_tx.clone());
+                reads.push(async move { (files, reader.read(&chain, stop, &read_tx).await) });
             }
-            let result = match ended.pop_front() {
-                Some(result) => result,
-                None if reads.is_empty() => break,
-                None => tokio::select! {
+            let staged = match read_rx.try_recv() {
+                Ok(staged) => staged,
+                Err(_) if reads.is_empty() => break,
+                Err(_) => tokio::select! {
                     biased;
                     _ = self.cancel.cancelled() => return Err(RunError::Cancelled),
                     _ = &mut stop_reading, if !stopped => {
@@ -482,14 +507,16 @@ impl<'a> Run<'a> {
                         stop.cancel();
                         continue;
                     }
-                    Some(result) = reads.next() => result,
+                    Some(staged) = read_rx.recv() => staged,
+                    Some(read) = reads.next() => {
+                        ended.push_back(read);
+                        continue;
+                    }
                 },
             };
-            let mut staged = result?;
-            files_in_flight.remove(&staged.file);
-            everything_read &= staged.complete();
+            let mut staged = staged;
             if let Some(error) = staged.failure.take() {
-                // Graph failed this slice: the others stop too, everything read is committed,
+                // Graph failed a read: the others stop too, everything read is committed,
                 // then the run reports the failure.
                 warn!(file = %staged.file, error = %error, "a read failed; committing what every read has");
                 failure.get_or_insert(error);
@@ -497,7 +524,7 @@ impl<'a> Run<'a> {
                 stop.cancel();
             }
             {
-                // Commit, while the other reads go on.
+                // Commit, while the reads go on.
                 let committing = commit_read(
                     self.deps.sink.as_ref(),
                     self.header.clone(),
@@ -519,9 +546,13 @@ impl<'a> Run<'a> {
                             stopped = true;
                             stop.cancel();
                         }
-                        Some(other) = reads.next(), if !reads.is_empty() => ended.push_back(other),
+                        Some(read) = reads.next(), if !reads.is_empty() => ended.push_back(read),
                     }
                 }
+            }
+            if let Some(landed) = staged.landed.take() {
+                // The chain may stage the next slice of this file now.
+                let _ = landed.send(());
             }
             self.summary.slices_done += 1;
             if let Some(observer) = &self.deps.observer {
@@ -631,6 +662,25 @@ async fn commit_read(
     }
     state.cover(staged.span, overlap);
     Ok(())
+}
+
+/// The daily files a chain writes: none of them may be written by another read at the same time.
+fn chain_files(chain: &plan::Chain) -> Vec<String> {
+    chain
+        .slices
+        .iter()
+        .map(|s| daily_file(s.start.date()))
+        .collect()
+}
+
+/// The queries that read every event type: one for all of them, or one each where the tenant's
+/// Graph refused the combined filter.
+fn query_forms(settings: &Settings, form: QueryForm) -> Vec<Vec<EventType>> {
+    let types = &settings.graph.event_types;
+    match form {
+        QueryForm::Combined => vec![types.clone()],
+        QueryForm::PerEventType => types.iter().map(|t| vec![*t]).collect(),
+    }
 }
 
 /// What the export still wants after the run, up to the window's end (`None`: nothing).

@@ -53,6 +53,97 @@ impl Slice {
     }
 }
 
+/// Adjacent slices read as one sequence of queries, newest first (`run::slice`): each slice is one
+/// day's file and commits on its own as the reading moves past it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    /// Newest first, each starting where the next ends.
+    pub slices: Vec<Slice>,
+    /// How far down the chain's queries may reach: a day below the bottom of the chains below it
+    /// in the same run of adjacent slices. A query that runs on past the chain's own bottom
+    /// returns a row of the next chain's range (or of the time below the run), which proves
+    /// this chain complete without a request of its own.
+    pub floor: OffsetDateTime,
+}
+
+impl Chain {
+    /// `[oldest slice's start, newest slice's end)`.
+    pub fn range(&self) -> Span {
+        match (self.slices.last(), self.slices.first()) {
+            (Some(last), Some(first)) => Span::new(last.start, first.end),
+            _ => Span::new(self.floor, self.floor),
+        }
+    }
+}
+
+/// Groups a plan's slices into chains: maximal runs of slices adjacent in time and alike (new time
+/// and holes together, re-reads apart), each cut at midnights into at most `per_run` chains of
+/// about the same length, newest first. Few chains keep requests few (each costs about one page
+/// that is not full); several keep Graph busy while a page is slow. No query reaches below
+/// `lowest` (Graph's retention).
+pub fn chains(slices: &[Slice], per_run: usize, lowest: OffsetDateTime) -> Vec<Chain> {
+    let mut runs: Vec<Vec<Slice>> = Vec::new();
+    for slice in slices {
+        let unread = |s: &Slice| s.kind != SliceKind::Reread;
+        match runs.last_mut() {
+            Some(run)
+                if run.last().is_some_and(|last| {
+                    last.start == slice.end && unread(last) == unread(slice)
+                }) =>
+            {
+                run.push(*slice)
+            }
+            _ => runs.push(vec![*slice]),
+        }
+    }
+    let mut out = Vec::new();
+    for run in runs {
+        let Some(bottom) = run.last().map(|s| s.start) else {
+            continue;
+        };
+        let floor = (bottom - REACH_BELOW).max(lowest).min(bottom);
+        let total: f64 = run.iter().map(|s| s.span().seconds()).sum();
+        let parts = per_run.clamp(1, run.len());
+        let target = total / parts as f64;
+        let mut chain: Vec<Slice> = Vec::new();
+        let mut length = 0.0;
+        let mut left = parts;
+        for (i, slice) in run.iter().enumerate() {
+            let seconds = slice.span().seconds();
+            // Close the chain before this slice when adding it would overshoot the chain's
+            // share by more than stopping short does, or when every chain to come needs one of
+            // the slices left.
+            let slices_left = run.len() - i;
+            let overshoot = length + seconds - target > target - length;
+            // Chains meet at midnights only: a daily file is written by one chain.
+            let new_day = chain
+                .last()
+                .is_some_and(|above: &Slice| above.start.date() != slice.start.date());
+            if new_day && left > 1 && (overshoot || slices_left < left) {
+                out.push(Chain {
+                    slices: std::mem::take(&mut chain),
+                    floor,
+                });
+                length = 0.0;
+                left -= 1;
+            }
+            chain.push(*slice);
+            length += seconds;
+        }
+        if !chain.is_empty() {
+            out.push(Chain {
+                slices: chain,
+                floor,
+            });
+        }
+    }
+    out
+}
+
+/// How far below a run of slices its chains' queries reach, so that the bottom chain too ends on
+/// a row below it (proof that it read everything) rather than on a continuation query.
+pub const REACH_BELOW: time::Duration = time::Duration::DAY;
+
 /// What the destination holds, as the planner sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct Exported<'a> {
@@ -516,6 +607,64 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn adjacent_slices_make_chains_of_about_equal_length() {
+        use SliceKind::{Hole, New, Reread};
+        let at = |day: u8, hour: u8| {
+            datetime!(2026-11-26 00:00 UTC)
+                + time::Duration::days(i64::from(day))
+                + time::Duration::hours(i64::from(hour))
+        };
+        let slice = |kind, from: OffsetDateTime, to: OffsetDateTime| Slice {
+            start: from,
+            end: to,
+            kind,
+        };
+        // Four days of new time (newest first), a hole further down, a re-read.
+        let plan = vec![
+            slice(New, at(4, 0), at(4, 10)),
+            slice(New, at(3, 0), at(4, 0)),
+            slice(New, at(2, 0), at(3, 0)),
+            slice(New, at(1, 12), at(2, 0)),
+            slice(Hole, at(0, 2), at(0, 5)),
+            slice(Reread, at(4, 9), at(4, 10)),
+        ];
+        let got = chains(&plan, 2, at(0, 0));
+        let shape: Vec<(usize, Span, OffsetDateTime)> = got
+            .iter()
+            .map(|c| (c.slices.len(), c.range(), c.floor))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                // 70 hours of new time in two chains that both reach a day below its bottom;
+                // no query reaches below the lowest instant allowed.
+                (2, span(at(3, 0), at(4, 10)), at(0, 12)),
+                (2, span(at(1, 12), at(3, 0)), at(0, 12)),
+                (1, span(at(0, 2), at(0, 5)), at(0, 0)),
+                (1, span(at(4, 9), at(4, 10)), at(3, 9)),
+            ]
+        );
+        // Every slice is in exactly one chain, in plan order.
+        let flat: Vec<Slice> = got.iter().flat_map(|c| c.slices.clone()).collect();
+        assert_eq!(flat, plan);
+        // One chain per run of adjacent slices when asked for one; never more chains than slices.
+        assert_eq!(chains(&plan, 1, at(0, 0)).len(), 3);
+        assert_eq!(chains(&plan[..1], 4, at(0, 0)).len(), 1);
+        assert_eq!(chains(&plan[..4], 9, at(0, 0)).len(), 4);
+        // Slices of one day stay in one chain: a daily file is written by one chain.
+        let day = vec![
+            slice(New, at(4, 6), at(4, 10)),
+            slice(New, at(4, 0), at(4, 6)),
+            slice(New, at(3, 18), at(4, 0)),
+        ];
+        let got = chains(&day, 3, at(0, 0));
+        assert_eq!(
+            got.iter().map(|c| c.slices.len()).collect::<Vec<_>>(),
+            vec![2, 1]
+        );
     }
 
     #[test]

@@ -1,10 +1,14 @@
-//! Exporting one slice, in two halves that run at different times:
+//! Reading a chain of slices and committing each slice, in two halves that run at different
+//! times:
 //!
-//! * [`SliceReader::read`] reads it from Graph newest first, keeps what the filter matches and
-//!   was not written before, encodes rows into blocks of at most [`BLOCK_TARGET`] and stages
-//!   them as they fill. Several slices are read at once (see [`super::SLICES_IN_FLIGHT`]); staged
-//!   blocks stay invisible until committed. When the run tells it to stop (its deadline) or Graph
-//!   fails, the read ends with what it has: the part of the slice it read completely.
+//! * [`SliceReader::read`] reads a [`Chain`] — adjacent slices, one daily file each — newest
+//!   first as one sequence of queries ([`ChainCursor`]), keeps what the filter matches and was
+//!   not written before, routes rows to their slice, encodes them into blocks of at most
+//!   [`BLOCK_TARGET`] and stages them as they fill. Once a row of an older slice arrives, the
+//!   slice above is complete and is handed to the committer while the chain reads on. Several
+//!   chains are read at once (see [`super::chains_in_flight`]); staged blocks stay invisible
+//!   until committed. When the run tells it to stop (its deadline) or Graph fails, the read ends
+//!   with what it has: the part of its current slice it read completely.
 //! * [`commit`] runs one slice at a time: the commit protocol of [`crate::state`] (record
 //!   `pending`, commit, settle), adding the span the read covered to what is exported.
 //!
@@ -13,7 +17,12 @@
 //! A stopped read therefore commits `[the oldest instant above t that it read, slice end)` and
 //! holds back the rows at `t` (the *tail*), which the next run reads with the rest of the hole.
 //! Once a query has ended normally, everything down to its start is complete, tail included
-//! ([`SliceCursor::complete_from`]). Nothing is lost at the boundary and nothing written twice.
+//! ([`ChainCursor::complete_from`]). Nothing is lost at the boundary and nothing written twice.
+//!
+//! Usually one query reads every event type (`signInEventTypes/any(t: t eq … or t eq …)`). A
+//! tenant whose Graph refuses that form is read with one query per event type, merged newest
+//! first: a row is taken only when it is the newest of every query's next row, so everything
+//! above it has been read from all of them, and all of the above holds for the merged sequence.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -22,15 +31,19 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use time::OffsetDateTime;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::cursor::{CursorError, Query, SliceCursor};
+use super::cursor::{ChainCursor, Query};
 use super::dedup::SeenIds;
+use super::plan::Chain;
 use super::{rfc3339, state_bytes, Deps, RunError, Slice, BLOCK_TARGET};
 use crate::config::Settings;
 use crate::csv::CsvEncoder;
 use crate::graph::client::GraphError;
+use crate::graph::model::{EventType, SignInRecord};
 use crate::graph::query::Window;
 use crate::graph::stream::{PageObserver, SignInStream};
 use crate::sink::{daily_file, BlockId, Sink};
@@ -53,16 +66,12 @@ pub(super) struct StagedSlice {
     pub completeness_checks: u64,
     /// Graph failed: what was read before is still committed, then the run fails with this.
     pub failure: Option<RunError>,
+    /// Told once the slice is committed: the next slice of the same daily file in the chain
+    /// stages nothing before (a commit discards the file's uncommitted blocks it does not list).
+    pub landed: Option<oneshot::Sender<()>>,
 }
 
-impl StagedSlice {
-    /// The read covered its whole slice.
-    pub fn complete(&self) -> bool {
-        self.span == self.slice.span() && self.failure.is_none()
-    }
-}
-
-/// Where a read stands among the rows it returned, for what a stop may commit.
+/// Where a read stands among the rows of one slice, for what a stop may commit.
 #[derive(Debug, Default)]
 struct ReadEdge {
     /// The oldest row returned inside the slice.
@@ -101,27 +110,98 @@ impl ReadEdge {
     }
 
     /// Where the part read completely starts, and whether the tail must be held back, given the
-    /// cursor's complete part.
-    fn complete_from(&self, cursor_complete_from: OffsetDateTime) -> (OffsetDateTime, bool) {
+    /// queries' complete part.
+    fn complete_from(&self, queries_complete_from: OffsetDateTime) -> (OffsetDateTime, bool) {
         match self.oldest {
-            Some(oldest) if cursor_complete_from > oldest => (
+            Some(oldest) if queries_complete_from > oldest => (
                 self.above
-                    .map_or(cursor_complete_from, |a| a.min(cursor_complete_from)),
+                    .map_or(queries_complete_from, |a| a.min(queries_complete_from)),
                 true,
             ),
-            _ => (cursor_complete_from, false),
+            _ => (queries_complete_from, false),
         }
     }
 }
 
-/// What every slice read of one run shares.
+/// One slice being filled by a chain's read.
+struct SliceOutput {
+    staged: StagedSlice,
+    edge: ReadEdge,
+    buffer: Vec<u8>,
+    /// The commit of the slice above in the same daily file, to wait for before staging.
+    after: Option<oneshot::Receiver<()>>,
+}
+
+impl SliceOutput {
+    fn new(slice: Slice, dry_run: bool) -> SliceOutput {
+        SliceOutput {
+            staged: StagedSlice {
+                slice,
+                file: daily_file(slice.start.date()),
+                span: slice.span(),
+                blocks: Vec::new(),
+                rows: 0,
+                pending_ids: BTreeMap::new(),
+                duplicates: 0,
+                completeness_checks: 0,
+                failure: None,
+                landed: None,
+            },
+            edge: ReadEdge::default(),
+            buffer: Vec::with_capacity(if dry_run { 0 } else { BLOCK_TARGET + 64 * 1024 }),
+            after: None,
+        }
+    }
+
+    /// The output of `next`, the slice below this one in the chain.
+    fn below(&mut self, next: Slice, dry_run: bool) -> SliceOutput {
+        let mut output = SliceOutput::new(next, dry_run);
+        if output.staged.file == self.staged.file {
+            let (landed, after) = oneshot::channel();
+            self.staged.landed = Some(landed);
+            output.after = Some(after);
+        }
+        output
+    }
+
+    /// Waits until the slice above in the same file is committed (once).
+    async fn wait_for_the_slice_above(&mut self) {
+        if let Some(after) = self.after.take() {
+            // A closed channel: the slice above was not committed (the run is failing), so
+            // it discards nothing.
+            let _ = after.await;
+        }
+    }
+}
+
+/// One query form's reading of a chain: the event types it asks for, its cursor and its
+/// current stream.
+struct QueryReading<'r> {
+    event_types: Vec<EventType>,
+    cursor: ChainCursor,
+    stream: SignInStream<'r>,
+    /// Nothing more of the chain's range comes from this query form.
+    done: bool,
+}
+
+/// Why a chain's read ended early.
+enum Interrupted {
+    /// The run's deadline (or another read's failure) told it to stop.
+    Stopped,
+    /// Graph failed this read.
+    Failed(RunError),
+}
+
+/// What every read of one run shares.
 pub(super) struct SliceReader<'r> {
     settings: &'r Settings,
     deps: &'r Deps,
     filter: &'r SignInFilter,
+    /// The query forms: every event type in one query, or one query per event type.
+    forms: Vec<Vec<EventType>>,
     /// The state as the run found it: the ids earlier runs wrote near the watermark. Slices of
     /// one run never share a row (they are disjoint), so commits during the run add nothing a
-    /// later slice's read needs.
+    /// later read needs.
     written: &'r State,
     /// [`State::written_since`] of `written`, computed once.
     written_since: Option<OffsetDateTime>,
@@ -139,6 +219,7 @@ impl<'r> SliceReader<'r> {
         settings: &'r Settings,
         deps: &'r Deps,
         filter: &'r SignInFilter,
+        forms: Vec<Vec<EventType>>,
         written: &'r State,
         run_id: &'r str,
         dry_run: bool,
@@ -147,6 +228,7 @@ impl<'r> SliceReader<'r> {
             settings,
             deps,
             filter,
+            forms,
             written,
             written_since: written.written_since(),
             run_id,
@@ -177,19 +259,25 @@ impl<'r> SliceReader<'r> {
         *current = Some(current.map_or(width, |w| w.min(width)));
     }
 
-    /// All event types' sign-ins created in `query` (inclusive: the slice drops rows at its end,
-    /// which belong to the next slice), newest first.
-    fn open(&self, query: Query) -> SignInStream<'_> {
+    fn observer(&self) -> Option<&dyn PageObserver> {
+        self.deps
+            .observer
+            .as_deref()
+            .map(|o| o as &dyn PageObserver)
+    }
+
+    /// The sign-ins of `event_types` created in `query` (inclusive: a slice drops rows at its
+    /// end, which belong to the slice above), newest first.
+    fn open(&self, query: Query, event_types: &[EventType]) -> SignInStream<'r> {
         let window = Window {
             start: query.start,
             end: query.end,
         };
-        let pager = self.deps.graph.pager_for(
-            window,
-            &self.settings.graph.event_types,
-            self.filter.server_clause(),
-        );
-        SignInStream::new(&self.deps.graph, pager)
+        let deps: &'r Deps = self.deps;
+        let pager = deps
+            .graph
+            .pager_for(window, event_types, self.filter.server_clause());
+        SignInStream::new(&deps.graph, pager)
     }
 
     /// Stages one block; nothing in a dry run.
@@ -211,171 +299,302 @@ impl<'r> SliceReader<'r> {
         Ok(())
     }
 
-    /// Reads `slice` and stages its new rows; nothing is committed. When `stop` is cancelled, or
-    /// Graph fails, the read ends with the part it read completely (see the module docs).
-    pub async fn read(
+    /// The next row of `reading` that belongs to the chain (whose bottom is `lo`), handling the
+    /// ends of queries (continuations, narrower windows); `None` when the query form has no more.
+    async fn head(
         &self,
-        slice: Slice,
-        stop: &CancellationToken,
-    ) -> Result<StagedSlice, RunError> {
-        let settings = self.settings;
-        let overlap = settings.overlap;
-        let file = daily_file(slice.start.date());
-        let observer = self
-            .deps
-            .observer
-            .as_deref()
-            .map(|o| o as &dyn PageObserver);
-        let mut encoder = CsvEncoder::new(&settings.columns, settings.csv_safe);
-        // Which window to read next: the whole slice, then re-checks and narrower windows as
-        // Graph's paging and speed require (see `cursor`).
-        let mut cursor = SliceCursor::new(slice, self.width().unwrap_or(settings.slice));
-        let mut stream = self.open(cursor.query());
-        let mut seen = SeenIds::default();
-        let mut edge = ReadEdge::default();
-        let mut staged = StagedSlice {
-            slice,
-            file: file.clone(),
-            span: slice.span(),
-            blocks: Vec::new(),
-            rows: 0,
-            pending_ids: BTreeMap::new(),
-            duplicates: 0,
-            completeness_checks: 0,
-            failure: None,
-        };
-        let mut buffer = Vec::with_capacity(if self.dry_run {
-            0
-        } else {
-            BLOCK_TARGET + 64 * 1024
-        });
-        let incomplete = |e: CursorError| RunError::Incomplete {
-            from: rfc3339(slice.start),
-            to: rfc3339(slice.end),
-            source: e,
-        };
-        let mut stopped = false;
+        reading: &mut QueryReading<'r>,
+        lo: OffsetDateTime,
+    ) -> Result<Option<OffsetDateTime>, RunError> {
+        let range = |q: Query| (rfc3339(q.start), rfc3339(q.end));
         loop {
-            let next = tokio::select! {
-                biased;
-                _ = stop.cancelled() => {
-                    stopped = true;
-                    break;
+            if reading.done {
+                return Ok(None);
+            }
+            match reading.stream.peek(self.observer()).await {
+                Ok(Some(row)) if row.created < lo => {
+                    // A row of the chains below: everything of this chain's range is read.
+                    reading.done = true;
                 }
-                next = stream.next(observer) => next,
-            };
-            let signin = match next {
-                Ok(Some(signin)) => signin,
+                Ok(Some(row)) => return Ok(Some(row.created)),
                 Ok(None) => {
-                    let checks_before = cursor.rechecks();
-                    let query = match cursor.ended(stream.pages()) {
-                        Ok(Some(query)) => query,
-                        Ok(None) => break,
-                        Err(e) => {
-                            staged.failure = Some(incomplete(e));
-                            break;
+                    let pages = reading.stream.pages();
+                    let before = reading.cursor.query();
+                    match reading.cursor.ended(pages) {
+                        Ok(Some(query)) => {
+                            debug!(below = %rfc3339(query.end), "the query ended: reading on below its oldest row");
+                            reading.stream = self.open(query, &reading.event_types);
                         }
-                    };
-                    if cursor.rechecks() > checks_before {
-                        staged.completeness_checks += 1;
-                        debug!(file = %file, below = %rfc3339(query.end), "paging took several pages: checking the slice is complete");
+                        Ok(None) => reading.done = true,
+                        Err(source) => {
+                            let (from, to) = range(before);
+                            return Err(RunError::Incomplete { from, to, source });
+                        }
                     }
-                    stream = self.open(query);
-                    continue;
                 }
                 Err(GraphError::Slow { page, last }) => {
-                    let query = match cursor.slow() {
-                        Ok(Some(query)) => query,
-                        Ok(None) => break,
-                        Err(e) => {
-                            staged.failure = Some(incomplete(e));
-                            break;
+                    let before = reading.cursor.query();
+                    match reading.cursor.slow() {
+                        Ok(Some(query)) => {
+                            self.narrow(reading.cursor.width());
+                            warn!(
+                                page,
+                                last = %last,
+                                width_seconds = reading.cursor.width().as_secs(),
+                                "Graph is slow for this window; reading it in shorter windows"
+                            );
+                            reading.stream = self.open(query, &reading.event_types);
                         }
-                    };
-                    self.narrow(cursor.width());
-                    warn!(
-                        file = %file,
-                        page,
-                        last = %last,
-                        width_seconds = cursor.width().as_secs(),
-                        "Graph is slow for this window; reading it in shorter windows"
-                    );
-                    stream = self.open(query);
-                    continue;
+                        Ok(None) => reading.done = true,
+                        Err(source) => {
+                            let (from, to) = range(before);
+                            return Err(RunError::Incomplete { from, to, source });
+                        }
+                    }
                 }
-                Err(e) => {
-                    staged.failure = Some(RunError::Graph(e));
-                    break;
-                }
-            };
-            cursor.saw(signin.created);
-            // Half-open slices: the row at the end instant belongs to the next slice.
-            if signin.created < slice.start || signin.created >= slice.end {
-                continue;
-            }
-            let in_tail = edge.saw(signin.created, buffer.len());
-            if !self.filter.matches(signin) {
-                continue;
-            }
-            if self.was_written(signin.created, &signin.id)
-                || !seen.take(&signin.id, signin.created)
-            {
-                staged.duplicates += 1;
-                continue;
-            }
-            staged.rows += 1;
-            if in_tail {
-                edge.tail_rows += 1;
-            }
-            if signin.created >= slice.end - overlap {
-                staged
-                    .pending_ids
-                    .insert(signin.id.clone(), Instant(signin.created));
-            }
-            if self.dry_run {
-                continue;
-            }
-            if in_tail {
-                encoder.encode_signin(&settings.columns, signin, &mut buffer);
-            } else {
-                // Newer than the tail (rows out of order): it goes before the tail, which a stop
-                // may still drop.
-                let mut row = Vec::new();
-                encoder.encode_signin(&settings.columns, signin, &mut row);
-                buffer.splice(edge.tail_start..edge.tail_start, row.iter().copied());
-                edge.tail_start += row.len();
-            }
-            if buffer.len() >= BLOCK_TARGET && edge.tail_start > 0 {
-                // Stage what lies above the tail; the tail stays until an older row arrives.
-                let mut rest = Vec::with_capacity(BLOCK_TARGET + 64 * 1024);
-                rest.extend_from_slice(&buffer[edge.tail_start..]);
-                buffer.truncate(edge.tail_start);
-                let full = std::mem::replace(&mut buffer, rest);
-                edge.tail_start = 0;
-                self.stage(&file, full, &mut staged.blocks).await?;
+                Err(e) => return Err(RunError::Graph(e)),
             }
         }
-        drop(stream);
-        if stopped || staged.failure.is_some() {
-            let (from, hold_back_tail) = edge.complete_from(cursor.complete_from());
-            staged.span = Span::new(from.max(slice.start), slice.end);
+    }
+
+    /// The next row of the chain, newest first over every query form: the index of the form
+    /// that has it, or `None` when the chain is read.
+    async fn next_row(
+        &self,
+        readings: &mut [QueryReading<'r>],
+        lo: OffsetDateTime,
+    ) -> Result<Option<usize>, RunError> {
+        let mut newest: Option<(usize, OffsetDateTime)> = None;
+        for (i, reading) in readings.iter_mut().enumerate() {
+            if let Some(created) = self.head(reading, lo).await? {
+                if newest.is_none_or(|(_, n)| created > n) {
+                    newest = Some((i, created));
+                }
+            }
+        }
+        Ok(newest.map(|(i, _)| i))
+    }
+
+    /// Reads `chain` and stages its new rows, sending each slice to `done` once it is read
+    /// (completely, or — when `stop` is cancelled or Graph fails — the part read completely).
+    /// Nothing is committed here. `Ok(true)` when the whole chain was read.
+    pub async fn read(
+        &self,
+        chain: &Chain,
+        stop: &CancellationToken,
+        done: &UnboundedSender<StagedSlice>,
+    ) -> Result<bool, RunError> {
+        let settings = self.settings;
+        let range = chain.range();
+        // One query for the whole chain, unless slow pages narrowed the windows.
+        let width = self
+            .width()
+            .unwrap_or_else(|| Duration::try_from(range.to - chain.floor).unwrap_or_default());
+        let mut readings: Vec<QueryReading<'r>> = self
+            .forms
+            .iter()
+            .map(|types| {
+                let cursor = ChainCursor::new(range, chain.floor, width);
+                QueryReading {
+                    stream: self.open(cursor.query(), types),
+                    event_types: types.clone(),
+                    cursor,
+                    done: false,
+                }
+            })
+            .collect();
+        let mut encoder = CsvEncoder::new(&settings.columns, settings.csv_safe);
+        let mut seen = SeenIds::default();
+        let mut slices = chain.slices.iter().copied();
+        let Some(first) = slices.next() else {
+            return Ok(true);
+        };
+        let mut output = SliceOutput::new(first, self.dry_run);
+        let interrupted = loop {
+            let next = tokio::select! {
+                biased;
+                _ = stop.cancelled() => break Some(Interrupted::Stopped),
+                next = self.next_row(&mut readings, range.from) => next,
+            };
+            let form = match next {
+                Ok(Some(form)) => form,
+                Ok(None) => break None,
+                Err(e) => break Some(Interrupted::Failed(e)),
+            };
+            let reading = &mut readings[form];
+            let Some(signin) = reading.stream.current() else {
+                continue;
+            };
+            reading.cursor.saw(signin.created);
+            // Rows arrive newest first: one older than the slice means the slice is read.
+            while signin.created < output.staged.slice.start {
+                let Some(older) = slices.next() else {
+                    break;
+                };
+                let below = output.below(older, self.dry_run);
+                let read = std::mem::replace(&mut output, below);
+                self.finish(read, None, done).await?;
+            }
+            self.take(signin, &mut output, &mut seen, &mut encoder)
+                .await?;
+            readings[form].stream.advance();
+        };
+        let checks: u64 = readings.iter().map(|r| r.cursor.rechecks()).sum();
+        output.staged.completeness_checks += checks;
+        // How far queries that ended normally completed the chain: what every form completed.
+        let queries_complete_from = readings
+            .iter()
+            .map(|r| {
+                if r.done {
+                    range.from
+                } else {
+                    r.cursor.complete_from()
+                }
+            })
+            .max()
+            .unwrap_or(range.to);
+        drop(readings);
+        match interrupted {
+            None => {
+                // Older slices the chain has no rows for are read too.
+                for older in slices {
+                    let below = output.below(older, self.dry_run);
+                    self.finish(std::mem::replace(&mut output, below), None, done)
+                        .await?;
+                }
+                self.finish_last(output, None, done).await?;
+                Ok(true)
+            }
+            Some(why) => {
+                let failure = match why {
+                    Interrupted::Stopped => None,
+                    Interrupted::Failed(e) => Some(e),
+                };
+                self.finish_last(output, Some((queries_complete_from, failure)), done)
+                    .await?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Filters, deduplicates, encodes and stages one row into its slice.
+    async fn take(
+        &self,
+        signin: &SignInRecord<'_>,
+        output: &mut SliceOutput,
+        seen: &mut SeenIds,
+        encoder: &mut CsvEncoder,
+    ) -> Result<(), RunError> {
+        let settings = self.settings;
+        let slice = output.staged.slice;
+        // Half-open slices: the row at the end instant belongs to the slice above.
+        if signin.created >= slice.end {
+            return Ok(());
+        }
+        let in_tail = output.edge.saw(signin.created, output.buffer.len());
+        if !self.filter.matches(signin) {
+            return Ok(());
+        }
+        if self.was_written(signin.created, &signin.id) || !seen.take(&signin.id, signin.created) {
+            output.staged.duplicates += 1;
+            return Ok(());
+        }
+        output.staged.rows += 1;
+        if in_tail {
+            output.edge.tail_rows += 1;
+        }
+        if signin.created >= slice.end - settings.overlap {
+            output
+                .staged
+                .pending_ids
+                .insert(signin.id.clone(), Instant(signin.created));
+        }
+        if self.dry_run {
+            return Ok(());
+        }
+        if in_tail {
+            encoder.encode_signin(&settings.columns, signin, &mut output.buffer);
+        } else {
+            // Newer than the tail (rows out of order): it goes before the tail, which a stop
+            // may still drop.
+            let mut row = Vec::new();
+            encoder.encode_signin(&settings.columns, signin, &mut row);
+            let at = output.edge.tail_start;
+            output.buffer.splice(at..at, row.iter().copied());
+            output.edge.tail_start += row.len();
+        }
+        if output.buffer.len() >= BLOCK_TARGET && output.edge.tail_start > 0 {
+            output.wait_for_the_slice_above().await;
+            // Stage what lies above the tail; the tail stays until an older row arrives.
+            let mut rest = Vec::with_capacity(BLOCK_TARGET + 64 * 1024);
+            rest.extend_from_slice(&output.buffer[output.edge.tail_start..]);
+            output.buffer.truncate(output.edge.tail_start);
+            let full = std::mem::replace(&mut output.buffer, rest);
+            output.edge.tail_start = 0;
+            self.stage(&output.staged.file, full, &mut output.staged.blocks)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// [`Self::finish`] for a chain's last slice, waiting until it is committed: a read ends
+    /// once its daily files are free for other reads (a commit discards a file's uncommitted
+    /// blocks it does not list). Slices commit in the order they are handed over, so the
+    /// chain's earlier slices are committed too.
+    async fn finish_last(
+        &self,
+        mut output: SliceOutput,
+        stopped: Option<(OffsetDateTime, Option<RunError>)>,
+        done: &UnboundedSender<StagedSlice>,
+    ) -> Result<(), RunError> {
+        let (landed, committed) = oneshot::channel();
+        output.staged.landed = Some(landed);
+        self.finish(output, stopped, done).await?;
+        // A closed channel: the run is ending without committing it; nothing waits on it.
+        let _ = committed.await;
+        Ok(())
+    }
+
+    /// Stages the rest of a slice and hands it over. `stopped`: the read stopped inside it, with
+    /// how far the queries had completed it and why (a failure, or none for the deadline); the
+    /// slice then keeps the part read completely.
+    async fn finish(
+        &self,
+        mut output: SliceOutput,
+        stopped: Option<(OffsetDateTime, Option<RunError>)>,
+        done: &UnboundedSender<StagedSlice>,
+    ) -> Result<(), RunError> {
+        let slice = output.staged.slice;
+        if let Some((queries_complete_from, failure)) = stopped {
+            let (from, hold_back_tail) = output.edge.complete_from(queries_complete_from);
+            output.staged.span = Span::new(from.clamp(slice.start, slice.end), slice.end);
+            output.staged.failure = failure;
             if hold_back_tail {
-                buffer.truncate(edge.tail_start);
-                staged.rows -= edge.tail_rows;
-                if let Some(oldest) = edge.oldest {
-                    staged.pending_ids.retain(|_, created| created.0 > oldest);
+                output.buffer.truncate(output.edge.tail_start);
+                output.staged.rows -= output.edge.tail_rows;
+                if let Some(oldest) = output.edge.oldest {
+                    output
+                        .staged
+                        .pending_ids
+                        .retain(|_, created| created.0 > oldest);
                 }
             }
             debug!(
-                file = %file,
-                from = %rfc3339(staged.span.from),
-                rows = staged.rows,
+                file = %output.staged.file,
+                from = %rfc3339(output.staged.span.from),
+                rows = output.staged.rows,
                 "read stopped; keeping the part read completely"
             );
         }
-        self.stage(&file, buffer, &mut staged.blocks).await?;
-        debug!(file = %file, blocks = staged.blocks.len(), "blocks staged");
-        Ok(staged)
+        output.wait_for_the_slice_above().await;
+        let SliceOutput {
+            mut staged, buffer, ..
+        } = output;
+        self.stage(&staged.file, buffer, &mut staged.blocks).await?;
+        debug!(file = %staged.file, blocks = staged.blocks.len(), "blocks staged");
+        // The committer outlives every read; a closed channel only means the run is ending.
+        let _ = done.send(staged);
+        Ok(())
     }
 }
 

@@ -90,15 +90,38 @@ async fn check_graph(settings: &Settings, tokens: &TokenProvider, report: &mut R
         }
     }
     match GraphClient::new(&settings.graph, tokens.clone()) {
-        Ok(graph) => report.step(
-            "Graph sign-in logs",
-            graph
-                .probe()
-                .await
-                .map(|rows| format!("readable ({rows} row returned for $top=1)"))
-                .map_err(|e| e.to_string()),
-        ),
+        Ok(graph) => {
+            let outcome = probe_query_forms(&graph, &settings.graph.event_types).await;
+            report.step("Graph sign-in logs", outcome);
+        }
         Err(e) => report.step("Graph sign-in logs", Err(e.to_string())),
+    }
+}
+
+/// One sign-in with the run's query, saying which form of the event-type filter the tenant's
+/// Graph accepts: every type in one `any(…)` clause, or — where Graph answers that with 400
+/// "Invalid filter clause" — the documented one-type form, which runs then use per event type.
+async fn probe_query_forms(
+    graph: &GraphClient,
+    event_types: &[EventType],
+) -> Result<String, String> {
+    let readable = |rows: usize| format!("readable ({rows} row returned for $top=1)");
+    match graph.probe(event_types).await {
+        Ok(rows) if event_types.len() > 1 => Ok(format!(
+            "{}; the combined event-type filter is accepted: runs read every event type in one query",
+            readable(rows)
+        )),
+        Ok(rows) => Ok(readable(rows)),
+        Err(e) if event_types.len() > 1 && e.is_invalid_filter() => {
+            match graph.probe(&event_types[..1]).await {
+                Ok(rows) => Ok(format!(
+                    "{}; Graph refused the combined event-type filter (400 Invalid filter clause): runs read one query per event type",
+                    readable(rows)
+                )),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        Err(e) => Err(e.to_string()),
     }
 }
 

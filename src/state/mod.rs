@@ -82,6 +82,10 @@ pub struct State {
     /// Rows per second of sign-in time over what runs committed, for the estimate of what remains.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows_per_second: Option<f64>,
+    /// How the event types are asked for: in one query, or one query each where Graph refused
+    /// the combined filter (remembered, so later runs do not ask again).
+    #[serde(default, skip_serializing_if = "QueryForm::is_combined")]
+    pub query_form: QueryForm,
     /// Columns of a version-1 document that recorded no query: checked by the first
     /// [`State::check_export`], which then records the whole query. Never written.
     #[serde(skip)]
@@ -146,6 +150,24 @@ impl ExportQuery {
     }
 }
 
+/// How a run asks Graph for several event types.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum QueryForm {
+    /// `signInEventTypes/any(t: t eq 'a' or t eq 'b')`: one query, Graph merges the types.
+    #[default]
+    Combined,
+    /// `signInEventTypes/any(t: t eq 'a')` per event type — the form Microsoft documents — merged
+    /// newest first by the reader.
+    PerEventType,
+}
+
+impl QueryForm {
+    pub fn is_combined(&self) -> bool {
+        *self == QueryForm::Combined
+    }
+}
+
 /// A prepared commit of (part of) one slice.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -188,6 +210,7 @@ impl State {
             lost: Coverage::default(),
             stalled_runs: 0,
             rows_per_second: None,
+            query_form: QueryForm::Combined,
             unrecorded_columns: None,
         }
     }
@@ -413,6 +436,7 @@ mod v1 {
                 lost: Coverage::of(self.lost),
                 stalled_runs: 0,
                 rows_per_second: None,
+                query_form: super::QueryForm::Combined,
                 unrecorded_columns,
             }
         }

@@ -98,6 +98,9 @@ pub struct RunSummary {
     pub stalled_runs: u32,
     pub slices_done: u32,
     pub slices_total: u32,
+    /// Chains the slices were read as (adjacent slices read as one sequence of queries).
+    #[serde(default)]
+    pub chains: u32,
     pub pages: u64,
     /// Graph requests and retries.
     pub requests: u64,
