@@ -16,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 use fake_tenant::RetryAfter;
 use signin_export::run::{self, RunError, RunOutcome, RunRequest};
 use signin_export::sink::local::LocalSink;
-use signin_export::sink::{BlockId, CommitTicket, LockOutcome, Sink, SinkError};
+use signin_export::sink::{
+    BlockId, CommitTicket, Committed, DailyFile, FileVersion, LockOutcome, Sink, SinkError,
+};
 
 use crate::support::app::{
     covered_spans, created, ids_in_spans, ids_where, interactive, read_csv, TestApp,
@@ -687,11 +689,11 @@ impl Sink for CrashingSink {
     ) -> Result<CommitTicket, SinkError> {
         self.inner.prepare(file, header, blocks).await
     }
-    async fn commit(&self, ticket: &CommitTicket) -> Result<(), SinkError> {
+    async fn commit(&self, ticket: &CommitTicket) -> Result<Committed, SinkError> {
         let n = self.commits.fetch_add(1, Ordering::SeqCst) + 1;
         if n == self.crash_at {
             if self.after_commit {
-                self.inner.commit(ticket).await?;
+                let _ = self.inner.commit(ticket).await?;
             }
             return Err(SinkError::Unavailable {
                 what: "test".into(),
@@ -703,8 +705,20 @@ impl Sink for CrashingSink {
     async fn is_committed(&self, ticket: &CommitTicket) -> Result<bool, SinkError> {
         self.inner.is_committed(ticket).await
     }
-    async fn list_daily(&self) -> Result<Vec<String>, SinkError> {
+    async fn list_daily(&self) -> Result<Vec<DailyFile>, SinkError> {
         self.inner.list_daily().await
+    }
+    async fn read_range(
+        &self,
+        file: &str,
+        version: &FileVersion,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, SinkError> {
+        self.inner.read_range(file, version, offset, len).await
+    }
+    async fn put_file(&self, file: &str, bytes: Bytes) -> Result<(), SinkError> {
+        self.inner.put_file(file, bytes).await
     }
     async fn publish_latest(&self, header: Bytes, files: &[String]) -> Result<(), SinkError> {
         if self.fail_latest.load(Ordering::SeqCst) {

@@ -33,8 +33,9 @@ use crate::csv::CsvEncoder;
 use crate::graph::client::GraphError;
 use crate::graph::query::Window;
 use crate::graph::stream::{PageObserver, SignInStream};
-use crate::sink::{daily_file, BlockId, Sink};
+use crate::sink::{daily_file, BlockId, Committed, Sink};
 use crate::state::{Instant, Pending, RunSummary, Span, State};
+use crate::summary::{DayTally, RowLayout};
 use crate::transform::filter::SignInFilter;
 
 /// What one read of a slice produced, waiting for its turn to commit.
@@ -53,6 +54,10 @@ pub(super) struct StagedSlice {
     pub completeness_checks: u64,
     /// Graph failed: what was read before is still committed, then the run fails with this.
     pub failure: Option<RunError>,
+    /// What the summaries need of the staged rows (`None`: not tallied; see `summaries`).
+    pub tally: Option<DayTally>,
+    /// The daily file's versions before and after the commit, once committed.
+    pub committed: Option<Committed>,
 }
 
 impl StagedSlice {
@@ -132,6 +137,8 @@ pub(super) struct SliceReader<'r> {
     last_block: AtomicU32,
     /// Width of Graph queries once slow pages narrowed them; kept for the rest of the run.
     query_width: Mutex<Option<Duration>>,
+    /// Where the summaries' columns are in the rows (`None`: no summaries).
+    layout: Option<RowLayout>,
 }
 
 impl<'r> SliceReader<'r> {
@@ -153,6 +160,7 @@ impl<'r> SliceReader<'r> {
             dry_run,
             last_block: AtomicU32::new(0),
             query_width: Mutex::new(None),
+            layout: RowLayout::new(&settings.columns.names()).ok(),
         }
     }
 
@@ -192,22 +200,18 @@ impl<'r> SliceReader<'r> {
         SignInStream::new(&self.deps.graph, pager)
     }
 
-    /// Stages one block; nothing in a dry run.
-    async fn stage(
-        &self,
-        file: &str,
-        data: Vec<u8>,
-        blocks: &mut Vec<BlockId>,
-    ) -> Result<(), RunError> {
+    /// Stages one block, tallied for the summaries; nothing in a dry run.
+    async fn stage(&self, data: Vec<u8>, staged: &mut StagedSlice) -> Result<(), RunError> {
         if self.dry_run || data.is_empty() {
             return Ok(());
         }
+        super::summaries::tally_block(self.layout.as_ref(), &data, staged);
         let block = self.next_block_id();
         self.deps
             .sink
-            .stage(file, &block, Bytes::from(data))
+            .stage(&staged.file, &block, Bytes::from(data))
             .await?;
-        blocks.push(block);
+        staged.blocks.push(block);
         Ok(())
     }
 
@@ -243,6 +247,8 @@ impl<'r> SliceReader<'r> {
             duplicates: 0,
             completeness_checks: 0,
             failure: None,
+            tally: Some(DayTally::default()),
+            committed: None,
         };
         let mut buffer = Vec::with_capacity(if self.dry_run {
             0
@@ -352,7 +358,7 @@ impl<'r> SliceReader<'r> {
                 buffer.truncate(edge.tail_start);
                 let full = std::mem::replace(&mut buffer, rest);
                 edge.tail_start = 0;
-                self.stage(&file, full, &mut staged.blocks).await?;
+                self.stage(full, &mut staged).await?;
             }
         }
         drop(stream);
@@ -373,7 +379,7 @@ impl<'r> SliceReader<'r> {
                 "read stopped; keeping the part read completely"
             );
         }
-        self.stage(&file, buffer, &mut staged.blocks).await?;
+        self.stage(buffer, &mut staged).await?;
         debug!(file = %file, blocks = staged.blocks.len(), "blocks staged");
         Ok(staged)
     }
@@ -417,7 +423,7 @@ pub(super) async fn commit(
     sink.write_state(state_bytes(state)?).await?;
     debug!(file = %file, "pending commit recorded");
     sink.ensure_locked().await?;
-    sink.commit(&ticket).await?;
+    staged.committed = Some(sink.commit(&ticket).await?);
     debug!(file = %file, "commit landed");
     state.settle(true, overlap);
     sink.write_state(state_bytes(state)?).await?;

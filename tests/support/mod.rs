@@ -8,5 +8,6 @@ pub mod diagnostic;
 pub mod env;
 pub mod fake;
 pub mod host;
+pub mod summaries;
 pub mod tls;
 pub mod tmdl;
