@@ -205,12 +205,10 @@ impl<'r> SliceReader<'r> {
         if self.dry_run || data.is_empty() {
             return Ok(());
         }
-        super::summaries::tally_block(self.layout.as_ref(), &data, staged);
         let block = self.next_block_id();
-        self.deps
-            .sink
-            .stage(&staged.file, &block, Bytes::from(data))
-            .await?;
+        let (data, file) = (Bytes::from(data), staged.file.clone());
+        let staging = self.deps.sink.stage(&file, &block, data.clone());
+        super::summaries::tally_while(self.layout.clone(), data, staged, staging).await?;
         staged.blocks.push(block);
         Ok(())
     }
@@ -247,7 +245,7 @@ impl<'r> SliceReader<'r> {
             duplicates: 0,
             completeness_checks: 0,
             failure: None,
-            tally: Some(DayTally::default()),
+            tally: self.layout.as_ref().map(|_| DayTally::default()),
             committed: None,
         };
         let mut buffer = Vec::with_capacity(if self.dry_run {

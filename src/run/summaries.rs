@@ -4,8 +4,8 @@
 //!
 //! Per daily file a *tally* (`_state/tally/YYYY-MM-DD.json`) holds what the summaries need of the
 //! file and the file's version it was made from (Blob: ETag; folder: the file's identity). A run
-//! tallies the rows of every block as it stages it ([`tally_block`], from the bytes staged, so a
-//! read the deadline stopped tallies exactly what it commits) and keeps, per daily file it
+//! tallies the rows of every block while it stages it ([`tally_while`], from the bytes staged, so
+//! a read the deadline stopped tallies exactly what it commits) and keeps, per daily file it
 //! commits to, the merged tally of its commits with the file's version before the first and
 //! after the last ([`CommittedRows`]). When the summaries are rebuilt, each report day's tally is
 //!
@@ -32,7 +32,7 @@ use tracing::{debug, info, warn};
 
 use super::slice::StagedSlice;
 use super::{Run, RunError};
-use crate::sink::{Committed, DailyFile, FileVersion};
+use crate::sink::{Committed, DailyFile, FileVersion, SinkError};
 use crate::state::State;
 use crate::summary::{
     self, tally_file, DayTally, FileTally, Rounding, RowLayout, DEVICES_FILE, LOCATIONS_FILE,
@@ -46,17 +46,38 @@ const RECOMPUTE_CHUNK: u64 = 4 * 1024 * 1024;
 /// Tallies read (or recomputed) at once.
 const TALLIES_IN_FLIGHT: usize = 4;
 
-/// Tallies the rows of a block about to be staged into `staged` (nothing without a layout).
-/// A block that cannot be tallied — which would be a bug: these are the bytes the encoder just
-/// wrote — leaves the slice untallied, and its day's tally is recomputed from the daily file.
-pub(super) fn tally_block(layout: Option<&RowLayout>, data: &[u8], staged: &mut StagedSlice) {
-    let (Some(layout), Some(tally)) = (layout, staged.tally.as_mut()) else {
-        return;
+/// Tallies the rows of a block (nothing without a layout) on the blocking pool while `staging`
+/// uploads it, so the read does not wait for the tally. A block that cannot be tallied — which
+/// would be a bug: these are the bytes the encoder just wrote — leaves the slice untallied, and
+/// its day's tally is then recomputed from the daily file.
+pub(super) async fn tally_while<F>(
+    layout: Option<RowLayout>,
+    data: Bytes,
+    staged: &mut StagedSlice,
+    staging: F,
+) -> Result<(), SinkError>
+where
+    F: std::future::Future<Output = Result<(), SinkError>>,
+{
+    let (Some(layout), Some(mut tally)) = (layout, staged.tally.take()) else {
+        return staging.await;
     };
-    if let Err(e) = tally.add_rows(layout, data, &staged.file) {
-        warn!(error = %e, "rows not tallied for the summaries; the daily file is read instead");
-        staged.tally = None;
-    }
+    let file = staged.file.clone();
+    let tallying = tokio::task::spawn_blocking(move || {
+        tally
+            .add_rows(&layout, &data, &file)
+            .map(|_| tally)
+            .map_err(|e| e.to_string())
+    });
+    let (staged_block, tallied) = tokio::join!(staging, tallying);
+    staged.tally = match tallied.map_err(|e| e.to_string()).and_then(|t| t) {
+        Ok(tally) => Some(tally),
+        Err(error) => {
+            warn!(%error, "rows not tallied for the summaries; the daily file is read instead");
+            None
+        }
+    };
+    staged_block
 }
 
 /// This run's commits per daily file: what they added, from which version of the file to which.

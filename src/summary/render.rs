@@ -106,8 +106,8 @@ impl Busiest {
     fn of(place: &PlaceTally) -> Busiest {
         Busiest {
             sign_ins: place.sign_ins,
-            newest: place.newest.created.clone(),
-            names: place.newest.values.iter().take(4).cloned().collect(),
+            newest: place.newest.created().to_string(),
+            names: (0..4).map(|i| place.newest.value(i).to_string()).collect(),
         }
     }
 
@@ -117,7 +117,7 @@ impl Busiest {
         place
             .sign_ins
             .cmp(&self.sign_ins)
-            .then_with(|| instant_order(&place.newest.created, &self.newest))
+            .then_with(|| instant_order(place.newest.created(), &self.newest))
             == Ordering::Greater
     }
 }
@@ -139,7 +139,7 @@ pub fn render(
         let names = &place.at.names;
         let newest = &place.tally.newest;
         let name = |i: usize| text(names.get(i));
-        let last = |i: usize| text(newest.values.get(i));
+        let last = |i: usize| Cell::Text(newest.value(i).into());
         encoder.encode_row(
             &[
                 number_or_text(&place.latitude),
@@ -152,7 +152,7 @@ pub fn render(
                 count(layout.user.map(|_| place.tally.users.len() as u64)),
                 count(layout.status.map(|_| place.tally.failures)),
                 Cell::Text(place.tally.first_seen.as_str().into()),
-                Cell::Text(newest.created.as_str().into()),
+                Cell::Text(newest.created().into()),
                 last(4),
                 last(5),
                 last(6),
@@ -164,7 +164,7 @@ pub fn render(
 
     let mut devices: Vec<_> = total.devices.into_iter().collect();
     devices.sort_by(|(a_key, a), (b_key, b)| {
-        instant_order(&b.newest.created, &a.newest.created).then_with(|| a_key.cmp(b_key))
+        instant_order(b.newest.created(), a.newest.created()).then_with(|| a_key.cmp(b_key))
     });
     let device_rows = devices.len();
     let mut encoder = CsvEncoder::with_header(&DEVICE_COLUMNS, csv_safe);
@@ -172,7 +172,7 @@ pub fn render(
     for (key, device) in &devices {
         let parts: Vec<&str> = key.split(KEY_SEPARATOR).collect();
         let part = |i: usize| Cell::Text(parts.get(i).copied().unwrap_or("").into());
-        let last = |i: usize| text(device.newest.values.get(i));
+        let last = |i: usize| Cell::Text(device.newest.value(i).into());
         encoder.encode_row(
             &[
                 part(0),
@@ -186,7 +186,7 @@ pub fn render(
                 count(Some(device.sign_ins)),
                 count(layout.status.map(|_| device.failures)),
                 Cell::Text(device.first_seen.as_str().into()),
-                Cell::Text(device.newest.created.as_str().into()),
+                Cell::Text(device.newest.created().into()),
                 last(4),
                 last(5),
                 last(6),

@@ -55,48 +55,72 @@ pub(super) struct DeviceTally {
     pub newest: Newest,
 }
 
-/// The values of a group's newest sign-in.
+/// A group's newest sign-in: its `createdDateTime` and values, joined by [`KEY_SEPARATOR`] in one
+/// string (one allocation per group, not one per value: a new group is the tally's main cost).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) struct Newest {
-    pub created: String,
-    pub values: Vec<String>,
-}
+#[serde(transparent)]
+pub(super) struct Newest(String);
 
 impl Newest {
     fn of(created: &str, values: &[&str]) -> Newest {
-        Newest {
-            created: created.to_string(),
-            values: values.iter().map(|v| v.to_string()).collect(),
+        let mut text = String::with_capacity(
+            created.len() + values.iter().map(|v| v.len() + 1).sum::<usize>(),
+        );
+        text.push_str(created);
+        for value in values {
+            text.push(KEY_SEPARATOR);
+            text.push_str(value);
         }
+        Newest(text)
+    }
+
+    pub fn created(&self) -> &str {
+        self.0.split(KEY_SEPARATOR).next().unwrap_or("")
+    }
+
+    /// Value `i` (`""` past the end).
+    pub fn value(&self, i: usize) -> &str {
+        self.0.split(KEY_SEPARATOR).nth(i + 1).unwrap_or("")
+    }
+
+    fn values(&self) -> &str {
+        self.0
+            .split_once(KEY_SEPARATOR)
+            .map_or("", |(_, values)| values)
     }
 
     /// The order that decides which sign-in is the newest: the creation instant, then the values
     /// (a total order, so that merging in any order picks the same one).
     fn order(created: &str, values: &[&str], than: &Newest) -> Ordering {
-        instant_order(created, &than.created).then_with(|| {
-            values
-                .iter()
-                .copied()
-                .cmp(than.values.iter().map(String::as_str))
+        instant_order(created, than.created()).then_with(|| {
+            // Same instant: rare, so the values are joined as `Newest` holds them.
+            let mut joined = String::new();
+            for (i, value) in values.iter().enumerate() {
+                if i > 0 {
+                    joined.push(KEY_SEPARATOR);
+                }
+                joined.push_str(value);
+            }
+            joined.as_str().cmp(than.values())
         })
     }
 
     fn offer(&mut self, created: &str, values: &[&str]) {
         if Newest::order(created, values, self) == Ordering::Greater {
-            // Rows come newest first, so this is rare; the strings' allocations are reused.
-            self.created.clear();
-            self.created.push_str(created);
-            self.values.resize(values.len(), String::new());
-            for (mine, value) in self.values.iter_mut().zip(values) {
-                mine.clear();
-                mine.push_str(value);
+            // Rows come newest first, so this is rare; the allocation is reused.
+            self.0.clear();
+            self.0.push_str(created);
+            for value in values {
+                self.0.push(KEY_SEPARATOR);
+                self.0.push_str(value);
             }
         }
     }
 
     fn absorb(&mut self, other: Newest) {
-        let values: Vec<&str> = other.values.iter().map(String::as_str).collect();
-        if Newest::order(&other.created, &values, self) == Ordering::Greater {
+        let order = instant_order(other.created(), self.created())
+            .then_with(|| other.values().cmp(self.values()));
+        if order == Ordering::Greater {
             *self = other;
         }
     }
@@ -452,18 +476,18 @@ mod tests {
             (3, 1, 2)
         );
         assert_eq!(place.first_seen, "2026-11-28T09:00:00Z");
-        assert_eq!(place.newest.created, "2026-11-28T11:00:00.5Z");
-        assert_eq!(place.newest.values[4], "b@x");
+        assert_eq!(place.newest.created(), "2026-11-28T11:00:00.5Z");
+        assert_eq!(place.newest.value(4), "b@x");
         assert_eq!(t.places.len(), 1, "0,0 and empty coordinates are no place");
         // Bob's registered device: one row despite two systems; Ann's unregistered phone by
         // its description.
         assert_eq!(t.devices.len(), 3);
         let bob = &t.devices["b@x\ndev-1\n\n\n\nExchange ActiveSync\nExchange"];
         assert_eq!(bob.sign_ins, 2);
-        assert_eq!(bob.newest.values[2], "Android", "from the newest sign-in");
+        assert_eq!(bob.newest.value(2), "Android", "from the newest sign-in");
         let ann = &t.devices["a@x\n\n\niOS\n\nExchange ActiveSync\nExchange"];
         assert_eq!((ann.sign_ins, ann.failures), (2, 1));
-        assert_eq!(ann.newest.values[5], "10.0.0.1");
+        assert_eq!(ann.newest.value(5), "10.0.0.1");
     }
 
     #[test]
