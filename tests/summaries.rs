@@ -3,157 +3,26 @@
 //! to date from the committed rows (no daily file read back), repaired after a crash.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use signin_export::config::Settings;
 use signin_export::run::{self, RunOutcome, RunRequest};
-use signin_export::sink::local::LocalSink;
-use signin_export::sink::{
-    BlockId, CommitTicket, Committed, DailyFile, FileVersion, LockOutcome, Sink, SinkError,
-};
 use signin_export::summary::{DEVICES_FILE, LOCATIONS_FILE};
 
 use crate::support::app::{created, interactive, TestApp};
 use crate::support::fake::recent_tenant;
+use crate::support::sink::FaultySink;
 use crate::support::summaries::{assert_headers, assert_summaries_match};
-
-/// The local sink, watched: which daily files are read back, which files are replaced; and
-/// made to fail on demand (a crash right after a commit landed, an outage when the summaries
-/// are written).
-struct WatchedSink {
-    inner: LocalSink,
-    /// Bytes of daily files read back (to recompute a tally).
-    daily_bytes_read: Mutex<BTreeMap<String, u64>>,
-    /// Files replaced whole (summaries, tallies), with how often.
-    put: Mutex<BTreeMap<String, u32>>,
-    commits: AtomicU32,
-    /// Fail right after this commit landed (0: never).
-    crash_after_commit: AtomicU32,
-    /// Writing a summary fails.
-    fail_summaries: AtomicBool,
-}
-
-impl WatchedSink {
-    fn new(base: std::path::PathBuf) -> Arc<WatchedSink> {
-        Arc::new(WatchedSink {
-            inner: LocalSink::new(base),
-            daily_bytes_read: Default::default(),
-            put: Default::default(),
-            commits: AtomicU32::new(0),
-            crash_after_commit: AtomicU32::new(0),
-            fail_summaries: AtomicBool::new(false),
-        })
-    }
-
-    /// Forgets what was watched so far.
-    fn reset(&self) -> (BTreeMap<String, u64>, BTreeMap<String, u32>) {
-        (
-            std::mem::take(&mut *self.daily_bytes_read.lock().unwrap()),
-            std::mem::take(&mut *self.put.lock().unwrap()),
-        )
-    }
-}
-
-#[async_trait]
-impl Sink for WatchedSink {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    async fn acquire(&self, holder: &str) -> Result<LockOutcome, SinkError> {
-        self.inner.acquire(holder).await
-    }
-    async fn ensure_locked(&self) -> Result<(), SinkError> {
-        self.inner.ensure_locked().await
-    }
-    async fn release(&self) -> Result<(), SinkError> {
-        self.inner.release().await
-    }
-    async fn read_state(&self) -> Result<Option<Bytes>, SinkError> {
-        self.inner.read_state().await
-    }
-    async fn write_state(&self, bytes: Bytes) -> Result<(), SinkError> {
-        self.inner.write_state(bytes).await
-    }
-    async fn stage(&self, file: &str, block: &BlockId, data: Bytes) -> Result<(), SinkError> {
-        self.inner.stage(file, block, data).await
-    }
-    async fn prepare(
-        &self,
-        file: &str,
-        header: Bytes,
-        blocks: &[BlockId],
-    ) -> Result<CommitTicket, SinkError> {
-        self.inner.prepare(file, header, blocks).await
-    }
-    async fn commit(&self, ticket: &CommitTicket) -> Result<Committed, SinkError> {
-        let committed = self.inner.commit(ticket).await?;
-        let n = self.commits.fetch_add(1, Ordering::SeqCst) + 1;
-        if n == self.crash_after_commit.load(Ordering::SeqCst) {
-            return Err(SinkError::Unavailable {
-                what: "test".into(),
-                detail: "simulated crash right after the commit landed".into(),
-            });
-        }
-        Ok(committed)
-    }
-    async fn is_committed(&self, ticket: &CommitTicket) -> Result<bool, SinkError> {
-        self.inner.is_committed(ticket).await
-    }
-    async fn list_daily(&self) -> Result<Vec<DailyFile>, SinkError> {
-        self.inner.list_daily().await
-    }
-    async fn read_range(
-        &self,
-        file: &str,
-        version: &FileVersion,
-        offset: u64,
-        len: u64,
-    ) -> Result<Bytes, SinkError> {
-        *self
-            .daily_bytes_read
-            .lock()
-            .unwrap()
-            .entry(file.to_string())
-            .or_default() += len;
-        self.inner.read_range(file, version, offset, len).await
-    }
-    async fn put_file(&self, file: &str, bytes: Bytes) -> Result<(), SinkError> {
-        if file.starts_with("summary/") && self.fail_summaries.load(Ordering::SeqCst) {
-            return Err(SinkError::Unavailable {
-                what: file.into(),
-                detail: "simulated outage while writing the summaries".into(),
-            });
-        }
-        *self
-            .put
-            .lock()
-            .unwrap()
-            .entry(file.to_string())
-            .or_default() += 1;
-        self.inner.put_file(file, bytes).await
-    }
-    async fn publish_latest(&self, header: Bytes, files: &[String]) -> Result<(), SinkError> {
-        self.inner.publish_latest(header, files).await
-    }
-    async fn read(&self, file: &str) -> Result<Option<Bytes>, SinkError> {
-        self.inner.read(file).await
-    }
-    async fn probe(&self) -> Result<(), SinkError> {
-        self.inner.probe().await
-    }
-}
 
 /// Runs once through `sink`; `deadline` as a refresh would.
 async fn run_through(
     app: &TestApp,
     settings: &Settings,
-    sink: &Arc<WatchedSink>,
+    sink: &Arc<FaultySink>,
     deadline: Option<Duration>,
 ) -> Result<RunOutcome, run::RunError> {
     let deps = app.deps_with_sink(settings, sink.clone());
@@ -194,7 +63,7 @@ async fn a_run_writes_both_summaries_exact_against_latest_csv() {
         ("SIGNINS_GRAPH_VERSION", "beta"),
         ("SIGNINS_EVENT_TYPES", "interactiveUser,nonInteractiveUser"),
     ]);
-    let sink = WatchedSink::new(app.base(&settings));
+    let sink = FaultySink::new(app.base(&settings));
     let summary = match run_through(&app, &settings, &sink, None).await.unwrap() {
         RunOutcome::Completed(summary) => summary,
         other => panic!("{other:?}"),
@@ -219,7 +88,7 @@ async fn a_run_writes_both_summaries_exact_against_latest_csv() {
         unlocated > 0,
         "the tenant should have sign-ins without a point"
     );
-    let (read_back, put) = sink.reset();
+    let (read_back, put) = sink.take_watched();
     assert!(
         read_back.is_empty(),
         "the first run tallies what it writes: {read_back:?}"
@@ -228,7 +97,7 @@ async fn a_run_writes_both_summaries_exact_against_latest_csv() {
 
     // Nothing new: nothing is rebuilt, nothing read.
     run_through(&app, &settings, &sink, None).await.unwrap();
-    let (read_back, put) = sink.reset();
+    let (read_back, put) = sink.take_watched();
     assert!(
         read_back.is_empty() && put.is_empty(),
         "{read_back:?} {put:?}"
@@ -252,10 +121,10 @@ async fn incremental_runs_update_the_summaries_from_the_committed_rows() {
     let late: Vec<&str> = late.iter().map(String::as_str).collect();
     app.fake.hide(&late);
     let settings = app.settings(&[("SIGNINS_PRESET", "all"), ("SIGNINS_LOOKBACK", "2d")]);
-    let sink = WatchedSink::new(app.base(&settings));
+    let sink = FaultySink::new(app.base(&settings));
     run_through(&app, &settings, &sink, None).await.unwrap();
     assert_exact(&app, &settings);
-    sink.reset();
+    sink.take_watched();
 
     // Late sign-ins appear (Graph publishes some late): the next run adds them.
     app.fake.publish(&late);
@@ -264,7 +133,7 @@ async fn incremental_runs_update_the_summaries_from_the_committed_rows() {
         other => panic!("{other:?}"),
     };
     assert!(summary.rows > 0, "{summary:?}");
-    let (read_back, put) = sink.reset();
+    let (read_back, put) = sink.take_watched();
     assert!(
         read_back.is_empty(),
         "no daily file read back: {read_back:?}"
@@ -286,7 +155,7 @@ async fn partial_commits_keep_the_summaries_exact() {
         ("SIGNINS_LOOKBACK", "12h"),
         ("SIGNINS_SLICE", "12h"),
     ]);
-    let sink = WatchedSink::new(app.base(&settings));
+    let sink = FaultySink::new(app.base(&settings));
     let mut stopped = 0;
     for runs in 1.. {
         assert!(runs <= 60, "no convergence after {runs} runs");
@@ -306,7 +175,7 @@ async fn partial_commits_keep_the_summaries_exact() {
         stopped > 0,
         "the deadline must stop some run for this test to mean anything"
     );
-    let (read_back, _) = sink.reset();
+    let (read_back, _) = sink.take_watched();
     assert!(
         read_back.is_empty(),
         "no daily file read back: {read_back:?}"
@@ -319,15 +188,16 @@ async fn partial_commits_keep_the_summaries_exact() {
 async fn a_crash_between_a_commit_and_the_summaries_is_repaired_by_the_next_run() {
     let app = TestApp::spawn(recent_tenant(30, 2, 64)).await;
     let settings = app.settings(&[("SIGNINS_PRESET", "all"), ("SIGNINS_LOOKBACK", "2d")]);
-    let sink = WatchedSink::new(app.base(&settings));
+    let sink = FaultySink::new(app.base(&settings));
     // The second commit lands, then the run "crashes".
-    sink.crash_after_commit.store(2, Ordering::SeqCst);
+    sink.crash_at.store(2, Ordering::SeqCst);
+    sink.after_commit.store(true, Ordering::SeqCst);
     assert!(run_through(&app, &settings, &sink, None).await.is_err());
-    sink.crash_after_commit.store(0, Ordering::SeqCst);
-    sink.reset();
+    sink.crash_at.store(0, Ordering::SeqCst);
+    sink.take_watched();
     run_through(&app, &settings, &sink, None).await.unwrap();
     assert_exact(&app, &settings);
-    let (read_back, _) = sink.reset();
+    let (read_back, _) = sink.take_watched();
     assert!(
         !read_back.is_empty(),
         "the crashed commit's day is tallied from its file"
@@ -349,18 +219,18 @@ async fn a_crash_between_a_commit_and_the_summaries_is_repaired_by_the_next_run(
 async fn summaries_a_failed_run_did_not_write_are_rebuilt_by_the_next_run() {
     let app = TestApp::spawn(recent_tenant(20, 2, 65)).await;
     let settings = app.settings(&[("SIGNINS_PRESET", "all"), ("SIGNINS_LOOKBACK", "2d")]);
-    let sink = WatchedSink::new(app.base(&settings));
+    let sink = FaultySink::new(app.base(&settings));
     sink.fail_summaries.store(true, Ordering::SeqCst);
     assert!(run_through(&app, &settings, &sink, None).await.is_err());
     assert!(!app.base(&settings).join(LOCATIONS_FILE).exists());
     sink.fail_summaries.store(false, Ordering::SeqCst);
-    sink.reset();
+    sink.take_watched();
     match run_through(&app, &settings, &sink, None).await.unwrap() {
         RunOutcome::Completed(summary) => assert_eq!(summary.rows, 0, "{summary:?}"),
         other => panic!("{other:?}"),
     }
     assert_exact(&app, &settings);
-    let (read_back, _) = sink.reset();
+    let (read_back, _) = sink.take_watched();
     assert!(
         read_back.is_empty(),
         "the tallies were written before the failure: {read_back:?}"
@@ -386,10 +256,10 @@ async fn an_export_without_summaries_gets_them_from_its_daily_files() {
     )
     .unwrap();
 
-    let sink = WatchedSink::new(base.clone());
+    let sink = FaultySink::new(base.clone());
     run_through(&app, &settings, &sink, None).await.unwrap();
     assert_exact(&app, &settings);
-    let (read_back, _) = sink.reset();
+    let (read_back, _) = sink.take_watched();
     assert!(!read_back.is_empty(), "tallied from the daily files");
 }
 

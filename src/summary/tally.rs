@@ -370,6 +370,17 @@ impl FileTally {
 
     /// Tallies the rows `chunk` completes (no header: skip it before).
     pub fn feed(&mut self, chunk: &[u8]) -> Result<(), SummaryError> {
+        self.read(Some(chunk))
+    }
+
+    /// The tally of every row fed.
+    pub fn finish(mut self) -> Result<DayTally, SummaryError> {
+        self.read(None)?;
+        Ok(self.tally)
+    }
+
+    /// Reads `chunk`, or (`None`) the last row if it lacks its line break.
+    fn read(&mut self, chunk: Option<&[u8]>) -> Result<(), SummaryError> {
         let FileTally {
             layout,
             reader,
@@ -388,30 +399,11 @@ impl FileTally {
                 tally.add_row(layout, row, key);
             }
         };
-        let read = reader.feed(chunk, &mut each);
-        self.check(read)
-    }
-
-    /// The tally of every row fed.
-    pub fn finish(mut self) -> Result<DayTally, SummaryError> {
-        let FileTally {
-            layout,
-            reader,
-            tally,
-            key,
-            problem,
-            ..
-        } = &mut self;
-        let mut each = |row: Row<'_>| {
-            if row.len() != layout.width {
-                problem.get_or_insert((tally.rows + 1, "a truncated last row".to_string()));
-            } else if problem.is_none() {
-                tally.add_row(layout, row, key);
-            }
+        let read = match chunk {
+            Some(chunk) => reader.feed(chunk, &mut each),
+            None => reader.finish(&mut each),
         };
-        let read = reader.finish(&mut each);
-        self.check(read)?;
-        Ok(self.tally)
+        self.check(read)
     }
 
     fn check(&mut self, read: Result<(), String>) -> Result<(), SummaryError> {
