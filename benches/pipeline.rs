@@ -6,7 +6,9 @@
 //! names that break naive CSV writers: commas, quotes, line breaks, formula-like text, emoji).
 //!
 //! Run: `cargo bench --bench pipeline` (criterion). Two throughputs for the same work:
-//! `pipeline/rows` in rows/s and `pipeline/bytes` in MB/s of page JSON.
+//! `pipeline/rows` in rows/s and `pipeline/bytes` in MB/s of page JSON. `…+tally` adds what a
+//! run does to each block it stages for the summaries (`summary::DayTally::add_rows`, read back
+//! from the encoded bytes), and `tally only` is that step alone.
 
 use std::hint::black_box;
 
@@ -15,6 +17,7 @@ use fake_tenant::tenant::{generate, TenantSpec};
 use serde_json::{json, Value};
 use signin_export::csv::CsvEncoder;
 use signin_export::graph::client::parse_page;
+use signin_export::summary::{DayTally, RowLayout};
 use signin_export::transform::filter::{Preset, SignInFilter};
 use signin_export::transform::flatten::Columns;
 
@@ -64,8 +67,16 @@ fn bench(c: &mut Criterion) {
         }
         rows
     };
+    let layout =
+        RowLayout::new(&columns.names()).expect("the default columns have createdDateTime");
+    let tally = |block: &[u8]| -> u64 {
+        DayTally::default()
+            .add_rows(&layout, block, "bench")
+            .expect("the encoder's rows read back")
+    };
     for (name, filter) in &filters {
         let rows = export_page(filter, &mut block);
+        assert_eq!(tally(&block), rows as u64);
         println!(
             "page: {} bytes of JSON, {PAGE} sign-ins; filter {name}: {rows} rows, {} CSV bytes",
             body.len(),
@@ -84,6 +95,15 @@ fn bench(c: &mut Criterion) {
                 b.iter(|| black_box(export_page(filter, &mut block)))
             });
         }
+        let (_, all) = &filters[0];
+        group.bench_function("parse+filter(all)+flatten+encode+tally", |b| {
+            b.iter(|| {
+                export_page(all, &mut block);
+                black_box(tally(&block))
+            })
+        });
+        export_page(all, &mut block);
+        group.bench_function("tally only", |b| b.iter(|| black_box(tally(&block))));
         group.bench_function("parse only", |b| {
             b.iter(|| {
                 black_box(

@@ -61,13 +61,19 @@ impl std::fmt::Debug for CsvEncoder {
 impl CsvEncoder {
     /// An encoder for `columns`; `formula_guard` is `SIGNINS_CSV_SAFE`.
     pub fn new(columns: &Columns, formula_guard: bool) -> CsvEncoder {
-        let mut header = Vec::with_capacity(BOM.len() + columns.len() * 16);
+        CsvEncoder::with_header(&columns.names(), formula_guard)
+    }
+
+    /// An encoder for rows of these column names (the summaries' own columns), with the same
+    /// rules as the export's.
+    pub fn with_header(names: &[&str], formula_guard: bool) -> CsvEncoder {
+        let mut header = Vec::with_capacity(BOM.len() + names.len() * 16);
         header.extend_from_slice(BOM);
-        header.extend_from_slice(columns.names().join(",").as_bytes());
+        header.extend_from_slice(names.join(",").as_bytes());
         header.extend_from_slice(TERMINATOR);
         CsvEncoder {
             header: Bytes::from(header),
-            columns: columns.len(),
+            columns: names.len(),
             guard: formula_guard,
             core: csv_core::WriterBuilder::new()
                 .terminator(csv_core::Terminator::CRLF)

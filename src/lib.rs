@@ -14,9 +14,10 @@
 //! | diagnostic-settings source: the Entra export in Storage, read line by line | [`diagnostic`] |
 //! | filters (presets) and flattening | [`transform`] |
 //! | CSV encoding | [`csv`] |
+//! | the map-ready summaries (places, devices) from the CSV rows | [`summary`] |
 //! | sinks: local folder, Blob Storage | [`sink`] |
 //! | watermark, overlap ids, commit protocol, run summary | [`state`] |
-//! | the run: plan, slices, latest.csv, one report of its outcome | [`run`] |
+//! | the run: plan, slices, latest.csv and the summaries, one report of its outcome | [`run`] |
 //! | what each CLI command does | [`shell`] (arguments in [`cli`]) |
 //! | the Functions custom handler | [`handler`] |
 //!
@@ -34,5 +35,6 @@ pub mod run;
 pub mod shell;
 pub mod sink;
 pub mod state;
+pub mod summary;
 pub mod telemetry;
 pub mod transform;

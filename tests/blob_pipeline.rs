@@ -11,9 +11,12 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use signin_export::summary::{DEVICES_FILE, DEVICE_COLUMNS, LOCATIONS_FILE, LOCATION_COLUMNS};
+
 use crate::support::app::{covered_spans, ids_in_spans, interactive, read_csv};
 use crate::support::azurite::{Azurite, Mode};
 use crate::support::fake::{recent_tenant, spawn_http, RunningFake};
+use crate::support::summaries::{assert_headers, assert_summaries_match};
 use crate::support::tls;
 
 const CONTAINER: &str = "exports";
@@ -219,10 +222,16 @@ impl Scenario {
         let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
         assert!(twice.is_empty(), "written twice: {twice:?}");
         assert_eq!(seen.keys().cloned().collect::<BTreeSet<_>>(), truth);
-        let latest = read_csv(&self.download("latest.csv").await.expect("latest.csv"));
+        let latest_bytes = self.download("latest.csv").await.expect("latest.csv");
+        let latest = read_csv(&latest_bytes);
         let latest_ids: BTreeSet<String> = latest.iter().map(|r| r["id"].clone()).collect();
         assert_eq!(latest_ids.len(), latest.len(), "latest.csv has duplicates");
         assert_eq!(latest_ids, truth);
+        // The summaries are exactly what latest.csv adds up to.
+        let locations = self.download(LOCATIONS_FILE).await.expect("locations.csv");
+        let devices = self.download(DEVICES_FILE).await.expect("devices.csv");
+        assert_headers(&locations, &devices);
+        assert_summaries_match(&latest_bytes, &locations, &devices);
     }
 }
 
@@ -247,8 +256,10 @@ async fn repeated_runs_over_sas_export_the_ground_truth_once() {
 #[tokio::test]
 async fn sigkill_at_any_phase_then_a_normal_run_gives_exactly_the_ground_truth() {
     // Each phase of a slice's commit (see src/run/slice.rs), at the first and a later slice, and
-    // mid-page with slow pages.
-    let kill_points: [(&str, usize); 7] = [
+    // mid-page with slow pages; then each phase of the summaries (src/run/summaries.rs): between
+    // latest.csv and the tallies, between two tallies, between the tallies and the summaries,
+    // after the summaries and before the state records them.
+    let kill_points: [(&str, usize); 10] = [
         ("blocks staged", 1),
         ("pending commit recorded", 1),
         ("commit landed", 1),
@@ -256,6 +267,9 @@ async fn sigkill_at_any_phase_then_a_normal_run_gives_exactly_the_ground_truth()
         ("pending commit recorded", 4),
         ("commit landed", 6),
         ("page fetched", 3),
+        ("latest.csv replaced", 1),
+        ("tally written", 1),
+        ("summaries replaced", 1),
     ];
     for (event, nth) in kill_points {
         let scenario = Scenario::sas(2, 42).await;
@@ -377,9 +391,32 @@ async fn readers_see_the_old_or_the_new_file_never_a_mix() {
         let stop = stop.clone();
         let http = scenario.http.clone();
         let (daily_url, latest_url) = (scenario.blob_url(&file), scenario.blob_url("latest.csv"));
+        let summary_urls = [
+            (
+                scenario.blob_url(LOCATIONS_FILE),
+                LOCATION_COLUMNS.join(","),
+            ),
+            (scenario.blob_url(DEVICES_FILE), DEVICE_COLUMNS.join(",")),
+        ];
         tokio::spawn(async move {
             let mut versions = Vec::new();
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                // A summary read while it is replaced is the old or the new one: whole rows,
+                // one header.
+                for (url, header) in &summary_urls {
+                    let bytes = http
+                        .get(url.as_str())
+                        .send()
+                        .await
+                        .unwrap()
+                        .bytes()
+                        .await
+                        .unwrap();
+                    let text = String::from_utf8(bytes.to_vec()).expect("UTF-8");
+                    assert!(text.starts_with(&format!("\u{feff}{header}\r\n")), "{text}");
+                    assert_eq!(text.matches(header.as_str()).count(), 1, "{text}");
+                    read_csv(&bytes);
+                }
                 for url in [&daily_url, &latest_url] {
                     let response = http.get(url.as_str()).send().await.unwrap();
                     // Just after midnight UTC, today's file appears only once a run writes
@@ -425,6 +462,28 @@ async fn readers_see_the_old_or_the_new_file_never_a_mix() {
         versions.len()
     );
     scenario.assert_exactly_ground_truth().await;
+}
+
+/// SIGNINS_COLUMNS without `createdDateTime`: the export runs, the summaries are not written,
+/// and the log says why.
+#[tokio::test]
+async fn columns_without_the_creation_time_say_why_there_are_no_summaries() {
+    let mut scenario = Scenario::sas(1, 47).await;
+    scenario.extra_env.push((
+        "SIGNINS_COLUMNS".into(),
+        "id,userPrincipalName,latitude,longitude".into(),
+    ));
+    let (code, stdout, stderr) = scenario.run().await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let summary: Value = serde_json::from_str(stdout.trim()).expect("JSON summary");
+    assert!(summary["rows"].as_u64().unwrap() > 0, "{summary}");
+    assert!(
+        stderr.contains("SIGNINS_COLUMNS leaves out createdDateTime, which the summaries need"),
+        "{stderr}"
+    );
+    assert!(scenario.download("latest.csv").await.is_some());
+    assert_eq!(scenario.download(LOCATIONS_FILE).await, None);
+    assert_eq!(scenario.download(DEVICES_FILE).await, None);
 }
 
 #[tokio::test]

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use signin_export::config::Secret;
 use signin_export::sink::blob::{BlobAuth, BlobSink, BlobSinkOptions, LatestCopy};
-use signin_export::sink::{daily_file, BlockId, LockOutcome, Sink, SinkError, LATEST_FILE};
+use signin_export::sink::{
+    daily_file, BlockId, DailyFile, LockOutcome, Sink, SinkError, LATEST_FILE,
+};
 use url::Url;
 
 use crate::support::azurite::{Azurite, Mode};
@@ -200,7 +202,73 @@ pub async fn round_trip(ctx: Ctx) {
     assert_eq!(text.matches("id,user,createdDateTime").count(), 1);
 
     let files = sink.list_daily().await.expect("list");
-    assert_eq!(files, vec![file.clone()]);
+    assert_eq!(names(&files), vec![file.clone()]);
+    assert_eq!(files[0].len, text.len() as u64);
+}
+
+fn names(files: &[DailyFile]) -> Vec<String> {
+    files.iter().map(|f| f.name.clone()).collect()
+}
+
+/// A commit returns the file's version before and after, the listing shows the same version, a
+/// ranged read pinned to a version fails once the file changed, and `put_file` replaces a whole
+/// file for the lock holder only (the summaries and their tallies rely on all four).
+pub async fn versions_pin_ranged_reads_and_put_file_replaces(ctx: Ctx) {
+    let sink = ctx.sink();
+    let file = day(3);
+    let commit = |tag: &'static str| {
+        let (sink, file) = (&sink, &file);
+        async move {
+            let id = BlockId::new(tag, 0);
+            sink.stage(file, &id, Bytes::from(rows(tag, 0..2)))
+                .await
+                .expect("stage");
+            let ticket = sink
+                .prepare(file, Bytes::from_static(HEADER.as_bytes()), &[id])
+                .await
+                .expect("prepare");
+            sink.commit(&ticket).await.expect("commit")
+        }
+    };
+    let first = commit("a").await;
+    assert_eq!(first.before, None, "a new file");
+    let listed = sink.list_daily().await.expect("list");
+    assert_eq!(listed[0].version, first.after, "{listed:?}");
+    let row = sink
+        .read_range(&file, &first.after, HEADER.len() as u64, 3)
+        .await
+        .expect("read range");
+    assert_eq!(&row[..], b"a-0");
+    let second = commit("b").await;
+    assert_eq!(second.before.as_ref(), Some(&first.after));
+    assert_ne!(second.after, first.after);
+    let stale = sink
+        .read_range(&file, &first.after, HEADER.len() as u64, 3)
+        .await
+        .expect_err("a read pinned to an older version");
+    assert!(matches!(ctx.clean(stale), SinkError::Conflict { .. }));
+
+    let summary = "summary/locations.csv";
+    assert!(
+        sink.put_file(summary, Bytes::from_static(b"x"))
+            .await
+            .is_err(),
+        "only the lock holder writes"
+    );
+    assert_eq!(
+        sink.acquire("p").await.expect("acquire"),
+        LockOutcome::Acquired
+    );
+    for content in [&b"first\r\n"[..], b"second, longer\r\n"] {
+        sink.put_file(summary, Bytes::from_static(content))
+            .await
+            .expect("put_file");
+        assert_eq!(
+            &sink.read(summary).await.expect("read").expect("file")[..],
+            content
+        );
+    }
+    sink.release().await.expect("release");
 }
 
 /// is_committed is false after prepare and true after commit; committing twice is harmless.
@@ -798,10 +866,19 @@ pub async fn probe_and_list(ctx: Ctx) {
         LockOutcome::Acquired
     );
     sink.probe().await.expect("probe while holding the lease");
-    assert_eq!(sink.list_daily().await.expect("list"), vec![day(6), day(7)]);
-    assert_eq!(other_base.list_daily().await.expect("list"), vec![day(8)]);
+    assert_eq!(
+        names(&sink.list_daily().await.expect("list")),
+        vec![day(6), day(7)]
+    );
+    assert_eq!(
+        names(&other_base.list_daily().await.expect("list")),
+        vec![day(8)]
+    );
     let root = ctx.sink_with("", Ctx::options());
-    assert_eq!(root.list_daily().await.expect("list"), Vec::<String>::new());
+    assert_eq!(
+        names(&root.list_daily().await.expect("list")),
+        Vec::<String>::new()
+    );
     sink.release().await.expect("release");
     let described = sink.describe();
     ctx.assert_clean(&described);
@@ -835,6 +912,7 @@ mod sas {
         readers_see_old_or_new,
         outage_fails_cleanly_and_recovers,
         probe_and_list,
+        versions_pin_ranged_reads_and_put_file_replaces,
     );
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1230,6 +1308,7 @@ pub(crate) mod oauth {
         readers_see_old_or_new,
         outage_fails_cleanly_and_recovers,
         probe_and_list,
+        versions_pin_ranged_reads_and_put_file_replaces,
     );
 }
 

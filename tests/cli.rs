@@ -236,5 +236,18 @@ fn demo_runs_with_no_azure_and_a_second_run_adds_nothing() {
     assert!(first["rows"].as_u64().unwrap() > 0, "{first}");
     let second = run();
     assert_eq!(second["rows"], 0, "{second}");
-    assert!(out.path().join("exchange-activesync/latest.csv").exists());
+    // The demo tenant's report and its map-ready summaries, exact against each other.
+    let base = out.path().join("exchange-activesync");
+    let read = |file: &str| std::fs::read(base.join(file)).unwrap();
+    let (locations, devices) = (read("summary/locations.csv"), read("summary/devices.csv"));
+    crate::support::summaries::assert_headers(&locations, &devices);
+    let (places, inventory) = crate::support::summaries::assert_summaries_match(
+        &read("latest.csv"),
+        &locations,
+        &devices,
+    );
+    assert!(
+        places > 0 && inventory > 0,
+        "{places} places, {inventory} devices"
+    );
 }

@@ -49,6 +49,18 @@ fn readme_column_table_states_source_and_version() {
     }
 }
 
+/// The summaries' tables list their columns in the files' order.
+#[test]
+fn readme_summary_tables_list_every_summary_column_in_order() {
+    use signin_export::summary::{DEVICE_COLUMNS, LOCATION_COLUMNS};
+    let readme = readme();
+    assert_eq!(
+        table_names(&readme, "locations.csv column"),
+        LOCATION_COLUMNS
+    );
+    assert_eq!(table_names(&readme, "devices.csv column"), DEVICE_COLUMNS);
+}
+
 #[test]
 fn readme_preset_table_lists_every_preset() {
     let documented = table_names(&readme(), "preset");

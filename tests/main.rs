@@ -16,4 +16,5 @@ mod powerbi;
 mod powerquery;
 mod progress;
 mod records;
+mod summaries;
 mod support;

@@ -3,25 +3,22 @@
 
 use std::collections::BTreeSet;
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use serde_json::Value;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use fake_tenant::RetryAfter;
 use signin_export::run::{self, RunError, RunOutcome, RunRequest};
-use signin_export::sink::local::LocalSink;
-use signin_export::sink::{BlockId, CommitTicket, LockOutcome, Sink, SinkError};
 
 use crate::support::app::{
     covered_spans, created, ids_in_spans, ids_where, interactive, read_csv, TestApp,
 };
 use crate::support::fake::recent_tenant;
+use crate::support::sink::FaultySink;
 
 /// The destination holds exactly the tenant's interactive sign-ins created in `[start, end)`,
 /// each once.
@@ -646,84 +643,6 @@ async fn paging_that_ends_early_loses_no_row() {
     );
 }
 
-/// A sink that "crashes" at the N-th commit: before it (the commit never happens) or right after
-/// it (the commit landed but the run never settled it).
-struct CrashingSink {
-    inner: LocalSink,
-    commits: AtomicU32,
-    crash_at: u32,
-    after_commit: bool,
-    /// Rebuilding `latest.csv` fails (Blob Storage unavailable at the end of a run).
-    fail_latest: std::sync::atomic::AtomicBool,
-}
-
-#[async_trait]
-impl Sink for CrashingSink {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    async fn acquire(&self, holder: &str) -> Result<LockOutcome, SinkError> {
-        self.inner.acquire(holder).await
-    }
-    async fn ensure_locked(&self) -> Result<(), SinkError> {
-        self.inner.ensure_locked().await
-    }
-    async fn release(&self) -> Result<(), SinkError> {
-        self.inner.release().await
-    }
-    async fn read_state(&self) -> Result<Option<Bytes>, SinkError> {
-        self.inner.read_state().await
-    }
-    async fn write_state(&self, bytes: Bytes) -> Result<(), SinkError> {
-        self.inner.write_state(bytes).await
-    }
-    async fn stage(&self, file: &str, block: &BlockId, data: Bytes) -> Result<(), SinkError> {
-        self.inner.stage(file, block, data).await
-    }
-    async fn prepare(
-        &self,
-        file: &str,
-        header: Bytes,
-        blocks: &[BlockId],
-    ) -> Result<CommitTicket, SinkError> {
-        self.inner.prepare(file, header, blocks).await
-    }
-    async fn commit(&self, ticket: &CommitTicket) -> Result<(), SinkError> {
-        let n = self.commits.fetch_add(1, Ordering::SeqCst) + 1;
-        if n == self.crash_at {
-            if self.after_commit {
-                self.inner.commit(ticket).await?;
-            }
-            return Err(SinkError::Unavailable {
-                what: "test".into(),
-                detail: "simulated crash".into(),
-            });
-        }
-        self.inner.commit(ticket).await
-    }
-    async fn is_committed(&self, ticket: &CommitTicket) -> Result<bool, SinkError> {
-        self.inner.is_committed(ticket).await
-    }
-    async fn list_daily(&self) -> Result<Vec<String>, SinkError> {
-        self.inner.list_daily().await
-    }
-    async fn publish_latest(&self, header: Bytes, files: &[String]) -> Result<(), SinkError> {
-        if self.fail_latest.load(Ordering::SeqCst) {
-            return Err(SinkError::Unavailable {
-                what: "test".into(),
-                detail: "simulated outage while rebuilding latest.csv".into(),
-            });
-        }
-        self.inner.publish_latest(header, files).await
-    }
-    async fn read(&self, file: &str) -> Result<Option<Bytes>, SinkError> {
-        self.inner.read(file).await
-    }
-    async fn probe(&self) -> Result<(), SinkError> {
-        self.inner.probe().await
-    }
-}
-
 /// Regression (issue 9): a run that committed a slice and then failed to rebuild `latest.csv`
 /// left the report stale for good — the next run found no new rows and the same set of days,
 /// and skipped the rebuild. The commit now marks the report dirty in the state.
@@ -741,14 +660,8 @@ async fn latest_csv_is_rebuilt_after_a_run_that_failed_to_rebuild_it() {
     let late_refs: Vec<&str> = late.iter().map(String::as_str).collect();
     app.fake.hide(&late_refs);
     let settings = app.settings(&[("SIGNINS_PRESET", "all"), ("SIGNINS_LOOKBACK", "12h")]);
-    let sink = Arc::new(CrashingSink {
-        inner: LocalSink::new(app.base(&settings)),
-        commits: AtomicU32::new(0),
-        crash_at: 0,
-        after_commit: false,
-        fail_latest: Default::default(),
-    });
-    let run = |sink: Arc<CrashingSink>| {
+    let sink = FaultySink::new(app.base(&settings));
+    let run = |sink: Arc<FaultySink>| {
         let deps = app.deps_with_sink(&settings, sink);
         let settings = settings.clone();
         async move {
@@ -967,15 +880,11 @@ async fn a_crash_around_a_commit_is_settled_by_the_next_run() {
     for after_commit in [false, true] {
         let app = TestApp::spawn(recent_tenant(30, 2, 21)).await;
         let settings = app.settings(&[("SIGNINS_PRESET", "all"), ("SIGNINS_LOOKBACK", "2d")]);
-        let crashing = Arc::new(CrashingSink {
-            inner: LocalSink::new(app.base(&settings)),
-            commits: AtomicU32::new(0),
-            fail_latest: Default::default(),
-            // The second commit: a 2-day window always has two slices with rows, whatever the
-            // time of day (just after midnight UTC, today's slice may have none).
-            crash_at: 2,
-            after_commit,
-        });
+        let crashing = FaultySink::new(app.base(&settings));
+        // The second commit: a 2-day window always has two slices with rows, whatever the time
+        // of day (just after midnight UTC, today's slice may have none).
+        crashing.crash_at.store(2, Ordering::SeqCst);
+        crashing.after_commit.store(after_commit, Ordering::SeqCst);
         let deps = app.deps_with_sink(&settings, crashing);
         let request = RunRequest {
             holder: "test".into(),

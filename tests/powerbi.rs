@@ -742,8 +742,8 @@ fn query_columns(pq: &str) -> Vec<String> {
 }
 
 /// The queries load exactly the columns the export writes, in its order: latest.csv and the
-/// daily files have the default SIGNINS_COLUMNS; the summaries have the columns of issue 18
-/// (the README's summary tables).
+/// daily files have the default SIGNINS_COLUMNS; the summaries have the export's summary columns
+/// (`signin_export::summary`'s header constants, the README's summary tables).
 #[test]
 fn power_bi_queries_load_the_columns_the_export_writes() {
     let defaults: Vec<String> = signin_export::transform::flatten::reference()
@@ -754,14 +754,9 @@ fn power_bi_queries_load_the_columns_the_export_writes() {
         .collect();
     assert_eq!(query_columns("SignIns.pq"), defaults);
     assert_eq!(query_columns("SignInsHistory.pq"), defaults);
-    let locations = "latitude,longitude,location,locationCity,locationState,locationCountryOrRegion,\
-                     signIns,users,failures,firstSeen,lastSeen,lastUserPrincipalName,lastClientAppUsed,\
-                     lastAppDisplayName";
+    let locations = signin_export::summary::LOCATION_COLUMNS.join(",");
     assert_eq!(query_columns("Locations.pq").join(","), locations);
-    let devices =
-        "userPrincipalName,userDisplayName,deviceId,deviceDisplayName,deviceOperatingSystem,\
-                   deviceBrowser,clientAppUsed,appDisplayName,signIns,failures,firstSeen,lastSeen,\
-                   lastLocation,lastIpAddress,deviceIsCompliant,deviceIsManaged,deviceTrustType";
+    let devices = signin_export::summary::DEVICE_COLUMNS.join(",");
     assert_eq!(query_columns("Devices.pq").join(","), devices);
 }
 

@@ -1,10 +1,11 @@
 //! Rebuilding `latest.csv`: the header plus the daily files of the last `SIGNINS_REPORT_DAYS`
-//! days, newest first, replaced in one atomic commit by the sink.
+//! days, newest first, replaced in one atomic commit by the sink; then the summaries over the
+//! same days (`summaries`).
 
 use tracing::{info, warn};
 
 use super::{Run, RunError};
-use crate::sink::daily_file;
+use crate::sink::{daily_file, DailyFile};
 use crate::state::State;
 
 impl Run<'_> {
@@ -21,40 +22,40 @@ impl Run<'_> {
         match tokio::time::timeout(left, self.publish_latest(state)).await {
             Ok(published) => published.map(|()| true),
             Err(_) => {
-                warn!("latest.csv was not rebuilt before the deadline; the next run rebuilds it");
+                warn!("latest.csv or the summaries were not rebuilt before the deadline; the next run rebuilds them");
                 Ok(false)
             }
         }
     }
 
     /// Rebuilds `latest.csv` when it is dirty (a slice was committed since it was last built, by
-    /// this run or by one that failed or stopped before rebuilding it) or its set of days changed.
+    /// this run or by one that failed or stopped before rebuilding it) or its set of days changed;
+    /// then the summaries, under the same rule, over the same days.
     pub(super) async fn publish_latest(&mut self, state: &mut State) -> Result<(), RunError> {
         let today = self.deps.clock.now().date();
         let first = today - time::Duration::days(i64::from(self.settings.report_days) - 1);
-        let mut files: Vec<String> = self
+        let (first, last) = (daily_file(first), daily_file(today));
+        let mut days: Vec<DailyFile> = self
             .deps
             .sink
             .list_daily()
             .await?
             .into_iter()
-            .filter(|f| {
-                f.as_str() >= daily_file(first).as_str() && f.as_str() <= daily_file(today).as_str()
-            })
+            .filter(|f| f.name.as_str() >= first.as_str() && f.name.as_str() <= last.as_str())
             .collect();
-        files.sort_unstable_by(|a, b| b.cmp(a));
-        if !state.latest_dirty && state.latest_files.as_ref() == Some(&files) {
-            return Ok(());
+        days.sort_unstable_by(|a, b| b.name.cmp(&a.name));
+        let files: Vec<String> = days.iter().map(|d| d.name.clone()).collect();
+        if state.latest_dirty || state.latest_files.as_ref() != Some(&files) {
+            // Another writer may have taken over since the last slice: never replace its report.
+            self.deps.sink.ensure_locked().await?;
+            self.deps
+                .sink
+                .publish_latest(self.header.clone(), &files)
+                .await?;
+            info!(days = files.len(), "latest.csv replaced");
+            state.latest_files = Some(files);
+            state.latest_dirty = false;
         }
-        // Another writer may have taken over since the last slice: never replace its report.
-        self.deps.sink.ensure_locked().await?;
-        self.deps
-            .sink
-            .publish_latest(self.header.clone(), &files)
-            .await?;
-        info!(days = files.len(), "latest.csv replaced");
-        state.latest_files = Some(files);
-        state.latest_dirty = false;
-        Ok(())
+        self.publish_summaries(state, &days).await
     }
 }

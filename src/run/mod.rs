@@ -7,7 +7,8 @@
 //! | [`slice`] | exporting one slice: read, filter, encode, stage (several at once), keep what a stopped read covered; the commit protocol |
 //! | [`dedup`] | which rows a slice already took, in memory that follows the sign-in rate (pure) |
 //! | [`cursor`] | which window of a slice to read next: re-checks, narrower windows (pure) |
-//! | [`latest`] | rebuilding `latest.csv` |
+//! | [`latest`] | rebuilding `latest.csv`, then the summaries over the same days |
+//! | `summaries` | keeping the map-ready summaries: a tally per daily file, updated from the rows each commit adds |
 //! | [`report`] | a run's outcome as a status, a log line and JSON, for every shell |
 //! | [`window`] | parsing `since` / `until` for the CLI and the refresh trigger |
 
@@ -17,6 +18,7 @@ pub mod latest;
 pub mod plan;
 pub mod report;
 pub mod slice;
+mod summaries;
 pub mod window;
 
 use std::collections::{BTreeSet, VecDeque};
@@ -91,6 +93,9 @@ pub enum RunError {
     },
     #[error("state document: {0}")]
     State(#[from] StateError),
+    /// A daily file the summaries read is not the export's own CSV.
+    #[error(transparent)]
+    Summary(#[from] crate::summary::SummaryError),
     #[error("cancelled (shutting down); committed slices stay")]
     Cancelled,
     /// The request or the settings cannot run against this destination as they are (another
@@ -117,9 +122,11 @@ pub const MAX_CHAINS_IN_FLIGHT: usize = 4;
 /// Storage round trips a stopped run needs after it stops reading: per slice in flight the last
 /// block, prepare, the pending record, the lock check, the commit and the settled state.
 const ROUND_TRIPS_PER_COMMIT: u32 = 6;
-/// Round trips of `latest.csv` besides one per day (list, commit) and of the run's summary: a
-/// run that is behind still refreshes the report Power BI reads.
-const ROUND_TRIPS_AFTER_COMMITS: u32 = 3;
+/// Round trips of `latest.csv` and the summaries besides two per report day (a copy, a tally):
+/// the listing, the commit, the two summary files, a tally written per day changed (at most one
+/// per read in flight) and the run's summary: a run that is behind still refreshes what Power BI
+/// reads.
+const ROUND_TRIPS_AFTER_COMMITS: u32 = 5 + MAX_CHAINS_IN_FLIGHT as u32;
 
 /// What time it is for the planner: the system clock, or a fixed instant (tests, reproducible
 /// back-fills of a known window).
@@ -253,6 +260,8 @@ struct Run<'a> {
     covered_before: Coverage,
     had_work: bool,
     state: Option<State>,
+    /// What this run's commits added to each daily file, for the summaries.
+    committed_rows: summaries::CommittedRows,
 }
 
 impl<'a> Run<'a> {
@@ -286,6 +295,7 @@ impl<'a> Run<'a> {
             covered_before: Coverage::default(),
             had_work: false,
             state: None,
+            committed_rows: summaries::CommittedRows::default(),
         }
     }
 
@@ -425,7 +435,7 @@ impl<'a> Run<'a> {
         let deadline = self.request.deadline?;
         let round_trips = ROUND_TRIPS_PER_COMMIT
             * u32::try_from(MAX_CHAINS_IN_FLIGHT).unwrap_or(u32::MAX)
-            + self.settings.report_days
+            + 2 * self.settings.report_days
             + ROUND_TRIPS_AFTER_COMMITS;
         let reserve =
             (self.storage_latency * round_trips + Duration::from_millis(100)).min(deadline / 4);
@@ -550,6 +560,7 @@ impl<'a> Run<'a> {
                     }
                 }
             }
+            self.committed_rows.record(&mut staged);
             if let Some(landed) = staged.landed.take() {
                 // The chain may stage the next slice of this file now.
                 let _ = landed.send(());

@@ -46,8 +46,9 @@ use crate::graph::client::GraphError;
 use crate::graph::model::{EventType, SignInRecord};
 use crate::graph::query::Window;
 use crate::graph::stream::{PageObserver, SignInStream};
-use crate::sink::{daily_file, BlockId, Sink};
+use crate::sink::{daily_file, BlockId, Committed, Sink};
 use crate::state::{Instant, Pending, RunSummary, Span, State};
+use crate::summary::{DayTally, RowLayout};
 use crate::transform::filter::SignInFilter;
 
 /// What one read of a slice produced, waiting for its turn to commit.
@@ -69,6 +70,10 @@ pub(super) struct StagedSlice {
     /// Told once the slice is committed: the next slice of the same daily file in the chain
     /// stages nothing before (a commit discards the file's uncommitted blocks it does not list).
     pub landed: Option<oneshot::Sender<()>>,
+    /// What the summaries need of the staged rows (`None`: not tallied; see `summaries`).
+    pub tally: Option<DayTally>,
+    /// The daily file's versions before and after the commit, once committed.
+    pub committed: Option<Committed>,
 }
 
 /// Where a read stands among the rows of one slice, for what a stop may commit.
@@ -133,7 +138,7 @@ struct SliceOutput {
 }
 
 impl SliceOutput {
-    fn new(slice: Slice, dry_run: bool) -> SliceOutput {
+    fn new(slice: Slice, dry_run: bool, tallied: bool) -> SliceOutput {
         SliceOutput {
             staged: StagedSlice {
                 slice,
@@ -146,6 +151,8 @@ impl SliceOutput {
                 completeness_checks: 0,
                 failure: None,
                 landed: None,
+                tally: tallied.then(DayTally::default),
+                committed: None,
             },
             edge: ReadEdge::default(),
             buffer: Vec::with_capacity(if dry_run { 0 } else { BLOCK_TARGET + 64 * 1024 }),
@@ -155,7 +162,8 @@ impl SliceOutput {
 
     /// The output of `next`, the slice below this one in the chain.
     fn below(&mut self, next: Slice, dry_run: bool) -> SliceOutput {
-        let mut output = SliceOutput::new(next, dry_run);
+        let tallied = self.staged.tally.is_some();
+        let mut output = SliceOutput::new(next, dry_run, tallied);
         if output.staged.file == self.staged.file {
             let (landed, after) = oneshot::channel();
             self.staged.landed = Some(landed);
@@ -212,6 +220,8 @@ pub(super) struct SliceReader<'r> {
     last_block: AtomicU32,
     /// Width of Graph queries once slow pages narrowed them; kept for the rest of the run.
     query_width: Mutex<Option<Duration>>,
+    /// Where the summaries' columns are in the rows (`None`: no summaries).
+    layout: Option<RowLayout>,
 }
 
 impl<'r> SliceReader<'r> {
@@ -235,6 +245,7 @@ impl<'r> SliceReader<'r> {
             dry_run,
             last_block: AtomicU32::new(0),
             query_width: Mutex::new(None),
+            layout: RowLayout::new(&settings.columns.names()).ok(),
         }
     }
 
@@ -280,22 +291,16 @@ impl<'r> SliceReader<'r> {
         SignInStream::new(&deps.graph, pager)
     }
 
-    /// Stages one block; nothing in a dry run.
-    async fn stage(
-        &self,
-        file: &str,
-        data: Vec<u8>,
-        blocks: &mut Vec<BlockId>,
-    ) -> Result<(), RunError> {
+    /// Stages one block, tallied for the summaries; nothing in a dry run.
+    async fn stage(&self, data: Vec<u8>, staged: &mut StagedSlice) -> Result<(), RunError> {
         if self.dry_run || data.is_empty() {
             return Ok(());
         }
         let block = self.next_block_id();
-        self.deps
-            .sink
-            .stage(file, &block, Bytes::from(data))
-            .await?;
-        blocks.push(block);
+        let (data, file) = (Bytes::from(data), staged.file.clone());
+        let staging = self.deps.sink.stage(&file, &block, data.clone());
+        super::summaries::tally_while(self.layout.clone(), data, staged, staging).await?;
+        staged.blocks.push(block);
         Ok(())
     }
 
@@ -409,7 +414,7 @@ impl<'r> SliceReader<'r> {
         let Some(first) = slices.next() else {
             return Ok(true);
         };
-        let mut output = SliceOutput::new(first, self.dry_run);
+        let mut output = SliceOutput::new(first, self.dry_run, self.layout.is_some());
         let interrupted = loop {
             let next = tokio::select! {
                 biased;
@@ -531,8 +536,7 @@ impl<'r> SliceReader<'r> {
             output.buffer.truncate(output.edge.tail_start);
             let full = std::mem::replace(&mut output.buffer, rest);
             output.edge.tail_start = 0;
-            self.stage(&output.staged.file, full, &mut output.staged.blocks)
-                .await?;
+            self.stage(full, &mut output.staged).await?;
         }
         Ok(())
     }
@@ -590,7 +594,7 @@ impl<'r> SliceReader<'r> {
         let SliceOutput {
             mut staged, buffer, ..
         } = output;
-        self.stage(&staged.file, buffer, &mut staged.blocks).await?;
+        self.stage(buffer, &mut staged).await?;
         debug!(file = %staged.file, blocks = staged.blocks.len(), "blocks staged");
         // The committer outlives every read; a closed channel only means the run is ending.
         let _ = done.send(staged);
@@ -636,7 +640,7 @@ pub(super) async fn commit(
     sink.write_state(state_bytes(state)?).await?;
     debug!(file = %file, "pending commit recorded");
     sink.ensure_locked().await?;
-    sink.commit(&ticket).await?;
+    staged.committed = Some(sink.commit(&ticket).await?);
     debug!(file = %file, "commit landed");
     state.settle(true, overlap);
     sink.write_state(state_bytes(state)?).await?;

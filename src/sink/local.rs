@@ -22,7 +22,8 @@ use time::OffsetDateTime;
 use tokio::io::AsyncReadExt;
 
 use super::{
-    BlockId, CommitTicket, LockHolder, LockOutcome, Sink, SinkError, LATEST_FILE, STATE_FILE,
+    BlockId, CommitTicket, Committed, DailyFile, FileVersion, LockHolder, LockOutcome, Sink,
+    SinkError, LATEST_FILE, STATE_FILE,
 };
 
 const LOCK_FILE: &str = "_state/lock";
@@ -83,6 +84,14 @@ impl FileStamp {
             mtime_ns: i128::from(metadata.mtime()) * 1_000_000_000
                 + i128::from(metadata.mtime_nsec()),
         }
+    }
+
+    /// The sink's [`FileVersion`] of the file with this identity.
+    fn version(self) -> FileVersion {
+        FileVersion::new(format!(
+            "{}-{}-{}-{}",
+            self.dev, self.ino, self.len, self.mtime_ns
+        ))
     }
 }
 
@@ -223,6 +232,41 @@ fn write_parts(dir: &Path, temp: &Path, parts: &[Part]) -> Result<FileStamp, Sin
     out.sync_all().map_err(|e| io_error(temp, e))?;
     let metadata = out.metadata().map_err(|e| io_error(temp, e))?;
     Ok(FileStamp::of(&metadata))
+}
+
+/// [`LocalSink::read_range`]'s blocking half: the version is checked on the open file, so the
+/// bytes read are that version's even if the path is replaced meanwhile.
+fn read_range_of(
+    path: &Path,
+    version: &FileVersion,
+    offset: u64,
+    len: u64,
+) -> Result<Bytes, SinkError> {
+    use std::io::{Read, Seek};
+    let changed = || SinkError::Conflict {
+        what: path.display().to_string(),
+    };
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(changed()),
+        Err(e) => return Err(io_error(path, e)),
+    };
+    let metadata = file.metadata().map_err(|e| io_error(path, e))?;
+    if FileStamp::of(&metadata).version() != *version {
+        return Err(changed());
+    }
+    if offset.saturating_add(len) > metadata.len() {
+        return Err(SinkError::Other(format!(
+            "{}: {len} bytes at {offset} asked of a file of {}",
+            path.display(),
+            metadata.len()
+        )));
+    }
+    file.seek(std::io::SeekFrom::Start(offset))
+        .map_err(|e| io_error(path, e))?;
+    let mut bytes = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX)];
+    file.read_exact(&mut bytes).map_err(|e| io_error(path, e))?;
+    Ok(Bytes::from(bytes))
 }
 
 /// Opens `path` (creating it) and takes an exclusive lock without waiting; `Ok(None)` when
@@ -385,11 +429,16 @@ impl Sink for LocalSink {
         })
     }
 
-    async fn commit(&self, ticket: &CommitTicket) -> Result<(), SinkError> {
+    async fn commit(&self, ticket: &CommitTicket) -> Result<Committed, SinkError> {
         let detail: TicketDetail = serde_json::from_value(ticket.detail.clone())
             .map_err(|e| SinkError::Other(format!("not a local-folder commit ticket: {e}")))?;
         let target = self.path(&ticket.file);
-        if detail.stamp.is_none() || stamp_of(&target).await? != detail.before_stamp {
+        let Some(stamp) = detail.stamp else {
+            return Err(SinkError::Conflict {
+                what: target.display().to_string(),
+            });
+        };
+        if stamp_of(&target).await? != detail.before_stamp {
             return Err(SinkError::Conflict {
                 what: target.display().to_string(),
             });
@@ -397,7 +446,11 @@ impl Sink for LocalSink {
         self.replace(Path::new(&detail.temp), &target).await?;
         let staging = self.base.join(STAGING).join(ticket.file.replace('/', "_"));
         let _ = tokio::fs::remove_dir_all(staging).await;
-        Ok(())
+        // A rename keeps the identity the new file had when it was assembled.
+        Ok(Committed {
+            before: detail.before_stamp.map(FileStamp::version),
+            after: stamp.version(),
+        })
     }
 
     async fn is_committed(&self, ticket: &CommitTicket) -> Result<bool, SinkError> {
@@ -415,7 +468,7 @@ impl Sink for LocalSink {
         Ok(committed)
     }
 
-    async fn list_daily(&self) -> Result<Vec<String>, SinkError> {
+    async fn list_daily(&self) -> Result<Vec<DailyFile>, SinkError> {
         let dir = self.base.join("daily");
         let mut entries = match tokio::fs::read_dir(&dir).await {
             Ok(entries) => entries,
@@ -424,13 +477,44 @@ impl Sink for LocalSink {
         };
         let mut files = Vec::new();
         while let Some(entry) = entries.next_entry().await.map_err(|e| io_error(&dir, e))? {
-            if let Some(name) = entry.file_name().to_str() {
-                if name.ends_with(".csv") && !name.starts_with('.') {
-                    files.push(format!("daily/{name}"));
-                }
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if !name.ends_with(".csv") || name.starts_with('.') {
+                continue;
+            }
+            // Gone since the listing: not there any more.
+            if let Some(stamp) = stamp_of(&entry.path()).await? {
+                files.push(DailyFile {
+                    name: format!("daily/{name}"),
+                    version: stamp.version(),
+                    len: stamp.len,
+                });
             }
         }
         Ok(files)
+    }
+
+    async fn read_range(
+        &self,
+        file: &str,
+        version: &FileVersion,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, SinkError> {
+        let path = self.path(file);
+        let version = version.clone();
+        let reading = path.clone();
+        tokio::task::spawn_blocking(move || read_range_of(&reading, &version, offset, len))
+            .await
+            .map_err(|e| io_error(&path, std::io::Error::other(e)))?
+    }
+
+    async fn put_file(&self, file: &str, bytes: Bytes) -> Result<(), SinkError> {
+        self.ensure_locked().await?;
+        let target = self.path(file);
+        let (temp, _) = self.assemble(&target, vec![Part::Bytes(bytes)]).await?;
+        self.replace(&temp, &target).await
     }
 
     async fn publish_latest(&self, header: Bytes, daily_files: &[String]) -> Result<(), SinkError> {

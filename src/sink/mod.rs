@@ -5,7 +5,9 @@
 //! ```text
 //! daily/YYYY-MM-DD.csv   every exported sign-in of that UTC day, once; header once at the top
 //! latest.csv             the last N days, newest first; replaced atomically
+//! summary/*.csv          the map-ready summaries of the same days; each replaced atomically
 //! _state/state.json      watermark, overlap ids, pending commit, last run summary
+//! _state/tally/*.json    per daily file, what the summaries need of it, and the file's version
 //! ```
 //!
 //! A daily file grows by *staging* blocks of encoded rows and then *committing* them in one atomic
@@ -41,6 +43,45 @@ pub fn daily_file(day: time::Date) -> String {
         u8::from(day.month()),
         day.day()
     )
+}
+
+/// One version of a file, as the sink tells it without reading the file (Blob Storage: its ETag;
+/// a local folder: device, inode, size and modification time). Every change of the file changes
+/// it, so the same version means the same bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct FileVersion(String);
+
+impl FileVersion {
+    pub fn new(text: impl Into<String>) -> FileVersion {
+        FileVersion(text.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for FileVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A daily file as listed: its name (relative to the base), version and size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DailyFile {
+    pub name: String,
+    pub version: FileVersion,
+    pub len: u64,
+}
+
+/// What a commit changed: the file's version it was prepared on (`None`: the file was new) and
+/// the version it made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub before: Option<FileVersion>,
+    pub after: FileVersion,
 }
 
 /// Identifies one staged block of rows. Always [`BlockId::LEN`] ASCII characters (Azure requires
@@ -165,8 +206,9 @@ pub trait Sink: Send + Sync {
     ) -> Result<CommitTicket, SinkError>;
 
     /// Makes a prepared ticket visible, atomically: readers see the file before or after, never a
-    /// mix. Fails with [`SinkError::Conflict`] if the file changed since `prepare`.
-    async fn commit(&self, ticket: &CommitTicket) -> Result<(), SinkError>;
+    /// mix. Fails with [`SinkError::Conflict`] if the file changed since `prepare`. Returns the
+    /// file's versions before and after.
+    async fn commit(&self, ticket: &CommitTicket) -> Result<Committed, SinkError>;
 
     /// Whether `ticket`'s commit is in the file (used to recover after a crash).
     async fn is_committed(&self, ticket: &CommitTicket) -> Result<bool, SinkError>;
@@ -184,8 +226,22 @@ pub trait Sink: Send + Sync {
         self.is_committed(ticket).await
     }
 
-    /// Names (relative paths) of the existing daily files, any order.
-    async fn list_daily(&self) -> Result<Vec<String>, SinkError>;
+    /// The existing daily files, any order.
+    async fn list_daily(&self) -> Result<Vec<DailyFile>, SinkError>;
+
+    /// `len` bytes of `file` from `offset`, of the file's `version` only: fails with
+    /// [`SinkError::Conflict`] when the file is at another version (or gone).
+    async fn read_range(
+        &self,
+        file: &str,
+        version: &FileVersion,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, SinkError>;
+
+    /// Atomically replaces (or creates) a whole `file` with `bytes`: readers see the old or the
+    /// new file, never a mix. Requires the lock.
+    async fn put_file(&self, file: &str, bytes: Bytes) -> Result<(), SinkError>;
 
     /// Atomically replaces `latest.csv` with `header` followed by the rows (without their header)
     /// of `daily_files`, in the given order. `header` is byte-identical to each daily file's own.

@@ -10,7 +10,8 @@
 //! 2. `prepare` the commit and record it in the state as `pending`, with the span it covers and
 //!    the ids that will still matter for dedup, and write the state;
 //! 3. `commit` (one atomic Put Block List / rename);
-//! 4. [`State::settle`] the pending commit (add the span, remember the ids) and write the state.
+//! 4. [`State::settle`] the pending commit (add the span, remember the ids, mark `latest.csv` and
+//!    the summaries dirty) and write the state.
 //!
 //! A crash before 2 leaves only invisible blocks; a crash between 2 and 4 is resolved by the next
 //! run, which asks the sink whether the pending ticket is committed and settles it either way.
@@ -70,6 +71,14 @@ pub struct State {
     /// never leaves the report stale for good).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub latest_dirty: bool,
+    /// The daily files the summaries (`summary/*.csv`) were last built from, newest first; `None`
+    /// until they are first built (so an export that predates them builds them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary_files: Option<Vec<String>>,
+    /// A slice was committed after the summaries were last built (set with the commit, like
+    /// `latest_dirty`, and cleared only once both summary files are replaced).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub summaries_dirty: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run: Option<RunSummary>,
     /// Spans whose sign-ins were never exported because Graph no longer had them when a run
@@ -206,6 +215,8 @@ impl State {
             pending: None,
             latest_files: None,
             latest_dirty: false,
+            summary_files: None,
+            summaries_dirty: false,
             last_run: None,
             lost: Coverage::default(),
             stalled_runs: 0,
@@ -301,6 +312,7 @@ impl State {
         if let Some(pending) = self.pending.take() {
             if committed {
                 self.latest_dirty = true;
+                self.summaries_dirty = true;
                 self.recent_ids.extend(pending.ids);
                 self.cover(pending.span, overlap);
             }
@@ -432,6 +444,8 @@ mod v1 {
                 }),
                 latest_files: self.latest_files,
                 latest_dirty: self.latest_dirty,
+                summary_files: None,
+                summaries_dirty: false,
                 last_run: self.last_run.and_then(summary_v1),
                 lost: Coverage::of(self.lost),
                 stalled_runs: 0,
@@ -612,6 +626,7 @@ mod tests {
         );
         assert!(state.pending.is_none());
         assert!(state.latest_dirty);
+        assert!(state.summaries_dirty);
     }
 
     #[test]

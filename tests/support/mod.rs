@@ -8,5 +8,7 @@ pub mod diagnostic;
 pub mod env;
 pub mod fake;
 pub mod host;
+pub mod sink;
+pub mod summaries;
 pub mod tls;
 pub mod tmdl;

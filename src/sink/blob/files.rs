@@ -4,13 +4,14 @@
 
 use azure_core::http::Etag;
 use azure_storage_blob::models::{
-    BlobContainerClientListBlobsOptions, BlockBlobClientCommitBlockListOptions, BlockListHeaders,
-    BlockListType,
+    BlobClientDownloadOptions, BlobClientUploadOptions, BlobContainerClientListBlobsOptions,
+    BlockBlobClientCommitBlockListOptions, BlockBlobClientCommitBlockListResultHeaders,
+    BlockListHeaders, BlockListType, HttpRange,
 };
 use bytes::Bytes;
 use futures::TryStreamExt as _;
 
-use crate::sink::{BlockId, CommitTicket, SinkError};
+use crate::sink::{BlockId, CommitTicket, Committed, DailyFile, FileVersion, Sink, SinkError};
 
 use super::blocks::{self, TicketDetail};
 use super::client::{content, Inner};
@@ -19,6 +20,12 @@ use super::BlobSink;
 
 /// Content type of the CSV files.
 pub(super) const CSV_CONTENT_TYPE: &str = "text/csv; charset=utf-8";
+
+/// The [`FileVersion`] of a blob from its ETag, as a header (`"0x8D…"`) or a listing (which may
+/// leave out the quotes) gives it: always quoted, as `If-Match` wants it.
+pub(super) fn etag_version(etag: &str) -> FileVersion {
+    FileVersion::new(format!("\"{}\"", etag.trim().trim_matches('"')))
+}
 
 /// Put Block List options for a CSV file, conditional on the state the new list was built from:
 /// the file's ETag then, or (`None`) that the file did not exist.
@@ -151,14 +158,23 @@ pub(super) async fn prepare(
     })
 }
 
-pub(super) async fn commit(sink: &BlobSink, ticket: &CommitTicket) -> Result<(), SinkError> {
+pub(super) async fn commit(sink: &BlobSink, ticket: &CommitTicket) -> Result<Committed, SinkError> {
     let detail = ticket_detail(ticket)?;
     let file = ticket.file.as_str();
     let client = sink.inner.blob(file)?.block_blob_client();
     let options = commit_options(detail.etag.as_deref());
     let body = Bytes::from(blocks::block_list_xml(&detail.blocks));
+    let before = detail.etag.as_deref().map(etag_version);
     match client.commit_block_list(content(body), Some(options)).await {
-        Ok(_) => Ok(()),
+        Ok(response) => {
+            let etag = response.etag().ok().flatten().ok_or_else(|| {
+                SinkError::Other(format!("{file}: Put Block List returned no ETag"))
+            })?;
+            Ok(Committed {
+                before,
+                after: etag_version(etag.as_ref()),
+            })
+        }
         // 412: the ETag changed; 409: the file appeared; 400 InvalidBlockList: our staged
         // blocks are gone (another writer's commit discarded them).
         Err(e)
@@ -167,9 +183,12 @@ pub(super) async fn commit(sink: &BlobSink, ticket: &CommitTicket) -> Result<(),
                 || errors::is_status(&e, 400, &["InvalidBlockList"]) =>
         {
             // A retried request whose first attempt succeeded also lands here.
-            if let Some((committed, _)) = sink.inner.committed_blocks(file).await? {
+            if let Some((committed, etag)) = sink.inner.committed_blocks(file).await? {
                 if committed.iter().collect::<Vec<_>>() == detail.ids() {
-                    return Ok(());
+                    return Ok(Committed {
+                        before,
+                        after: etag_version(&etag),
+                    });
                 }
             }
             Err(SinkError::Conflict {
@@ -241,7 +260,7 @@ pub(super) async fn fence(sink: &BlobSink, ticket: &CommitTicket) -> Result<bool
     })
 }
 
-pub(super) async fn list_daily(sink: &BlobSink) -> Result<Vec<String>, SinkError> {
+pub(super) async fn list_daily(sink: &BlobSink) -> Result<Vec<DailyFile>, SinkError> {
     let inner = &sink.inner;
     let prefix = inner.blob_name("daily/");
     let base_prefix = inner.blob_name("");
@@ -271,17 +290,98 @@ pub(super) async fn list_daily(sink: &BlobSink) -> Result<Vec<String>, SinkError
                 name.strip_prefix(base_prefix.as_str()).unwrap_or(&name)
             };
             let day = relative.strip_prefix("daily/").unwrap_or("");
-            if !day.contains('/') && day.ends_with(".csv") {
-                files.push(relative.to_string());
+            if day.contains('/') || !day.ends_with(".csv") {
+                continue;
             }
+            let properties = item.properties.as_ref();
+            let etag = properties.and_then(|p| p.etag.as_ref()).ok_or_else(|| {
+                SinkError::Other(format!("{relative}: List Blobs returned no ETag"))
+            })?;
+            files.push(DailyFile {
+                name: relative.to_string(),
+                version: etag_version(etag.as_ref()),
+                len: properties.and_then(|p| p.content_length).unwrap_or(0),
+            });
         }
     }
-    files.sort();
+    files.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(files)
 }
 
 pub(super) async fn read(sink: &BlobSink, file: &str) -> Result<Option<Bytes>, SinkError> {
     sink.inner.download(file).await
+}
+
+impl Inner {
+    /// `len` bytes of `file` from `offset`, pinned to `etag` (`If-Match`): a file changed since
+    /// is a [`SinkError::Conflict`].
+    pub(super) async fn download_range(
+        &self,
+        file: &str,
+        etag: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, SinkError> {
+        let client = self.blob(file)?;
+        let options = BlobClientDownloadOptions {
+            range: Some(HttpRange::new(offset, len)),
+            if_match: Some(Etag::from(etag)),
+            ..Default::default()
+        };
+        let response = match client.download(Some(options)).await {
+            Ok(response) => response,
+            Err(e) if errors::is_status(&e, 412, &[]) || errors::is_status(&e, 404, &[]) => {
+                return Err(SinkError::Conflict {
+                    what: self.blob_name(file),
+                })
+            }
+            Err(e) => return Err(self.error(file, &e)),
+        };
+        let bytes = response
+            .body
+            .collect()
+            .await
+            .map_err(|e| self.error(file, &e))?;
+        if bytes.len() as u64 != len {
+            return Err(SinkError::Other(format!(
+                "{file}: expected {len} bytes at offset {offset}, got {}",
+                bytes.len()
+            )));
+        }
+        Ok(bytes)
+    }
+}
+
+pub(super) async fn read_range(
+    sink: &BlobSink,
+    file: &str,
+    version: &FileVersion,
+    offset: u64,
+    len: u64,
+) -> Result<Bytes, SinkError> {
+    sink.inner
+        .download_range(file, version.as_str(), offset, len)
+        .await
+}
+
+/// Put Blob of a whole file (a summary, a tally): one atomic replace, by the lock holder only.
+pub(super) async fn put_file(sink: &BlobSink, file: &str, bytes: Bytes) -> Result<(), SinkError> {
+    sink.ensure_locked().await?;
+    let content_type = if file.ends_with(".csv") {
+        CSV_CONTENT_TYPE
+    } else {
+        "application/json"
+    };
+    let options = BlobClientUploadOptions {
+        blob_content_type: Some(content_type.to_string()),
+        ..Default::default()
+    };
+    sink.inner
+        .blob(file)?
+        .upload(content(bytes), Some(options))
+        .await
+        .map(|_| ())
+        .map_err(|e| sink.inner.error(file, &e))
 }
 
 pub(super) async fn probe(sink: &BlobSink) -> Result<(), SinkError> {

@@ -14,8 +14,7 @@ use std::sync::atomic::Ordering;
 use azure_core::http::headers::{HeaderName, Headers};
 use azure_core::http::Etag;
 use azure_storage_blob::models::{
-    BlobClientDownloadOptions, BlobClientGetPropertiesResultHeaders,
-    BlockBlobClientStageBlockFromUrlOptions, HttpRange,
+    BlobClientGetPropertiesResultHeaders, BlockBlobClientStageBlockFromUrlOptions, HttpRange,
 };
 use bytes::Bytes;
 
@@ -270,35 +269,11 @@ async fn copy_by_download(
     ids: &[BlockId],
 ) -> Result<Vec<BlockId>, SinkError> {
     let inner = &sink.inner;
-    let client = inner.blob(source.file)?;
     let mut staged = Vec::new();
     for (&(offset, length), id) in ranges.iter().zip(ids) {
-        let options = BlobClientDownloadOptions {
-            range: Some(HttpRange::new(offset, length)),
-            if_match: Some(source.etag.clone()),
-            ..Default::default()
-        };
-        let response = match client.download(Some(options)).await {
-            Ok(response) => response,
-            Err(e) if errors::is_status(&e, 412, &[]) => {
-                return Err(SinkError::Conflict {
-                    what: inner.blob_name(source.file),
-                })
-            }
-            Err(e) => return Err(inner.error(source.file, &e)),
-        };
-        let bytes = response
-            .body
-            .collect()
-            .await
-            .map_err(|e| inner.error(source.file, &e))?;
-        if bytes.len() as u64 != length {
-            return Err(SinkError::Other(format!(
-                "{}: expected {length} bytes at offset {offset}, got {}",
-                source.file,
-                bytes.len()
-            )));
-        }
+        let bytes = inner
+            .download_range(source.file, source.etag.as_ref(), offset, length)
+            .await?;
         inner
             .counters
             .bytes_copied

@@ -16,9 +16,11 @@
 //! | `write_state` | Put Blob with the lease id (atomic replace; re-sends the holder metadata) |
 //! | `stage` | Put Block |
 //! | `prepare` | Get Block List (committed) → ETag; if the file is new, Put Block (header) |
-//! | `commit` | Put Block List with `If-Match: <etag>` or `If-None-Match: *`; on 412 one Get Block List |
+//! | `commit` | Put Block List with `If-Match: <etag>` or `If-None-Match: *` (its answer's ETag is the new version); on 412 one Get Block List |
 //! | `is_committed` | Get Block List (committed) |
-//! | `list_daily` | List Blobs (one call per 5000 files) |
+//! | `list_daily` | List Blobs (one call per 5000 files; names, ETags, sizes) |
+//! | `read_range` | Get Blob with a range and `If-Match: <etag>` |
+//! | `put_file` | Put Blob (a summary or a tally: one atomic replace) |
 //! | `publish_latest` | Put Block (header) + per daily file: Get Blob Properties + Put Block From URL per 4000 MiB of rows; then Put Block List |
 //! | `probe` | Put Blob + Get Blob + List Blobs + Delete Blob of `_state/probe-<uuid>` |
 //!
@@ -78,7 +80,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use url::Url;
 
-use crate::sink::{BlockId, CommitTicket, LockOutcome, Sink, SinkCounters, SinkError};
+use crate::sink::{
+    BlockId, CommitTicket, Committed, DailyFile, FileVersion, LockOutcome, Sink, SinkCounters,
+    SinkError,
+};
 
 use client::Inner;
 use lease::HeldLease;
@@ -176,7 +181,7 @@ impl Sink for BlobSink {
         files::prepare(self, file, header, blocks).await
     }
 
-    async fn commit(&self, ticket: &CommitTicket) -> Result<(), SinkError> {
+    async fn commit(&self, ticket: &CommitTicket) -> Result<Committed, SinkError> {
         files::commit(self, ticket).await
     }
 
@@ -196,8 +201,22 @@ impl Sink for BlobSink {
         files::fence(self, ticket).await
     }
 
-    async fn list_daily(&self) -> Result<Vec<String>, SinkError> {
+    async fn list_daily(&self) -> Result<Vec<DailyFile>, SinkError> {
         files::list_daily(self).await
+    }
+
+    async fn read_range(
+        &self,
+        file: &str,
+        version: &FileVersion,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, SinkError> {
+        files::read_range(self, file, version, offset, len).await
+    }
+
+    async fn put_file(&self, file: &str, bytes: Bytes) -> Result<(), SinkError> {
+        files::put_file(self, file, bytes).await
     }
 
     async fn publish_latest(&self, header: Bytes, daily_files: &[String]) -> Result<(), SinkError> {

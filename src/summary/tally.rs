@@ -1,0 +1,548 @@
+//! A day's tally: per place and per device, the sign-ins, failures, users, first and newest
+//! sign-in of a set of rows. Tallies merge — sums, unions, minimum and maximum, each associative
+//! and commutative — so the tally of a daily file is the merge of the tallies of the rows each
+//! commit added, in any order, and equals the tally of the whole file read again.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::rows::{Row, RowLayout, RowReader};
+use super::SummaryError;
+
+/// Separates the parts of a key. The export replaces every line break in a cell with a space, so
+/// no part contains one and a joined key splits back into exactly its parts.
+pub(super) const KEY_SEPARATOR: char = '\n';
+
+/// What one set of rows holds, per place and per device.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DayTally {
+    /// Rows tallied.
+    pub rows: u64,
+    /// Rows with a point on the map.
+    pub located: u64,
+    /// Place key (`latitude` and `longitude` as written, joined by [`KEY_SEPARATOR`]) → tally.
+    pub(super) places: BTreeMap<String, PlaceTally>,
+    /// Device key → tally. The key joins user, device id, then — only without a device id —
+    /// device name, system and browser, then client app and app.
+    pub(super) devices: BTreeMap<String, DeviceTally>,
+}
+
+/// The sign-ins at one place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct PlaceTally {
+    pub sign_ins: u64,
+    pub failures: u64,
+    /// Distinct `userPrincipalName`s (empty ones left out).
+    pub users: BTreeSet<String>,
+    pub first_seen: String,
+    /// The newest sign-in: `location`, city, state, country, user, client app, app.
+    pub newest: Newest,
+}
+
+/// The sign-ins of one user's device and client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct DeviceTally {
+    pub sign_ins: u64,
+    pub failures: u64,
+    pub first_seen: String,
+    /// The newest sign-in: user name, device name, system, browser, location, IP address,
+    /// compliant, managed, trust type.
+    pub newest: Newest,
+}
+
+/// A group's newest sign-in: its `createdDateTime` and values, joined by [`KEY_SEPARATOR`] in one
+/// string (one allocation per group, not one per value: a new group is the tally's main cost).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(super) struct Newest(String);
+
+impl Newest {
+    fn of(created: &str, values: &[&str]) -> Newest {
+        let mut text = String::with_capacity(
+            created.len() + values.iter().map(|v| v.len() + 1).sum::<usize>(),
+        );
+        text.push_str(created);
+        for value in values {
+            text.push(KEY_SEPARATOR);
+            text.push_str(value);
+        }
+        Newest(text)
+    }
+
+    pub fn created(&self) -> &str {
+        self.0.split(KEY_SEPARATOR).next().unwrap_or("")
+    }
+
+    /// Value `i` (`""` past the end).
+    pub fn value(&self, i: usize) -> &str {
+        self.0.split(KEY_SEPARATOR).nth(i + 1).unwrap_or("")
+    }
+
+    fn values(&self) -> &str {
+        self.0
+            .split_once(KEY_SEPARATOR)
+            .map_or("", |(_, values)| values)
+    }
+
+    /// The order that decides which sign-in is the newest: the creation instant, then the values
+    /// (a total order, so that merging in any order picks the same one).
+    fn order(created: &str, values: &[&str], than: &Newest) -> Ordering {
+        instant_order(created, than.created()).then_with(|| {
+            // Same instant: rare, so the values are joined as `Newest` holds them.
+            let mut joined = String::new();
+            for (i, value) in values.iter().enumerate() {
+                if i > 0 {
+                    joined.push(KEY_SEPARATOR);
+                }
+                joined.push_str(value);
+            }
+            joined.as_str().cmp(than.values())
+        })
+    }
+
+    fn offer(&mut self, created: &str, values: &[&str]) {
+        if Newest::order(created, values, self) == Ordering::Greater {
+            // Rows come newest first, so this is rare; the allocation is reused.
+            self.0.clear();
+            self.0.push_str(created);
+            for value in values {
+                self.0.push(KEY_SEPARATOR);
+                self.0.push_str(value);
+            }
+        }
+    }
+
+    fn absorb(&mut self, other: Newest) {
+        let order = instant_order(other.created(), self.created())
+            .then_with(|| other.values().cmp(self.values()));
+        if order == Ordering::Greater {
+            *self = other;
+        }
+    }
+}
+
+/// Orders two `createdDateTime` cells by the instant they name (ISO 8601 UTC, `…:SS[.fffffff]Z`:
+/// plain byte order would put `10:00:00.5Z` before `10:00:00Z`), then by their text.
+pub(super) fn instant_order(a: &str, b: &str) -> Ordering {
+    fn split(t: &str) -> (&str, &str) {
+        match (t.get(..19), t.get(19..)) {
+            (Some(seconds), Some(rest)) => {
+                (seconds, rest.trim_start_matches('.').trim_end_matches('Z'))
+            }
+            _ => (t, ""),
+        }
+    }
+    let ((a_seconds, a_fraction), (b_seconds, b_fraction)) = (split(a), split(b));
+    a_seconds
+        .cmp(b_seconds)
+        .then_with(|| {
+            // Fractions compare as digits padded with zeros: "5" = "50" > "05".
+            fn padded(fraction: &str, width: usize) -> impl Iterator<Item = u8> + '_ {
+                fraction.bytes().chain(std::iter::repeat(b'0')).take(width)
+            }
+            let width = a_fraction.len().max(b_fraction.len());
+            padded(a_fraction, width).cmp(padded(b_fraction, width))
+        })
+        .then_with(|| a.cmp(b))
+}
+
+/// The earlier of two first-seen instants.
+fn keep_earliest(first: &mut String, candidate: &str) {
+    if instant_order(candidate, first) == Ordering::Less {
+        first.clear();
+        first.push_str(candidate);
+    }
+}
+
+/// A sign-in failed: its `statusErrorCode` is there and not 0.
+fn failed(status: &str) -> bool {
+    !status.is_empty() && status != "0"
+}
+
+/// Whether `latitude`, `longitude` are a point on the map: numbers within ±90 / ±180, not
+/// exactly 0 and 0 (the flattener's rule; files of older versions may hold 0,0).
+pub(super) fn point(latitude: &str, longitude: &str) -> Option<(f64, f64)> {
+    let latitude: f64 = latitude.trim().parse().ok()?;
+    let longitude: f64 = longitude.trim().parse().ok()?;
+    let known = latitude.is_finite()
+        && longitude.is_finite()
+        && (-90.0..=90.0).contains(&latitude)
+        && (-180.0..=180.0).contains(&longitude)
+        && (latitude, longitude) != (0.0, 0.0);
+    known.then_some((latitude, longitude))
+}
+
+/// Joins key parts with [`KEY_SEPARATOR`] into `out` (cleared first).
+fn join_key(parts: &[&str], out: &mut String) {
+    out.clear();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push(KEY_SEPARATOR);
+        }
+        out.push_str(part);
+    }
+}
+
+impl DayTally {
+    /// Adds the rows of `bytes` — whole rows of the export's CSV, no header — and returns how many.
+    pub fn add_rows(
+        &mut self,
+        layout: &RowLayout,
+        bytes: &[u8],
+        what: &str,
+    ) -> Result<u64, SummaryError> {
+        let mut file = FileTally::new(layout.clone(), what);
+        file.tally = std::mem::take(self);
+        let before = file.tally.rows;
+        file.feed(bytes)?;
+        *self = file.finish()?;
+        Ok(self.rows - before)
+    }
+
+    /// Merges `other` in.
+    pub fn absorb(&mut self, other: DayTally) {
+        self.rows += other.rows;
+        self.located += other.located;
+        for (key, place) in other.places {
+            match self.places.get_mut(&key) {
+                Some(mine) => mine.absorb(place),
+                None => {
+                    self.places.insert(key, place);
+                }
+            }
+        }
+        for (key, device) in other.devices {
+            match self.devices.get_mut(&key) {
+                Some(mine) => mine.absorb(device),
+                None => {
+                    self.devices.insert(key, device);
+                }
+            }
+        }
+    }
+
+    fn add_row(&mut self, layout: &RowLayout, row: Row<'_>, key: &mut String) {
+        let created = row.get(layout.created);
+        let failure = u64::from(failed(row.field(layout.status)));
+        let user = row.field(layout.user);
+        let client_app = row.field(layout.client_app);
+        let app = row.field(layout.app);
+        let location = row.field(layout.location);
+        self.rows += 1;
+
+        let device_id = row.field(layout.device_id);
+        let (name, os, browser) = (
+            row.field(layout.device_name),
+            row.field(layout.os),
+            row.field(layout.browser),
+        );
+        let described = if device_id.is_empty() {
+            [name, os, browser]
+        } else {
+            ["", "", ""]
+        };
+        join_key(
+            &[
+                user,
+                device_id,
+                described[0],
+                described[1],
+                described[2],
+                client_app,
+                app,
+            ],
+            key,
+        );
+        let newest = [
+            row.field(layout.user_name),
+            name,
+            os,
+            browser,
+            location,
+            row.field(layout.ip),
+            row.field(layout.compliant),
+            row.field(layout.managed),
+            row.field(layout.trust),
+        ];
+        match self.devices.get_mut(key.as_str()) {
+            Some(device) => {
+                device.sign_ins += 1;
+                device.failures += failure;
+                keep_earliest(&mut device.first_seen, created);
+                device.newest.offer(created, &newest);
+            }
+            None => {
+                self.devices.insert(
+                    key.clone(),
+                    DeviceTally {
+                        sign_ins: 1,
+                        failures: failure,
+                        first_seen: created.to_string(),
+                        newest: Newest::of(created, &newest),
+                    },
+                );
+            }
+        }
+
+        let (latitude, longitude) = (row.field(layout.latitude), row.field(layout.longitude));
+        if point(latitude, longitude).is_none() {
+            return;
+        }
+        self.located += 1;
+        join_key(&[latitude, longitude], key);
+        let newest = [
+            location,
+            row.field(layout.city),
+            row.field(layout.state),
+            row.field(layout.country),
+            user,
+            client_app,
+            app,
+        ];
+        let place = match self.places.get_mut(key.as_str()) {
+            Some(place) => {
+                place.sign_ins += 1;
+                place.failures += failure;
+                keep_earliest(&mut place.first_seen, created);
+                place.newest.offer(created, &newest);
+                place
+            }
+            None => self.places.entry(key.clone()).or_insert(PlaceTally {
+                sign_ins: 1,
+                failures: failure,
+                users: BTreeSet::new(),
+                first_seen: created.to_string(),
+                newest: Newest::of(created, &newest),
+            }),
+        };
+        if !user.is_empty() && !place.users.contains(user) {
+            place.users.insert(user.to_string());
+        }
+    }
+}
+
+impl PlaceTally {
+    pub(super) fn absorb(&mut self, other: PlaceTally) {
+        self.sign_ins += other.sign_ins;
+        self.failures += other.failures;
+        self.users.extend(other.users);
+        keep_earliest(&mut self.first_seen, &other.first_seen);
+        self.newest.absorb(other.newest);
+    }
+}
+
+impl DeviceTally {
+    fn absorb(&mut self, other: DeviceTally) {
+        self.sign_ins += other.sign_ins;
+        self.failures += other.failures;
+        keep_earliest(&mut self.first_seen, &other.first_seen);
+        self.newest.absorb(other.newest);
+    }
+}
+
+/// Tallies a file's rows chunk by chunk (a daily file read in ranges: memory stays flat).
+pub struct FileTally {
+    layout: RowLayout,
+    reader: RowReader,
+    tally: DayTally,
+    key: String,
+    what: String,
+    problem: Option<(u64, String)>,
+}
+
+impl FileTally {
+    /// `what` names the rows in errors (a file, a block).
+    pub fn new(layout: RowLayout, what: &str) -> FileTally {
+        FileTally {
+            layout,
+            reader: RowReader::default(),
+            tally: DayTally::default(),
+            key: String::new(),
+            what: what.to_string(),
+            problem: None,
+        }
+    }
+
+    /// Tallies the rows `chunk` completes (no header: skip it before).
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<(), SummaryError> {
+        self.read(Some(chunk))
+    }
+
+    /// The tally of every row fed.
+    pub fn finish(mut self) -> Result<DayTally, SummaryError> {
+        self.read(None)?;
+        Ok(self.tally)
+    }
+
+    /// Reads `chunk`, or (`None`) the last row if it lacks its line break.
+    fn read(&mut self, chunk: Option<&[u8]>) -> Result<(), SummaryError> {
+        let FileTally {
+            layout,
+            reader,
+            tally,
+            key,
+            problem,
+            ..
+        } = self;
+        let mut each = |row: Row<'_>| {
+            if row.len() != layout.width {
+                problem.get_or_insert((
+                    tally.rows + 1,
+                    format!("{} fields where the header has {}", row.len(), layout.width),
+                ));
+            } else if problem.is_none() {
+                tally.add_row(layout, row, key);
+            }
+        };
+        let read = match chunk {
+            Some(chunk) => reader.feed(chunk, &mut each),
+            None => reader.finish(&mut each),
+        };
+        self.check(read)
+    }
+
+    fn check(&mut self, read: Result<(), String>) -> Result<(), SummaryError> {
+        let problem = match read {
+            Err(problem) => Some((self.reader.rows(), problem)),
+            Ok(()) => self.problem.take(),
+        };
+        match problem {
+            None => Ok(()),
+            Some((row, problem)) => Err(SummaryError::Malformed {
+                what: self.what.clone(),
+                row,
+                problem,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COLUMNS: [&str; 12] = [
+        "createdDateTime",
+        "userPrincipalName",
+        "userDisplayName",
+        "clientAppUsed",
+        "appDisplayName",
+        "statusErrorCode",
+        "deviceId",
+        "deviceOperatingSystem",
+        "latitude",
+        "longitude",
+        "location",
+        "ipAddress",
+    ];
+
+    fn layout() -> RowLayout {
+        RowLayout::new(&COLUMNS).unwrap()
+    }
+
+    fn tally(text: &str) -> DayTally {
+        let mut tally = DayTally::default();
+        tally.add_rows(&layout(), text.as_bytes(), "test").unwrap();
+        tally
+    }
+
+    const ROWS: &str = "\
+2026-11-28T10:00:00Z,a@x,Ann,Exchange ActiveSync,Exchange,0,,iOS,47.6,-122.3,\"Redmond, WA, US\",10.0.0.1\r\n\
+2026-11-28T09:00:00Z,a@x,Ann,Exchange ActiveSync,Exchange,50126,,iOS,47.6,-122.3,\"Redmond, WA, US\",10.0.0.2\r\n\
+2026-11-28T11:00:00.5Z,b@x,Bob,Exchange ActiveSync,Exchange,0,dev-1,Android,47.6,-122.3,\"Redmond, WA, US\",10.0.0.3\r\n\
+2026-11-28T11:00:00Z,b@x,Bob,Exchange ActiveSync,Exchange,0,dev-1,Android 14,0,0,,10.0.0.4\r\n\
+2026-11-28T08:00:00Z,c@x,Cy,Browser,Office,0,,Windows,,,,10.0.0.5\r\n";
+
+    #[test]
+    fn rows_count_per_place_and_device() {
+        let t = tally(ROWS);
+        assert_eq!((t.rows, t.located), (5, 3));
+        let place = &t.places["47.6\n-122.3"];
+        assert_eq!(
+            (place.sign_ins, place.failures, place.users.len()),
+            (3, 1, 2)
+        );
+        assert_eq!(place.first_seen, "2026-11-28T09:00:00Z");
+        assert_eq!(place.newest.created(), "2026-11-28T11:00:00.5Z");
+        assert_eq!(place.newest.value(4), "b@x");
+        assert_eq!(t.places.len(), 1, "0,0 and empty coordinates are no place");
+        // Bob's registered device: one row despite two systems; Ann's unregistered phone by
+        // its description.
+        assert_eq!(t.devices.len(), 3);
+        let bob = &t.devices["b@x\ndev-1\n\n\n\nExchange ActiveSync\nExchange"];
+        assert_eq!(bob.sign_ins, 2);
+        assert_eq!(bob.newest.value(2), "Android", "from the newest sign-in");
+        let ann = &t.devices["a@x\n\n\niOS\n\nExchange ActiveSync\nExchange"];
+        assert_eq!((ann.sign_ins, ann.failures), (2, 1));
+        assert_eq!(ann.newest.value(5), "10.0.0.1");
+    }
+
+    #[test]
+    fn tallies_merged_in_any_order_equal_the_tally_of_all_rows() {
+        let all = tally(ROWS);
+        let lines: Vec<&str> = ROWS.split_inclusive("\r\n").collect();
+        for split in 0..=lines.len() {
+            let (a, b) = (
+                tally(&lines[..split].concat()),
+                tally(&lines[split..].concat()),
+            );
+            let mut ab = a.clone();
+            ab.absorb(b.clone());
+            let mut ba = b;
+            ba.absorb(a);
+            assert_eq!(ab, all, "split {split}");
+            assert_eq!(ba, all, "split {split}");
+        }
+    }
+
+    #[test]
+    fn instants_order_by_time_not_by_text() {
+        use Ordering::*;
+        assert_eq!(
+            instant_order("2026-11-28T10:00:00.5Z", "2026-11-28T10:00:00Z"),
+            Greater
+        );
+        assert_eq!(
+            instant_order("2026-11-28T10:00:00.05Z", "2026-11-28T10:00:00.5Z"),
+            Less
+        );
+        assert_eq!(
+            instant_order("2026-11-28T10:00:01Z", "2026-11-28T10:00:00.9999999Z"),
+            Greater
+        );
+        assert_eq!(
+            instant_order("2026-11-28T10:00:00Z", "2026-11-28T10:00:00Z"),
+            Equal
+        );
+        // The same instant written two ways still has one order.
+        assert_ne!(
+            instant_order("2026-11-28T10:00:00.0Z", "2026-11-28T10:00:00Z"),
+            Equal
+        );
+    }
+
+    #[test]
+    fn a_row_of_other_columns_is_refused() {
+        let mut t = DayTally::default();
+        let error = t
+            .add_rows(&layout(), b"2026-11-28T10:00:00Z,a@x\r\n", "daily/x.csv")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("daily/x.csv, row 1") && error.contains("2 fields"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_tally_survives_its_json() {
+        let t = tally(ROWS);
+        let json = serde_json::to_vec(&t).unwrap();
+        assert_eq!(serde_json::from_slice::<DayTally>(&json).unwrap(), t);
+    }
+}
