@@ -17,7 +17,13 @@
 //! Dedup only needs the ids created inside the overlap before the watermark (the newest span's
 //! end): every run re-reads that overlap for sign-ins Graph publishes late, and nothing else is
 //! ever read twice (holes are disjoint from what is covered).
+//!
+//! The diagnostic-settings source keeps its own part, `archive` ([`ArchiveState`]): per-blob
+//! cursors, the ids of a repeated delivery, and a pending record of several files at once. On that
+//! source `covered` stays what Graph exported before a switch (rows created inside it are not
+//! written again) and `exportFrom` the export's start.
 
+pub mod archive;
 pub mod coverage;
 pub mod summary;
 
@@ -30,8 +36,9 @@ use time::OffsetDateTime;
 
 use crate::sink::CommitTicket;
 
+pub use archive::{ArchivePending, ArchiveState, IdWindow, ReadRange, Replay};
 pub use coverage::{Coverage, Span};
-pub use summary::{Outcome, Remaining, RunSummary};
+pub use summary::{ArchiveSummary, Outcome, Remaining, RunSummary};
 
 /// Layout version of the state document. Version 1 (one contiguous interval, columns outside the
 /// query, a learnt slice length) is migrated when read.
@@ -82,6 +89,10 @@ pub struct State {
     /// Rows per second of sign-in time over what runs committed, for the estimate of what remains.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows_per_second: Option<f64>,
+    /// The diagnostic-settings source's part: set once a run read the archive, after which
+    /// Graph runs are refused (see [`State::check_source`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<ArchiveState>,
     /// Columns of a version-1 document that recorded no query: checked by the first
     /// [`State::check_export`], which then records the whole query. Never written.
     #[serde(skip)]
@@ -169,6 +180,8 @@ pub enum StateError {
     Version(u32),
     #[error("this destination was exported with another query or other columns ({0}); its files would mix two selections of sign-ins or two column layouts. Put back the previous settings, or export into a new destination prefix (e.g. append /v2 to SIGNINS_DESTINATION)")]
     Query(String),
+    #[error("this destination is exported from the diagnostic-settings archive (SIGNINS_SOURCE=diagnostic-settings), now SIGNINS_SOURCE=graph: the archive's cursors say nothing Graph's planner can use, so a Graph run would write its rows again. Put back SIGNINS_SOURCE=diagnostic-settings, or export from Graph into a new destination prefix (e.g. append /v2 to SIGNINS_DESTINATION)")]
+    BackToGraph,
 }
 
 impl State {
@@ -188,6 +201,7 @@ impl State {
             lost: Coverage::default(),
             stalled_runs: 0,
             rows_per_second: None,
+            archive: None,
             unrecorded_columns: None,
         }
     }
@@ -262,6 +276,16 @@ impl State {
         }
     }
 
+    /// The one check of the source against what this destination holds: once a run read the
+    /// diagnostic-settings archive, Graph runs are refused. (A Graph export can switch to the
+    /// archive: the archive run continues from what Graph exported, see `run::archive`.)
+    pub fn check_source(&self, archive: bool) -> Result<(), StateError> {
+        if self.archive.is_some() && !archive {
+            return Err(StateError::BackToGraph);
+        }
+        Ok(())
+    }
+
     /// Whether the sign-in `id` has been written already (as far as dedup can still matter).
     pub fn is_written(&self, id: &str) -> bool {
         self.recent_ids.contains_key(id)
@@ -316,7 +340,13 @@ impl State {
                 _ => observed,
             });
         }
-        self.stalled_runs = if added_seconds > 0.0 || !had_work {
+        self.record_progress(added_seconds > 0.0, had_work)
+    }
+
+    /// Counts a run that had something to read and made no progress; returns the consecutive
+    /// runs without progress (the archive source's progress is bytes consumed, not time).
+    pub fn record_progress(&mut self, progressed: bool, had_work: bool) -> u32 {
+        self.stalled_runs = if progressed || !had_work {
             0
         } else {
             self.stalled_runs.saturating_add(1)
@@ -413,6 +443,7 @@ mod v1 {
                 lost: Coverage::of(self.lost),
                 stalled_runs: 0,
                 rows_per_second: None,
+                archive: None,
                 unrecorded_columns,
             }
         }

@@ -1,0 +1,509 @@
+//! The diagnostic-settings source's part of the state (`archive` in `_state/state.json`): how far
+//! each blob is read, the ids that recognise a repeated delivery, and the commit of several daily
+//! files at once. Pure: the run (`run::archive`) does the I/O.
+//!
+//! A read batch can feed several daily files (rows go to the file of their `createdDateTime`, so
+//! a late delivery lands in an older day), and each file is committed on its own (one Put Block
+//! List each), so the pending record ([`ArchivePending`]) holds a ticket per file, the cursors
+//! the batch leaves and the byte ranges it read. After a crash the next run fences every ticket
+//! and [`ArchiveState::settle`]s:
+//!
+//! * every file landed: the cursors and ids apply, as after a normal commit;
+//! * none landed: nothing changes, the ranges are read again;
+//! * some landed: the cursors stay, and each range becomes a [`Replay`] naming the files that
+//!   landed. Reading the range again gives the same rows (the bytes below a listed length never
+//!   change: append blobs only grow), and a row whose file is named there is not written again.
+//!   A replay is dropped once its blob's cursor has passed its end.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use time::OffsetDateTime;
+
+use super::Instant;
+use crate::diagnostic::{BlobCursor, Cursors};
+use crate::sink::CommitTicket;
+
+/// Width of a bucket of [`IdWindow`]: ids are kept and dropped a bucket at a time.
+const BUCKET: time::Duration = time::Duration::minutes(10);
+
+/// The ids of committed rows near the newest one, by `createdDateTime` (see
+/// [`crate::diagnostic`], "Repeated deliveries"): a repeated delivery carries the same id, so a row
+/// whose id is here was written already. Each id is its 128-bit [`id_key`](crate::diagnostic::cursor::id_key),
+/// sorted within a 10-minute bucket of its creation time: 16 bytes an id in memory; in the state
+/// each bucket is one base64 string.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdWindow {
+    buckets: BTreeMap<OffsetDateTime, Vec<u128>>,
+}
+
+impl IdWindow {
+    /// The window of `ids` (key, creation time), any order, repeats allowed.
+    pub fn of(ids: impl IntoIterator<Item = (u128, OffsetDateTime)>) -> IdWindow {
+        let mut buckets: BTreeMap<OffsetDateTime, Vec<u128>> = BTreeMap::new();
+        for (key, created) in ids {
+            buckets.entry(bucket_of(created)).or_default().push(key);
+        }
+        for keys in buckets.values_mut() {
+            keys.sort_unstable();
+            keys.dedup();
+        }
+        IdWindow { buckets }
+    }
+
+    /// Whether the id `key` of a row created at `created` is in the window.
+    pub fn contains(&self, key: u128, created: OffsetDateTime) -> bool {
+        self.buckets
+            .get(&bucket_of(created))
+            .is_some_and(|keys| keys.binary_search(&key).is_ok())
+    }
+
+    /// Adds every id of `other`.
+    pub fn merge(&mut self, other: IdWindow) {
+        for (bucket, keys) in other.buckets {
+            let mine = self.buckets.entry(bucket).or_default();
+            mine.extend(keys);
+            mine.sort_unstable();
+            mine.dedup();
+        }
+    }
+
+    /// Forgets the buckets that end at or before `t`.
+    pub fn forget_before(&mut self, t: OffsetDateTime) {
+        self.buckets.retain(|start, _| *start + BUCKET > t);
+    }
+
+    /// Ids held.
+    pub fn len(&self) -> usize {
+        self.buckets.values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buckets.values().all(Vec::is_empty)
+    }
+}
+
+/// The start of the bucket `t` falls in.
+fn bucket_of(t: OffsetDateTime) -> OffsetDateTime {
+    let seconds = t.unix_timestamp();
+    let width = BUCKET.whole_seconds();
+    OffsetDateTime::from_unix_timestamp(seconds - seconds.rem_euclid(width)).unwrap_or(t)
+}
+
+impl Serialize for IdWindow {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let encoded: BTreeMap<Instant, String> = self
+            .buckets
+            .iter()
+            .filter(|(_, keys)| !keys.is_empty())
+            .map(|(bucket, keys)| {
+                let bytes: Vec<u8> = keys.iter().flat_map(|k| k.to_be_bytes()).collect();
+                (
+                    Instant(*bucket),
+                    base64::engine::general_purpose::STANDARD.encode(bytes),
+                )
+            })
+            .collect();
+        encoded.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for IdWindow {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let encoded = BTreeMap::<Instant, String>::deserialize(deserializer)?;
+        let mut buckets = BTreeMap::new();
+        for (bucket, text) in encoded {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(serde::de::Error::custom)?;
+            if bytes.len() % 16 != 0 {
+                return Err(serde::de::Error::custom(
+                    "an id bucket is not a whole number of 16-byte ids",
+                ));
+            }
+            let mut keys: Vec<u128> = bytes
+                .chunks_exact(16)
+                .map(|chunk| {
+                    let mut key = [0u8; 16];
+                    key.copy_from_slice(chunk);
+                    u128::from_be_bytes(key)
+                })
+                .collect();
+            keys.sort_unstable();
+            keys.dedup();
+            buckets.insert(bucket_of(bucket.0), keys);
+        }
+        Ok(IdWindow { buckets })
+    }
+}
+
+/// Bytes `[from, to)` of one blob (`<container>/<name>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadRange {
+    pub blob: String,
+    pub from: u64,
+    pub to: u64,
+}
+
+/// A range read by a commit of which only some files landed: its rows of those files are
+/// written already.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Replay {
+    pub blob: String,
+    pub from: u64,
+    pub to: u64,
+    /// The daily files whose commit landed.
+    pub written: BTreeSet<String>,
+}
+
+/// A prepared commit of one read batch: a ticket per daily file, and what the batch read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchivePending {
+    pub tickets: Vec<CommitTicket>,
+    /// The cursors of the blobs the batch read, once it is committed.
+    pub cursors: Cursors,
+    /// What the batch read of each blob (for a replay, should only some tickets land).
+    pub ranges: Vec<ReadRange>,
+    /// The new ids the window keeps.
+    #[serde(default, skip_serializing_if = "IdWindow::is_empty")]
+    pub ids: IdWindow,
+    pub rows: u64,
+    /// The newest `createdDateTime` among the batch's rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest: Option<Instant>,
+}
+
+/// What the state records of the diagnostic-settings source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveState {
+    /// Blobs of hours received before this are not read: they cannot hold a sign-in the export
+    /// wants, or they were read completely and their cursors forgotten.
+    #[serde(with = "time::serde::rfc3339")]
+    pub read_from: OffsetDateTime,
+    /// The source prefix read (`tenantId=<id>/`), once blobs were seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Per blob, `<container>/<name>`: the bytes consumed and what the blob looked like.
+    #[serde(default)]
+    pub cursors: Cursors,
+    /// Ids of committed rows within `SIGNINS_OVERLAP` of the newest one.
+    #[serde(default, skip_serializing_if = "IdWindow::is_empty")]
+    pub ids: IdWindow,
+    /// The newest `createdDateTime` committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest: Option<Instant>,
+    /// A commit recorded but not yet known to be settled (see the module docs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<ArchivePending>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replay: Vec<Replay>,
+    /// Bytes of the archive per row exported, over what was committed: the estimate of what
+    /// remains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_per_row: Option<f64>,
+}
+
+impl ArchiveState {
+    /// An archive export that reads blobs received from `read_from`'s hour on.
+    pub fn new(read_from: OffsetDateTime) -> ArchiveState {
+        ArchiveState {
+            read_from,
+            prefix: None,
+            cursors: Cursors::new(),
+            ids: IdWindow::default(),
+            newest: None,
+            pending: None,
+            replay: Vec::new(),
+            bytes_per_row: None,
+        }
+    }
+
+    /// Whether the row at `offset` of `blob`, which goes to `file`, was written by a commit of
+    /// which only some files landed.
+    pub fn written_before(&self, blob: &str, offset: u64, file: &str) -> bool {
+        self.replay
+            .iter()
+            .any(|r| r.blob == blob && (r.from..r.to).contains(&offset) && r.written.contains(file))
+    }
+
+    /// Whether `blob` has ranges to replay.
+    pub fn replays(&self, blob: &str) -> bool {
+        self.replay.iter().any(|r| r.blob == blob)
+    }
+
+    /// `blob` is read again from its start (written again under its name): what was recorded of
+    /// it no longer applies.
+    pub fn restart(&mut self, blob: &str) {
+        self.cursors.remove(blob);
+        self.replay.retain(|r| r.blob != blob);
+    }
+
+    /// Settles `pending` given which of its tickets landed (in order). Returns whether any did
+    /// (`latest.csv` then needs a rebuild).
+    pub fn settle(&mut self, pending: ArchivePending, landed: &[bool], overlap: Duration) -> bool {
+        let landed_files: BTreeSet<String> = pending
+            .tickets
+            .iter()
+            .zip(landed)
+            .filter(|(_, landed)| **landed)
+            .map(|(ticket, _)| ticket.file.clone())
+            .collect();
+        if landed_files.len() == pending.tickets.len() {
+            let any = !pending.tickets.is_empty();
+            self.apply(pending, overlap);
+            return any;
+        }
+        if landed_files.is_empty() {
+            return false;
+        }
+        for range in pending.ranges {
+            self.replay.push(Replay {
+                blob: range.blob,
+                from: range.from,
+                to: range.to,
+                written: landed_files.clone(),
+            });
+        }
+        true
+    }
+
+    /// Applies a commit whose files all landed (or that had none): cursors, ids, the newest row.
+    pub fn apply(&mut self, pending: ArchivePending, overlap: Duration) {
+        for (blob, cursor) in pending.cursors {
+            self.cursors.insert(blob, cursor);
+        }
+        let cursors = &self.cursors;
+        self.replay.retain(|r| {
+            cursors
+                .get(&r.blob)
+                .is_none_or(|c: &BlobCursor| c.offset < r.to)
+        });
+        if let Some(newest) = pending.newest {
+            self.newest = Some(self.newest.map_or(newest, |n| n.max(newest)));
+        }
+        self.ids.merge(pending.ids);
+        if let Some(newest) = self.newest {
+            self.ids.forget_before(newest.0 - overlap);
+        }
+    }
+
+    /// Records the bytes per row of a commit, weighted like the Graph path's rows per second.
+    pub fn learn_bytes_per_row(&mut self, bytes: u64, rows: u64) {
+        if rows == 0 || bytes == 0 {
+            return;
+        }
+        let observed = bytes as f64 / rows as f64;
+        self.bytes_per_row = Some(match self.bytes_per_row {
+            Some(known) if known.is_finite() => known + (observed - known) * 0.25,
+            _ => observed,
+        });
+    }
+
+    /// Raises `read_from` to `to` (never lowers it) and forgets what lies below: cursors of
+    /// older hours, their replays. `hour_of` gives a blob's hour from its key.
+    pub fn move_start(
+        &mut self,
+        to: OffsetDateTime,
+        hour_of: impl Fn(&str) -> Option<OffsetDateTime>,
+    ) {
+        if to <= self.read_from {
+            return;
+        }
+        self.read_from = to;
+        self.cursors
+            .retain(|blob, _| hour_of(blob).is_some_and(|hour| hour >= to));
+        let cursors = &self.cursors;
+        self.replay.retain(|r| cursors.contains_key(&r.blob));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn ticket(file: &str) -> CommitTicket {
+        CommitTicket {
+            file: file.into(),
+            detail: serde_json::json!({"marker": file}),
+        }
+    }
+
+    fn cursor(offset: u64) -> BlobCursor {
+        BlobCursor {
+            offset,
+            length: offset + 10,
+            etag: None,
+            created: None,
+        }
+    }
+
+    fn pending(files: &[&str]) -> ArchivePending {
+        ArchivePending {
+            tickets: files.iter().map(|f| ticket(f)).collect(),
+            cursors: [
+                ("c/a".to_string(), cursor(500)),
+                ("c/b".to_string(), cursor(90)),
+            ]
+            .into_iter()
+            .collect(),
+            ranges: vec![
+                ReadRange {
+                    blob: "c/a".into(),
+                    from: 100,
+                    to: 500,
+                },
+                ReadRange {
+                    blob: "c/b".into(),
+                    from: 0,
+                    to: 90,
+                },
+            ],
+            ids: IdWindow::of([(7, datetime!(2026-11-30 09:59 UTC))]),
+            rows: 12,
+            newest: Some(Instant(datetime!(2026-11-30 09:59 UTC))),
+        }
+    }
+
+    #[test]
+    fn the_id_window_finds_ids_by_creation_and_forgets_old_buckets() {
+        let t = datetime!(2026-11-30 09:55:10 UTC);
+        let mut window = IdWindow::of([(3, t), (1, t), (3, t), (9, t + BUCKET)]);
+        assert_eq!(window.len(), 3);
+        assert!(window.contains(1, t));
+        assert!(
+            window.contains(1, datetime!(2026-11-30 09:50 UTC)),
+            "same bucket"
+        );
+        assert!(!window.contains(1, t + BUCKET), "another bucket");
+        assert!(!window.contains(2, t));
+        window.merge(IdWindow::of([(2, t), (1, t)]));
+        assert_eq!(window.len(), 4);
+        window.forget_before(datetime!(2026-11-30 10:00 UTC));
+        assert!(!window.contains(1, t));
+        assert!(window.contains(9, t + BUCKET));
+        // The state's form: one base64 string per bucket, read back equal.
+        let json = serde_json::to_value(&window).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"2026-11-30T10:00:00Z": "AAAAAAAAAAAAAAAAAAAACQ=="})
+        );
+        let back: IdWindow = serde_json::from_value(json).unwrap();
+        assert_eq!(back, window);
+        assert!(serde_json::from_value::<IdWindow>(
+            serde_json::json!({"2026-11-30T10:00:00Z": "AAAA"})
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn a_commit_whose_files_all_landed_applies_its_cursors_and_ids() {
+        let mut state = ArchiveState::new(datetime!(2026-11-30 00:00 UTC));
+        state.replay.push(Replay {
+            blob: "c/a".into(),
+            from: 100,
+            to: 400,
+            written: ["daily/2026-11-29.csv".to_string()].into(),
+        });
+        assert!(state.settle(
+            pending(&["daily/2026-11-29.csv", "daily/2026-11-30.csv"]),
+            &[true, true],
+            HOUR
+        ));
+        assert_eq!(state.cursors["c/a"].offset, 500);
+        assert_eq!(state.cursors["c/b"].offset, 90);
+        assert!(state.replay.is_empty(), "the cursor passed the replay");
+        assert!(state.ids.contains(7, datetime!(2026-11-30 09:59 UTC)));
+        assert_eq!(state.newest, Some(Instant(datetime!(2026-11-30 09:59 UTC))));
+        // A later commit moves the window on.
+        let mut later = pending(&[]);
+        later.ids = IdWindow::of([(8, datetime!(2026-11-30 12:00 UTC))]);
+        later.newest = Some(Instant(datetime!(2026-11-30 12:00 UTC)));
+        assert!(
+            !state.settle(later, &[], HOUR),
+            "no file, nothing to rebuild"
+        );
+        assert!(!state.ids.contains(7, datetime!(2026-11-30 09:59 UTC)));
+        assert!(state.ids.contains(8, datetime!(2026-11-30 12:00 UTC)));
+    }
+
+    #[test]
+    fn a_commit_that_did_not_land_changes_nothing() {
+        let mut state = ArchiveState::new(datetime!(2026-11-30 00:00 UTC));
+        let before = state.clone();
+        assert!(!state.settle(pending(&["daily/2026-11-30.csv"]), &[false], HOUR));
+        assert_eq!(state, before);
+    }
+
+    #[test]
+    fn a_commit_of_which_some_files_landed_is_replayed_without_them() {
+        let mut state = ArchiveState::new(datetime!(2026-11-30 00:00 UTC));
+        state.cursors.insert("c/a".into(), cursor(100));
+        let files = ["daily/2026-11-29.csv", "daily/2026-11-30.csv"];
+        assert!(state.settle(pending(&files), &[true, false], HOUR));
+        assert_eq!(state.cursors["c/a"].offset, 100, "cursors stay");
+        assert!(!state.cursors.contains_key("c/b"));
+        assert!(state.ids.is_empty());
+        assert!(state.written_before("c/a", 100, files[0]));
+        assert!(state.written_before("c/a", 499, files[0]));
+        assert!(
+            !state.written_before("c/a", 500, files[0]),
+            "past the range"
+        );
+        assert!(!state.written_before("c/a", 200, files[1]), "did not land");
+        assert!(state.written_before("c/b", 0, files[0]));
+        assert!(state.replays("c/b") && !state.replays("c/z"));
+        // The replay's own commit lands: the cursors pass the ranges, the replays go.
+        assert!(state.settle(pending(&[files[1]]), &[true], HOUR));
+        assert!(state.replay.is_empty());
+        // Written again under its name: nothing recorded of it applies.
+        state.replay.push(Replay {
+            blob: "c/a".into(),
+            from: 0,
+            to: 900,
+            written: BTreeSet::new(),
+        });
+        state.restart("c/a");
+        assert!(!state.cursors.contains_key("c/a") && state.replay.is_empty());
+    }
+
+    #[test]
+    fn moving_the_start_forgets_older_cursors_only() {
+        let mut state = ArchiveState::new(datetime!(2026-11-28 00:00 UTC));
+        let hour = |blob: &str| match blob {
+            "old" => Some(datetime!(2026-11-28 05:00 UTC)),
+            "new" => Some(datetime!(2026-11-29 05:00 UTC)),
+            _ => None,
+        };
+        for blob in ["old", "new", "other"] {
+            state.cursors.insert(blob.into(), cursor(1));
+        }
+        state.move_start(datetime!(2026-11-29 00:00 UTC), hour);
+        assert_eq!(state.read_from, datetime!(2026-11-29 00:00 UTC));
+        assert_eq!(state.cursors.keys().collect::<Vec<_>>(), vec!["new"]);
+        state.move_start(datetime!(2026-11-28 00:00 UTC), hour);
+        assert_eq!(
+            state.read_from,
+            datetime!(2026-11-29 00:00 UTC),
+            "never lowered"
+        );
+    }
+
+    #[test]
+    fn bytes_per_row_follows_what_was_committed() {
+        let mut state = ArchiveState::new(datetime!(2026-11-30 00:00 UTC));
+        state.learn_bytes_per_row(0, 0);
+        assert_eq!(state.bytes_per_row, None);
+        state.learn_bytes_per_row(4000, 1);
+        state.learn_bytes_per_row(2000, 1);
+        assert_eq!(state.bytes_per_row, Some(3500.0));
+    }
+}
