@@ -15,36 +15,32 @@
 //!   change: append blobs only grow), and a row whose file is named there is not written again.
 //!   A replay is dropped once its blob's cursor has passed its end.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
-
 use base64::Engine as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::{BTreeMap, BTreeSet};
 use time::OffsetDateTime;
 
 use super::Instant;
 use crate::diagnostic::{BlobCursor, Cursors};
 use crate::sink::CommitTicket;
 
-/// Width of a bucket of [`IdWindow`]: ids are kept and dropped a bucket at a time.
-const BUCKET: time::Duration = time::Duration::minutes(10);
-
-/// The ids of committed rows near the newest one, by `createdDateTime` (see
-/// [`crate::diagnostic`], "Repeated deliveries"): a repeated delivery carries the same id, so a row
-/// whose id is here was written already. Each id is its 128-bit [`id_key`](crate::diagnostic::cursor::id_key),
-/// sorted within a 10-minute bucket of its creation time: 16 bytes an id in memory; in the state
-/// each bucket is one base64 string.
+/// The ids of committed rows by the hour their blob was received in (see [`crate::diagnostic`],
+/// "Repeated deliveries"): Azure Monitor writes a sign-in to the blob of the hour it receives
+/// it, and a repeated delivery carries the same id into the same hour's blob or a neighbour's,
+/// so a row whose id is in a bucket near its own blob's hour was written already. Each id is its
+/// 128-bit [`id_key`](crate::diagnostic::cursor::id_key), sorted within its hour: 16 bytes an id in
+/// memory; in the state each hour is one base64 string.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IdWindow {
     buckets: BTreeMap<OffsetDateTime, Vec<u128>>,
 }
 
 impl IdWindow {
-    /// The window of `ids` (key, creation time), any order, repeats allowed.
+    /// The window of `ids` (key, received hour of its blob), any order, repeats allowed.
     pub fn of(ids: impl IntoIterator<Item = (u128, OffsetDateTime)>) -> IdWindow {
         let mut buckets: BTreeMap<OffsetDateTime, Vec<u128>> = BTreeMap::new();
-        for (key, created) in ids {
-            buckets.entry(bucket_of(created)).or_default().push(key);
+        for (key, hour) in ids {
+            buckets.entry(hour).or_default().push(key);
         }
         for keys in buckets.values_mut() {
             keys.sort_unstable();
@@ -53,11 +49,11 @@ impl IdWindow {
         IdWindow { buckets }
     }
 
-    /// Whether the id `key` of a row created at `created` is in the window.
-    pub fn contains(&self, key: u128, created: OffsetDateTime) -> bool {
+    /// Whether the id `key` is in a bucket within `reach` of `hour` (either side).
+    pub fn contains(&self, key: u128, hour: OffsetDateTime, reach: time::Duration) -> bool {
         self.buckets
-            .get(&bucket_of(created))
-            .is_some_and(|keys| keys.binary_search(&key).is_ok())
+            .range(hour - reach..=hour + reach)
+            .any(|(_, keys)| keys.binary_search(&key).is_ok())
     }
 
     /// Adds every id of `other`.
@@ -70,9 +66,9 @@ impl IdWindow {
         }
     }
 
-    /// Forgets the buckets that end at or before `t`.
+    /// Forgets the hours before `t`.
     pub fn forget_before(&mut self, t: OffsetDateTime) {
-        self.buckets.retain(|start, _| *start + BUCKET > t);
+        self.buckets.retain(|hour, _| *hour >= t);
     }
 
     /// Ids held.
@@ -85,28 +81,19 @@ impl IdWindow {
     }
 }
 
-/// The start of the bucket `t` falls in.
-fn bucket_of(t: OffsetDateTime) -> OffsetDateTime {
-    let seconds = t.unix_timestamp();
-    let width = BUCKET.whole_seconds();
-    OffsetDateTime::from_unix_timestamp(seconds - seconds.rem_euclid(width)).unwrap_or(t)
-}
-
 impl Serialize for IdWindow {
+    /// One hour's base64 string at a time: the window is the largest part of the state.
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let encoded: BTreeMap<Instant, String> = self
-            .buckets
-            .iter()
-            .filter(|(_, keys)| !keys.is_empty())
-            .map(|(bucket, keys)| {
-                let bytes: Vec<u8> = keys.iter().flat_map(|k| k.to_be_bytes()).collect();
-                (
-                    Instant(*bucket),
-                    base64::engine::general_purpose::STANDARD.encode(bytes),
-                )
-            })
-            .collect();
-        encoded.serialize(serializer)
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        for (hour, keys) in self.buckets.iter().filter(|(_, keys)| !keys.is_empty()) {
+            let bytes: Vec<u8> = keys.iter().flat_map(|k| k.to_be_bytes()).collect();
+            map.serialize_entry(
+                &Instant(*hour),
+                &base64::engine::general_purpose::STANDARD.encode(bytes),
+            )?;
+        }
+        map.end()
     }
 }
 
@@ -133,7 +120,7 @@ impl<'de> Deserialize<'de> for IdWindow {
                 .collect();
             keys.sort_unstable();
             keys.dedup();
-            buckets.insert(bucket_of(bucket.0), keys);
+            buckets.insert(bucket.0, keys);
         }
         Ok(IdWindow { buckets })
     }
@@ -169,7 +156,7 @@ pub struct ArchivePending {
     pub cursors: Cursors,
     /// What the batch read of each blob (for a replay, should only some tickets land).
     pub ranges: Vec<ReadRange>,
-    /// The new ids the window keeps.
+    /// The new ids the window keeps, by the hour of their blob.
     #[serde(default, skip_serializing_if = "IdWindow::is_empty")]
     pub ids: IdWindow,
     pub rows: u64,
@@ -192,7 +179,7 @@ pub struct ArchiveState {
     /// Per blob, `<container>/<name>`: the bytes consumed and what the blob looked like.
     #[serde(default)]
     pub cursors: Cursors,
-    /// Ids of committed rows within `SIGNINS_OVERLAP` of the newest one.
+    /// Ids of committed rows, by the hour of their blob, from the hours still near what is read.
     #[serde(default, skip_serializing_if = "IdWindow::is_empty")]
     pub ids: IdWindow,
     /// The newest `createdDateTime` committed.
@@ -246,7 +233,7 @@ impl ArchiveState {
 
     /// Settles `pending` given which of its tickets landed (in order). Returns whether any did
     /// (`latest.csv` then needs a rebuild).
-    pub fn settle(&mut self, pending: ArchivePending, landed: &[bool], overlap: Duration) -> bool {
+    pub fn settle(&mut self, pending: ArchivePending, landed: &[bool]) -> bool {
         let landed_files: BTreeSet<String> = pending
             .tickets
             .iter()
@@ -256,7 +243,7 @@ impl ArchiveState {
             .collect();
         if landed_files.len() == pending.tickets.len() {
             let any = !pending.tickets.is_empty();
-            self.apply(pending, overlap);
+            self.apply(pending, None);
             return any;
         }
         if landed_files.is_empty() {
@@ -273,8 +260,9 @@ impl ArchiveState {
         true
     }
 
-    /// Applies a commit whose files all landed (or that had none): cursors, ids, the newest row.
-    pub fn apply(&mut self, pending: ArchivePending, overlap: Duration) {
+    /// Applies a commit whose files all landed (or that had none): cursors, ids, the newest row;
+    /// the window then forgets the hours before `keep_from`.
+    pub fn apply(&mut self, pending: ArchivePending, keep_from: Option<OffsetDateTime>) {
         for (blob, cursor) in pending.cursors {
             self.cursors.insert(blob, cursor);
         }
@@ -288,8 +276,8 @@ impl ArchiveState {
             self.newest = Some(self.newest.map_or(newest, |n| n.max(newest)));
         }
         self.ids.merge(pending.ids);
-        if let Some(newest) = self.newest {
-            self.ids.forget_before(newest.0 - overlap);
+        if let Some(keep_from) = keep_from {
+            self.ids.forget_before(keep_from);
         }
     }
 
@@ -328,8 +316,6 @@ mod tests {
     use super::*;
     use time::macros::datetime;
 
-    const HOUR: Duration = Duration::from_secs(3600);
-
     fn ticket(file: &str) -> CommitTicket {
         CommitTicket {
             file: file.into(),
@@ -367,30 +353,33 @@ mod tests {
                     to: 90,
                 },
             ],
-            ids: IdWindow::of([(7, datetime!(2026-11-30 09:59 UTC))]),
+            ids: IdWindow::of([(7, datetime!(2026-11-30 09:00 UTC))]),
             rows: 12,
             newest: Some(Instant(datetime!(2026-11-30 09:59 UTC))),
         }
     }
 
     #[test]
-    fn the_id_window_finds_ids_by_creation_and_forgets_old_buckets() {
-        let t = datetime!(2026-11-30 09:55:10 UTC);
-        let mut window = IdWindow::of([(3, t), (1, t), (3, t), (9, t + BUCKET)]);
+    fn the_id_window_finds_ids_near_their_hour_and_forgets_old_hours() {
+        let h9 = datetime!(2026-11-30 09:00 UTC);
+        let h10 = datetime!(2026-11-30 10:00 UTC);
+        let hour = time::Duration::HOUR;
+        let mut window = IdWindow::of([(3, h9), (1, h9), (3, h9), (9, h10)]);
         assert_eq!(window.len(), 3);
-        assert!(window.contains(1, t));
+        assert!(window.contains(1, h9, time::Duration::ZERO));
+        assert!(window.contains(1, h10, hour), "the next hour's blob");
         assert!(
-            window.contains(1, datetime!(2026-11-30 09:50 UTC)),
-            "same bucket"
+            window.contains(9, h9, hour),
+            "the previous hour's blob, grown late"
         );
-        assert!(!window.contains(1, t + BUCKET), "another bucket");
-        assert!(!window.contains(2, t));
-        window.merge(IdWindow::of([(2, t), (1, t)]));
+        assert!(!window.contains(1, h10 + hour, hour), "two hours apart");
+        assert!(!window.contains(2, h9, hour));
+        window.merge(IdWindow::of([(2, h9), (1, h9)]));
         assert_eq!(window.len(), 4);
-        window.forget_before(datetime!(2026-11-30 10:00 UTC));
-        assert!(!window.contains(1, t));
-        assert!(window.contains(9, t + BUCKET));
-        // The state's form: one base64 string per bucket, read back equal.
+        window.forget_before(h10);
+        assert!(!window.contains(1, h10, hour));
+        assert!(window.contains(9, h10, hour));
+        // The state's form: one base64 string per hour, read back equal.
         let json = serde_json::to_value(&window).unwrap();
         assert_eq!(
             json,
@@ -416,30 +405,33 @@ mod tests {
         assert!(state.settle(
             pending(&["daily/2026-11-29.csv", "daily/2026-11-30.csv"]),
             &[true, true],
-            HOUR
         ));
         assert_eq!(state.cursors["c/a"].offset, 500);
         assert_eq!(state.cursors["c/b"].offset, 90);
         assert!(state.replay.is_empty(), "the cursor passed the replay");
-        assert!(state.ids.contains(7, datetime!(2026-11-30 09:59 UTC)));
+        let h9 = datetime!(2026-11-30 09:00 UTC);
+        assert!(state.ids.contains(7, h9, time::Duration::ZERO));
         assert_eq!(state.newest, Some(Instant(datetime!(2026-11-30 09:59 UTC))));
-        // A later commit moves the window on.
+        // A settled commit (after a crash) keeps every id; a run's commit forgets old hours.
         let mut later = pending(&[]);
-        later.ids = IdWindow::of([(8, datetime!(2026-11-30 12:00 UTC))]);
-        later.newest = Some(Instant(datetime!(2026-11-30 12:00 UTC)));
+        let h12 = datetime!(2026-11-30 12:00 UTC);
+        later.ids = IdWindow::of([(8, h12)]);
+        later.newest = Some(Instant(h12));
         assert!(
-            !state.settle(later, &[], HOUR),
+            !state.settle(later.clone(), &[]),
             "no file, nothing to rebuild"
         );
-        assert!(!state.ids.contains(7, datetime!(2026-11-30 09:59 UTC)));
-        assert!(state.ids.contains(8, datetime!(2026-11-30 12:00 UTC)));
+        assert!(state.ids.contains(7, h9, time::Duration::ZERO));
+        state.apply(later, Some(h12 - time::Duration::HOUR));
+        assert!(!state.ids.contains(7, h9, time::Duration::ZERO));
+        assert!(state.ids.contains(8, h12, time::Duration::ZERO));
     }
 
     #[test]
     fn a_commit_that_did_not_land_changes_nothing() {
         let mut state = ArchiveState::new(datetime!(2026-11-30 00:00 UTC));
         let before = state.clone();
-        assert!(!state.settle(pending(&["daily/2026-11-30.csv"]), &[false], HOUR));
+        assert!(!state.settle(pending(&["daily/2026-11-30.csv"]), &[false]));
         assert_eq!(state, before);
     }
 
@@ -448,7 +440,7 @@ mod tests {
         let mut state = ArchiveState::new(datetime!(2026-11-30 00:00 UTC));
         state.cursors.insert("c/a".into(), cursor(100));
         let files = ["daily/2026-11-29.csv", "daily/2026-11-30.csv"];
-        assert!(state.settle(pending(&files), &[true, false], HOUR));
+        assert!(state.settle(pending(&files), &[true, false]));
         assert_eq!(state.cursors["c/a"].offset, 100, "cursors stay");
         assert!(!state.cursors.contains_key("c/b"));
         assert!(state.ids.is_empty());
@@ -462,7 +454,7 @@ mod tests {
         assert!(state.written_before("c/b", 0, files[0]));
         assert!(state.replays("c/b") && !state.replays("c/z"));
         // The replay's own commit lands: the cursors pass the ranges, the replays go.
-        assert!(state.settle(pending(&[files[1]]), &[true], HOUR));
+        assert!(state.settle(pending(&[files[1]]), &[true]));
         assert!(state.replay.is_empty());
         // Written again under its name: nothing recorded of it applies.
         state.replay.push(Replay {

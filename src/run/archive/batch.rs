@@ -44,6 +44,8 @@ pub struct ReadContext<'r> {
     pub covered: &'r Coverage,
     /// The export's start: older rows are not its own.
     pub export_from: OffsetDateTime,
+    /// How many hours apart a repeated delivery is looked for ([`super::jobs::id_reach`]).
+    pub reach: time::Duration,
     pub sink: &'r dyn Sink,
     pub observer: Option<&'r dyn Observer>,
     pub run_id: &'r str,
@@ -112,8 +114,8 @@ pub struct Batch {
     pub files: BTreeMap<String, FileRows>,
     /// Bytes in the files' buffers.
     buffered: usize,
-    /// Ids of the rows taken, with their creation time: a repeat within the batch is skipped,
-    /// and the window keeps them after the commit.
+    /// Ids of the rows taken, with the hour of their blob: a repeat within the batch is
+    /// skipped, and the window keeps them after the commit.
     ids: HashMap<u128, OffsetDateTime>,
     pub newest: Option<OffsetDateTime>,
     pub rows: u64,
@@ -155,6 +157,10 @@ impl Batch {
         piece: &Piece<'_>,
     ) -> Vec<(String, Vec<u8>)> {
         let path = blob.key.path();
+        let hour = blob
+            .hour
+            .as_ref()
+            .map_or(OffsetDateTime::UNIX_EPOCH, |h| h.hour);
         let read = self.reads.entry(path.clone()).or_insert_with(|| BlobRead {
             blob: blob.clone(),
             from,
@@ -203,14 +209,14 @@ impl Batch {
                     // Written by a commit of which only some files landed; the window learns
                     // its id with this batch.
                     self.counts.replayed += 1;
-                    self.ids.insert(key, created);
+                    self.ids.insert(key, hour);
                     continue;
                 }
-                if ctx.archive.ids.contains(key, created) || self.ids.contains_key(&key) {
+                if self.ids.contains_key(&key) || ctx.archive.ids.contains(key, hour, ctx.reach) {
                     self.duplicates += 1;
                     continue;
                 }
-                self.ids.insert(key, created);
+                self.ids.insert(key, hour);
                 self.newest = Some(self.newest.map_or(created, |n| n.max(created)));
                 self.rows += 1;
                 let rows = self.files.entry(file.clone()).or_default();
@@ -266,18 +272,13 @@ impl Batch {
     }
 
     /// The pending record of this batch (without tickets): the cursors it leaves, the ranges
-    /// it read, the ids the window keeps (those within `overlap` of the newest row committed).
-    pub fn pending(&self, archive: &ArchiveState, overlap: std::time::Duration) -> ArchivePending {
-        let newest = match (archive.newest.map(|n| n.0), self.newest) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
-        let floor = newest.map(|n| n - overlap);
+    /// it read, the ids the window keeps (those of blobs from `keep_from`'s hour on).
+    pub fn pending(&self, keep_from: Option<OffsetDateTime>) -> ArchivePending {
         let ids = IdWindow::of(
             self.ids
                 .iter()
-                .filter(|(_, created)| floor.is_none_or(|f| **created >= f))
-                .map(|(key, created)| (*key, *created)),
+                .filter(|(_, hour)| keep_from.is_none_or(|k| **hour >= k))
+                .map(|(key, hour)| (*key, *hour)),
         );
         let progressed = || self.reads.iter().filter(|(_, r)| r.consumed > r.from);
         ArchivePending {

@@ -16,6 +16,30 @@ use crate::state::{ArchiveState, Coverage, Remaining, Span};
 /// and those blobs are not listed as work again.
 pub const HORIZON: time::Duration = time::Duration::hours(48);
 
+/// How many hours apart a repeated delivery is looked for: Azure Monitor writes a sign-in to the
+/// blob of the hour it receives it, and at the start of an hour still to the previous hour's
+/// (`resource-logs.md`), so a repeat lands in the same hour's blob or a neighbour's; a wider
+/// `SIGNINS_OVERLAP` widens the reach (and the ids kept: 16 bytes each).
+pub fn id_reach(overlap: std::time::Duration) -> time::Duration {
+    let overlap = time::Duration::seconds(i64::try_from(overlap.as_secs()).unwrap_or(i64::MAX / 2));
+    overlap.max(time::Duration::HOUR)
+}
+
+/// The hour from which the id window is kept after a commit: `reach` before the hour reading
+/// stands at — the newest blob hour read, or an older one still to read (a repeat of the rows
+/// read now can still come in it).
+pub fn keep_ids_from(
+    newest_read: Option<OffsetDateTime>,
+    oldest_left: Option<OffsetDateTime>,
+    reach: time::Duration,
+) -> Option<OffsetDateTime> {
+    let anchor = match (newest_read, oldest_left) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b)?,
+    };
+    Some(anchor - reach)
+}
+
 /// Bytes `[from, to)` of one blob to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
@@ -343,5 +367,19 @@ mod tests {
             cursor_hour(&left[2].path()),
             Some(h9 + time::Duration::HOUR)
         );
+    }
+
+    #[test]
+    fn ids_are_kept_from_the_hour_reading_stands_at() {
+        let hour = time::Duration::HOUR;
+        assert_eq!(id_reach(std::time::Duration::from_secs(900)), hour);
+        assert_eq!(id_reach(std::time::Duration::from_secs(7200)), 2 * hour);
+        let h9 = datetime!(2026-11-30 09:00 UTC);
+        let h12 = datetime!(2026-11-30 12:00 UTC);
+        assert_eq!(keep_ids_from(None, None, hour), None);
+        assert_eq!(keep_ids_from(Some(h12), None, hour), Some(h12 - hour));
+        // An older hour still to read holds the window back.
+        assert_eq!(keep_ids_from(Some(h12), Some(h9), hour), Some(h9 - hour));
+        assert_eq!(keep_ids_from(None, Some(h9), hour), Some(h9 - hour));
     }
 }

@@ -270,7 +270,7 @@ impl Run<'_> {
             "settling the previous run's pending commit"
         );
         let archive = archive_of(state)?;
-        if archive.settle(pending, &landed, self.settings.overlap) {
+        if archive.settle(pending, &landed) {
             state.latest_dirty = true;
         }
         self.deps.sink.write_state(state_bytes(state)?).await?;
@@ -328,6 +328,8 @@ impl Run<'_> {
         let last_block = AtomicU32::new(0);
         let mut queue: VecDeque<Job> = jobs.into();
         let mut blobs_read = BTreeSet::new();
+        let mut newest_read: Option<time::OffsetDateTime> = None;
+        let reach = jobs::id_reach(self.settings.overlap);
         let mut stopped = false;
         while !queue.is_empty() && !stopped {
             if self.cancel.is_cancelled() {
@@ -344,6 +346,7 @@ impl Run<'_> {
                     archive,
                     covered: &state.covered,
                     export_from: state.export_from,
+                    reach,
                     sink: self.deps.sink.as_ref(),
                     observer: self.deps.observer.as_deref(),
                     run_id: &self.run_id,
@@ -384,7 +387,15 @@ impl Run<'_> {
             };
             let batch = batch.into_inner().unwrap_or_else(|p| p.into_inner());
             blobs_read.extend(batch.reads.keys().cloned());
-            if let Err(e) = self.commit_batch(state, batch).await {
+            newest_read = batch
+                .reads
+                .values()
+                .filter_map(|r| r.blob.hour.as_ref().map(|h| h.hour))
+                .chain(newest_read)
+                .max();
+            let oldest_left = queue.iter().map(Job::hour).min();
+            let keep_ids = jobs::keep_ids_from(newest_read, oldest_left, reach);
+            if let Err(e) = self.commit_batch(state, batch, keep_ids).await {
                 return (Err(e), queue.into());
             }
             self.summary.slices_done += read.done;
@@ -408,8 +419,12 @@ impl Run<'_> {
 
     /// Commits one batch: stage what is left, prepare a ticket per daily file, record them
     /// pending with the cursors, commit each file, settle. A dry run only counts.
-    async fn commit_batch(&mut self, state: &mut State, mut batch: Batch) -> Result<(), RunError> {
-        let overlap = self.settings.overlap;
+    async fn commit_batch(
+        &mut self,
+        state: &mut State,
+        mut batch: Batch,
+        keep_ids: Option<time::OffsetDateTime>,
+    ) -> Result<(), RunError> {
         let sink = self.deps.sink.as_ref();
         let dry_run = self.request.dry_run;
         if let Some(summary) = self.summary.archive.as_mut() {
@@ -426,8 +441,7 @@ impl Run<'_> {
             }
         }
         self.summary.duplicates_skipped += batch.duplicates;
-        let archive = archive_of(state)?;
-        let mut pending = batch.pending(archive, overlap);
+        let mut pending = batch.pending(keep_ids);
         if pending.cursors.is_empty() {
             return Ok(());
         }
@@ -454,7 +468,7 @@ impl Run<'_> {
         }
         let archive = archive_of(state)?;
         archive.pending = None;
-        archive.apply(pending, overlap);
+        archive.apply(pending, keep_ids);
         archive.learn_bytes_per_row(batch.bytes, batch.rows);
         if !dry_run {
             sink.write_state(state_bytes(state)?).await?;
