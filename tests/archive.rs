@@ -817,3 +817,103 @@ async fn sigkill_at_any_phase_then_a_normal_run_exports_every_sign_in_once() {
         assert!(latest.is_subset(&truth) && !latest.is_empty(), "{at:?}");
     }
 }
+
+#[tokio::test]
+async fn only_this_tenants_blobs_are_read_when_another_tenant_shares_the_account() {
+    let records = tenant(12, 1, 196);
+    let scene = Scene::new(records.clone()).await;
+    let ours = scene.app.fake.tenant_id().to_string();
+    diagnostic::write(
+        &scene.azurite,
+        &archive(&records, &ours, ArchiveFaults::default()),
+        Phase::First,
+    )
+    .await;
+    let theirs = tenant(6, 1, 197);
+    diagnostic::write(
+        &scene.azurite,
+        &archive(
+            &theirs,
+            "0badc0de-0000-4000-8000-000000000000",
+            ArchiveFaults::default(),
+        ),
+        Phase::First,
+    )
+    .await;
+    let settings = scene.settings(&[]);
+
+    // Whose blobs are whose cannot be told without this app's tenant.
+    let deps = scene.deps(&settings, 64 * 1024, 1 << 20);
+    let err = scene
+        .run_with(&settings, &deps, request())
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("0badc0de-0000-4000-8000-000000000000") && text.contains(&ours),
+        "{text}"
+    );
+
+    // With the app's token, its tenant's prefix is read and recorded.
+    let mut deps = scene.deps(&settings, 64 * 1024, 1 << 20);
+    if let Some(archive) = deps.archive.as_mut() {
+        archive.tokens = Some(signin_export::credential::TokenProvider::fixed(
+            signin_export::config::Secret::new(
+                scene.app.fake.mint_token("https://graph.microsoft.com"),
+            ),
+        ));
+    }
+    match scene.run_with(&settings, &deps, request()).await {
+        Ok(RunOutcome::Completed(_)) => {}
+        other => panic!("{other:?}"),
+    }
+    let want = truth(&records, clock::now() - time::Duration::days(4));
+    assert_eq!(scene.exported_once(&settings), want);
+    assert_eq!(
+        scene.app.state(&settings)["archive"]["prefix"],
+        format!("tenantId={ours}/")
+    );
+}
+
+#[tokio::test]
+async fn a_dry_run_counts_what_a_run_writes_and_writes_nothing() {
+    let records = tenant(20, 2, 198);
+    let scene = Scene::new(records.clone()).await;
+    let faults = ArchiveFaults {
+        duplicate_delivery: true,
+        malformed_line: true,
+        ..ArchiveFaults::default()
+    };
+    diagnostic::write(
+        &scene.azurite,
+        &archive(&records, TENANT_ID, faults),
+        Phase::First,
+    )
+    .await;
+    let settings = scene.settings(&[]);
+    let deps = scene.deps(&settings, 3000, 40_000);
+    let dry = match scene
+        .run_with(
+            &settings,
+            &deps,
+            RunRequest {
+                dry_run: true,
+                ..request()
+            },
+        )
+        .await
+    {
+        Ok(RunOutcome::Completed(summary)) => summary,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        scene.app.daily_rows(&settings).is_empty(),
+        "a dry run writes nothing"
+    );
+    let real = scene.export(&settings).await;
+    assert_eq!(
+        (dry.rows, dry.duplicates_skipped, &dry.files),
+        (real.rows, real.duplicates_skipped, &real.files)
+    );
+    assert_eq!(dry.archive.unwrap().malformed_lines, 1);
+}

@@ -244,7 +244,9 @@ impl Run<'_> {
         };
         let archive = archive_of(state)?;
         self.summary.remaining = jobs::remaining(&left, archive.bytes_per_row);
-        if !self.request.dry_run {
+        // Only when every read in flight came back: one dropped by an error is in no list, and
+        // its hour must not be forgotten.
+        if !self.request.dry_run && result.is_ok() {
             self.forget_old_blobs(archive, now, &left);
         }
         result
