@@ -22,7 +22,7 @@
 //! | [`cursor`] | per-blob read state and what to read next; the dedup key of an id (pure) |
 //! | [`reader`] | List Blobs and ranged reads of one blob, in bounded pieces |
 //!
-//! # Exactly once (how the run is to use this)
+//! # Exactly once (`run::archive` does this)
 //!
 //! * **Offsets are the state.** `_state/state.json` keeps a [`BlobCursor`] per blob
 //!   ([`Cursors`], keyed by `<container>/<name>`): the bytes consumed, always right after a
@@ -57,7 +57,8 @@
 //! * **Blobs of another tenant** (another `tenantId=` prefix, [`layout::prefix_tenant`], e.g. a
 //!   storage account shared by two tenants' settings) are not this export's: the run reads only
 //!   its own tenant's prefix and `check` reports the others.
-//! * Cursors of hours older than the archive's retention are dropped ([`cursor::forget_before`]).
+//! * Cursors of blobs older than two days are dropped, and the archive's start moves up past
+//!   them (`run::archive::jobs::HORIZON`): those blobs no longer grow and are not read again.
 
 pub mod cursor;
 pub mod layout;

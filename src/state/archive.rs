@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use time::OffsetDateTime;
 
 use super::Instant;
+use crate::diagnostic::cursor::forget_before;
 use crate::diagnostic::{BlobCursor, Cursors};
 use crate::sink::CommitTicket;
 
@@ -294,18 +295,13 @@ impl ArchiveState {
     }
 
     /// Raises `read_from` to `to` (never lowers it) and forgets what lies below: cursors of
-    /// older hours, their replays. `hour_of` gives a blob's hour from its key.
-    pub fn move_start(
-        &mut self,
-        to: OffsetDateTime,
-        hour_of: impl Fn(&str) -> Option<OffsetDateTime>,
-    ) {
+    /// blobs of older hours, their replays.
+    pub fn move_start(&mut self, to: OffsetDateTime) {
         if to <= self.read_from {
             return;
         }
         self.read_from = to;
-        self.cursors
-            .retain(|blob, _| hour_of(blob).is_some_and(|hour| hour >= to));
+        forget_before(&mut self.cursors, to);
         let cursors = &self.cursors;
         self.replay.retain(|r| cursors.contains_key(&r.blob));
     }
@@ -470,18 +466,23 @@ mod tests {
     #[test]
     fn moving_the_start_forgets_older_cursors_only() {
         let mut state = ArchiveState::new(datetime!(2026-11-28 00:00 UTC));
-        let hour = |blob: &str| match blob {
-            "old" => Some(datetime!(2026-11-28 05:00 UTC)),
-            "new" => Some(datetime!(2026-11-29 05:00 UTC)),
-            _ => None,
+        let blob = |day: &str| {
+            format!("insights-logs-signinlogs/tenantId=t/y=2026/m=11/d={day}/h=05/m=00/PT1H.json")
         };
-        for blob in ["old", "new", "other"] {
-            state.cursors.insert(blob.into(), cursor(1));
+        for path in [blob("28"), blob("29")] {
+            state.cursors.insert(path, cursor(1));
         }
-        state.move_start(datetime!(2026-11-29 00:00 UTC), hour);
+        state.replay.push(Replay {
+            blob: blob("28"),
+            from: 0,
+            to: 1,
+            written: BTreeSet::new(),
+        });
+        state.move_start(datetime!(2026-11-29 00:00 UTC));
         assert_eq!(state.read_from, datetime!(2026-11-29 00:00 UTC));
-        assert_eq!(state.cursors.keys().collect::<Vec<_>>(), vec!["new"]);
-        state.move_start(datetime!(2026-11-28 00:00 UTC), hour);
+        assert_eq!(state.cursors.keys().collect::<Vec<_>>(), vec![&blob("29")]);
+        assert!(state.replay.is_empty());
+        state.move_start(datetime!(2026-11-28 00:00 UTC));
         assert_eq!(
             state.read_from,
             datetime!(2026-11-29 00:00 UTC),

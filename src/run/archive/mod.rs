@@ -5,7 +5,7 @@
 //! A run settles what a previous run left pending, lists each category's container, keeps its
 //! own tenant's blobs from the archive's start hour on, and reads what grew since each blob's
 //! cursor ([`jobs`]), oldest hour first, several blobs at once, in ranged pieces. Rows go to the
-//! daily file of their `createdDateTime` and are staged as blocks as they come ([`batch`]). Every
+//! daily file of their `createdDateTime` and are staged as blocks as they come (`batch`). Every
 //! [`ArchiveOptions::batch_bytes`] of lines, at the deadline (less the time commits need) and
 //! at the end, the batch commits: one pending record with a ticket per daily file and the new
 //! cursors, the files, then the settled state. A run killed at any instant leaves the previous
@@ -520,7 +520,7 @@ impl Run<'_> {
                 }
             }
         }
-        archive.move_start(start, jobs::cursor_hour);
+        archive.move_start(start);
     }
 
     /// The summary's archive figures that need the final state: the newest sign-in exported
