@@ -219,15 +219,24 @@ impl TokenProvider {
         }
     }
 
+    /// The app's tenant when the settings name it (client secret, certificate), lower case;
+    /// no request is sent.
+    pub fn configured_tenant(&self) -> Option<String> {
+        match &self.inner.source {
+            Source::Built {
+                auth:
+                    AuthMode::ClientSecret { tenant_id, .. } | AuthMode::Certificate { tenant_id, .. },
+                ..
+            } => Some(tenant_id.to_ascii_lowercase()),
+            _ => None,
+        }
+    }
+
     /// The app's tenant, lower case: the one its registration names (client secret,
     /// certificate), or the `tid` of a token for this provider's scope (managed identity).
     pub async fn tenant(&self) -> Result<String, String> {
-        if let Source::Built {
-            auth: AuthMode::ClientSecret { tenant_id, .. } | AuthMode::Certificate { tenant_id, .. },
-            ..
-        } = &self.inner.source
-        {
-            return Ok(tenant_id.to_ascii_lowercase());
+        if let Some(tenant) = self.configured_tenant() {
+            return Ok(tenant);
         }
         let token = self
             .token()

@@ -545,8 +545,8 @@ fn archive_of(state: &mut State) -> Result<&mut ArchiveState, RunError> {
 }
 
 /// The source prefix (`tenantId=<id>/`) of this export's blobs: the one recorded, else the
-/// one of this app's tenant among those listed (the only one, when the tenant is unknown).
-/// `None` while nothing is archived.
+/// one of this app's tenant among those listed (the only one, unless the settings name another
+/// tenant). `None` while nothing is archived.
 async fn own_prefix(
     source: &ArchiveSource,
     archive: &mut ArchiveState,
@@ -563,8 +563,11 @@ async fn own_prefix(
     let Some(&first) = prefixes.first() else {
         return Ok(None);
     };
+    // A token is fetched only to tell several tenants' blobs apart: a deployment reading the
+    // archive and writing the export with SASes may have no identity at all.
     let tenant = match &source.tokens {
-        Some(tokens) => tokens.tenant().await.ok(),
+        Some(tokens) if prefixes.len() > 1 => tokens.tenant().await.ok(),
+        Some(tokens) => tokens.configured_tenant(),
         None => None,
     };
     let chosen = match &tenant {
