@@ -65,6 +65,12 @@ struct Args {
     /// Hard limit per run, seconds.
     #[arg(long, default_value_t = 1200)]
     timeout: u64,
+    /// Then measure one more run whose state holds this many ids in its repeated-delivery
+    /// window (split over the two newest hours, as a tenant with that many sign-ins in two
+    /// hours has: 834000 for 10M a day), reading new lines appended to the newest blobs.
+    /// Folder destination only.
+    #[arg(long)]
+    window_ids: Option<usize>,
     /// The `signin-export` binary (default: this checkout's release build).
     #[arg(long)]
     exe: Option<PathBuf>,
@@ -91,20 +97,24 @@ struct Written {
 
 /// Writes `rows` sign-ins of the simulated tenant into Azurite's diagnostic containers,
 /// streaming: each blob's lines are appended in blocks of about [`APPEND_BYTES`].
-async fn write_archive(azurite: &Azurite, args: &Args, end: OffsetDateTime) -> Written {
-    let users = (args.rows as f64 / (f64::from(args.days) * 5.5))
-        .ceil()
-        .max(1.0) as usize;
+async fn write_archive(
+    azurite: &Azurite,
+    rows: usize,
+    days: u32,
+    seed: u64,
+    end: OffsetDateTime,
+) -> Written {
+    let users = (rows as f64 / (f64::from(days) * 5.5)).ceil().max(1.0) as usize;
     let spec = TenantSpec {
         users,
-        days: args.days,
-        seed: 19,
+        days,
+        seed,
         end,
     };
     let mut buffers: BTreeMap<(&'static str, String), Vec<u8>> = BTreeMap::new();
     let mut blobs = std::collections::BTreeSet::new();
     let mut written = Written::default();
-    for record in signins(&spec).take(args.rows) {
+    for record in signins(&spec).take(rows) {
         let (Some((_, container)), Some(received)) = (category_of(&record), received_at(&record))
         else {
             continue;
@@ -149,7 +159,7 @@ fn bench(args: Args) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let azurite = runtime.block_on(Azurite::start_http());
     let started = std::time::Instant::now();
-    let written = runtime.block_on(write_archive(&azurite, &args, end));
+    let written = runtime.block_on(write_archive(&azurite, args.rows, args.days, 19, end));
     let write_s = started.elapsed().as_secs_f64();
     let storage = format!("{}?{}", azurite.endpoint(), azurite.account_sas("rl"));
     let work = tempfile::Builder::new()
@@ -205,6 +215,29 @@ fn bench(args: Args) -> Result<(), String> {
         let (usage, summary) = run()?;
         per_run.push(figures(&usage, &summary));
     }
+    let with_window = match args.window_ids {
+        None => Value::Null,
+        Some(ids) => {
+            if args.dest != "folder" {
+                return Err("--window-ids needs --dest folder".to_string());
+            }
+            let state = work.path().join("out/all/_state/state.json");
+            fill_window(&state, ids, end)?;
+            // New sign-ins of the last hours, appended to the newest blobs.
+            let more = runtime.block_on(write_archive(&azurite, 20_000, 1, 20, end));
+            let (usage, summary) = run()?;
+            let state_bytes = std::fs::metadata(&state).map_or(0, |m| m.len());
+            json!({
+                "window_ids": ids,
+                "lines": more.lines,
+                "outcome": summary["outcome"],
+                "rows": summary["rows"],
+                "wall_s": round(usage.wall.as_secs_f64()),
+                "peak_rss_mib": round(usage.max_rss_kib as f64 / 1024.0),
+                "state_mib": round(state_bytes as f64 / 1_048_576.0),
+            })
+        }
+    };
     let wall = usage.wall.as_secs_f64();
     let bytes = summary["archive"]["bytes"].as_u64().unwrap_or(0);
     let lines = summary["archive"]["lines"].as_u64().unwrap_or(0);
@@ -237,11 +270,50 @@ fn bench(args: Args) -> Result<(), String> {
         "storage_requests": summary["storageRequests"],
         "hours_of_10m_a_day_per_25m_run": round(hours_per_timer_run),
         "per_run": if args.runs > 1 { Value::from(per_run) } else { Value::Null },
+        "with_window": with_window,
     });
     println!("{line}");
     drop(azurite);
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(())
+}
+
+/// Puts `ids` made-up ids into the id window of the state at `path`, in the hours of `end` and
+/// the one before (the hours a run reading the newest blobs keeps).
+fn fill_window(path: &std::path::Path, ids: usize, end: OffsetDateTime) -> Result<(), String> {
+    use base64::Engine as _;
+    let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut state: Value = serde_json::from_slice(&text).map_err(|e| e.to_string())?;
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = || {
+        // xorshift64*: made-up GUID bits.
+        seed ^= seed >> 12;
+        seed ^= seed << 25;
+        seed ^= seed >> 27;
+        seed.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    };
+    let window = state["archive"]
+        .as_object_mut()
+        .ok_or("the state has no archive part")?
+        .entry("ids")
+        .or_insert_with(|| json!({}));
+    for (i, hour) in [end - time::Duration::HOUR, end].iter().enumerate() {
+        let count = ids / 2 + if i == 0 { ids % 2 } else { 0 };
+        let mut bytes = Vec::with_capacity(count * 16);
+        for _ in 0..count {
+            bytes.extend_from_slice(&next().to_be_bytes());
+            bytes.extend_from_slice(&next().to_be_bytes());
+        }
+        let key = hour
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(|e| e.to_string())?;
+        window[key] = Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
+    }
+    std::fs::write(
+        path,
+        serde_json::to_vec_pretty(&state).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// One run's figures for `per_run`.

@@ -43,6 +43,10 @@ pub use summary::{ArchiveSummary, Outcome, Remaining, RunSummary};
 /// Layout version of the state document. Version 1 (one contiguous interval, columns outside the
 /// query, a learnt slice length) is migrated when read.
 pub const STATE_VERSION: u32 = 2;
+/// The version of a document with the diagnostic-settings source's part (`archive`): the same
+/// layout plus that part, numbered apart so that a build from before it refuses the document
+/// instead of writing it back without the archive's cursors.
+pub const ARCHIVE_STATE_VERSION: u32 = 3;
 
 /// A UTC instant serialised as RFC 3339.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -175,7 +179,7 @@ pub enum StateError {
     #[error("_state/state.json is not valid ({0}); fix or delete it (deleting re-exports the lookback window into new files only if the daily files are removed too)")]
     Corrupt(String),
     #[error(
-        "_state/state.json has layout version {0}; this build understands versions 1 to {STATE_VERSION}"
+        "_state/state.json has layout version {0}; this build understands versions 1 to {ARCHIVE_STATE_VERSION}"
     )]
     Version(u32),
     #[error("this destination was exported with another query or other columns ({0}); its files would mix two selections of sign-ins or two column layouts. Put back the previous settings, or export into a new destination prefix (e.g. append /v2 to SIGNINS_DESTINATION)")]
@@ -230,9 +234,11 @@ impl State {
             1 => serde_json::from_str::<v1::StateV1>(text)
                 .map(|old| Some(old.migrate()))
                 .map_err(|e| StateError::Corrupt(e.to_string())),
-            v if v == u64::from(STATE_VERSION) => serde_json::from_str(text)
-                .map(Some)
-                .map_err(|e| StateError::Corrupt(e.to_string())),
+            v if v == u64::from(STATE_VERSION) || v == u64::from(ARCHIVE_STATE_VERSION) => {
+                serde_json::from_str(text)
+                    .map(Some)
+                    .map_err(|e| StateError::Corrupt(e.to_string()))
+            }
             other => Err(StateError::Version(
                 u32::try_from(other).unwrap_or(u32::MAX),
             )),
@@ -242,8 +248,16 @@ impl State {
     /// Pretty JSON: the document is meant to be read by people too. Never empty: a document
     /// that cannot be serialised is an error, not zero bytes written over the state.
     pub fn to_bytes(&self) -> Result<Bytes, StateError> {
-        serde_json::to_vec_pretty(self)
-            .map(Bytes::from)
+        // Sized up front: the archive's id window can make the document tens of MB, and a
+        // buffer grown by doubling would hold up to twice that.
+        let ids = self.archive.as_ref().map_or(0, |a| {
+            a.ids.len() + a.pending.as_ref().map_or(0, |p| p.ids.len())
+        });
+        let cursors = self.archive.as_ref().map_or(0, |a| a.cursors.len());
+        let mut out =
+            Vec::with_capacity(8 * 1024 + ids * 22 + cursors * 320 + self.recent_ids.len() * 80);
+        serde_json::to_writer_pretty(&mut out, self)
+            .map(|()| Bytes::from(out))
             .map_err(|e| StateError::Corrupt(format!("cannot serialise the state: {e}")))
     }
 
@@ -284,6 +298,13 @@ impl State {
             return Err(StateError::BackToGraph);
         }
         Ok(())
+    }
+
+    /// Starts the diagnostic-settings source's part (a new export, or a switch from Graph); the
+    /// document is version [`ARCHIVE_STATE_VERSION`] from now on.
+    pub fn adopt_archive(&mut self, archive: ArchiveState) {
+        self.archive = Some(archive);
+        self.version = ARCHIVE_STATE_VERSION;
     }
 
     /// Whether the sign-in `id` has been written already (as far as dedup can still matter).
@@ -503,6 +524,45 @@ mod tests {
                 .collect(),
             rows: ids.len() as u64,
         }
+    }
+
+    #[test]
+    fn a_document_with_the_archives_part_is_version_3_and_reads_back() {
+        let mut state = state(datetime!(2026-11-28 10:00 UTC));
+        assert_eq!(state.version, STATE_VERSION);
+        let mut archive = ArchiveState::new(datetime!(2026-11-28 10:00 UTC));
+        archive.cursors.insert(
+            "insights-logs-signinlogs/x".into(),
+            crate::diagnostic::BlobCursor {
+                offset: 10,
+                length: 12,
+                etag: None,
+                created: None,
+            },
+        );
+        // Enough ids that each hour's string is long, in three hours.
+        archive.ids = IdWindow::of((0..30_000u128).map(|i| {
+            let hour = datetime!(2026-11-28 10:00 UTC) + time::Duration::hours((i % 3) as i64);
+            (
+                i.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835),
+                hour,
+            )
+        }));
+        state.adopt_archive(archive);
+        let bytes = state.to_bytes().unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(json["version"], 3);
+        assert_eq!(
+            json["archive"]["cursors"]["insights-logs-signinlogs/x"]["offset"],
+            10
+        );
+        assert_eq!(State::parse(&bytes).unwrap().unwrap(), state);
+        assert!(state.check_source(true).is_ok());
+        let text = state.check_source(false).unwrap_err().to_string();
+        assert!(
+            text.contains("SIGNINS_SOURCE=graph") && text.contains("new destination prefix"),
+            "{text}"
+        );
     }
 
     #[test]

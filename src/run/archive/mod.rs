@@ -185,7 +185,7 @@ impl Run<'_> {
                     "continuing a Graph export from the diagnostic-settings archive: sign-ins created in what Graph exported are skipped"
                 );
             }
-            state.archive = Some(ArchiveState::new(start));
+            state.adopt_archive(ArchiveState::new(start));
         }
         self.summary.archive = Some(ArchiveSummary::default());
         // Every path below leaves the state in `self.state`: `finish` records the run in it.
