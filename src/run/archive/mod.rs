@@ -93,23 +93,7 @@ impl ArchiveSource {
         storage: &DiagnosticStorage,
         tokens: &TokenProvider,
     ) -> Result<ArchiveSource, RunError> {
-        let mut options = ArchiveOptions::default();
-        let mut piece_bytes = PIECE_BYTES;
-        #[cfg(debug_assertions)]
-        {
-            let bytes = |name: &str| {
-                std::env::var(name)
-                    .ok()
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .filter(|n| *n > 0)
-            };
-            if let Some(n) = bytes("SIGNINS_TEST_ARCHIVE_BATCH") {
-                options.batch_bytes = n;
-            }
-            if let Some(n) = bytes("SIGNINS_TEST_ARCHIVE_PIECE") {
-                piece_bytes = usize::try_from(n).unwrap_or(PIECE_BYTES);
-            }
-        }
+        let (options, piece_bytes) = tunables();
         let reader_options = ReaderOptions {
             piece_bytes,
             ..ReaderOptions::default()
@@ -122,6 +106,31 @@ impl ArchiveSource {
             options,
         })
     }
+}
+
+/// Production's batch and piece sizes.
+#[cfg(not(debug_assertions))]
+fn tunables() -> (ArchiveOptions, usize) {
+    (ArchiveOptions::default(), PIECE_BYTES)
+}
+
+/// Production's batch and piece sizes, or the test knobs' when set (debug builds only).
+#[cfg(debug_assertions)]
+fn tunables() -> (ArchiveOptions, usize) {
+    let bytes = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|n| *n > 0)
+    };
+    let options = ArchiveOptions {
+        batch_bytes: bytes("SIGNINS_TEST_ARCHIVE_BATCH").unwrap_or(BATCH_BYTES),
+        ..ArchiveOptions::default()
+    };
+    let piece_bytes = bytes("SIGNINS_TEST_ARCHIVE_PIECE")
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(PIECE_BYTES);
+    (options, piece_bytes)
 }
 
 /// How one blob's read in a batch ended.
