@@ -201,10 +201,7 @@ fn bench(args: Args) -> Result<(), String> {
             .env("RUST_LOG", "warn");
         let usage = run_child(command, Duration::from_secs(args.timeout))?;
         let summary: Value = usage
-            .stdout
-            .lines()
-            .rev()
-            .find_map(|l| serde_json::from_str(l).ok())
+            .summary()
             .ok_or_else(|| format!("no JSON summary: {}", usage.stdout))?;
         Ok((usage, summary))
     };

@@ -385,10 +385,7 @@ fn bench(args: Args) -> Result<(), String> {
         edge_state.reset();
         let usage = run_child(command, timeout)?;
         let summary: Value = usage
-            .stdout
-            .lines()
-            .rev()
-            .find_map(|l| serde_json::from_str(l).ok())
+            .summary()
             .ok_or_else(|| format!("no JSON summary from the exporter: {}", usage.stdout))?;
         Ok(Run {
             rows: summary["rows"].as_u64().unwrap_or(0),
@@ -483,12 +480,7 @@ fn bench(args: Args) -> Result<(), String> {
                 .env("IDENTITY_HEADER", fake.managed_identity_header());
             edge_state.reset();
             let py_usage = run_child(py, timeout)?;
-            let py_summary: Value = py_usage
-                .stdout
-                .lines()
-                .rev()
-                .find_map(|l| serde_json::from_str(l).ok())
-                .unwrap_or(Value::Null);
+            let py_summary: Value = py_usage.summary().unwrap_or(Value::Null);
             json!({
                 "rows": py_summary["rows"],
                 "wall_s": round(py_usage.wall.as_secs_f64()),

@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::app::{created, read_csv, TestApp};
-use crate::support::azurite::Azurite;
+use crate::support::azurite::{break_lease, Azurite};
 use crate::support::clock;
 use crate::support::diagnostic;
 use crate::support::fake::tenant_ending_at;
@@ -687,21 +687,7 @@ impl Binary {
 
     /// Ends a killed holder's lease now, as its expiry would a minute later.
     async fn expire_lease(&self) {
-        let response = self
-            .http
-            .put(format!("{}&comp=lease", self.url("_state/state.json")))
-            .header("x-ms-lease-action", "break")
-            .header("x-ms-lease-break-period", "0")
-            .header("x-ms-version", "2021-08-06")
-            .header("content-length", "0")
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            response.status().is_success() || response.status() == reqwest::StatusCode::CONFLICT,
-            "{}",
-            response.status()
-        );
+        break_lease(&self.http, &self.url("_state/state.json")).await;
     }
 
     /// Every id in the daily files (each once, asserted) and in latest.csv.

@@ -12,6 +12,16 @@ pub struct Usage {
     pub stdout: String,
 }
 
+impl Usage {
+    /// The last line of the child's stdout that is JSON: an exporter's summary.
+    pub fn summary(&self) -> Option<serde_json::Value> {
+        self.stdout
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok())
+    }
+}
+
 /// Runs `command` to completion (killed at `timeout`): its CPU time from `wait4`, its peak RSS
 /// from `/proc`.
 pub fn run_child(mut command: Command, timeout: Duration) -> Result<Usage, String> {
