@@ -274,6 +274,12 @@ async fn appends_between_runs_and_every_fault_export_each_sign_in_once() {
     // Nothing new: nothing read, nothing written.
     let third = scene.export(&settings).await;
     assert_eq!((third.rows, third.archive.unwrap().bytes), (0, 0));
+    assert_eq!(
+        (first.stalled_runs, second.stalled_runs, third.stalled_runs),
+        (0, 0, 0),
+        "a last line still without its end is no stall"
+    );
+    assert!(first.remaining.is_none() && first.watermark.is_some());
     let latest = read_csv(&std::fs::read(scene.app.base(&settings).join("latest.csv")).unwrap());
     let latest_ids: BTreeSet<String> = latest.iter().map(|r| r["id"].clone()).collect();
     assert_eq!(latest_ids.len(), latest.len());

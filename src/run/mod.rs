@@ -625,7 +625,7 @@ impl<'a> Run<'a> {
             self.summary.error = Some(e.to_string());
         }
         if self.archive_mode() {
-            self.record_archive();
+            self.record_archive(result.is_ok());
         } else if let Some(state) = self.state.as_mut() {
             self.summary.watermark = Some(state.watermark());
             self.summary.committed = state.covered.added_since(&self.covered_before);

@@ -211,21 +211,14 @@ impl Run<'_> {
         now: time::OffsetDateTime,
         switched: bool,
     ) -> Result<bool, RunError> {
-        let listed = self.list_archive(source, state).await?;
+        let (listed, oldest) = self.list_archive(source, state).await?;
         let archive = archive_of(state)?;
-        if switched {
-            let oldest = listed
-                .iter()
-                .filter_map(|b| b.hour.as_ref())
-                .map(|h| h.hour)
-                .min();
-            if oldest.is_none_or(|oldest| oldest > archive.read_from) {
-                warn!(
-                    read_from = %rfc3339(archive.read_from),
-                    oldest = %oldest.map_or_else(|| "none".to_string(), rfc3339),
-                    "the archive starts after the first hour Graph did not export: sign-ins created in between were never archived (the diagnostic setting was created later) and are missing from the export; export them from Graph into another prefix"
-                );
-            }
+        if switched && oldest.is_none_or(|oldest| oldest > archive.read_from) {
+            warn!(
+                read_from = %rfc3339(archive.read_from),
+                oldest = %oldest.map_or_else(|| "none".to_string(), rfc3339),
+                "the archive starts after the first hour Graph did not export: sign-ins created in between were never archived (the diagnostic setting was created later) and are missing from the export; export them from Graph into another prefix"
+            );
         }
         let plan = jobs::plan(archive, &listed);
         for (path, why) in &plan.restarts {
@@ -240,7 +233,6 @@ impl Run<'_> {
         self.summary.window_end =
             Some(newest_hour.map_or(now, |h| (h + time::Duration::HOUR).max(now)));
         self.summary.slices_total = u32::try_from(plan.jobs.len()).unwrap_or(u32::MAX);
-        self.covered_before = state.covered.clone();
         self.had_work = !plan.jobs.is_empty();
 
         let (read, left) = self.read_archive(source, state, plan.jobs).await;
@@ -289,12 +281,13 @@ impl Run<'_> {
     }
 
     /// This export's blobs: each chosen category's container listed whole, its own tenant's
-    /// blobs of hours from the archive's start on. Cursors of deleted blobs are forgotten.
+    /// blobs of hours from the archive's start on; and the oldest hour the archive holds for
+    /// its tenant. Cursors of deleted blobs are forgotten.
     async fn list_archive(
         &mut self,
         source: &ArchiveSource,
         state: &mut State,
-    ) -> Result<Vec<ListedBlob>, RunError> {
+    ) -> Result<(Vec<ListedBlob>, Option<time::OffsetDateTime>), RunError> {
         let mut listed = Vec::new();
         let mut containers = Vec::new();
         let mut missing = None;
@@ -321,9 +314,15 @@ impl Run<'_> {
         let archive = archive_of(state)?;
         jobs::forget_deleted(archive, &containers, &listed);
         let Some(prefix) = own_prefix(source, archive, &listed).await? else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         };
-        Ok(jobs::ours(listed, &prefix, archive.read_from))
+        let oldest = listed
+            .iter()
+            .filter_map(|b| b.hour.as_ref())
+            .filter(|h| h.prefix == prefix)
+            .map(|h| h.hour)
+            .min();
+        Ok((jobs::ours(listed, &prefix, archive.read_from), oldest))
     }
 
     /// Reads and commits `jobs` batch by batch until they are done, the deadline stops reading
@@ -533,9 +532,12 @@ impl Run<'_> {
     }
 
     /// The summary's archive figures that need the final state: the newest sign-in exported
-    /// (the summary's `watermark` on this source) and the runs without progress.
-    pub(super) fn record_archive(&mut self) {
-        let progressed = self.summary.archive.as_ref().is_some_and(|a| a.bytes > 0);
+    /// (the summary's `watermark` on this source) and the runs without progress. A run made
+    /// progress when it consumed bytes, or when it read everything listed (what it found may
+    /// have been only a last line still without its end, which is not being stuck).
+    pub(super) fn record_archive(&mut self, succeeded: bool) {
+        let consumed = self.summary.archive.as_ref().is_some_and(|a| a.bytes > 0);
+        let progressed = consumed || (succeeded && self.summary.remaining.is_none());
         if let Some(state) = self.state.as_mut() {
             self.summary.watermark = state.archive.as_ref().and_then(|a| a.newest).map(|n| n.0);
             if !self.request.dry_run {
