@@ -12,10 +12,12 @@
 #[path = "../tests/support/azurite.rs"]
 #[allow(dead_code)]
 mod azurite;
+#[path = "support/child.rs"]
+mod child;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,6 +26,7 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use child::{run_child, Usage};
 use clap::Parser;
 use fake_tenant::{signins, FakeGraph, TenantSpec};
 use serde_json::{json, Value};
@@ -181,79 +184,6 @@ struct Run {
     usage: Usage,
     /// The exporter's JSON summary.
     summary: Value,
-}
-
-/// One child process's resource use.
-struct Usage {
-    wall: Duration,
-    cpu: Duration,
-    max_rss_kib: i64,
-    stdout: String,
-}
-
-/// Runs `command` to completion (killed at `timeout`): its CPU time from `wait4`, its peak RSS
-/// from `/proc`.
-fn run_child(mut command: Command, timeout: Duration) -> Result<Usage, String> {
-    let started = Instant::now();
-    let out_file = tempfile::tempfile().map_err(|e| e.to_string())?;
-    let out_read = out_file.try_clone().map_err(|e| e.to_string())?;
-    let mut child = command
-        .stdout(Stdio::from(out_file))
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| format!("could not start {command:?}: {e}"))?;
-    let pid = child.id() as libc::pid_t;
-    let status_file = format!("/proc/{pid}/status");
-    let mut peak_kib = 0i64;
-    loop {
-        // Peak RSS is read from the child's own VmHWM, not from wait4's ru_maxrss: the child is
-        // spawned with vfork semantics from this process, which holds the whole tenant, and the
-        // kernel folds that pre-exec high-water mark into ru_maxrss (it would report the bench's
-        // size, not the exporter's). VmHWM belongs to the exporter's own address space; it only
-        // grows, so the last reading (at most one poll interval before exit) is the peak.
-        if let Ok(status) = std::fs::read_to_string(&status_file) {
-            if let Some(kib) = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
-            {
-                peak_kib = peak_kib.max(kib);
-            }
-        }
-        let mut status = 0;
-        // SAFETY: rusage is plain data; wait4 fills it for our own child.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        let done = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
-        if done == pid {
-            let wall = started.elapsed();
-            let tv = |t: libc::timeval| {
-                Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-            };
-            let mut stdout = String::new();
-            use std::io::{Read, Seek};
-            let mut out_read = out_read;
-            let _ = out_read.rewind();
-            let _ = out_read.read_to_string(&mut stdout);
-            if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-                return Err(format!("{command:?} failed (status {status}): {stdout}"));
-            }
-            return Ok(Usage {
-                wall,
-                cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
-                max_rss_kib: peak_kib,
-                stdout,
-            });
-        }
-        if done < 0 {
-            return Err(format!("wait4: {}", std::io::Error::last_os_error()));
-        }
-        if started.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("{command:?} killed after {timeout:?}"));
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 fn parse_latency(text: &str) -> Result<(u64, u64), String> {
@@ -455,10 +385,7 @@ fn bench(args: Args) -> Result<(), String> {
         edge_state.reset();
         let usage = run_child(command, timeout)?;
         let summary: Value = usage
-            .stdout
-            .lines()
-            .rev()
-            .find_map(|l| serde_json::from_str(l).ok())
+            .summary()
             .ok_or_else(|| format!("no JSON summary from the exporter: {}", usage.stdout))?;
         Ok(Run {
             rows: summary["rows"].as_u64().unwrap_or(0),
@@ -556,12 +483,7 @@ fn bench(args: Args) -> Result<(), String> {
                 .env("IDENTITY_HEADER", fake.managed_identity_header());
             edge_state.reset();
             let py_usage = run_child(py, timeout)?;
-            let py_summary: Value = py_usage
-                .stdout
-                .lines()
-                .rev()
-                .find_map(|l| serde_json::from_str(l).ok())
-                .unwrap_or(Value::Null);
+            let py_summary: Value = py_usage.summary().unwrap_or(Value::Null);
             json!({
                 "rows": py_summary["rows"],
                 "wall_s": round(py_usage.wall.as_secs_f64()),

@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use signin_export::summary::{DEVICES_FILE, DEVICE_COLUMNS, LOCATIONS_FILE, LOCATION_COLUMNS};
 
 use crate::support::app::{covered_spans, ids_in_spans, interactive, read_csv};
-use crate::support::azurite::{Azurite, Mode};
+use crate::support::azurite::{break_lease, Azurite, Mode};
 use crate::support::fake::{recent_tenant, spawn_http, RunningFake};
 use crate::support::summaries::{assert_headers, assert_summaries_match};
 use crate::support::tls;
@@ -152,22 +152,7 @@ impl Scenario {
     /// Ends a killed holder's lease on the state blob now (Lease Blob, action break, period 0):
     /// what its expiry would do a minute later.
     async fn expire_lease(&self) {
-        let response = self
-            .http
-            .put(format!("{}&comp=lease", self.blob_url("_state/state.json")))
-            .header("x-ms-lease-action", "break")
-            .header("x-ms-lease-break-period", "0")
-            .header("x-ms-version", "2021-08-06")
-            .header("content-length", "0")
-            .send()
-            .await
-            .unwrap();
-        // 409: no lease to break (the kill landed after the release).
-        assert!(
-            response.status().is_success() || response.status() == reqwest::StatusCode::CONFLICT,
-            "{}",
-            response.status()
-        );
+        break_lease(&self.http, &self.blob_url("_state/state.json")).await;
     }
 
     async fn state(&self) -> Value {

@@ -1,6 +1,7 @@
 //! The one integration-test binary: shared helpers in `support`, one module per topic.
 
 mod architecture;
+mod archive;
 mod blob_pipeline;
 mod blob_sink;
 mod cli;

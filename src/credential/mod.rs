@@ -219,6 +219,34 @@ impl TokenProvider {
         }
     }
 
+    /// The app's tenant when the settings name it (client secret, certificate), lower case;
+    /// no request is sent.
+    pub fn configured_tenant(&self) -> Option<String> {
+        match &self.inner.source {
+            Source::Built {
+                auth:
+                    AuthMode::ClientSecret { tenant_id, .. } | AuthMode::Certificate { tenant_id, .. },
+                ..
+            } => Some(tenant_id.to_ascii_lowercase()),
+            _ => None,
+        }
+    }
+
+    /// The app's tenant, lower case: the one its registration names (client secret,
+    /// certificate), or the `tid` of a token for this provider's scope (managed identity).
+    pub async fn tenant(&self) -> Result<String, String> {
+        if let Some(tenant) = self.configured_tenant() {
+            return Ok(tenant);
+        }
+        let token = self
+            .token()
+            .await
+            .map_err(|e| format!("no token to read it from: {e}"))?;
+        token_claim(token.expose(), "tid")
+            .map(|tid| tid.to_ascii_lowercase())
+            .ok_or_else(|| "the token has no readable tid claim".to_string())
+    }
+
     /// A bearer token for the scope (from the SDK's cache while it is fresh).
     pub async fn token(&self) -> Result<Secret, AuthError> {
         self.fetch(self.credential()).await
@@ -425,6 +453,22 @@ impl TokenCredential for FixedCredential {
             azure_core::time::OffsetDateTime::now_utc() + azure_core::time::Duration::hours(24);
         Ok(AccessToken::new(self.0.expose().to_string(), expires))
     }
+}
+
+/// The claims of a JWT access token, read without verifying it (only to explain what the token
+/// grants and whose it is; the service does the verifying). `None` if it is not a readable JWT.
+pub fn token_claims(token: &str) -> Option<serde_json::Value> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// One string claim of a JWT access token (see [`token_claims`]).
+pub fn token_claim(token: &str, name: &str) -> Option<String> {
+    token_claims(token)?.get(name)?.as_str().map(str::to_string)
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@
 //! | [`cursor`] | per-blob read state and what to read next; the dedup key of an id (pure) |
 //! | [`reader`] | List Blobs and ranged reads of one blob, in bounded pieces |
 //!
-//! # Exactly once (how the run is to use this)
+//! # Exactly once (`run::archive` does this)
 //!
 //! * **Offsets are the state.** `_state/state.json` keeps a [`BlobCursor`] per blob
 //!   ([`Cursors`], keyed by `<container>/<name>`): the bytes consumed, always right after a
@@ -42,11 +42,14 @@
 //!   again; some landed, the ranges are read again writing only the rows of the days whose file
 //!   did not land — the bytes below a cursor never change (append blobs only grow), so the same
 //!   range gives the same rows. A deadline commits what was read up to the last piece.
-//! * **Repeated deliveries** carry the same sign-in `id`. The ids of rows committed whose
-//!   `createdDateTime` is within `SIGNINS_OVERLAP` of the newest committed are kept (as
-//!   [`cursor::id_key`]s, 16 bytes each: a sorted array per hour keeps 10M sign-ins a day at
-//!   ~7 MB an hour) and a row whose id is there is skipped and counted. A repeat later than that
-//!   window would be written again; the summary counts what was skipped so the bound is visible.
+//! * **Repeated deliveries** carry the same sign-in `id`, into the blob of the hour they are
+//!   received in: the same hour's or a neighbour's (at the start of an hour Azure Monitor still
+//!   writes the previous one). The ids of committed rows are kept by the hour of their blob (as
+//!   [`cursor::id_key`]s, 16 bytes each, a sorted array per hour: a 10M-sign-ins-a-day tenant
+//!   holds ~7 MB an hour) from an hour (or `SIGNINS_OVERLAP`, if longer) before the hour reading
+//!   stands at; a row whose id is in an hour within that reach of its own blob's is skipped and
+//!   counted. A repeat farther apart would be written again; the summary counts what was skipped
+//!   so the bound is visible.
 //! * **A malformed line** ([`Malformed`]: not JSON, no sign-in, another category, too long) is
 //!   counted, reported with its blob and offset, consumed, and does not stop the run.
 //! * **A blob written again** under a listed name (another creation time, or shorter than its
@@ -54,7 +57,8 @@
 //! * **Blobs of another tenant** (another `tenantId=` prefix, [`layout::prefix_tenant`], e.g. a
 //!   storage account shared by two tenants' settings) are not this export's: the run reads only
 //!   its own tenant's prefix and `check` reports the others.
-//! * Cursors of hours older than the archive's retention are dropped ([`cursor::forget_before`]).
+//! * Cursors of blobs older than two days are dropped, and the archive's start moves up past
+//!   them (`run::archive::jobs::HORIZON`): those blobs no longer grow and are not read again.
 
 pub mod cursor;
 pub mod layout;

@@ -107,11 +107,25 @@ impl DiagnosticReader {
         storage: &DiagnosticStorage,
         tokens: &TokenProvider,
     ) -> Result<DiagnosticReader, SourceError> {
+        DiagnosticReader::for_storage(storage, tokens, ReaderOptions::default())
+    }
+
+    /// [`DiagnosticReader::new`] with explicit tunables.
+    pub fn for_storage(
+        storage: &DiagnosticStorage,
+        tokens: &TokenProvider,
+        options: ReaderOptions,
+    ) -> Result<DiagnosticReader, SourceError> {
         let auth = match &storage.sas {
             Some(sas) => BlobAuth::Sas(sas.clone()),
             None => BlobAuth::Token(tokens.with_scope(STORAGE_SCOPE).credential()),
         };
-        DiagnosticReader::with_options(&storage.account_url, auth, ReaderOptions::default())
+        DiagnosticReader::with_options(&storage.account_url, auth, options)
+    }
+
+    /// Its tunables.
+    pub fn options(&self) -> &ReaderOptions {
+        &self.options
     }
 
     /// A reader of the account at `account_url` with explicit tunables (tests use small pieces).

@@ -82,7 +82,7 @@ pub enum RecordError {
 
 /// A line, or one record of an Event Hubs message, that was not exported: counted, reported
 /// with where it is (never its content, which may hold personal data), and skipped.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Malformed {
     /// `<container>/<blob name>`.
@@ -90,7 +90,7 @@ pub struct Malformed {
     /// Byte offset of the line in the blob.
     pub offset: u64,
     /// Which record of the line's `records`, for an Event Hubs message.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record: Option<usize>,
     pub reason: String,
 }
@@ -145,8 +145,17 @@ struct RawEntry<'a> {
 /// The records of one line, in order: one, or each of an Event Hubs message's `records`.
 pub struct LineRecords<'a> {
     container: EventType,
+    message: bool,
     single: Option<RawEntry<'a>>,
     many: std::vec::IntoIter<Nested<RawEntry<'a>>>,
+}
+
+impl LineRecords<'_> {
+    /// Whether the line is an Event Hubs message (`{"records":[…]}`): its records are then
+    /// reported by their index.
+    pub fn is_message(&self) -> bool {
+        self.message
+    }
 }
 
 impl<'a> Iterator for LineRecords<'a> {
@@ -173,11 +182,13 @@ pub fn parse_line(line: &[u8], container: EventType) -> Result<LineRecords<'_>, 
     Ok(match entry.records.take() {
         Some(records) => LineRecords {
             container,
+            message: true,
             single: None,
             many: records.into_iter(),
         },
         None => LineRecords {
             container,
+            message: false,
             single: Some(entry),
             many: Vec::new().into_iter(),
         },

@@ -1,8 +1,10 @@
-//! The run: Graph source → filter → flatten → CSV → sink, slice by slice, exactly once.
+//! The run: source → filter → flatten → CSV → sink, exactly once. Graph is read slice by slice;
+//! the diagnostic-settings archive blob by blob ([`archive`]).
 //!
 //! | file | what it owns |
 //! |---|---|
 //! | `mod.rs` | the run's entry points, wiring ([`Deps`]), settling a previous run, the slice loop (reads in flight, commits as they finish, the deadline), recording the summary |
+//! | [`archive`] | the diagnostic-settings source: which blobs to read, reading them in batches across blobs, routing rows to daily files, the commit of several files, what remains |
 //! | [`plan`] | which slices, in which order (pure, table-tested and simulated) |
 //! | [`slice`] | exporting one slice: read, filter, encode, stage (several at once), keep what a stopped read covered; the commit protocol |
 //! | [`dedup`] | which rows a slice already took, in memory that follows the sign-in rate (pure) |
@@ -12,6 +14,7 @@
 //! | [`report`] | a run's outcome as a status, a log line and JSON, for every shell |
 //! | [`window`] | parsing `since` / `until` for the CLI and the refresh trigger |
 
+pub mod archive;
 pub mod cursor;
 pub mod dedup;
 pub mod latest;
@@ -96,13 +99,17 @@ pub enum RunError {
     /// A daily file the summaries read is not the export's own CSV.
     #[error(transparent)]
     Summary(#[from] crate::summary::SummaryError),
+    /// The diagnostic-settings archive could not be read; what was read before is committed.
+    #[error("{0}; what was read completely is committed, the next run reads the rest")]
+    Source(#[source] crate::diagnostic::SourceError),
     #[error("cancelled (shutting down); committed slices stay")]
     Cancelled,
     /// The request or the settings cannot run against this destination as they are (another
     /// query or other columns than the destination's); nothing was read.
     #[error(transparent)]
     Refused(StateError),
-    /// The settings ask for something this build cannot do yet; nothing was read.
+    /// The request asks for something the source cannot do (a window end or a back-fill on the
+    /// diagnostic-settings source); nothing was read.
     #[error("{0}")]
     Unsupported(&'static str),
 }
@@ -165,6 +172,8 @@ impl Clock {
 /// Receives progress events (the CLI's progress bar); all methods default to no-ops.
 pub trait Observer: crate::graph::stream::PageObserver {
     fn slice_done(&self, _done: u32, _total: u32, _rows: u64) {}
+    /// A piece of `bytes` of a diagnostic-settings blob was read and its rows routed.
+    fn archive_piece(&self, _bytes: usize) {}
 }
 
 /// The stages a run is wired from; tests and `demo` build their own.
@@ -173,6 +182,8 @@ pub struct Deps {
     pub sink: Arc<dyn Sink>,
     pub observer: Option<Arc<dyn Observer>>,
     pub clock: Clock,
+    /// The diagnostic-settings archive, with `SIGNINS_SOURCE=diagnostic-settings`.
+    pub archive: Option<archive::ArchiveSource>,
 }
 
 impl Deps {
@@ -180,12 +191,19 @@ impl Deps {
     pub fn from_settings(settings: &Settings) -> Result<Deps, RunError> {
         let tokens = TokenProvider::new(&settings.graph.auth).map_err(GraphError::from)?;
         let sink = crate::sink::open(&settings.destination, settings.preset, &tokens)?;
+        let archive = match &settings.source {
+            crate::config::Source::Graph => None,
+            crate::config::Source::DiagnosticSettings(storage) => {
+                Some(archive::ArchiveSource::new(storage, &tokens)?)
+            }
+        };
         let graph = GraphClient::new(&settings.graph, tokens)?;
         Ok(Deps {
             graph,
             sink,
             observer: None,
             clock: Clock::from_env(),
+            archive,
         })
     }
 }
@@ -219,11 +237,6 @@ pub async fn run_with(
     request: RunRequest,
     cancel: CancellationToken,
 ) -> Result<RunOutcome, RunError> {
-    if let crate::config::Source::DiagnosticSettings(_) = settings.source {
-        return Err(RunError::Unsupported(
-            "SIGNINS_SOURCE=diagnostic-settings: reading the diagnostic-settings archive is not part of runs in this build yet (`check` tests access to it); set SIGNINS_SOURCE=graph",
-        ));
-    }
     let mut run = Run::new(settings, deps, &request, cancel);
     if request.dry_run {
         let result = run.export().await;
@@ -332,10 +345,38 @@ impl<'a> Run<'a> {
         let mut state = State::parse(&bytes)?;
         if let Some(state) = state.as_mut() {
             state
+                .check_source(self.archive_mode())
+                .map_err(RunError::Refused)?;
+            state
                 .check_export(&self.query())
                 .map_err(RunError::Refused)?;
         }
         Ok(state)
+    }
+
+    /// Whether this run reads the diagnostic-settings archive.
+    fn archive_mode(&self) -> bool {
+        matches!(
+            self.settings.source,
+            crate::config::Source::DiagnosticSettings(_)
+        )
+    }
+
+    /// Settles a commit a previous run recorded and did not settle (crashed, or failed before
+    /// settling): the Graph path's single ticket here, the archive's tickets in [`archive`].
+    async fn settle_previous(&self, state: &mut State) -> Result<(), RunError> {
+        if self.request.dry_run {
+            return Ok(());
+        }
+        if let Some(pending) = state.pending.clone() {
+            // Fenced: a commit of that run still in flight can no longer land after this one
+            // re-exports the same rows.
+            let committed = self.deps.sink.fence(&pending.ticket).await?;
+            info!(file = %pending.ticket.file, committed, "settling the previous run's pending commit");
+            state.settle(committed, self.settings.overlap);
+            self.deps.sink.write_state(state_bytes(state)?).await?;
+        }
+        Ok(())
     }
 
     /// The pure planner, fed from the state, the request and the settings.
@@ -359,17 +400,13 @@ impl<'a> Run<'a> {
 
     /// `Ok(true)` when everything planned was exported, `Ok(false)` when the deadline stopped it.
     async fn export(&mut self) -> Result<bool, RunError> {
+        if self.archive_mode() {
+            return self.export_archive().await;
+        }
         let now = self.deps.clock.now();
         let mut state = self.load_state().await?;
         if let Some(state) = state.as_mut() {
-            if let (Some(pending), false) = (state.pending.clone(), self.request.dry_run) {
-                // Fenced: a commit of that run still in flight can no longer land after this one
-                // re-exports the same rows.
-                let committed = self.deps.sink.fence(&pending.ticket).await?;
-                info!(file = %pending.ticket.file, committed, "settling the previous run's pending commit");
-                state.settle(committed, self.settings.overlap);
-                self.deps.sink.write_state(state_bytes(state)?).await?;
-            }
+            self.settle_previous(state).await?;
         }
         let plan = self.plan(state.as_ref(), now);
         let mut state = state.unwrap_or_else(|| {
@@ -611,7 +648,12 @@ impl<'a> Run<'a> {
         self.summary.requests = stats.requests;
         self.summary.retries = stats.retries;
         let storage = self.deps.sink.counters();
-        self.summary.storage_requests = storage.requests;
+        self.summary.storage_requests = storage.requests
+            + self
+                .deps
+                .archive
+                .as_ref()
+                .map_or(0, |archive| archive.reader.request_counts().requests);
         self.summary.bytes_copied = storage.bytes_copied;
         self.summary.finished = Some(OffsetDateTime::now_utc());
         self.summary.outcome = match result {
@@ -624,7 +666,9 @@ impl<'a> Run<'a> {
         if let Err(e) = result {
             self.summary.error = Some(e.to_string());
         }
-        if let Some(state) = self.state.as_mut() {
+        if self.archive_mode() {
+            self.record_archive(result.is_ok());
+        } else if let Some(state) = self.state.as_mut() {
             self.summary.watermark = Some(state.watermark());
             self.summary.committed = state.covered.added_since(&self.covered_before);
             let added: f64 = self.summary.committed.iter().map(|s| s.seconds()).sum();
@@ -704,6 +748,7 @@ fn remaining(plan: &plan::Plan, state: &State) -> Option<Remaining> {
         holes: u32::try_from(holes.len()).unwrap_or(u32::MAX),
         seconds: holes.iter().map(|h| h.duration().as_secs()).sum(),
         estimated_rows: None,
+        bytes: None,
     })
 }
 

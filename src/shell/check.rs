@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 
 use super::{load_settings, CommandError};
 use crate::cli::CommonArgs;
-use crate::config::{AuthMode, DiagnosticStorage, EventType, Settings, Source};
-use crate::credential::{TokenProvider, STORAGE_SCOPE};
+use crate::config::{DiagnosticStorage, EventType, Settings, Source};
+use crate::credential::{token_claims, TokenProvider, STORAGE_SCOPE};
 use crate::diagnostic::layout::prefix_tenant;
 use crate::diagnostic::{parse_line, DiagnosticReader, ListedBlob, Listing, SourceError};
 use crate::graph::client::GraphClient;
@@ -185,7 +185,7 @@ async fn check_diagnostic(
             Err(e) => report.step(name, Err(e.to_string())),
         }
     }
-    let expected = match expected_tenant(&settings.graph.auth, tokens).await {
+    let expected = match tokens.with_scope(STORAGE_SCOPE).tenant().await {
         Ok(tenant) => Some(tenant),
         Err(why) => {
             report.warn("tenant", &format!("this app's tenant is unknown ({why})"));
@@ -233,25 +233,6 @@ async fn newest_tenant(
         }
     }
     Ok(tenant)
-}
-
-/// This app's tenant: the one of its app registration, or the `tid` of a token it gets.
-async fn expected_tenant(auth: &AuthMode, tokens: &TokenProvider) -> Result<String, String> {
-    match auth {
-        AuthMode::ClientSecret { tenant_id, .. } | AuthMode::Certificate { tenant_id, .. } => {
-            Ok(tenant_id.to_ascii_lowercase())
-        }
-        AuthMode::ManagedIdentity { .. } => {
-            let token = tokens
-                .with_scope(STORAGE_SCOPE)
-                .token()
-                .await
-                .map_err(|e| format!("no token to read it from: {e}"))?;
-            token_claim(token.expose(), "tid")
-                .map(|tid| tid.to_ascii_lowercase())
-                .ok_or_else(|| "the token has no readable tid claim".to_string())
-        }
-    }
 }
 
 /// Whether the chosen categories' containers exist in the account.
@@ -351,22 +332,6 @@ fn policy_columns_warning(
     ))
 }
 
-/// The claims of a JWT access token, read without verifying it (only to explain what the token
-/// grants; the service does the verifying). `None` if the token is not a readable JWT.
-fn token_claims(token: &str) -> Option<serde_json::Value> {
-    use base64::Engine as _;
-    let payload = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
-    serde_json::from_slice(&bytes).ok()
-}
-
-/// One string claim of a JWT access token (see [`token_claims`]).
-fn token_claim(token: &str, name: &str) -> Option<String> {
-    token_claims(token)?.get(name)?.as_str().map(str::to_string)
-}
-
 /// The `roles` claim of a JWT access token (see [`token_claims`]).
 fn token_roles(token: &str) -> Option<Vec<String>> {
     let claims = token_claims(token)?;
@@ -419,10 +384,11 @@ mod tests {
         assert!(policy_columns_warning(&ca, "a.%%%.c").is_some());
         assert_eq!(token_roles(&jwt(serde_json::json!({}))), Some(vec![]));
         assert_eq!(
-            token_claim(&jwt(serde_json::json!({"tid": "T1"})), "tid").as_deref(),
+            crate::credential::token_claim(&jwt(serde_json::json!({"tid": "T1"})), "tid")
+                .as_deref(),
             Some("T1")
         );
-        assert_eq!(token_claim("opaque", "tid"), None);
+        assert_eq!(crate::credential::token_claim("opaque", "tid"), None);
     }
 
     #[test]

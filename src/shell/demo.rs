@@ -86,6 +86,7 @@ pub(super) async fn demo(args: DemoArgs) -> Result<(), CommandError> {
         sink: Arc::new(LocalSink::new(&base)),
         observer: progress.clone().map(|p| p as Arc<dyn Observer>),
         clock: run::Clock::System,
+        archive: None,
     };
     eprintln!(
         "Simulated tenant: {} users, {total} sign-ins over {} days, Graph on http://{addr}",

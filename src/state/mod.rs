@@ -18,7 +18,13 @@
 //! Dedup only needs the ids created inside the overlap before the watermark (the newest span's
 //! end): every run re-reads that overlap for sign-ins Graph publishes late, and nothing else is
 //! ever read twice (holes are disjoint from what is covered).
+//!
+//! The diagnostic-settings source keeps its own part, `archive` ([`ArchiveState`]): per-blob
+//! cursors, the ids of a repeated delivery, and a pending record of several files at once. On that
+//! source `covered` stays what Graph exported before a switch (rows created inside it are not
+//! written again) and `exportFrom` the export's start.
 
+pub mod archive;
 pub mod coverage;
 pub mod summary;
 
@@ -31,12 +37,17 @@ use time::OffsetDateTime;
 
 use crate::sink::CommitTicket;
 
+pub use archive::{ArchivePending, ArchiveState, IdWindow, ReadRange, Replay};
 pub use coverage::{Coverage, Span};
-pub use summary::{Outcome, Remaining, RunSummary};
+pub use summary::{ArchiveSummary, Outcome, Remaining, RunSummary};
 
 /// Layout version of the state document. Version 1 (one contiguous interval, columns outside the
 /// query, a learnt slice length) is migrated when read.
 pub const STATE_VERSION: u32 = 2;
+/// The version of a document with the diagnostic-settings source's part (`archive`): the same
+/// layout plus that part, numbered apart so that a build from before it refuses the document
+/// instead of writing it back without the archive's cursors.
+pub const ARCHIVE_STATE_VERSION: u32 = 3;
 
 /// A UTC instant serialised as RFC 3339.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -95,6 +106,10 @@ pub struct State {
     /// the combined filter (remembered, so later runs do not ask again).
     #[serde(default, skip_serializing_if = "QueryForm::is_combined")]
     pub query_form: QueryForm,
+    /// The diagnostic-settings source's part: set once a run read the archive, after which
+    /// Graph runs are refused (see [`State::check_source`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<ArchiveState>,
     /// Columns of a version-1 document that recorded no query: checked by the first
     /// [`State::check_export`], which then records the whole query. Never written.
     #[serde(skip)]
@@ -195,11 +210,13 @@ pub enum StateError {
     #[error("_state/state.json is not valid ({0}); fix or delete it (deleting re-exports the lookback window into new files only if the daily files are removed too)")]
     Corrupt(String),
     #[error(
-        "_state/state.json has layout version {0}; this build understands versions 1 to {STATE_VERSION}"
+        "_state/state.json has layout version {0}; this build understands versions 1 to {ARCHIVE_STATE_VERSION}"
     )]
     Version(u32),
     #[error("this destination was exported with another query or other columns ({0}); its files would mix two selections of sign-ins or two column layouts. Put back the previous settings, or export into a new destination prefix (e.g. append /v2 to SIGNINS_DESTINATION)")]
     Query(String),
+    #[error("this destination is exported from the diagnostic-settings archive (SIGNINS_SOURCE=diagnostic-settings), now SIGNINS_SOURCE=graph: the archive's cursors say nothing Graph's planner can use, so a Graph run would write its rows again. Put back SIGNINS_SOURCE=diagnostic-settings, or export from Graph into a new destination prefix (e.g. append /v2 to SIGNINS_DESTINATION)")]
+    BackToGraph,
 }
 
 impl State {
@@ -222,6 +239,7 @@ impl State {
             stalled_runs: 0,
             rows_per_second: None,
             query_form: QueryForm::Combined,
+            archive: None,
             unrecorded_columns: None,
         }
     }
@@ -250,9 +268,11 @@ impl State {
             1 => serde_json::from_str::<v1::StateV1>(text)
                 .map(|old| Some(old.migrate()))
                 .map_err(|e| StateError::Corrupt(e.to_string())),
-            v if v == u64::from(STATE_VERSION) => serde_json::from_str(text)
-                .map(Some)
-                .map_err(|e| StateError::Corrupt(e.to_string())),
+            v if v == u64::from(STATE_VERSION) || v == u64::from(ARCHIVE_STATE_VERSION) => {
+                serde_json::from_str(text)
+                    .map(Some)
+                    .map_err(|e| StateError::Corrupt(e.to_string()))
+            }
             other => Err(StateError::Version(
                 u32::try_from(other).unwrap_or(u32::MAX),
             )),
@@ -262,8 +282,16 @@ impl State {
     /// Pretty JSON: the document is meant to be read by people too. Never empty: a document
     /// that cannot be serialised is an error, not zero bytes written over the state.
     pub fn to_bytes(&self) -> Result<Bytes, StateError> {
-        serde_json::to_vec_pretty(self)
-            .map(Bytes::from)
+        // Sized up front: the archive's id window can make the document tens of MB, and a
+        // buffer grown by doubling would hold up to twice that.
+        let ids = self.archive.as_ref().map_or(0, |a| {
+            a.ids.len() + a.pending.as_ref().map_or(0, |p| p.ids.len())
+        });
+        let cursors = self.archive.as_ref().map_or(0, |a| a.cursors.len());
+        let mut out =
+            Vec::with_capacity(8 * 1024 + ids * 22 + cursors * 320 + self.recent_ids.len() * 80);
+        serde_json::to_writer_pretty(&mut out, self)
+            .map(|()| Bytes::from(out))
             .map_err(|e| StateError::Corrupt(format!("cannot serialise the state: {e}")))
     }
 
@@ -294,6 +322,23 @@ impl State {
                 }
             }
         }
+    }
+
+    /// The one check of the source against what this destination holds: once a run read the
+    /// diagnostic-settings archive, Graph runs are refused. (A Graph export can switch to the
+    /// archive: the archive run continues from what Graph exported, see `run::archive`.)
+    pub fn check_source(&self, archive: bool) -> Result<(), StateError> {
+        if self.archive.is_some() && !archive {
+            return Err(StateError::BackToGraph);
+        }
+        Ok(())
+    }
+
+    /// Starts the diagnostic-settings source's part (a new export, or a switch from Graph); the
+    /// document is version [`ARCHIVE_STATE_VERSION`] from now on.
+    pub fn adopt_archive(&mut self, archive: ArchiveState) {
+        self.archive = Some(archive);
+        self.version = ARCHIVE_STATE_VERSION;
     }
 
     /// Whether the sign-in `id` has been written already (as far as dedup can still matter).
@@ -351,7 +396,13 @@ impl State {
                 _ => observed,
             });
         }
-        self.stalled_runs = if added_seconds > 0.0 || !had_work {
+        self.record_progress(added_seconds > 0.0, had_work)
+    }
+
+    /// Counts a run that had something to read and made no progress; returns the consecutive
+    /// runs without progress (the archive source's progress is bytes consumed, not time).
+    pub fn record_progress(&mut self, progressed: bool, had_work: bool) -> u32 {
+        self.stalled_runs = if progressed || !had_work {
             0
         } else {
             self.stalled_runs.saturating_add(1)
@@ -451,6 +502,7 @@ mod v1 {
                 stalled_runs: 0,
                 rows_per_second: None,
                 query_form: super::QueryForm::Combined,
+                archive: None,
                 unrecorded_columns,
             }
         }
@@ -510,6 +562,45 @@ mod tests {
                 .collect(),
             rows: ids.len() as u64,
         }
+    }
+
+    #[test]
+    fn a_document_with_the_archives_part_is_version_3_and_reads_back() {
+        let mut state = state(datetime!(2026-11-28 10:00 UTC));
+        assert_eq!(state.version, STATE_VERSION);
+        let mut archive = ArchiveState::new(datetime!(2026-11-28 10:00 UTC));
+        archive.cursors.insert(
+            "insights-logs-signinlogs/x".into(),
+            crate::diagnostic::BlobCursor {
+                offset: 10,
+                length: 12,
+                etag: None,
+                created: None,
+            },
+        );
+        // Enough ids that each hour's string is long, in three hours.
+        archive.ids = IdWindow::of((0..30_000u128).map(|i| {
+            let hour = datetime!(2026-11-28 10:00 UTC) + time::Duration::hours((i % 3) as i64);
+            (
+                i.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835),
+                hour,
+            )
+        }));
+        state.adopt_archive(archive);
+        let bytes = state.to_bytes().unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(json["version"], 3);
+        assert_eq!(
+            json["archive"]["cursors"]["insights-logs-signinlogs/x"]["offset"],
+            10
+        );
+        assert_eq!(State::parse(&bytes).unwrap().unwrap(), state);
+        assert!(state.check_source(true).is_ok());
+        let text = state.check_source(false).unwrap_err().to_string();
+        assert!(
+            text.contains("SIGNINS_SOURCE=graph") && text.contains("new destination prefix"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::coverage::Span;
+use crate::diagnostic::Malformed;
 
 /// How a run ended, as the summary and the state record it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,9 +59,58 @@ pub struct Remaining {
     /// Seconds of sign-in time not read yet (the holes' total length).
     pub seconds: u64,
     /// Rows those holes probably hold: their length times the rows per second the export has
-    /// committed so far (`None` before anything was committed).
+    /// committed so far (`None` before anything was committed). On the diagnostic-settings
+    /// source: the bytes left times the bytes per row committed so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimated_rows: Option<u64>,
+    /// Diagnostic-settings source only: bytes of the archive listed and not read yet (`from`
+    /// and `to` then bound the hours their blobs were received in, `holes` counts the blobs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+}
+
+/// Malformed lines a summary lists by blob and offset; the rest are counted.
+pub const MALFORMED_LISTED: usize = 20;
+
+/// What a run of the diagnostic-settings source read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveSummary {
+    /// Blobs read (in part or to their end).
+    pub blobs: u32,
+    /// Bytes of JSON Lines read and consumed.
+    pub bytes: u64,
+    /// Lines read.
+    pub lines: u64,
+    /// Sign-ins of the export's query created before its start (`exportFrom`): not its rows.
+    pub before_start: u64,
+    /// Sign-ins created in time Graph exported before the source was switched: written then.
+    pub exported_from_graph: u64,
+    /// Rows of a commit of which only some files landed, not written again.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub replayed: u64,
+    /// Lines (or records of an Event Hubs message) that are not usable sign-ins: skipped.
+    pub malformed_lines: u64,
+    /// The first [`MALFORMED_LISTED`] of them: blob, offset, reason (never the line itself).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub malformed: Vec<Malformed>,
+    /// Blobs written again under a name already read: read again from their start.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restarts: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl ArchiveSummary {
+    /// Counts a malformed line, listing it while the list is short.
+    pub fn malformed(&mut self, line: Malformed) {
+        self.malformed_lines += 1;
+        if self.malformed.len() < MALFORMED_LISTED {
+            self.malformed.push(line);
+        }
+    }
 }
 
 /// The summary of one run.
@@ -111,7 +161,8 @@ pub struct RunSummary {
     /// Bytes of daily files copied into `latest.csv`.
     #[serde(default)]
     pub bytes_copied: u64,
-    /// Sign-ins read from Graph but skipped as already exported.
+    /// Sign-ins read from Graph but skipped as already exported (diagnostic-settings source:
+    /// repeated deliveries of a sign-in).
     pub duplicates_skipped: u64,
     /// Sign-ins this run found it can no longer read (older than Graph's 30 days, after an
     /// outage or a back-fill that did not finish in time); also recorded in the state's `lost`.
@@ -122,6 +173,9 @@ pub struct RunSummary {
     pub completeness_checks: u64,
     pub destination: String,
     pub preset: String,
+    /// Diagnostic-settings source only: what it read of the archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<ArchiveSummary>,
     /// Set when `outcome` is "failed" or "cancelled".
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

@@ -96,6 +96,7 @@ impl TestApp {
             sink,
             observer: None,
             clock: Clock::Fixed(self.now()),
+            archive: None,
         }
     }
 

@@ -244,6 +244,25 @@ fn listening_port(line: &str) -> Option<u16> {
     port.trim_end_matches('/').parse().ok()
 }
 
+/// Ends the lease on the blob at `blob_url` (with a SAS) now (Lease Blob, action break, period
+/// 0): what its expiry does a minute after a holder was killed. No lease to break is fine.
+pub async fn break_lease(http: &reqwest::Client, blob_url: &str) {
+    let response = http
+        .put(format!("{blob_url}&comp=lease"))
+        .header("x-ms-lease-action", "break")
+        .header("x-ms-lease-break-period", "0")
+        .header("x-ms-version", SAS_VERSION)
+        .header("content-length", "0")
+        .send()
+        .await
+        .expect("Lease Blob");
+    assert!(
+        response.status().is_success() || response.status() == reqwest::StatusCode::CONFLICT,
+        "breaking the lease: {}",
+        response.status()
+    );
+}
+
 /// Path of `azurite-blob`, running `npm ci` (from the lockfile) once if it is not installed.
 pub fn azurite_bin() -> PathBuf {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
