@@ -311,53 +311,50 @@ impl<'r> SliceReader<'r> {
         reading: &mut QueryReading<'r>,
         lo: OffsetDateTime,
     ) -> Result<Option<OffsetDateTime>, RunError> {
-        let range = |q: Query| (rfc3339(q.start), rfc3339(q.end));
         loop {
             if reading.done {
                 return Ok(None);
             }
-            match reading.stream.peek(self.observer()).await {
+            let before = reading.cursor.query();
+            let next = match reading.stream.peek(self.observer()).await {
                 Ok(Some(row)) if row.created < lo => {
                     // A row of the chains below: everything of this chain's range is read.
                     reading.done = true;
+                    continue;
                 }
                 Ok(Some(row)) => return Ok(Some(row.created)),
                 Ok(None) => {
-                    let pages = reading.stream.pages();
-                    let before = reading.cursor.query();
-                    match reading.cursor.ended(pages) {
-                        Ok(Some(query)) => {
-                            debug!(below = %rfc3339(query.end), "the query ended: reading on below its oldest row");
-                            reading.stream = self.open(query, &reading.event_types);
-                        }
-                        Ok(None) => reading.done = true,
-                        Err(source) => {
-                            let (from, to) = range(before);
-                            return Err(RunError::Incomplete { from, to, source });
-                        }
+                    let next = reading.cursor.ended(reading.stream.pages());
+                    if let Ok(Some(query)) = &next {
+                        debug!(below = %rfc3339(query.end), "the query ended: reading on below its oldest row");
                     }
+                    next
                 }
                 Err(GraphError::Slow { page, last }) => {
-                    let before = reading.cursor.query();
-                    match reading.cursor.slow() {
-                        Ok(Some(query)) => {
-                            self.narrow(reading.cursor.width());
-                            warn!(
-                                page,
-                                last = %last,
-                                width_seconds = reading.cursor.width().as_secs(),
-                                "Graph is slow for this window; reading it in shorter windows"
-                            );
-                            reading.stream = self.open(query, &reading.event_types);
-                        }
-                        Ok(None) => reading.done = true,
-                        Err(source) => {
-                            let (from, to) = range(before);
-                            return Err(RunError::Incomplete { from, to, source });
-                        }
+                    let next = reading.cursor.slow();
+                    if next.is_ok() {
+                        self.narrow(reading.cursor.width());
+                        warn!(
+                            page,
+                            last = %last,
+                            width_seconds = reading.cursor.width().as_secs(),
+                            "Graph is slow for this window; reading it in shorter windows"
+                        );
                     }
+                    next
                 }
                 Err(e) => return Err(RunError::Graph(e)),
+            };
+            match next {
+                Ok(Some(query)) => reading.stream = self.open(query, &reading.event_types),
+                Ok(None) => reading.done = true,
+                Err(source) => {
+                    return Err(RunError::Incomplete {
+                        from: rfc3339(before.start),
+                        to: rfc3339(before.end),
+                        source,
+                    })
+                }
             }
         }
     }
