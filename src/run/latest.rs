@@ -19,8 +19,14 @@ impl Run<'_> {
             return self.publish_latest(state).await.map(|()| true);
         };
         let left = budget.saturating_sub(self.started.elapsed());
+        let started = std::time::Instant::now();
         match tokio::time::timeout(left, self.publish_latest(state)).await {
-            Ok(published) => published.map(|()| true),
+            Ok(published) => {
+                published?;
+                // What the next run keeps of its deadline for this (`Run::stop_reading_at`).
+                state.publish_seconds = Some(started.elapsed().as_secs_f64());
+                Ok(true)
+            }
             Err(_) => {
                 warn!("latest.csv or the summaries were not rebuilt before the deadline; the next run rebuilds them");
                 Ok(false)

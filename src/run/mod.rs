@@ -466,16 +466,24 @@ impl<'a> Run<'a> {
     }
 
     /// When reading stops: the deadline less the time the commits of the reads in flight and
-    /// `latest.csv` need (storage round trips at the slowest latency seen, never more than a
-    /// quarter of the deadline), so that a run whose deadline allows one page keeps it.
-    fn stop_reading_at(&self) -> Option<std::time::Instant> {
+    /// `latest.csv` and the summaries need (storage round trips at the slowest latency seen, or
+    /// what the last rebuild took if longer), never more than a quarter of the deadline, so that
+    /// a run whose deadline allows one page keeps it.
+    fn stop_reading_at(&self, state: &State) -> Option<std::time::Instant> {
         let deadline = self.request.deadline?;
         let round_trips = ROUND_TRIPS_PER_COMMIT
             * u32::try_from(MAX_CHAINS_IN_FLIGHT).unwrap_or(u32::MAX)
             + 2 * self.settings.report_days
             + ROUND_TRIPS_AFTER_COMMITS;
-        let reserve =
-            (self.storage_latency * round_trips + Duration::from_millis(100)).min(deadline / 4);
+        let publish = state
+            .publish_seconds
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map_or(Duration::ZERO, |s| Duration::from_secs_f64(s.min(86_400.0)));
+        let commits = self.storage_latency * ROUND_TRIPS_PER_COMMIT * 4;
+        let reserve = (self.storage_latency * round_trips)
+            .max(commits + publish)
+            .saturating_add(Duration::from_millis(100))
+            .min(deadline / 4);
         self.started.checked_add(deadline.saturating_sub(reserve))
     }
 
@@ -489,7 +497,7 @@ impl<'a> Run<'a> {
         let retention = self.deps.clock.now() - crate::config::GRAPH_RETENTION;
         let chains = plan::chains(plan, in_flight, retention);
         self.summary.chains = u32::try_from(chains.len()).unwrap_or(u32::MAX);
-        let stop_at = self.stop_reading_at();
+        let stop_at = self.stop_reading_at(state);
         let stop_reading = async {
             match stop_at {
                 Some(at) => tokio::time::sleep_until(at.into()).await,

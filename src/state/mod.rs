@@ -102,6 +102,11 @@ pub struct State {
     /// Rows per second of sign-in time over what runs committed, for the estimate of what remains.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows_per_second: Option<f64>,
+    /// Seconds the last rebuild of `latest.csv` and the summaries took: a run with a deadline
+    /// stops reading early enough for it, so a run that is behind still refreshes what Power BI
+    /// reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish_seconds: Option<f64>,
     /// How the event types are asked for: in one query, or one query each where Graph refused
     /// the combined filter (remembered, so later runs do not ask again).
     #[serde(default, skip_serializing_if = "QueryForm::is_combined")]
@@ -238,6 +243,7 @@ impl State {
             lost: Coverage::default(),
             stalled_runs: 0,
             rows_per_second: None,
+            publish_seconds: None,
             query_form: QueryForm::Combined,
             archive: None,
             unrecorded_columns: None,
@@ -501,6 +507,7 @@ mod v1 {
                 lost: Coverage::of(self.lost),
                 stalled_runs: 0,
                 rows_per_second: None,
+                publish_seconds: None,
                 query_form: super::QueryForm::Combined,
                 archive: None,
                 unrecorded_columns,

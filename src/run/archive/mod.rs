@@ -333,7 +333,7 @@ impl Run<'_> {
         state: &mut State,
         jobs: Vec<Job>,
     ) -> (Result<bool, RunError>, Vec<Job>) {
-        let stop_at = self.stop_reading_at();
+        let stop_at = self.stop_reading_at(state);
         let stop = CancellationToken::new();
         let last_block = AtomicU32::new(0);
         let mut queue: VecDeque<Job> = jobs.into();
