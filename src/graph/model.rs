@@ -91,8 +91,9 @@ pub enum Field<'a> {
     UInt(u64),
     Float(f64),
     Str(Cow<'a, str>),
-    /// An array (of anything).
-    List(Vec<Field<'a>>),
+    /// An array (of anything). A boxed slice, not a `Vec`: it makes every `Field` 24 bytes instead
+    /// of 32, and a record holds ~55 of them.
+    List(Box<[Field<'a>]>),
     /// An object where a scalar was expected (never in today's Graph): kept as JSON.
     Object(Box<Value>),
 }
@@ -164,7 +165,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
                 while let Some(item) = seq.next_element()? {
                     items.push(item);
                 }
-                Ok(Field::List(items))
+                Ok(Field::List(items.into_boxed_slice()))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Field<'de>, A::Error> {
                 let value = Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
@@ -265,13 +266,15 @@ macro_rules! properties {
                 }
             }
 
-            /// The property Graph sends under `name` (exact, as JSON keys are), if [`Props`] has it.
+            /// The property Graph sends under `name` (exact, as JSON keys are), if [`Props`]
+            /// has it.
             pub fn from_name(name: &str) -> Option<Property> {
                 match name {
                     $( $name => Some(Property::$variant), )*
                     _ => None,
                 }
             }
+
         }
 
         impl<'a> Props<'a> {
@@ -807,6 +810,12 @@ mod tests {
         ));
         assert_eq!(b.props.user_id.as_str(), Some("u\"1"));
         assert_eq!(b.props.location, Nested(None));
+    }
+
+    #[test]
+    fn fields_stay_small() {
+        // Every record holds ~55 of them: their size is most of a page's memory besides its text.
+        assert_eq!(std::mem::size_of::<Field>(), 24);
     }
 
     #[test]
