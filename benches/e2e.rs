@@ -92,6 +92,12 @@ struct Args {
     /// their CPU and wall times and the medians' ratios go under `ab`.
     #[arg(long, default_value_t = 0)]
     ab: u32,
+    /// A steady-state timer run: the first run exports the tenant up to this many minutes before
+    /// its end, then one more run on the same destination reads those minutes (and re-reads
+    /// `SIGNINS_OVERLAP` below them, as every timer run does); that run's figures go under
+    /// `steady`. What a deployment's timer run costs, for the cost table in BENCHMARKS.md.
+    #[arg(long)]
+    steady_minutes: Option<u32>,
     /// Keep the output folder (printed in the JSON line) instead of deleting it.
     #[arg(long)]
     keep: bool,
@@ -407,6 +413,11 @@ fn bench(args: Args) -> Result<(), String> {
         .exe
         .clone()
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_signin-export")));
+    // The end of the window a run reads (`--steady-minutes` moves it for the first run).
+    let run_until = std::cell::Cell::new(match args.steady_minutes {
+        Some(minutes) => until - time::Duration::minutes(i64::from(minutes)),
+        None => until,
+    });
     let exporter = |exe: &Path, dest: &str, perf: Option<&Path>| -> Result<Run, String> {
         let mut command = match perf {
             Some(out) => {
@@ -425,7 +436,7 @@ fn bench(args: Args) -> Result<(), String> {
             "--since",
             &rfc3339(since),
             "--until",
-            &rfc3339(until),
+            &rfc3339(run_until.get()),
         ]);
         if let Some(deadline) = args.deadline {
             command.args(["--deadline", &format!("{deadline}s")]);
@@ -507,6 +518,27 @@ fn bench(args: Args) -> Result<(), String> {
         let next = exporter(&exe, &rust_dest, None)?;
         per_run.push(per_run_figures(&next));
     }
+    let steady = match args.steady_minutes {
+        None => Value::Null,
+        Some(minutes) => {
+            run_until.set(until);
+            let next = exporter(&exe, &rust_dest, None)?;
+            json!({
+                "minutes": minutes,
+                "rows": next.rows,
+                "duplicates_skipped": next.summary["duplicatesSkipped"],
+                "graph_requests": next.requests,
+                "completeness_checks": next.summary["completenessChecks"],
+                "slices": next.summary["slicesDone"],
+                "files": next.summary["files"],
+                "storage_requests": next.storage_requests,
+                "bytes_copied": next.bytes_copied,
+                "wall_s": round(next.usage.wall.as_secs_f64()),
+                "cpu_s": round(next.usage.cpu.as_secs_f64()),
+                "peak_rss_mib": round(next.usage.max_rss_kib as f64 / 1024.0),
+            })
+        }
+    };
     let usage = &run.usage;
     let (rows, requests, throttled) = (run.rows, run.requests, run.throttled);
     let wall = usage.wall.as_secs_f64();
@@ -653,6 +685,7 @@ fn bench(args: Args) -> Result<(), String> {
         "per_run": if args.runs > 1 { Value::from(per_run) } else { Value::Null },
         "baseline": baseline,
         "ab": ab,
+        "steady": steady,
         "python": python,
         "output": if args.keep { Value::from(work.path().display().to_string()) } else { Value::Null },
     });
