@@ -17,7 +17,8 @@ use azure_storage_blob::models::{
     BlobClientDownloadOptions, BlobClientGetPropertiesResultHeaders,
     BlockBlobClientStageBlockFromUrlOptions, HttpRange,
 };
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
 
 use super::blocks::{self, ListedBlock, Source};
 use super::client::{content, with_sas, BlobAuth};
@@ -287,11 +288,15 @@ async fn copy_by_download(
             }
             Err(e) => return Err(inner.error(source.file, &e)),
         };
-        let bytes = response
-            .body
-            .collect()
-            .await
-            .map_err(|e| inner.error(source.file, &e))?;
+        // Into one buffer of the range's size: collecting grows a buffer from nothing, copying
+        // the range several times over.
+        let mut bytes = BytesMut::with_capacity(usize::try_from(length).unwrap_or(0));
+        let mut body = response.body;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| inner.error(source.file, &e))?;
+            bytes.extend_from_slice(&chunk);
+        }
+        let bytes = bytes.freeze();
         if bytes.len() as u64 != length {
             return Err(SinkError::Other(format!(
                 "{}: expected {length} bytes at offset {offset}, got {}",
