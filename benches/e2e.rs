@@ -72,6 +72,10 @@ struct Args {
     /// The event `perf record` samples (`cpu-clock`; `page-faults` shows where memory grows).
     #[arg(long, default_value = "cpu-clock")]
     perf_event: String,
+    /// How `perf record` unwinds stacks: `fp` (as `-g`; cheap, but release builds keep no frame
+    /// pointers, so callers are often missing) or `dwarf` (full stacks, larger files).
+    #[arg(long, default_value = "fp")]
+    perf_call_graph: String,
     /// The `signin-export` binary to measure (default: this checkout's release build).
     #[arg(long)]
     exe: Option<PathBuf>,
@@ -86,6 +90,17 @@ struct Args {
     /// rows committed per run, until the export has caught up); figures of each under `per_run`.
     #[arg(long, default_value_t = 1)]
     runs: u32,
+    /// With `--baseline`: after the runs above, N more pairs (the baseline, then this build),
+    /// each on a fresh destination, for a before/after CPU figure that one noisy run cannot give;
+    /// their CPU and wall times and the medians' ratios go under `ab`.
+    #[arg(long, default_value_t = 0)]
+    ab: u32,
+    /// A steady-state timer run: the first run exports the tenant up to this many minutes before
+    /// its end, then one more run on the same destination reads those minutes (and re-reads
+    /// `SIGNINS_OVERLAP` below them, as every timer run does); that run's figures go under
+    /// `steady`. What a deployment's timer run costs, for the cost table in BENCHMARKS.md.
+    #[arg(long)]
+    steady_minutes: Option<u32>,
     /// Keep the output folder (printed in the JSON line) instead of deleting it.
     #[arg(long)]
     keep: bool,
@@ -328,11 +343,17 @@ fn bench(args: Args) -> Result<(), String> {
         .exe
         .clone()
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_signin-export")));
+    // The end of the window a run reads (`--steady-minutes` moves it for the first run).
+    let run_until = std::cell::Cell::new(match args.steady_minutes {
+        Some(minutes) => until - time::Duration::minutes(i64::from(minutes)),
+        None => until,
+    });
     let exporter = |exe: &Path, dest: &str, perf: Option<&Path>| -> Result<Run, String> {
         let mut command = match perf {
             Some(out) => {
                 let mut c = Command::new("perf");
-                c.args(["record", "-g", "-e", &args.perf_event, "-o"])
+                c.args(["record", "--call-graph", &args.perf_call_graph])
+                    .args(["-e", &args.perf_event, "-o"])
                     .arg(out)
                     .arg("--")
                     .arg(exe);
@@ -345,7 +366,7 @@ fn bench(args: Args) -> Result<(), String> {
             "--since",
             &rfc3339(since),
             "--until",
-            &rfc3339(until),
+            &rfc3339(run_until.get()),
         ]);
         if let Some(deadline) = args.deadline {
             command.args(["--deadline", &format!("{deadline}s")]);
@@ -398,18 +419,15 @@ fn bench(args: Args) -> Result<(), String> {
             usage,
         })
     };
+    // A destination of its own for each extra run.
+    let fresh_dest = |name: &str| match &azurite_guard {
+        Some(az) => format!("{}?{}", az.container_url(name), az.account_sas("racwdl")),
+        None => work.path().join(name).display().to_string(),
+    };
     let baseline = match &args.baseline {
         None => Value::Null,
         Some(exe) => {
-            let dest = match &azurite_guard {
-                Some(az) => format!(
-                    "{}?{}",
-                    az.container_url("baseline"),
-                    az.account_sas("racwdl")
-                ),
-                None => work.path().join("baseline").display().to_string(),
-            };
-            let run = exporter(exe, &dest, None)?;
+            let run = exporter(exe, &fresh_dest("baseline"), None)?;
             json!({
                 "rows": run.rows,
                 "wall_s": round(run.usage.wall.as_secs_f64()),
@@ -427,6 +445,27 @@ fn bench(args: Args) -> Result<(), String> {
         let next = exporter(&exe, &rust_dest, None)?;
         per_run.push(per_run_figures(&next));
     }
+    let steady = match args.steady_minutes {
+        None => Value::Null,
+        Some(minutes) => {
+            run_until.set(until);
+            let next = exporter(&exe, &rust_dest, None)?;
+            json!({
+                "minutes": minutes,
+                "rows": next.rows,
+                "duplicates_skipped": next.summary["duplicatesSkipped"],
+                "graph_requests": next.requests,
+                "completeness_checks": next.summary["completenessChecks"],
+                "slices": next.summary["slicesDone"],
+                "files": next.summary["files"],
+                "storage_requests": next.storage_requests,
+                "bytes_copied": next.bytes_copied,
+                "wall_s": round(next.usage.wall.as_secs_f64()),
+                "cpu_s": round(next.usage.cpu.as_secs_f64()),
+                "peak_rss_mib": round(next.usage.max_rss_kib as f64 / 1024.0),
+            })
+        }
+    };
     let usage = &run.usage;
     let (rows, requests, throttled) = (run.rows, run.requests, run.throttled);
     let wall = usage.wall.as_secs_f64();
@@ -484,8 +523,22 @@ fn bench(args: Args) -> Result<(), String> {
             edge_state.reset();
             let py_usage = run_child(py, timeout)?;
             let py_summary: Value = py_usage.summary().unwrap_or(Value::Null);
+            // The same daily files, or the comparison would not be of the same work.
+            let (ours, theirs) = match &azurite_guard {
+                Some(az) => (
+                    Written::Blob(az.container_url("rust"), "all/", az.account_sas("racwdl")),
+                    Written::Blob(az.container_url("python"), "", az.account_sas("racwdl")),
+                ),
+                None => (
+                    Written::Folder(work.path().join("rust").join("all")),
+                    Written::Folder(work.path().join("python")),
+                ),
+            };
+            let days = days_between(since.date(), until.date());
+            let daily_files = runtime.block_on(compare_daily(&ours, &theirs, &days));
             json!({
                 "rows": py_summary["rows"],
+                "daily_files": daily_files,
                 "wall_s": round(py_usage.wall.as_secs_f64()),
                 "cpu_s": round(py_usage.cpu.as_secs_f64()),
                 "peak_rss_mib": round(py_usage.max_rss_kib as f64 / 1024.0),
@@ -495,6 +548,42 @@ fn bench(args: Args) -> Result<(), String> {
                 "wall_ratio": round(py_usage.wall.as_secs_f64() / wall.max(1e-9)),
             })
         }
+    };
+
+    // Before/after pairs, alternating so that the machine's load falls on both alike.
+    let ab = match (&args.baseline, args.ab) {
+        (Some(before), n) if n > 0 => {
+            let (mut theirs, mut ours) = (Vec::new(), Vec::new());
+            for i in 0..n {
+                let b = exporter(before, &fresh_dest(&format!("ab-baseline-{i}")), None)?;
+                let a = exporter(&exe, &fresh_dest(&format!("ab-{i}")), None)?;
+                if a.rows != b.rows {
+                    return Err(format!(
+                        "--ab: {} rows against the baseline's {}",
+                        a.rows, b.rows
+                    ));
+                }
+                theirs.push(b.usage);
+                ours.push(a.usage);
+            }
+            let cpu = |runs: &[Usage]| median(runs.iter().map(|u| u.cpu.as_secs_f64()).collect());
+            let wall = |runs: &[Usage]| median(runs.iter().map(|u| u.wall.as_secs_f64()).collect());
+            let list = |runs: &[Usage], f: fn(&Usage) -> Duration| {
+                runs.iter()
+                    .map(|u| round(f(u).as_secs_f64()))
+                    .collect::<Vec<_>>()
+            };
+            json!({
+                "pairs": n,
+                "baseline_cpu_s": list(&theirs, |u| u.cpu),
+                "cpu_s": list(&ours, |u| u.cpu),
+                "baseline_wall_s": list(&theirs, |u| u.wall),
+                "wall_s": list(&ours, |u| u.wall),
+                "median_cpu_ratio": round(cpu(&theirs) / cpu(&ours).max(1e-9)),
+                "median_wall_ratio": round(wall(&theirs) / wall(&ours).max(1e-9)),
+            })
+        }
+        _ => Value::Null,
     };
 
     let line = json!({
@@ -523,6 +612,8 @@ fn bench(args: Args) -> Result<(), String> {
         "bytes_copied": run.bytes_copied,
         "per_run": if args.runs > 1 { Value::from(per_run) } else { Value::Null },
         "baseline": baseline,
+        "ab": ab,
+        "steady": steady,
         "python": python,
         "output": if args.keep { Value::from(work.path().display().to_string()) } else { Value::Null },
     });
@@ -533,6 +624,71 @@ fn bench(args: Args) -> Result<(), String> {
     drop(azurite_guard);
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(())
+}
+
+/// Where an exporter wrote its daily files: a folder, or a container (URL, blob name prefix, SAS).
+enum Written {
+    Folder(PathBuf),
+    Blob(url::Url, &'static str, String),
+}
+
+impl Written {
+    /// The daily file of `day`, `None` when there is none.
+    async fn daily(&self, day: time::Date) -> Result<Option<Vec<u8>>, String> {
+        let name = format!("daily/{day}.csv");
+        match self {
+            Written::Folder(base) => match std::fs::read(base.join(&name)) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(format!("{name}: {e}")),
+            },
+            Written::Blob(container, prefix, sas) => {
+                let url = format!("{container}/{prefix}{name}?{sas}");
+                let response = reqwest::get(&url)
+                    .await
+                    .map_err(|e| format!("{name}: {e}"))?;
+                if response.status() == reqwest::StatusCode::NOT_FOUND {
+                    return Ok(None);
+                }
+                let response = response
+                    .error_for_status()
+                    .map_err(|e| format!("{name}: {e}"))?;
+                let bytes = response.bytes().await.map_err(|e| format!("{name}: {e}"))?;
+                Ok(Some(bytes.to_vec()))
+            }
+        }
+    }
+}
+
+/// Every UTC day from `first` to `last`, both included.
+fn days_between(first: time::Date, last: time::Date) -> Vec<time::Date> {
+    std::iter::successors(Some(first), |d| d.next_day())
+        .take_while(|d| *d <= last)
+        .collect()
+}
+
+/// `"identical"` when both exporters wrote the same daily files byte for byte (and at least one),
+/// else what differs first.
+async fn compare_daily(ours: &Written, theirs: &Written, days: &[time::Date]) -> String {
+    let mut files = 0;
+    for &day in days {
+        match (ours.daily(day).await, theirs.daily(day).await) {
+            (Ok(a), Ok(b)) if a == b => files += usize::from(a.is_some()),
+            (Ok(a), Ok(b)) => {
+                return format!(
+                    "daily/{day}.csv differs ({} vs {} bytes)",
+                    a.map_or(0, |a| a.len()),
+                    b.map_or(0, |b| b.len())
+                )
+            }
+            (Err(e), _) | (_, Err(e)) => return format!("not compared: {e}"),
+        }
+    }
+    if files == 0 {
+        "no daily files".to_string()
+    } else {
+        "identical".to_string()
+    }
 }
 
 /// One run's figures for `per_run`: what it committed and what it says remains.
@@ -553,6 +709,15 @@ fn run_caught_up(per_run: &[Value]) -> bool {
     per_run.last().is_some_and(|last| {
         last["remaining_estimated_rows"].is_null() && last["outcome"] == "completed"
     })
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
 }
 
 fn round(x: f64) -> f64 {

@@ -6,12 +6,14 @@
 #   scripts/bench.sh [--python] [e2e args...]
 #     --python            also run scripts/bench/python_exporter.py (venv in target/bench-venv)
 #     --rows N --days D --dest folder|azurite --page-ms 2000-3000 --throttle 5/10
-#     --version beta|v1.0 --timeout SECS --perf FILE --keep      (see: scripts/bench.sh --help)
+#     --version beta|v1.0 --timeout SECS --perf FILE [--perf-call-graph dwarf] --keep
+#     --baseline OTHER_BINARY [--ab N]   before/after on the same tenant (see: scripts/bench.sh --help)
 #
 # Examples (BENCHMARKS.md has the ones behind its tables):
 #   scripts/bench.sh --rows 100000
 #   scripts/bench.sh --python --rows 200000 --dest azurite
 #   scripts/bench.sh --rows 30000 --page-ms 2000-3000 --throttle 5/10 --version v1.0
+#   scripts/bench.sh --rows 200000 --dest azurite --baseline target/before/signin-export --ab 3
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"

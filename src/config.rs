@@ -85,7 +85,7 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-pub use crate::graph::model::{EventType, GraphVersion};
+pub use crate::graph::model::{EventType, GraphVersion, PropertySet};
 
 /// Everything the Graph source needs.
 #[derive(Debug, Clone)]
@@ -101,6 +101,9 @@ pub struct GraphSettings {
     pub retry_budget: Duration,
     /// Client-side pacing of every Graph request.
     pub rate: GraphRate,
+    /// The sign-in properties the export reads (the columns' and the filter's): each record of a
+    /// page is parsed for these and the rest of it skipped.
+    pub properties: PropertySet,
 }
 
 /// `SIGNINS_GRAPH_RATE`: at most `requests` Graph requests in any `per`.
@@ -439,6 +442,9 @@ impl Settings {
                 extra_filter: get("SIGNINS_FILTER"),
                 retry_budget,
                 rate,
+                properties: columns
+                    .properties()
+                    .union(crate::transform::filter::SignInFilter::properties()),
             },
             destination,
             preset,

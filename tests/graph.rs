@@ -39,6 +39,7 @@ fn settings(base_url: &str, version: GraphVersion, budget: Duration) -> GraphSet
             requests: 1000,
             per: Duration::from_secs(1),
         },
+        properties: signin_export::graph::model::PropertySet::all(),
     }
 }
 

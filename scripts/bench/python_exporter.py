@@ -3,8 +3,10 @@
 What a careful script author would write with `requests` and `azure-storage-blob`: a managed
 identity token, every page of /auditLogs/signIns (following @odata.nextLink, honouring
 Retry-After), the 30 default columns flattened as the README's column table describes, one CSV
-per UTC day (BOM, header, CRLF, `csv` module quoting, line breaks replaced, formula guard), into
-a folder or a Blob container (SAS URL). Prints one JSON line: {"rows": N, "pages": P}.
+per UTC day (BOM, header, CRLF, `csv` module quoting, line breaks replaced, formula guard, no
+point for unknown locations), into a folder or a Blob container (SAS URL): the same daily files,
+byte for byte, as `signin-export` writes (the e2e bench compares them for a folder). It writes no
+`latest.csv`. Prints one JSON line: {"rows": N, "pages": P}.
 """
 
 import argparse
@@ -78,13 +80,38 @@ def cell(value, text):
     return "'" + value if guarded else value
 
 
+def coordinate(value):
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def point_is_known(record):
+    """Graph's unknown locations (no coordinates, nulls, or exactly 0 and 0) export no point."""
+    point = lookup(record, ("location", "geoCoordinates")) or {}
+    if not isinstance(point, dict):
+        return False
+    lat, lon = coordinate(point.get("latitude")), coordinate(point.get("longitude"))
+    return lat is not None and lon is not None and -90 <= lat <= 90 and -180 <= lon <= 180 and (lat, lon) != (0, 0)
+
+
 def row(record):
     out = []
+    known = point_is_known(record)
     for name, path in COLUMNS:
         if path is None:
             loc = record.get("location") or {}
             parts = [(loc.get(k) or "").strip() for k in ("city", "state", "countryOrRegion")]
             out.append(", ".join(p for p in parts if p))
+        elif name in ("latitude", "longitude") and not known:
+            out.append("")
         else:
             out.append(cell(lookup(record, path), name not in ("latitude", "longitude", "statusErrorCode")))
     return out

@@ -212,7 +212,8 @@ fn to_record(
     let mut props = entry.properties.0.ok_or(RecordError::NoProperties)?;
     props.created_date_time = graph_created(props.created_date_time);
     graph_user_type(&mut props.user_type);
-    props.sign_in_event_types = Field::List(vec![Field::Str(Cow::Borrowed(event_type.as_str()))]);
+    props.sign_in_event_types =
+        Field::List(Box::new([Field::Str(Cow::Borrowed(event_type.as_str()))]));
     let signin = SignInRecord::from_props(props)?;
     Ok(DiagnosticRecord {
         envelope: Envelope {
@@ -281,7 +282,7 @@ mod tests {
         assert_eq!(signin.props.user_type.as_str(), Some("member"));
         assert_eq!(
             signin.props.sign_in_event_types,
-            Field::List(vec![Field::Str(Cow::Borrowed("interactiveUser"))])
+            Field::List(Box::new([Field::Str(Cow::Borrowed("interactiveUser"))]))
         );
         let status = signin.props.status.get().unwrap();
         assert_eq!(status.error_code, Field::UInt(50140));
@@ -408,7 +409,7 @@ mod tests {
         let record = one(line, EventType::ManagedIdentity).unwrap();
         assert_eq!(
             record.signin.props.sign_in_event_types,
-            Field::List(vec![Field::Str(Cow::Borrowed("managedIdentity"))])
+            Field::List(Box::new([Field::Str(Cow::Borrowed("managedIdentity"))]))
         );
         assert_eq!(record.signin.props.user_type, Field::Null);
     }

@@ -14,10 +14,11 @@ use url::Url;
 
 use crate::config::{EventType, GraphSettings, GraphVersion};
 use crate::credential::{AuthError, TokenProvider, GRAPH_SCOPE};
-use crate::graph::model::{Field, Nested, Props, SignIn, SignInError, SignInRecord};
+use crate::graph::model::{Field, PropertySet, PropsInto, SignIn, SignInError, SignInRecord};
 use crate::graph::query::{self, PAGE_SIZE};
 use crate::graph::rate::RateWindow;
 use crate::graph::throttle::{self, Decision, Failure};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use yoke::{Yoke, Yokeable};
 
@@ -207,6 +208,8 @@ struct Inner {
     rate: Mutex<RateWindow>,
     /// Buffers of pages already read (see [`GraphClient::recycle`]).
     buffers: Mutex<Vec<Vec<u8>>>,
+    /// The properties of each record a page is parsed for.
+    properties: PropertySet,
     counters: Counters,
 }
 
@@ -259,6 +262,7 @@ impl GraphClient {
                 budget: Budget::new(settings.retry_budget),
                 rate: Mutex::new(RateWindow::new(settings.rate)),
                 buffers: Mutex::new(Vec::new()),
+                properties: settings.properties,
                 counters: Counters::default(),
             }),
             request_timeout: REQUEST_TIMEOUT,
@@ -349,7 +353,7 @@ impl GraphClient {
         let url = self.first_page_url(&window, event_types, None, 1)?;
         let budget = Budget::new(PROBE_BUDGET.min(self.inner.budget.limit));
         let body = self.get(&url, 1, &budget).await?;
-        let page = parse_page(body, 1)?;
+        let page = parse_page(body, 1, self.inner.properties)?;
         Ok(page.rows.len())
     }
 
@@ -716,56 +720,194 @@ impl Page {
     }
 }
 
-/// `{"value": [...], "@odata.nextLink": "..."}`; every other property is skipped.
-#[derive(Deserialize)]
+/// The body of a page: `{"value": [...], "@odata.nextLink": "..."}`; every other property is
+/// skipped. `value`'s records are parsed for a [`PropertySet`], so the envelope is read by hand
+/// (a derived one could not pass the set down).
 struct Envelope<'a> {
-    #[serde(borrow, default)]
-    value: Option<Records<'a>>,
-    #[serde(borrow, default, rename = "@odata.nextLink")]
+    value: Option<Vec<SignInRecord<'a>>>,
     next_link: Field<'a>,
 }
 
-/// The `value` array, each element checked as a sign-in as it is parsed.
-struct Records<'a>(Vec<SignInRecord<'a>>);
+/// Reads an [`Envelope`]; `None` when the body is not a JSON object.
+struct EnvelopeSeed(PropertySet);
 
-impl<'de: 'a, 'a> Deserialize<'de> for Records<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Records<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an array of sign-ins")
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Records<'de>, A::Error> {
-                // Graph's pages hold at most `$top` records: sized once, never regrown (serde_json
-                // gives no size hint).
-                let mut rows = Vec::with_capacity(
-                    seq.size_hint()
-                        .unwrap_or(PAGE_SIZE as usize)
-                        .min(PAGE_SIZE as usize),
-                );
-                let mut index = 0usize;
-                while let Some(Nested(props)) = seq.next_element::<Nested<Props<'de>>>()? {
-                    let record = props
-                        .ok_or(SignInError::NotAnObject)
-                        .and_then(SignInRecord::from_props)
-                        .map_err(|e| serde::de::Error::custom(format!("record {index}: {e}")))?;
-                    rows.push(record);
-                    index += 1;
-                }
-                Ok(Records(rows))
-            }
-        }
-        d.deserialize_seq(V)
+impl<'de> DeserializeSeed<'de> for EnvelopeSeed {
+    type Value = Option<Envelope<'de>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
     }
 }
 
-/// Parses `{"value": [...], "@odata.nextLink": "..."}`; any record that is not a sign-in fails
-/// the page (never skipped). Public for the benches (`benches/pipeline.rs`).
-pub fn parse_page(body: impl Into<Vec<u8>>, page: u64) -> Result<Page, GraphError> {
+impl<'de> Visitor<'de> for EnvelopeSeed {
+    type Value = Option<Envelope<'de>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a page of sign-ins")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut envelope = Envelope {
+            value: None,
+            next_link: Field::Null,
+        };
+        let (mut value_seen, mut link_seen) = (false, false);
+        while let Some(key) = map.next_key::<EnvelopeKey>()? {
+            match key {
+                EnvelopeKey::Value if value_seen => {
+                    return Err(de::Error::duplicate_field("value"))
+                }
+                EnvelopeKey::Value => {
+                    value_seen = true;
+                    envelope.value = map.next_value_seed(RecordsSeed(self.0))?;
+                }
+                EnvelopeKey::NextLink if link_seen => {
+                    return Err(de::Error::duplicate_field("@odata.nextLink"))
+                }
+                EnvelopeKey::NextLink => {
+                    link_seen = true;
+                    envelope.next_link = map.next_value()?;
+                }
+                EnvelopeKey::Other => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Some(envelope))
+    }
+
+    // Anything but an object: not a page.
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// The keys of a page the export reads.
+enum EnvelopeKey {
+    Value,
+    NextLink,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for EnvelopeKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = EnvelopeKey;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E>(self, key: &str) -> Result<EnvelopeKey, E> {
+                Ok(match key {
+                    "value" => EnvelopeKey::Value,
+                    "@odata.nextLink" => EnvelopeKey::NextLink,
+                    _ => EnvelopeKey::Other,
+                })
+            }
+        }
+        d.deserialize_identifier(V)
+    }
+}
+
+/// The `value` array, each element parsed in place for the set and checked as a sign-in;
+/// `None` for `null` or any other type (the page then has no `value` array).
+struct RecordsSeed(PropertySet);
+
+impl<'de> DeserializeSeed<'de> for RecordsSeed {
+    type Value = Option<Vec<SignInRecord<'de>>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordsSeed {
+    type Value = Option<Vec<SignInRecord<'de>>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of sign-ins")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        // Graph's pages hold at most `$top` records: sized once, never regrown (serde_json gives
+        // no size hint), with room for the slot the end of the array leaves unused.
+        let mut rows = Vec::with_capacity(
+            seq.size_hint()
+                .unwrap_or(PAGE_SIZE as usize)
+                .min(PAGE_SIZE as usize)
+                + 1,
+        );
+        loop {
+            let index = rows.len();
+            // Parsed where it stays: a record is too large to move cheaply (see `PropsInto`).
+            rows.push(SignInRecord::unparsed());
+            let slot = &mut rows[index];
+            let checked = match seq.next_element_seed(PropsInto::new(&mut slot.props, self.0))? {
+                None => {
+                    rows.pop();
+                    return Ok(Some(rows));
+                }
+                Some(false) => Err(SignInError::NotAnObject),
+                Some(true) => slot.lift(),
+            };
+            checked.map_err(|e| de::Error::custom(format!("record {index}: {e}")))?;
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map
+            .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// Parses `{"value": [...], "@odata.nextLink": "..."}`, each record for `properties` (the rest of
+/// it skipped); any record that is not a sign-in fails the page (never skipped). Public for the
+/// benches (`benches/pipeline.rs`).
+pub fn parse_page(
+    body: impl Into<Vec<u8>>,
+    page: u64,
+    properties: PropertySet,
+) -> Result<Page, GraphError> {
     let malformed = |detail: String| GraphError::Malformed { page, detail };
     let mut next_link = None;
     let rows = Yoke::<Rows<'static>, Vec<u8>>::try_attach_to_cart(body.into(), |bytes| {
@@ -773,15 +915,17 @@ pub fn parse_page(body: impl Into<Vec<u8>>, page: u64) -> Result<Page, GraphErro
         // which trusts it: from a byte slice it would re-validate every string it reads or skips.
         let text = std::str::from_utf8(bytes)
             .map_err(|e| malformed(format!("not JSON (not UTF-8: {e})")))?;
-        let envelope: Nested<Envelope<'_>> = serde_json::from_str(text).map_err(|e| {
-            if e.is_syntax() || e.is_eof() {
-                malformed(format!("not JSON ({e})"))
-            } else {
-                malformed(e.to_string())
-            }
-        })?;
-        let envelope = envelope
-            .0
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let envelope = EnvelopeSeed(properties)
+            .deserialize(&mut deserializer)
+            .and_then(|envelope| deserializer.end().map(|()| envelope))
+            .map_err(|e| {
+                if e.is_syntax() || e.is_eof() {
+                    malformed(format!("not JSON ({e})"))
+                } else {
+                    malformed(e.to_string())
+                }
+            })?
             .ok_or_else(|| malformed("not a JSON object".into()))?;
         next_link = match envelope.next_link {
             Field::Null => None,
@@ -791,7 +935,7 @@ pub fn parse_page(body: impl Into<Vec<u8>>, page: u64) -> Result<Page, GraphErro
         let records = envelope
             .value
             .ok_or_else(|| malformed("no `value` array".into()))?;
-        Ok(Rows(records.0))
+        Ok(Rows(records))
     })?;
     Ok(Page {
         rows: PageRows(rows),
@@ -859,7 +1003,7 @@ impl SignInPager {
             }
             Err(e) => return Err(e),
         };
-        let parsed = parse_page(body, page)?;
+        let parsed = parse_page(body, page, self.client.inner.properties)?;
         let next = match &parsed.next_link {
             Some(link) => Some(self.client.check_next_link(link, page)?),
             None => None,
@@ -894,16 +1038,21 @@ mod tests {
             "value": [{"id": "a", "createdDateTime": "2026-11-28T10:00:00Z"}],
             "@odata.nextLink": "https://graph.microsoft.com/v1.0/auditLogs/signIns?$skiptoken=abc"
         });
-        let page = parse_page(body.to_string().as_bytes(), 1).unwrap();
+        let page = parse_page(body.to_string().as_bytes(), 1, PropertySet::all()).unwrap();
         assert_eq!(page.rows().len(), 1);
         assert_eq!(page.rows()[0].id, "a");
         assert!(page.next_link.is_some());
 
-        let last = parse_page(br#"{"value": [], "@odata.nextLink": null}"#, 2).unwrap();
+        let last = parse_page(
+            br#"{"value": [], "@odata.nextLink": null}"#,
+            2,
+            PropertySet::all(),
+        )
+        .unwrap();
         assert!(last.rows().is_empty() && last.next_link.is_none());
 
         let bad = json!({"value": [{"id": "ok", "createdDateTime": "2026-11-28T10:00:00Z"}, {"id": "b7", "createdDateTime": "soon"}]});
-        let err = parse_page(bad.to_string().as_bytes(), 3).unwrap_err();
+        let err = parse_page(bad.to_string().as_bytes(), 3, PropertySet::all()).unwrap_err();
         assert!(
             matches!(err, GraphError::Malformed { page: 3, .. }),
             "{err}"
@@ -919,7 +1068,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    parse_page(body, 4),
+                    parse_page(body, 4, PropertySet::all()),
                     Err(GraphError::Malformed { page: 4, .. })
                 ),
                 "{}",
@@ -973,6 +1122,7 @@ mod tests {
                 requests: 1000,
                 per: Duration::from_secs(1),
             },
+            properties: PropertySet::all(),
         }
     }
 

@@ -13,7 +13,7 @@
 //! taken — the margin absorbs rows slightly out of order — and a row newer than the ids that were
 //! dropped is known to be a row read again.
 
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, HashMap};
 
 use time::{Duration, OffsetDateTime};
 
@@ -36,11 +36,15 @@ pub struct SeenIds {
 impl SeenIds {
     /// Takes the row `id` created at `created`; `false` if it was taken before.
     pub fn take(&mut self, id: &str, created: OffsetDateTime) -> bool {
-        if self.dropped_above.is_some_and(|above| created > above) || self.ids.contains_key(id) {
+        if self.dropped_above.is_some_and(|above| created > above) {
             return false;
         }
+        // One lookup: a row read again is rare, so its key is built either way.
+        match self.ids.entry(id.into()) {
+            Entry::Occupied(_) => return false,
+            Entry::Vacant(slot) => slot.insert(created),
+        };
         self.oldest = Some(self.oldest.map_or(created, |o| o.min(created)));
-        self.ids.insert(id.into(), created);
         if self.ids.len() >= self.prune_at.max(FIRST_PRUNE) {
             self.prune();
         }

@@ -56,6 +56,7 @@ use std::fmt::Write as _;
 #[cfg(test)]
 use crate::graph::model::SignIn;
 use crate::graph::model::SignInRecord;
+use crate::graph::model::{Property, PropertySet};
 
 /// A named selection of sign-ins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,6 +225,15 @@ fn distinct(values: impl IntoIterator<Item = String>) -> Vec<String> {
 }
 
 impl SignInFilter {
+    /// The properties [`SignInFilter::matches`] reads, whatever the rules: a page must be parsed
+    /// for them.
+    pub fn properties() -> PropertySet {
+        PropertySet::REQUIRED
+            .with(Property::ResourceId)
+            .with(Property::AppDisplayName)
+            .with(Property::ClientAppUsed)
+    }
+
     /// From the preset, optionally replacing its client-app rule (`SIGNINS_CLIENT_APPS`: keep
     /// these values) and app-name rules (`SIGNINS_APPS`; a trailing `*` makes an entry a
     /// prefix). `Some` of an empty list counts as not set.

@@ -43,7 +43,9 @@ use std::fmt::Write as _;
 use time::format_description::well_known::Rfc3339;
 
 use crate::graph::model::GraphVersion;
-use crate::graph::model::{Field, GeoCoordinates, Props, SignInRecord, V1_PROPERTIES};
+use crate::graph::model::{
+    Field, GeoCoordinates, Property, PropertySet, Props, SignInRecord, V1_PROPERTIES,
+};
 #[cfg(test)]
 use {crate::graph::model::SignIn, serde_json::Value};
 
@@ -348,6 +350,23 @@ impl Columns {
             ));
         }
         Ok(Columns(columns))
+    }
+
+    /// The properties these columns read: a page is parsed for these (and the filter's), and
+    /// the rest of each record skipped. Each column reads the property its path starts with.
+    pub fn properties(&self) -> PropertySet {
+        self.0.iter().fold(PropertySet::REQUIRED, |set, column| {
+            match column
+                .0
+                .path
+                .first()
+                .and_then(|root| Property::from_name(root))
+            {
+                Some(property) => set.with(property),
+                // Not reachable (a test holds every column's root to a property): read all.
+                None => PropertySet::all(),
+            }
+        })
     }
 
     /// The header names, in order.
@@ -1213,6 +1232,31 @@ mod tests {
         assert!(Columns::parse("")
             .unwrap_err()
             .contains("empty column name"));
+    }
+
+    #[test]
+    fn every_column_reads_a_property_the_parser_knows() {
+        for def in &COLUMNS {
+            let root = def.path.first().copied().unwrap_or_default();
+            let property = Property::from_name(root);
+            assert!(
+                property.is_some(),
+                "{}: no Props field for {root}",
+                def.name
+            );
+            let one = Columns::parse(def.name).unwrap().properties();
+            assert_eq!(
+                one,
+                PropertySet::REQUIRED.with(property.unwrap()),
+                "{}",
+                def.name
+            );
+        }
+        assert_eq!(Columns::every().properties(), PropertySet::all());
+        // The default set leaves out the beta-only properties and the policies.
+        let default = Columns::default_set().properties();
+        assert!(!default.contains(Property::AppliedConditionalAccessPolicies));
+        assert!(!default.contains(Property::UserAgent));
     }
 
     #[test]

@@ -8,8 +8,8 @@ use azure_storage_blob::models::{
     BlockBlobClientCommitBlockListOptions, BlockBlobClientCommitBlockListResultHeaders,
     BlockListHeaders, BlockListType, HttpRange,
 };
-use bytes::Bytes;
-use futures::TryStreamExt as _;
+use bytes::{Bytes, BytesMut};
+use futures::{StreamExt as _, TryStreamExt as _};
 
 use crate::sink::{BlockId, CommitTicket, Committed, DailyFile, FileVersion, Sink, SinkError};
 
@@ -337,11 +337,15 @@ impl Inner {
             }
             Err(e) => return Err(self.error(file, &e)),
         };
-        let bytes = response
-            .body
-            .collect()
-            .await
-            .map_err(|e| self.error(file, &e))?;
+        // Into one buffer of the range's size: collecting grows a buffer from nothing, copying
+        // the range several times over.
+        let mut bytes = BytesMut::with_capacity(usize::try_from(len).unwrap_or(0));
+        let mut body = response.body;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| self.error(file, &e))?;
+            bytes.extend_from_slice(&chunk);
+        }
+        let bytes = bytes.freeze();
         if bytes.len() as u64 != len {
             return Err(SinkError::Other(format!(
                 "{file}: expected {len} bytes at offset {offset}, got {}",
