@@ -73,16 +73,42 @@ fn powerbi_guide() -> String {
         .expect("docs/powerbi.md")
 }
 
+/// Whether `paragraph` names one of the Bing-based visuals: *Filled map*, Bing, or the plain *Map*
+/// visual (`Map visual`, `**Map** visual`, `map visuals`; any case, across line breaks), but not
+/// the *Azure Maps* visual nor a "map visual" right after "Azure ".
+fn names_a_bing_map_visual(paragraph: &str) -> bool {
+    // Fold emphasis, code marks and line breaks away, so `**Map**\n  visual` reads "map visual".
+    let plain = paragraph
+        .replace(['*', '_', '`'], "")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase();
+    let plain_map_visual = plain.match_indices("map visual").any(|(at, _)| {
+        let before = &plain[..at];
+        let word_starts = !before.ends_with(|c: char| c.is_alphanumeric());
+        word_starts && !before.ends_with("azure ")
+    });
+    plain_map_visual
+        || plain.contains("filled map")
+        || plain.contains("bing")
+        || paragraph.contains("*Map*")
+}
+
 /// The Bing-based Map and Filled map visuals are deprecated: the guide may say so, but every
-/// paragraph that names them says they are deprecated, and the map it builds is Azure Maps.
+/// paragraph that names them says they are deprecated or retired, and the map it builds is
+/// Azure Maps.
 #[test]
 fn powerbi_guide_names_no_deprecated_map_visual_as_a_choice() {
+    let says_deprecated = |paragraph: &str| {
+        let lower = paragraph.to_lowercase();
+        lower.contains("deprecat") || lower.contains("retire")
+    };
     let guide = powerbi_guide();
     for paragraph in guide.split("\n\n") {
-        let lower = paragraph.to_lowercase();
-        if lower.contains("filled map") || lower.contains("bing") || paragraph.contains("*Map*") {
+        if names_a_bing_map_visual(paragraph) {
             assert!(
-                lower.contains("deprecat"),
+                says_deprecated(paragraph),
                 "names a deprecated visual as a choice:\n{paragraph}"
             );
         }
@@ -92,6 +118,29 @@ fn powerbi_guide_names_no_deprecated_map_visual_as_a_choice() {
         "Place is not an Azure Maps data category"
     );
     assert!(guide.contains("**Azure Maps** visual"));
+
+    // The check itself: what it must flag, and what it must let through.
+    for choice in [
+        "Pick the Map visual, or Azure Maps.",
+        "Add a **Map** visual.",
+        "Use a map\n  visual with `location`.",
+        "Turn on *Map and filled map visuals*.",
+        "Use a *Filled map* by country.",
+        "Bing Maps draws it.",
+        "Choose *Map*.",
+    ] {
+        assert!(names_a_bing_map_visual(choice), "not flagged: {choice}");
+        assert!(!says_deprecated(choice), "{choice}");
+    }
+    for fine in [
+        "The **Azure Maps** visual shows the places.",
+        "the Azure Maps visual is missing",
+        "An Azure map visual, drawn by Azure Maps.",
+        "A bitmap visualization.",
+        "The sitemap visual layout.",
+    ] {
+        assert!(!names_a_bing_map_visual(fine), "flagged: {fine}");
+    }
 }
 
 /// The facts the guide must state (issue 18): tenant settings, the 30,000-point limit, the

@@ -617,7 +617,8 @@ fn power_bi_project_validates_offline() {
 }
 
 /// The parts the issue asks for are there: parameters, the Sign-ins measure on the map's size,
-/// latest-value tooltips, the device table, a date slicer, incremental refresh on the history.
+/// latest-value tooltips, user counts that never add a place's distinct users up, the device
+/// table, a date slicer, incremental refresh on the history.
 #[test]
 fn power_bi_project_has_the_map_page_and_its_model() {
     let model = repository_model();
@@ -670,6 +671,23 @@ fn power_bi_project_has_the_map_page_and_its_model() {
             "{measure}: {dax}"
         );
     }
+    // locations.csv's `users` is distinct users per place: a measure over it answers for one
+    // place only (blank over several), never a sum that counts a user seen at two places twice;
+    // the total across places is a distinct count of the sign-ins themselves.
+    for (table_name, table) in &model.tables {
+        for (measure, dax) in &table.measures {
+            if dax.contains("Locations[users]") {
+                assert_eq!(
+                    dax, "IF(COUNTROWS(Locations) = 1, SUM(Locations[users]))",
+                    "{table_name}[{measure}] adds per-place distinct users across places"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        model.tables["SignIns"].measures["Users on the map"],
+        "CALCULATE(DISTINCTCOUNTNOBLANK(SignIns[userPrincipalName]), NOT ISBLANK(SignIns[latitude]))"
+    );
     let devices = read_json(&page.join("deviceInventory/visual.json")).expect("devices");
     assert_eq!(devices["visual"]["visualType"], "tableEx");
     assert_eq!(
