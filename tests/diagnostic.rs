@@ -1,7 +1,7 @@
 //! The diagnostic-settings source: every fake sign-in's diagnostic line gives the Graph path's CSV
 //! row, and the reader, against real Azurite append blobs, reads each complete line once across
-//! appends between reads, an older hour growing, a duplicate delivery, a truncated last line and
-//! a malformed line.
+//! appends between reads, an older hour growing, a duplicate delivery (within a read and across
+//! reads), a truncated last line and a malformed line.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -227,6 +227,7 @@ async fn the_reader_takes_each_complete_line_once_across_appends_and_faults() {
         appended_after_first_read: true,
         older_hour_grows: true,
         duplicate_delivery: true,
+        repeated_in_later_run: true,
         truncated_last_line: true,
         malformed_line: true,
     };
@@ -294,7 +295,11 @@ async fn the_reader_takes_each_complete_line_once_across_appends_and_faults() {
         consumer.rows.iter().cloned().collect::<BTreeSet<_>>(),
         all_ids
     );
-    assert_eq!(consumer.duplicates, archive.duplicated);
+    assert_eq!(
+        consumer.duplicates,
+        [archive.duplicated.clone(), archive.repeated_later.clone()].concat(),
+        "the repeat of a line read before is skipped too"
+    );
     assert_eq!(
         consumer.malformed.len(),
         1,
