@@ -1,8 +1,8 @@
 //! Runs on the diagnostic-settings source (issue 19) against real Azurite append blobs: appends
-//! between runs, an older hour growing, a repeated delivery, a truncated last line and a
-//! malformed line; the same daily files as the Graph path for the same tenant; a Graph export
-//! switched to the archive with no gap and no duplicate; a deadline in the middle of a large
-//! blob; and the real binary killed at every phase of a commit.
+//! between runs, an older hour growing, a repeated delivery (within a run and in a later run), a
+//! truncated last line and a malformed line; the same daily files as the Graph path for the same
+//! tenant; a Graph export switched to the archive with no gap and no duplicate; a deadline in the
+//! middle of a large blob; and the real binary killed at every phase of a commit.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use signin_export::run::{self, Deps, Observer, RunError, RunOutcome, RunRequest,
 use signin_export::sink::blob::BlobAuth;
 use signin_export::sink::local::LocalSink;
 use signin_export::sink::Sink;
+use signin_export::summary::{DEVICES_FILE, LOCATIONS_FILE};
 use signin_export::transform::flatten::Columns;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
@@ -27,6 +28,7 @@ use crate::support::azurite::{break_lease, Azurite};
 use crate::support::clock;
 use crate::support::diagnostic;
 use crate::support::fake::tenant_ending_at;
+use crate::support::summaries::{assert_headers, assert_summaries_match};
 
 /// The event types the archive tests read (the defaults): their containers.
 const EVENT_TYPES: &str = "interactiveUser,nonInteractiveUser";
@@ -147,6 +149,19 @@ impl Scene {
         }
         ids
     }
+
+    /// Asserts both summaries are there, with their headers, and exactly what `latest.csv` adds
+    /// up to.
+    fn summaries_match(&self, settings: &Settings) {
+        let read = |file: &str| std::fs::read(self.app.base(settings).join(file)).unwrap();
+        let (locations, devices) = (read(LOCATIONS_FILE), read(DEVICES_FILE));
+        assert_headers(&locations, &devices);
+        let (places, owners) = assert_summaries_match(&read("latest.csv"), &locations, &devices);
+        assert!(
+            places > 0 && owners > 0,
+            "{places} places, {owners} devices"
+        );
+    }
 }
 
 /// The folder sink of `settings`' destination.
@@ -188,6 +203,7 @@ async fn appends_between_runs_and_every_fault_export_each_sign_in_once() {
         appended_after_first_read: true,
         older_hour_grows: true,
         duplicate_delivery: true,
+        repeated_in_later_run: true,
         truncated_last_line: true,
         malformed_line: true,
     };
@@ -199,6 +215,7 @@ async fn appends_between_runs_and_every_fault_export_each_sign_in_once() {
     diagnostic::write(&scene.azurite, &archive, Phase::First).await;
     let first = scene.export(&settings).await;
     let after_first = scene.exported_once(&settings);
+    scene.summaries_match(&settings);
     assert!(after_first.is_subset(&truth));
     assert!(
         after_first.len() < truth.len(),
@@ -261,7 +278,15 @@ async fn appends_between_runs_and_every_fault_export_each_sign_in_once() {
     diagnostic::write(&scene.azurite, &archive, Phase::Later).await;
     let second = scene.export(&settings).await;
     assert_eq!(scene.exported_once(&settings), truth, "every sign-in once");
-    assert_eq!(second.duplicates_skipped, 0);
+    // Its rows fall in days the first run's summaries already cover: rebuilt all the same.
+    scene.summaries_match(&settings);
+    // A repeat of a line the first run read, delivered into the next hour's blob: only the id
+    // window the first run saved in the state can tell it.
+    assert_eq!(archive.repeated_later.len(), 1);
+    assert_eq!(
+        second.duplicates_skipped, 1,
+        "the repeat of a sign-in the first run wrote: {second:?}"
+    );
     let again = second.archive.clone().unwrap();
     assert_eq!(
         again.malformed_lines, 0,
@@ -284,6 +309,7 @@ async fn appends_between_runs_and_every_fault_export_each_sign_in_once() {
     let latest_ids: BTreeSet<String> = latest.iter().map(|r| r["id"].clone()).collect();
     assert_eq!(latest_ids.len(), latest.len());
     assert!(latest_ids.is_subset(&truth) && !latest_ids.is_empty());
+    scene.summaries_match(&settings);
 }
 
 #[tokio::test]
@@ -696,7 +722,8 @@ impl Binary {
         break_lease(&self.http, &self.url("_state/state.json")).await;
     }
 
-    /// Every id in the daily files (each once, asserted) and in latest.csv.
+    /// Every id in the daily files (each once, asserted) and in latest.csv, the summaries
+    /// checked against latest.csv.
     async fn exported(&self) -> (BTreeSet<String>, BTreeSet<String>) {
         let mut ids = BTreeSet::new();
         let mut day = (clock::now() - time::Duration::days(5)).date();
@@ -708,9 +735,14 @@ impl Binary {
             }
             day = day.next_day().unwrap();
         }
-        let latest = read_csv(&self.download("latest.csv").await.expect("latest.csv"));
+        let latest_bytes = self.download("latest.csv").await.expect("latest.csv");
+        let latest = read_csv(&latest_bytes);
         let latest_ids: BTreeSet<String> = latest.iter().map(|r| r["id"].clone()).collect();
         assert_eq!(latest_ids.len(), latest.len(), "latest.csv has a row twice");
+        let locations = self.download(LOCATIONS_FILE).await.expect("locations.csv");
+        let devices = self.download(DEVICES_FILE).await.expect("devices.csv");
+        assert_headers(&locations, &devices);
+        assert_summaries_match(&latest_bytes, &locations, &devices);
         (ids, latest_ids)
     }
 }

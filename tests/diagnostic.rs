@@ -1,7 +1,8 @@
 //! The diagnostic-settings source: every fake sign-in's diagnostic line gives the Graph path's CSV
 //! row, and the reader, against real Azurite append blobs, reads each complete line once across
-//! appends between reads, an older hour growing, a duplicate delivery, a truncated last line and
-//! a malformed line.
+//! appends between reads, an older hour growing, a duplicate delivery (within a read and across
+//! reads), a truncated last line and a malformed line, and an Event Hubs `{"records":[…]}` line
+//! with a bad record in it.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -186,6 +187,8 @@ impl Consumer {
                             continue;
                         }
                     };
+                    // A record of an Event Hubs message is named by its index, as the run does.
+                    let message = records.is_message();
                     for (i, record) in records.enumerate() {
                         match record {
                             Ok(record) => {
@@ -199,7 +202,7 @@ impl Consumer {
                             Err(e) => self.malformed.push(Malformed::record(
                                 &path,
                                 line.offset,
-                                Some(i),
+                                message.then_some(i),
                                 &e,
                             )),
                         }
@@ -227,6 +230,7 @@ async fn the_reader_takes_each_complete_line_once_across_appends_and_faults() {
         appended_after_first_read: true,
         older_hour_grows: true,
         duplicate_delivery: true,
+        repeated_in_later_run: true,
         truncated_last_line: true,
         malformed_line: true,
     };
@@ -266,7 +270,8 @@ async fn the_reader_takes_each_complete_line_once_across_appends_and_faults() {
     assert!(
         consumer.malformed[0]
             .reason
-            .starts_with("not a JSON object"),
+            .starts_with("not a JSON object")
+            && consumer.malformed[0].record.is_none(),
         "{:?}",
         consumer.malformed
     );
@@ -294,7 +299,11 @@ async fn the_reader_takes_each_complete_line_once_across_appends_and_faults() {
         consumer.rows.iter().cloned().collect::<BTreeSet<_>>(),
         all_ids
     );
-    assert_eq!(consumer.duplicates, archive.duplicated);
+    assert_eq!(
+        consumer.duplicates,
+        [archive.duplicated.clone(), archive.repeated_later.clone()].concat(),
+        "the repeat of a line read before is skipped too"
+    );
     assert_eq!(
         consumer.malformed.len(),
         1,
@@ -306,6 +315,53 @@ async fn the_reader_takes_each_complete_line_once_across_appends_and_faults() {
     consumer.read().await;
     assert_eq!(consumer.lines_read, 0);
     assert_eq!(consumer.rows.len(), all_ids.len());
+}
+
+#[tokio::test]
+async fn an_event_hubs_message_in_a_blob_gives_its_rows_and_names_a_bad_record_by_index() {
+    let azurite = Azurite::start_http().await;
+    let records = tenant(10, 1);
+    let interactive: Vec<&Value> = records
+        .iter()
+        .filter(|r| event_type(r) == EventType::InteractiveUser)
+        .take(5)
+        .collect();
+    assert_eq!(interactive.len(), 5);
+    let line_of = |r: &Value| to_line(r, TENANT_ID, received_at(r).unwrap()).unwrap();
+    // A line, then a message of three records (the middle one without `properties`), a line.
+    let mut bad = line_of(interactive[2]);
+    bad.as_object_mut().unwrap().remove("properties");
+    let message = event_hubs_message(vec![line_of(interactive[1]), bad, line_of(interactive[3])]);
+    let mut bytes = Vec::new();
+    for line in [line_of(interactive[0]), message, line_of(interactive[4])] {
+        serde_json::to_writer(&mut bytes, &line).unwrap();
+        bytes.push(b'\n');
+    }
+    let message_at = bytes.iter().position(|&b| b == b'\n').unwrap() as u64 + 1;
+    let container = EventType::InteractiveUser.diagnostic_container();
+    let blob = Archive::blob_name(TENANT_ID, received_at(interactive[0]).unwrap());
+    diagnostic::append(&azurite, container, &blob, &bytes).await;
+
+    let mut consumer = Consumer::new(&azurite, ReaderOptions::default());
+    consumer.read().await;
+    assert_eq!(consumer.lines_read, 3);
+    let id = |i: usize| interactive[i]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        consumer.rows,
+        [0, 1, 3, 4].map(id),
+        "the message's good records"
+    );
+    assert_eq!(
+        consumer.malformed,
+        vec![Malformed {
+            blob: format!("{container}/{blob}"),
+            offset: message_at,
+            record: Some(1),
+            reason: "no `properties` object".into(),
+        }],
+        "the bad record, by its line's offset and its index in `records`"
+    );
+    assert!(consumer.cursors.values().all(|c| c.offset == c.length));
 }
 
 #[tokio::test]

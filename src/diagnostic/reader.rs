@@ -550,5 +550,25 @@ mod tests {
         let err = to_source_error("x", &credential, &BlobAuth::Sas(Secret::new("sig=a")));
         assert!(err.to_string().contains("could not get a token"), "{err}");
         assert!(denied_hint(&sas()).contains("r and l"));
+        // A 403 to a managed identity (no data role: Storage's AuthorizationPermissionMismatch)
+        // names the role to grant, and not the SAS's fix.
+        let forbidden = azure_core::Error::with_message(
+            ErrorKind::HttpResponse {
+                status: azure_core::http::StatusCode::Forbidden,
+                error_code: Some("AuthorizationPermissionMismatch".into()),
+                raw_response: None,
+            },
+            "This request is not authorized to perform this operation using this permission.",
+        );
+        let token =
+            BlobAuth::Token(crate::credential::TokenProvider::fixed(Secret::new("t")).credential());
+        let err = to_source_error("insights-logs-signinlogs", &forbidden, &token);
+        assert!(matches!(err, SourceError::Denied { .. }), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("\"Storage Blob Data Reader\""), "{text}");
+        assert!(
+            text.contains("insights-logs-signinlogs") && !text.contains("r and l"),
+            "{text}"
+        );
     }
 }

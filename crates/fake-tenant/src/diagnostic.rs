@@ -200,6 +200,12 @@ pub struct ArchiveFaults {
     pub older_hour_grows: bool,
     /// One record is delivered twice: again in the next hour's blob (or its own).
     pub duplicate_delivery: bool,
+    /// A record of the busiest container written before the first read, in the hour before its
+    /// newest blob's (or, when that hour has no blob or no such line, in the newest blob), is
+    /// delivered again after the first read at the end of the newest blob — the next hour's,
+    /// as Azure Monitor files a repeat by the hour it receives it. A reader meets the repeat in
+    /// a later run, so only what it kept of the earlier run can tell it.
+    pub repeated_in_later_run: bool,
     /// The busiest container's newest blob ends, at the first read, in the first half of a
     /// line; the rest of it comes after.
     pub truncated_last_line: bool,
@@ -240,8 +246,11 @@ pub struct Archive {
     pub appends: Vec<Append>,
     /// The malformed lines written.
     pub malformed: Vec<At>,
-    /// Ids delivered twice.
+    /// Ids delivered twice within the first phase ([`ArchiveFaults::duplicate_delivery`]).
     pub duplicated: Vec<String>,
+    /// Ids written in the first phase and delivered again in the later one
+    /// ([`ArchiveFaults::repeated_in_later_run`]).
+    pub repeated_later: Vec<String>,
     /// The line (as written) of every record, by id.
     pub lines: BTreeMap<String, Value>,
 }
@@ -312,6 +321,11 @@ pub fn archive(records: &[Value], tenant_id: &str, faults: ArchiveFaults) -> Arc
             .or_default()
             .push((received, bytes));
     }
+    // A time each blob's events were received in: its hour.
+    let received_in: BTreeMap<BlobRef, OffsetDateTime> = blobs
+        .iter()
+        .filter_map(|(key, lines)| Some((key.clone(), lines.first()?.0)))
+        .collect();
     let mut blobs: BTreeMap<BlobRef, Vec<Written>> = blobs
         .into_iter()
         .map(|(key, mut lines)| {
@@ -393,6 +407,48 @@ pub fn archive(records: &[Value], tenant_id: &str, faults: ArchiveFaults) -> Arc
                 for line in &mut lines[from..] {
                     line.phase = Phase::Later;
                 }
+            }
+        }
+    }
+    if faults.repeated_in_later_run {
+        if let (Some(container), Some(newest)) = (busiest, of_busiest.last()) {
+            let newest = (container, newest.clone());
+            // The previous hour's blob, if there is one, then the newest itself: a repeat is
+            // filed by the hour it is received in, the same or the next one.
+            let previous = received_in
+                .get(&newest)
+                .map(|t| {
+                    (
+                        container,
+                        Archive::blob_name(tenant_id, *t - Duration::HOUR),
+                    )
+                })
+                .filter(|key| blobs.contains_key(key));
+            let original = previous.iter().chain([&newest]).find_map(|key| {
+                let lines = blobs.get(key)?;
+                // Whole lines of the first phase; the newest blob's last one may be cut.
+                let whole = lines
+                    .iter()
+                    .filter(|l| l.phase == Phase::First && !l.malformed)
+                    .count()
+                    - usize::from(*key == newest);
+                lines
+                    .iter()
+                    .filter(|l| l.phase == Phase::First && !l.malformed)
+                    .take(whole)
+                    .filter_map(|l| {
+                        let value = serde_json::from_slice::<Value>(&l.bytes).ok()?;
+                        let id = value["properties"]["id"].as_str()?.to_string();
+                        Some((id, l.bytes.clone()))
+                    })
+                    .find(|(id, _)| !out.duplicated.contains(id))
+            });
+            if let (Some((id, line)), Some(lines)) = (original, blobs.get_mut(&newest)) {
+                out.repeated_later.push(id);
+                lines.push(Written {
+                    phase: Phase::Later,
+                    ..Written::first(line)
+                });
             }
         }
     }
@@ -563,16 +619,25 @@ mod tests {
 
     #[test]
     fn faults_shape_the_archive() {
-        let records = records();
+        // Busier than `records()`: every fault finds whole lines of the first phase to use.
+        let records = generate(&TenantSpec {
+            users: 30,
+            days: 2,
+            seed: 4,
+            end: datetime!(2026-11-28 12:00 UTC),
+        });
         let faults = ArchiveFaults {
             appended_after_first_read: true,
             older_hour_grows: true,
             duplicate_delivery: true,
+            repeated_in_later_run: true,
             truncated_last_line: true,
             malformed_line: true,
         };
         let archive = tenant_archive(&records, faults);
         assert_eq!(archive.duplicated.len(), 1);
+        assert_eq!(archive.repeated_later.len(), 1);
+        assert!(!archive.duplicated.contains(&archive.repeated_later[0]));
         assert_eq!(archive.malformed.len(), 1);
         // The busiest container grows in its newest blob and in an older one.
         let first = archive
@@ -601,6 +666,31 @@ mod tests {
             .flat_map(|a| a.bytes.clone())
             .collect();
         assert!(!first_phase.ends_with(b"\n"));
+        // The later repeat: a line of the second-newest blob's first phase, again at the end of
+        // the newest blob, after the first read.
+        let repeated = serde_json::to_vec(&archive.lines[&archive.repeated_later[0]]).unwrap();
+        let in_blob = |blob: &str, phase: Phase| {
+            archive
+                .appends
+                .iter()
+                .filter(|a| a.blob == blob && a.container == first && a.phase == phase)
+                .any(|a| a.bytes.split(|&b| b == b'\n').any(|l| l == repeated))
+        };
+        let older = archive
+            .appends
+            .iter()
+            .filter(|a| a.container == first && a.blob < newest)
+            .map(|a| a.blob.clone())
+            .max()
+            .unwrap();
+        assert!(in_blob(&older, Phase::First) && !in_blob(&older, Phase::Later));
+        assert!(in_blob(&newest, Phase::Later) && !in_blob(&newest, Phase::First));
+        let last = archive
+            .appends
+            .iter()
+            .rfind(|a| a.blob == newest && a.container == first)
+            .unwrap();
+        assert!(last.bytes.ends_with(&[repeated.as_slice(), b"\n"].concat()));
         // Within a blob, the first phase comes before the later one.
         for pair in archive.appends.windows(2) {
             if pair[0].blob == pair[1].blob && pair[0].container == pair[1].container {

@@ -275,6 +275,7 @@ impl Run<'_> {
         let archive = archive_of(state)?;
         if archive.settle(pending, &landed) {
             state.latest_dirty = true;
+            state.summaries_dirty = true;
         }
         self.deps.sink.write_state(state_bytes(state)?).await?;
         Ok(())
@@ -473,7 +474,10 @@ impl Run<'_> {
                     sink.commit(ticket).await?;
                     debug!(file = %ticket.file, "commit landed");
                 }
+                // Both rebuilt by this run (or, after a crash, the next): new rows in a report
+                // day the summaries already cover change them as much as `latest.csv`.
                 state.latest_dirty = true;
+                state.summaries_dirty = true;
             }
         }
         let archive = archive_of(state)?;
