@@ -101,6 +101,10 @@ struct Args {
     /// `steady`. What a deployment's timer run costs, for the cost table in BENCHMARKS.md.
     #[arg(long)]
     steady_minutes: Option<u32>,
+    /// With `--steady-minutes`: `--page-ms` and `--throttle` shape the steady run only; the first
+    /// run, which only prepares the destination, reads an unthrottled Graph.
+    #[arg(long)]
+    steady_shaped_only: bool,
     /// Keep the output folder (printed in the JSON line) instead of deleting it.
     #[arg(long)]
     keep: bool,
@@ -119,6 +123,8 @@ struct Edge {
     limit: Option<(usize, Duration)>,
     latency: (u64, u64),
     rng: Mutex<u64>,
+    /// Off: neither throttle nor latency applies (`--steady-shaped-only`'s first run).
+    shaped: std::sync::atomic::AtomicBool,
 }
 
 impl Edge {
@@ -130,7 +136,7 @@ impl Edge {
 
     /// `None` when the request may pass, else the seconds until a slot frees up.
     fn admit(&self) -> Option<u64> {
-        let (max, per) = self.limit?;
+        let (max, per) = self.limit.filter(|_| self.shaped.load(Ordering::SeqCst))?;
         let now = Instant::now();
         let mut window = lock(&self.window);
         while window
@@ -150,6 +156,9 @@ impl Edge {
 
     fn latency(&self) -> Duration {
         let (low, high) = self.latency;
+        if !self.shaped.load(Ordering::SeqCst) {
+            return Duration::ZERO;
+        }
         if high <= low {
             return Duration::from_millis(low);
         }
@@ -298,6 +307,7 @@ fn bench(args: Args) -> Result<(), String> {
         limit,
         latency,
         rng: Mutex::new(0x9E37_79B9_7F4A_7C15),
+        shaped: (!(args.steady_shaped_only && args.steady_minutes.is_some())).into(),
         ..Edge::default()
     });
     let addr = runtime.block_on(async {
@@ -391,7 +401,14 @@ fn bench(args: Args) -> Result<(), String> {
                 format!("{}s", args.timeout.clamp(1, 1680)),
             )
             // Paced to the edge's throttle, as a deployment is to Graph's; unthrottled, unpaced.
-            .env("SIGNINS_GRAPH_RATE", &rate)
+            .env(
+                "SIGNINS_GRAPH_RATE",
+                if edge_state.shaped.load(Ordering::SeqCst) {
+                    rate.as_str()
+                } else {
+                    "10000/1s"
+                },
+            )
             .env(
                 "SIGNINS_RUN_DEADLINE",
                 format!("{}s", args.timeout.clamp(1, 1680)),
@@ -449,9 +466,15 @@ fn bench(args: Args) -> Result<(), String> {
         None => Value::Null,
         Some(minutes) => {
             run_until.set(until);
+            edge_state.shaped.store(true, Ordering::SeqCst);
             let next = exporter(&exe, &rust_dest, None)?;
+            // Rows Graph sent: the new ones and the re-read ones the run found already written.
+            let graph_rows = next.rows + next.summary["duplicatesSkipped"].as_u64().unwrap_or(0);
+            let pages_bound = throttle_bound(graph_rows.div_ceil(1000), limit, latency);
             json!({
                 "minutes": minutes,
+                "graph_rows": graph_rows,
+                "pages_bound_s": pages_bound.map(round),
                 "rows": next.rows,
                 "duplicates_skipped": next.summary["duplicatesSkipped"],
                 "graph_requests": next.requests,
