@@ -217,12 +217,11 @@ impl Run<'_> {
         layout: &RowLayout,
     ) -> Result<DayTally, RunError> {
         let path = tally_file(&day.name);
-        let stored = self.stored_tally(&day, &path).await?;
-        if let Some(stored) = &stored {
-            if stored.version == day.version {
-                return Ok(stored.tally.clone());
-            }
-        }
+        let stored = match self.stored_tally(&day, &path).await? {
+            // Moved out, not cloned: a big tenant's tally is tens of megabytes.
+            Some(stored) if stored.version == day.version => return Ok(stored.tally),
+            stored => stored,
+        };
         let updated = rows.and_then(|rows| {
             let added = rows.tally.filter(|_| rows.to == day.version)?;
             let mut base = match rows.from {
