@@ -24,7 +24,7 @@ pub mod slice;
 mod summaries;
 pub mod window;
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +32,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -488,10 +489,13 @@ impl<'a> Run<'a> {
     }
 
     /// Exports `plan`: its slices are read as [`plan::Chain`]s, up to [`MAX_CHAINS_IN_FLIGHT`] at
-    /// once, in plan order but never two holding the same daily file (a commit discards the
-    /// file's uncommitted blocks it does not list). Each slice commits as soon as its chain has
-    /// read past it, one commit at a time, while the reads go on. At the deadline every read
-    /// stops and commits what it read. `Ok(false)` when the deadline stopped it early.
+    /// once, in plan order. Each slice commits as soon as its chain has read past it, one commit
+    /// at a time, while the reads go on. Two reads may hold the same daily file (the run's new
+    /// time and its re-read of the overlap, both today): the later one stages nothing in that file
+    /// until the earlier read has ended, since a commit discards the file's uncommitted blocks it
+    /// does not list; until then its blocks wait in memory, up to a bound (see
+    /// [`slice::HELD_BYTES`]). At the deadline every read stops and commits what it read.
+    /// `Ok(false)` when the deadline stopped it early.
     async fn export_slices(&mut self, state: &mut State, plan: &[Slice]) -> Result<bool, RunError> {
         let in_flight = MAX_CHAINS_IN_FLIGHT;
         let retention = self.deps.clock.now() - crate::config::GRAPH_RETENTION;
@@ -518,10 +522,14 @@ impl<'a> Run<'a> {
         );
         let (read_tx, mut read_rx) = tokio::sync::mpsc::unbounded_channel::<StagedSlice>();
         let mut waiting: VecDeque<plan::Chain> = chains.into();
-        let mut files_in_flight: BTreeSet<String> = BTreeSet::new();
+        // The read that took each daily file last, and the gates to open when a read ends.
+        let mut last_holder: BTreeMap<String, usize> = BTreeMap::new();
+        let mut on_end: BTreeMap<usize, Vec<oneshot::Sender<()>>> = BTreeMap::new();
+        let mut reads_started = 0;
         let mut reads = FuturesUnordered::new();
         // Reads that ended while a commit was under way.
-        let mut ended: VecDeque<(Vec<String>, Result<bool, RunError>)> = VecDeque::new();
+        let mut ended: VecDeque<(usize, BTreeSet<String>, Result<bool, RunError>)> =
+            VecDeque::new();
         let mut stopped = false;
         let mut everything_read = true;
         let mut failure = None;
@@ -529,26 +537,37 @@ impl<'a> Run<'a> {
             if self.cancel.is_cancelled() {
                 return Err(RunError::Cancelled);
             }
-            while let Some((files, result)) = ended.pop_front() {
+            while let Some((id, files, result)) = ended.pop_front() {
+                for gate in on_end.remove(&id).unwrap_or_default() {
+                    let _ = gate.send(());
+                }
                 for file in &files {
-                    files_in_flight.remove(file);
+                    if last_holder.get(file) == Some(&id) {
+                        last_holder.remove(file);
+                    }
                 }
                 everything_read &= result?;
             }
             while !stopped && reads.len() < in_flight {
-                let Some(i) = waiting
-                    .iter()
-                    .position(|c| chain_files(c).iter().all(|f| !files_in_flight.contains(f)))
-                else {
+                let Some(chain) = waiting.pop_front() else {
                     break;
                 };
-                let Some(chain) = waiting.remove(i) else {
-                    break;
-                };
+                let id = reads_started;
+                reads_started += 1;
                 let files = chain_files(&chain);
-                files_in_flight.extend(files.iter().cloned());
+                let mut gates = BTreeMap::new();
+                for file in &files {
+                    if let Some(holder) = last_holder.insert(file.clone(), id) {
+                        let (open, gate) = oneshot::channel();
+                        on_end.entry(holder).or_default().push(open);
+                        gates.insert(file.clone(), gate);
+                    }
+                }
                 let (reader, stop, read_tx) = (&reader, &stop, read_tx.clone());
-                reads.push(async move { (files, reader.read(&chain, stop, &read_tx).await) });
+                reads.push(async move {
+                    let read = reader.read(&chain, gates, stop, &read_tx).await;
+                    (id, files, read)
+                });
             }
             let staged = match read_rx.try_recv() {
                 Ok(staged) => staged,
@@ -727,8 +746,8 @@ async fn commit_read(
     Ok(())
 }
 
-/// The daily files a chain writes: none of them may be written by another read at the same time.
-fn chain_files(chain: &plan::Chain) -> Vec<String> {
+/// The daily files a chain writes, each once.
+fn chain_files(chain: &plan::Chain) -> BTreeSet<String> {
     chain
         .slices
         .iter()

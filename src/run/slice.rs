@@ -128,13 +128,22 @@ impl ReadEdge {
     }
 }
 
+/// Bytes of full blocks a slice keeps in memory while it may not stage them yet (the slice
+/// above in its daily file, or another read holding the file, may still commit); past this the
+/// read waits too.
+pub const HELD_BYTES: usize = 4 * BLOCK_TARGET;
+
 /// One slice being filled by a chain's read.
 struct SliceOutput {
     staged: StagedSlice,
     edge: ReadEdge,
     buffer: Vec<u8>,
-    /// The commit of the slice above in the same daily file, to wait for before staging.
+    /// Before staging, wait for this: the commit of the slice above in the same daily file, or
+    /// the end of another read that holds the file.
     after: Option<oneshot::Receiver<()>>,
+    /// Full blocks not staged yet because `after` has not come, oldest first.
+    held: Vec<Vec<u8>>,
+    held_bytes: usize,
 }
 
 impl SliceOutput {
@@ -157,6 +166,8 @@ impl SliceOutput {
             edge: ReadEdge::default(),
             buffer: Vec::with_capacity(if dry_run { 0 } else { BLOCK_TARGET + 64 * 1024 }),
             after: None,
+            held: Vec::new(),
+            held_bytes: 0,
         }
     }
 
@@ -178,6 +189,28 @@ impl SliceOutput {
             // A closed channel: the slice above was not committed (the run is failing), so
             // it discards nothing.
             let _ = after.await;
+        }
+    }
+
+    /// The first slice of a daily file another read holds waits for that read's end.
+    fn gate(&mut self, gates: &mut BTreeMap<String, oneshot::Receiver<()>>) {
+        if self.after.is_none() {
+            self.after = gates.remove(&self.staged.file);
+        }
+    }
+
+    /// Whether the slice may stage now, without waiting.
+    fn may_stage(&mut self) -> bool {
+        let Some(after) = self.after.as_mut() else {
+            return true;
+        };
+        match after.try_recv() {
+            Err(oneshot::error::TryRecvError::Empty) => false,
+            // Came, or closed (see above).
+            _ => {
+                self.after = None;
+                true
+            }
         }
     }
 }
@@ -379,10 +412,13 @@ impl<'r> SliceReader<'r> {
 
     /// Reads `chain` and stages its new rows, sending each slice to `done` once it is read
     /// (completely, or — when `stop` is cancelled or Graph fails — the part read completely).
-    /// Nothing is committed here. `Ok(true)` when the whole chain was read.
+    /// Nothing is committed here. `Ok(true)` when the whole chain was read. `gates`: per daily
+    /// file another read holds, when that read has ended; the chain stages nothing in the file
+    /// before.
     pub async fn read(
         &self,
         chain: &Chain,
+        mut gates: BTreeMap<String, oneshot::Receiver<()>>,
         stop: &CancellationToken,
         done: &UnboundedSender<StagedSlice>,
     ) -> Result<bool, RunError> {
@@ -412,6 +448,7 @@ impl<'r> SliceReader<'r> {
             return Ok(true);
         };
         let mut output = SliceOutput::new(first, self.dry_run, self.layout.is_some());
+        output.gate(&mut gates);
         let interrupted = loop {
             let next = tokio::select! {
                 biased;
@@ -433,7 +470,8 @@ impl<'r> SliceReader<'r> {
                 let Some(older) = slices.next() else {
                     break;
                 };
-                let below = output.below(older, self.dry_run);
+                let mut below = output.below(older, self.dry_run);
+                below.gate(&mut gates);
                 let read = std::mem::replace(&mut output, below);
                 self.finish(read, None, done).await?;
             }
@@ -460,7 +498,8 @@ impl<'r> SliceReader<'r> {
             None => {
                 // Older slices the chain has no rows for are read too.
                 for older in slices {
-                    let below = output.below(older, self.dry_run);
+                    let mut below = output.below(older, self.dry_run);
+                    below.gate(&mut gates);
                     self.finish(std::mem::replace(&mut output, below), None, done)
                         .await?;
                 }
@@ -526,15 +565,29 @@ impl<'r> SliceReader<'r> {
             output.edge.tail_start += row.len();
         }
         if output.buffer.len() >= BLOCK_TARGET && output.edge.tail_start > 0 {
-            output.wait_for_the_slice_above().await;
-            // Stage what lies above the tail; the tail stays until an older row arrives.
+            // Stage what lies above the tail (or hold it while the slice may not stage yet);
+            // the tail stays until an older row arrives.
             let mut rest = Vec::with_capacity(BLOCK_TARGET + 64 * 1024);
             rest.extend_from_slice(&output.buffer[output.edge.tail_start..]);
             output.buffer.truncate(output.edge.tail_start);
             let full = std::mem::replace(&mut output.buffer, rest);
             output.edge.tail_start = 0;
-            self.stage(full, &mut output.staged).await?;
+            output.held_bytes += full.len();
+            output.held.push(full);
+            if output.held_bytes >= HELD_BYTES || output.may_stage() {
+                self.stage_held(output).await?;
+            }
         }
+        Ok(())
+    }
+
+    /// Waits until the slice may stage, then stages the blocks it held, in order.
+    async fn stage_held(&self, output: &mut SliceOutput) -> Result<(), RunError> {
+        output.wait_for_the_slice_above().await;
+        for block in std::mem::take(&mut output.held) {
+            self.stage(block, &mut output.staged).await?;
+        }
+        output.held_bytes = 0;
         Ok(())
     }
 
@@ -587,7 +640,7 @@ impl<'r> SliceReader<'r> {
                 "read stopped; keeping the part read completely"
             );
         }
-        output.wait_for_the_slice_above().await;
+        self.stage_held(&mut output).await?;
         let SliceOutput {
             mut staged, buffer, ..
         } = output;
