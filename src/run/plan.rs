@@ -115,7 +115,8 @@ pub fn chains(slices: &[Slice], per_run: usize, lowest: OffsetDateTime) -> Vec<C
             // the slices left.
             let slices_left = run.len() - i;
             let overshoot = length + seconds - target > target - length;
-            // Chains meet at midnights only: a daily file is written by one chain.
+            // Chains of one run meet at midnights: a day is not split between them (a chain in a
+            // file another read holds must hold its blocks until that read has ended).
             let new_day = chain
                 .last()
                 .is_some_and(|above: &Slice| above.start.date() != slice.start.date());
