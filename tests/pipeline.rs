@@ -1167,3 +1167,31 @@ async fn a_re_read_in_the_same_daily_file_reads_alongside_the_new_time() {
         second.window_end.unwrap(),
     );
 }
+
+/// Issue 17: a run whose sign-ins justify more chains than it has days (the rate the state
+/// measured over the run's length, `run::plan::ROWS_PER_CHAIN` each) is cut within its day; the
+/// chains share the daily file, take turns staging into it, and the export stays exact.
+#[tokio::test]
+async fn a_busy_day_is_read_as_several_chains_and_stays_exact() {
+    let start = crate::support::clock::now();
+    let later = start + time::Duration::hours(10);
+    let app = TestApp::spawn(tenant_ending_at(later, 16_000, 2, 47)).await;
+    let settings = app.settings(&[("SIGNINS_PRESET", "all"), ("SIGNINS_LOOKBACK", "1d")]);
+    let first = app.export(&settings).await;
+    app.advance(time::Duration::hours(10));
+    let second = app.export(&settings).await;
+    assert!(
+        second.rows as f64 >= 2.0 * signin_export::run::plan::ROWS_PER_CHAIN,
+        "too few sign-ins to justify chains: {second:?}"
+    );
+    // Ten hours of new time and the hour re-read below them, all in one daily file: two chains
+    // without the cut, one each.
+    assert_eq!(second.files.len(), 1, "{second:?}");
+    assert!(second.chains >= 3, "{second:?}");
+    assert_exported_exactly(
+        &app,
+        &settings,
+        first.window_start.unwrap(),
+        second.window_end.unwrap(),
+    );
+}

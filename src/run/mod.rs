@@ -499,7 +499,7 @@ impl<'a> Run<'a> {
     async fn export_slices(&mut self, state: &mut State, plan: &[Slice]) -> Result<bool, RunError> {
         let in_flight = MAX_CHAINS_IN_FLIGHT;
         let retention = self.deps.clock.now() - crate::config::GRAPH_RETENTION;
-        let chains = plan::chains(plan, in_flight, retention);
+        let chains = plan::chains(plan, in_flight, retention, state.rows_per_second);
         self.summary.chains = u32::try_from(chains.len()).unwrap_or(u32::MAX);
         let stop_at = self.stop_reading_at(state);
         let stop_reading = async {

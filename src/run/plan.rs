@@ -76,12 +76,25 @@ impl Chain {
     }
 }
 
+/// Sign-ins that justify a chain of its own inside a day: a chain costs about one request that is
+/// not a full page, so a run of slices is cut into more chains than it has days only where each
+/// would still read about ten full pages.
+pub const ROWS_PER_CHAIN: f64 = 10_000.0;
+
 /// Groups a plan's slices into chains: maximal runs of slices adjacent in time and alike (new time
-/// and holes together, re-reads apart), each cut at midnights into at most `per_run` chains of
-/// about the same length, newest first. Few chains keep requests few (each costs about one page
-/// that is not full); several keep Graph busy while a page is slow. No query reaches below
-/// `lowest` (Graph's retention).
-pub fn chains(slices: &[Slice], per_run: usize, lowest: OffsetDateTime) -> Vec<Chain> {
+/// and holes together, re-reads apart), each cut into at most `per_run` chains of about the same
+/// length, newest first. Few chains keep requests few (each costs about one page that is not
+/// full); several keep Graph busy while a page is slow. Chains meet at midnights, unless the
+/// run's sign-ins — `rows_per_second` of sign-in time, as the state measured it — justify more
+/// chains than the run has days ([`ROWS_PER_CHAIN`]): then its slices are cut into that many
+/// pieces first, and chains in one daily file take turns staging (`run::slice`). No query reaches
+/// below `lowest` (Graph's retention).
+pub fn chains(
+    slices: &[Slice],
+    per_run: usize,
+    lowest: OffsetDateTime,
+    rows_per_second: Option<f64>,
+) -> Vec<Chain> {
     let mut runs: Vec<Vec<Slice>> = Vec::new();
     for slice in slices {
         let unread = |s: &Slice| s.kind != SliceKind::Reread;
@@ -103,7 +116,17 @@ pub fn chains(slices: &[Slice], per_run: usize, lowest: OffsetDateTime) -> Vec<C
         };
         let floor = (bottom - REACH_BELOW).max(lowest).min(bottom);
         let total: f64 = run.iter().map(|s| s.span().seconds()).sum();
-        let parts = per_run.clamp(1, run.len());
+        let justified = rows_per_second
+            .filter(|r| r.is_finite() && *r > 0.0)
+            .map_or(0, |r| (r * total / ROWS_PER_CHAIN) as usize)
+            .min(per_run);
+        let within_days = justified > run.len();
+        let run = if within_days {
+            pieces(&run, justified)
+        } else {
+            run
+        };
+        let parts = if within_days { justified } else { per_run }.clamp(1, run.len());
         let target = total / parts as f64;
         let mut chain: Vec<Slice> = Vec::new();
         let mut length = 0.0;
@@ -115,12 +138,13 @@ pub fn chains(slices: &[Slice], per_run: usize, lowest: OffsetDateTime) -> Vec<C
             // the slices left.
             let slices_left = run.len() - i;
             let overshoot = length + seconds - target > target - length;
-            // Chains of one run meet at midnights: a day is not split between them (a chain in a
-            // file another read holds must hold its blocks until that read has ended).
-            let new_day = chain
-                .last()
-                .is_some_and(|above: &Slice| above.start.date() != slice.start.date());
-            if new_day && left > 1 && (overshoot || slices_left < left) {
+            // Chains meet at midnights unless the run was cut for more (a chain in a file another
+            // read holds keeps its blocks until that read has ended).
+            let boundary = within_days
+                || chain
+                    .last()
+                    .is_some_and(|above: &Slice| above.start.date() != slice.start.date());
+            if boundary && left > 1 && (overshoot || slices_left < left) {
                 out.push(Chain {
                     slices: std::mem::take(&mut chain),
                     floor,
@@ -135,6 +159,28 @@ pub fn chains(slices: &[Slice], per_run: usize, lowest: OffsetDateTime) -> Vec<C
             out.push(Chain {
                 slices: chain,
                 floor,
+            });
+        }
+    }
+    out
+}
+
+/// `run`'s slices cut into about `count` pieces of equal length, newest first, each on whole
+/// seconds and none shorter than [`MIN_SLICE`].
+fn pieces(run: &[Slice], count: usize) -> Vec<Slice> {
+    let total: f64 = run.iter().map(|s| s.span().seconds()).sum();
+    let length = total / count.max(1) as f64;
+    let mut out = Vec::new();
+    for slice in run {
+        let whole = (slice.end - slice.start).whole_seconds();
+        let most = (whole / MIN_SLICE.as_secs() as i64).max(1);
+        let n = ((whole as f64 / length).round() as i64).clamp(1, most);
+        let at = |i: i64| slice.end - time::Duration::seconds(whole * i / n);
+        for i in 0..n {
+            out.push(Slice {
+                start: if i + 1 == n { slice.start } else { at(i + 1) },
+                end: at(i),
+                kind: slice.kind,
             });
         }
     }
@@ -632,7 +678,7 @@ mod tests {
             slice(Hole, at(0, 2), at(0, 5)),
             slice(Reread, at(4, 9), at(4, 10)),
         ];
-        let got = chains(&plan, 2, at(0, 0));
+        let got = chains(&plan, 2, at(0, 0), None);
         let shape: Vec<(usize, Span, OffsetDateTime)> = got
             .iter()
             .map(|c| (c.slices.len(), c.range(), c.floor))
@@ -652,20 +698,55 @@ mod tests {
         let flat: Vec<Slice> = got.iter().flat_map(|c| c.slices.clone()).collect();
         assert_eq!(flat, plan);
         // One chain per run of adjacent slices when asked for one; never more chains than slices.
-        assert_eq!(chains(&plan, 1, at(0, 0)).len(), 3);
-        assert_eq!(chains(&plan[..1], 4, at(0, 0)).len(), 1);
-        assert_eq!(chains(&plan[..4], 9, at(0, 0)).len(), 4);
+        assert_eq!(chains(&plan, 1, at(0, 0), None).len(), 3);
+        assert_eq!(chains(&plan[..1], 4, at(0, 0), None).len(), 1);
+        assert_eq!(chains(&plan[..4], 9, at(0, 0), None).len(), 4);
         // Slices of one day stay in one chain: a daily file is written by one chain.
         let day = vec![
             slice(New, at(4, 6), at(4, 10)),
             slice(New, at(4, 0), at(4, 6)),
             slice(New, at(3, 18), at(4, 0)),
         ];
-        let got = chains(&day, 3, at(0, 0));
+        let got = chains(&day, 3, at(0, 0), None);
         assert_eq!(
             got.iter().map(|c| c.slices.len()).collect::<Vec<_>>(),
             vec![2, 1]
         );
+    }
+
+    #[test]
+    fn a_busy_run_is_cut_within_its_day_into_the_chains_its_sign_ins_justify() {
+        let new = |from: OffsetDateTime, to: OffsetDateTime| Slice {
+            start: from,
+            end: to,
+            kind: SliceKind::New,
+        };
+        let (from, to) = (
+            datetime!(2026-11-28 10:00 UTC),
+            datetime!(2026-11-28 12:00 UTC),
+        );
+        let plan = vec![new(from, to)];
+        let lowest = datetime!(2026-11-01 00:00 UTC);
+        let chains_for = |rows_in_run: f64| chains(&plan, 4, lowest, Some(rows_in_run / 7200.0));
+        // Unknown or quiet: one chain, as many as the run has days.
+        assert_eq!(chains(&plan, 4, lowest, None).len(), 1);
+        assert_eq!(chains_for(19_000.0).len(), 1);
+        // 25,000 sign-ins justify two chains, 45,000 four (at most `per_run`).
+        for (rows, expected) in [(25_000.0, 2), (45_000.0, 4), (900_000.0, 4)] {
+            let got = chains_for(rows);
+            assert_eq!(got.len(), expected, "{rows}");
+            // Newest first, adjacent, of equal length, exactly the run, one floor for all.
+            let flat: Vec<Slice> = got.iter().flat_map(|c| c.slices.clone()).collect();
+            assert_eq!(flat.first().map(|s| s.end), Some(to));
+            assert_eq!(flat.last().map(|s| s.start), Some(from));
+            assert!(flat.windows(2).all(|w| w[0].start == w[1].end), "{flat:?}");
+            let length = (to - from) / expected as u32;
+            assert!(got.iter().all(|c| c.range().to - c.range().from == length));
+            assert!(got.iter().all(|c| c.floor == from - REACH_BELOW));
+        }
+        // Never pieces shorter than MIN_SLICE: a three-minute run stays within three chains.
+        let short = vec![new(from, from + time::Duration::minutes(3))];
+        assert_eq!(chains(&short, 4, lowest, Some(1e6)).len(), 3);
     }
 
     #[test]
