@@ -1188,6 +1188,7 @@ async fn a_busy_day_is_read_as_several_chains_and_stays_exact() {
     // without the cut, one each.
     assert_eq!(second.files.len(), 1, "{second:?}");
     assert!(second.chains >= 3, "{second:?}");
+    assert_eq!(second.slices_done, second.slices_total, "{second:?}");
     assert_exported_exactly(
         &app,
         &settings,

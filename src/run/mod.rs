@@ -501,6 +501,9 @@ impl<'a> Run<'a> {
         let retention = self.deps.clock.now() - crate::config::GRAPH_RETENTION;
         let chains = plan::chains(plan, in_flight, retention, state.rows_per_second);
         self.summary.chains = u32::try_from(chains.len()).unwrap_or(u32::MAX);
+        // A busy run's slices may have been cut into pieces: those are what `slicesDone` counts.
+        let pieces: usize = chains.iter().map(|c| c.slices.len()).sum();
+        self.summary.slices_total = u32::try_from(pieces).unwrap_or(u32::MAX);
         let stop_at = self.stop_reading_at(state);
         let stop_reading = async {
             match stop_at {
