@@ -199,14 +199,7 @@ fn archive_bytes(archive: &Archive) -> u64 {
 async fn appends_between_runs_and_every_fault_export_each_sign_in_once() {
     let records = tenant(30, 2, 191);
     let scene = Scene::new(records.clone()).await;
-    let every = ArchiveFaults {
-        appended_after_first_read: true,
-        older_hour_grows: true,
-        duplicate_delivery: true,
-        repeated_in_later_run: true,
-        truncated_last_line: true,
-        malformed_line: true,
-    };
+    let every = ArchiveFaults::every();
     let archive = archive(&records, TENANT_ID, every);
     let settings = scene.settings(&[]);
     let export_from = clock::now() - time::Duration::days(4);
@@ -227,16 +220,7 @@ async fn appends_between_runs_and_every_fault_export_each_sign_in_once() {
         "the repeated delivery: {first:?}"
     );
     let read = first.archive.clone().expect("the archive's figures");
-    let malformed: Vec<(String, u64)> = read
-        .malformed
-        .iter()
-        .map(|m| (m.blob.clone(), m.offset))
-        .collect();
-    let expected: Vec<(String, u64)> = archive
-        .malformed
-        .iter()
-        .map(|at| (format!("{}/{}", at.container, at.blob), at.offset))
-        .collect();
+    let (malformed, expected) = diagnostic::malformed_places(&read.malformed, &archive);
     assert_eq!(malformed, expected, "reported with its blob and offset");
     assert_eq!(read.malformed_lines, 1);
     assert!(read.malformed[0].reason.starts_with("not a JSON object"));

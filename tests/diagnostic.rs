@@ -226,14 +226,7 @@ fn lines_in(archive: &Archive, phase: Phase) -> usize {
 async fn the_reader_takes_each_complete_line_once_across_appends_and_faults() {
     let azurite = Azurite::start_http().await;
     let records = tenant(30, 2);
-    let every = ArchiveFaults {
-        appended_after_first_read: true,
-        older_hour_grows: true,
-        duplicate_delivery: true,
-        repeated_in_later_run: true,
-        truncated_last_line: true,
-        malformed_line: true,
-    };
+    let every = ArchiveFaults::every();
     let archive = archive(&records, TENANT_ID, every);
     let all_ids: BTreeSet<String> = archive.lines.keys().cloned().collect();
     assert_eq!(all_ids.len(), records.len());
@@ -253,16 +246,7 @@ async fn the_reader_takes_each_complete_line_once_across_appends_and_faults() {
         consumer.duplicates, archive.duplicated,
         "the repeated delivery is skipped"
     );
-    let malformed: Vec<(String, u64)> = consumer
-        .malformed
-        .iter()
-        .map(|m| (m.blob.clone(), m.offset))
-        .collect();
-    let expected: Vec<(String, u64)> = archive
-        .malformed
-        .iter()
-        .map(|at| (format!("{}/{}", at.container, at.blob), at.offset))
-        .collect();
+    let (malformed, expected) = diagnostic::malformed_places(&consumer.malformed, &archive);
     assert_eq!(
         malformed, expected,
         "the malformed line, by blob and offset"

@@ -9,6 +9,7 @@ use azure_storage_blob::models::AppendBlobClientCreateOptions;
 use azure_storage_blob::{BlobClient, BlobContainerClient};
 use bytes::Bytes;
 use fake_tenant::diagnostic::{Append, Archive, Phase};
+use signin_export::diagnostic::Malformed;
 use url::Url;
 
 use crate::support::azurite::Azurite;
@@ -16,6 +17,24 @@ use crate::support::azurite::Azurite;
 /// Largest Append Block the service takes (4 MiB for older service versions, which Azurite
 /// follows).
 const MAX_APPEND: usize = 4 * 1024 * 1024;
+
+/// Where a malformed line is: `container/blob` and byte offset.
+pub type Place = (String, u64);
+
+/// The malformed lines `reported`, and those the archive holds, each by [`Place`]: a correct
+/// reader reports exactly the archive's.
+pub fn malformed_places(reported: &[Malformed], archive: &Archive) -> (Vec<Place>, Vec<Place>) {
+    let reported = reported
+        .iter()
+        .map(|m| (m.blob.clone(), m.offset))
+        .collect();
+    let archived = archive
+        .malformed
+        .iter()
+        .map(|at| (format!("{}/{}", at.container, at.blob), at.offset))
+        .collect();
+    (reported, archived)
+}
 
 /// `http://127.0.0.1:PORT/devstoreaccount1`: the account URL a reader takes.
 pub fn account_url(azurite: &Azurite) -> Url {

@@ -213,6 +213,20 @@ pub struct ArchiveFaults {
     pub malformed_line: bool,
 }
 
+impl ArchiveFaults {
+    /// Every fault at once.
+    pub fn every() -> ArchiveFaults {
+        ArchiveFaults {
+            appended_after_first_read: true,
+            older_hour_grows: true,
+            duplicate_delivery: true,
+            repeated_in_later_run: true,
+            truncated_last_line: true,
+            malformed_line: true,
+        }
+    }
+}
+
 /// When a write happens relative to the reader's first read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Phase {
@@ -626,14 +640,7 @@ mod tests {
             seed: 4,
             end: datetime!(2026-11-28 12:00 UTC),
         });
-        let faults = ArchiveFaults {
-            appended_after_first_read: true,
-            older_hour_grows: true,
-            duplicate_delivery: true,
-            repeated_in_later_run: true,
-            truncated_last_line: true,
-            malformed_line: true,
-        };
+        let faults = ArchiveFaults::every();
         let archive = tenant_archive(&records, faults);
         assert_eq!(archive.duplicated.len(), 1);
         assert_eq!(archive.repeated_later.len(), 1);
