@@ -268,7 +268,53 @@ pub async fn versions_pin_ranged_reads_and_put_file_replaces(ctx: Ctx) {
             content
         );
     }
+
+    // A file too large for memory: staged block by block, replaced whole, read in ranges
+    // pinned to the version `version_of` gives.
+    let tally = "_state/tally/2026-11-28.jsonl";
+    assert_eq!(sink.version_of(tally).await.expect("version_of"), None);
+    let mut versions = Vec::new();
+    for (write, parts) in [
+        ("w1", &["a\n", "bb\n", "ccc\n"][..]),
+        ("w2", &["dddd\n"][..]),
+    ] {
+        let ids: Vec<BlockId> = (0..parts.len() as u32)
+            .map(|i| BlockId::new(write, i))
+            .collect();
+        // Staged out of order: the list's order is the file's.
+        for (id, part) in ids.iter().zip(parts).rev() {
+            sink.stage(tally, id, Bytes::from_static(part.as_bytes()))
+                .await
+                .expect("stage");
+        }
+        sink.put_blocks(tally, &ids).await.expect("put_blocks");
+        let whole = parts.concat();
+        let (version, len) = sink
+            .version_of(tally)
+            .await
+            .expect("version_of")
+            .expect("file");
+        assert_eq!(len, whole.len() as u64);
+        let tail = sink
+            .read_range(tally, &version, 2, len - 2)
+            .await
+            .expect("read range");
+        assert_eq!(&tail[..], &whole.as_bytes()[2..]);
+        versions.push(version);
+    }
+    assert_ne!(versions[0], versions[1], "a new write is a new version");
+    let stale = sink
+        .read_range(tally, &versions[0], 0, 1)
+        .await
+        .expect_err("a read pinned to the replaced version");
+    assert!(matches!(ctx.clean(stale), SinkError::Conflict { .. }));
     sink.release().await.expect("release");
+    assert!(
+        sink.put_blocks(tally, &[BlockId::new("w3", 0)])
+            .await
+            .is_err(),
+        "only the lock holder writes"
+    );
 }
 
 /// is_committed is false after prepare and true after commit; committing twice is harmless.

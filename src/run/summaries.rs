@@ -1,55 +1,67 @@
 //! Keeping the map-ready summaries (`summary/locations.csv`, `summary/devices.csv`, see
 //! [`crate::summary`]) beside `latest.csv`: rebuilt in the same run and over the same days, each
-//! replaced atomically by the lock holder, at a cost that follows what changed.
+//! replaced atomically by the lock holder, at a cost that follows what changed and in memory that
+//! does not grow with the tenant.
 //!
-//! Per daily file a *tally* (`_state/tally/YYYY-MM-DD.json`) holds what the summaries need of the
-//! file and the file's version it was made from (Blob: ETag; folder: the file's identity). A run
-//! tallies the rows of every block while it stages it ([`tally_while`], from the bytes staged, so
-//! a read the deadline stopped tallies exactly what it commits) and keeps, per daily file it
-//! commits to, the merged tally of its commits with the file's version before the first and
-//! after the last ([`CommittedRows`]). When the summaries are rebuilt, each report day's tally is
+//! Per daily file a *tally* (`_state/tally/YYYY-MM-DD.jsonl`) holds what the summaries need of
+//! the file, sorted by key, and the file's version it was made from (Blob: ETag; folder: the
+//! file's identity). A run tallies the rows of every block while it stages it ([`tally_while`],
+//! from the bytes staged, so a read the deadline stopped tallies exactly what it commits) and
+//! keeps, per daily file it commits to, its commits' tallies — spilled to sorted runs on local
+//! disk — with the file's version before the first and after the last ([`CommittedRows`]). When
+//! the summaries are rebuilt, each report day's tally is
 //!
 //! 1. the stored one, when its version is the file's; else
-//! 2. the stored one (or nothing, for a file the run created) plus the run's rows, when the
-//!    stored version is the one the run's first commit to the file started from and the run's
-//!    last commit made the file's version; else
+//! 2. the stored one (or nothing, for a file the run created) merged with the run's runs, when
+//!    the stored version is the one the run's first commit to the file started from and the
+//!    run's last commit made the file's version; else
 //! 3. recomputed from the daily file, read in ranges pinned to its version: after a crash
 //!    between a commit and the summaries, or a tally lost or written by another build.
 //!
-//! and is written back before the summaries are rendered from all of them and replaced. A run
-//! that committed rows therefore reads the report days' tallies (the size of the summaries) and
-//! writes the tallies of the days it changed; it reads no daily file unless a tally is missing
-//! or stale. Any crash leaves each file whole (every write replaces a file atomically), a stored
-//! tally always matches the version it names, and the state's `summariesDirty` — set with every
-//! commit, cleared once both summaries are replaced — makes the next run rebuild them.
+//! and is written back, block by block, before the summaries are rendered from the merge of all
+//! of them, each stored tally read in ranges. A run that committed rows therefore reads the
+//! report days' tallies and writes the tallies of the days it changed; it reads no daily file
+//! unless a tally is missing or stale. Memory holds a range per day, the places (one per point on
+//! the map) and a block of output, whatever the number of users and devices. Any crash leaves each
+//! file whole (every write replaces a file atomically), a stored tally always matches the version
+//! it names, and the state's `summariesDirty` — set with every commit, cleared once both
+//! summaries are replaced — makes the next run rebuild them.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use async_trait::async_trait;
 use bytes::Bytes;
-use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
 use super::slice::StagedSlice;
 use super::{Run, RunError};
-use crate::sink::{Committed, DailyFile, FileVersion, SinkError};
+use crate::sink::{BlockId, Committed, DailyFile, FileVersion, Sink, SinkError};
 use crate::state::State;
 use crate::summary::{
-    self, tally_file, DayTally, FileTally, Rounding, RowLayout, DEVICES_FILE, LOCATIONS_FILE,
-    MAX_LOCATION_ROWS,
+    self, tally_file, BlockOut, Chunks, DayTally, FileTally, Merge, Rounding, RowLayout,
+    SummaryError, DEVICES_FILE, LOCATIONS_FILE, MAX_LOCATION_ROWS,
 };
 
 /// Layout of a stored tally: another value makes the run recompute it from the daily file.
-const TALLY_FORMAT: u32 = 1;
+const TALLY_FORMAT: u32 = 2;
 /// Bytes of a daily file read at a time when a tally is recomputed: memory stays flat.
 const RECOMPUTE_CHUNK: u64 = 4 * 1024 * 1024;
-/// Tallies read (or recomputed) at once.
-const TALLIES_IN_FLIGHT: usize = 4;
+/// Bytes of stored tallies the summaries hold at once, over all report days; each day's ranges
+/// are this divided by the days, within [`MIN_TALLY_RANGE`] and [`MAX_TALLY_RANGE`].
+const TALLY_READ_BYTES: u64 = 16 * 1024 * 1024;
+const MIN_TALLY_RANGE: u64 = 256 * 1024;
+const MAX_TALLY_RANGE: u64 = 4 * 1024 * 1024;
+/// The most a stored tally's header line may take.
+const MAX_HEADER_BYTES: u64 = 64 * 1024;
+/// Bytes of a stored tally staged at a time.
+const TALLY_BLOCK_BYTES: usize = 4 * 1024 * 1024;
 
 /// Tallies the rows of a block (nothing without a layout) on the blocking pool while `staging`
 /// uploads it, so the read does not wait for the tally. A block that cannot be tallied — which
-/// would be a bug: these are the bytes the encoder just wrote — leaves the slice untallied, and
-/// its day's tally is then recomputed from the daily file.
+/// would be a bug: these are the bytes the encoder just wrote — or whose tally cannot be spilled
+/// leaves the slice untallied, and its day's tally is then recomputed from the daily file.
 pub(super) async fn tally_while<F>(
     layout: Option<RowLayout>,
     data: Bytes,
@@ -95,7 +107,8 @@ struct FileRows {
 }
 
 impl CommittedRows {
-    /// Records a committed slice: its versions and tally (taken from it).
+    /// Records a committed slice: its versions and tally (taken from it, and spilled to disk: a
+    /// backfill commits to many files, and what it tallied waits for the end of the run).
     pub(super) fn record(&mut self, staged: &mut StagedSlice) {
         let Some(committed) = staged.committed.take() else {
             return;
@@ -103,7 +116,14 @@ impl CommittedRows {
         let tally = staged
             .tally
             .take()
-            .filter(|tally| tally.rows == staged.rows);
+            .filter(|tally| tally.rows == staged.rows)
+            .and_then(|mut tally| match tally.spill() {
+                Ok(()) => Some(tally),
+                Err(error) => {
+                    warn!(%error, "rows not kept for the summaries; the daily file is read instead");
+                    None
+                }
+            });
         let Committed { before, after } = committed;
         match self.files.get_mut(&staged.file) {
             Some(rows) => {
@@ -112,8 +132,7 @@ impl CommittedRows {
                 let chained = before.as_ref() == Some(&rows.to);
                 rows.tally = match (rows.tally.take(), tally) {
                     (Some(mut mine), Some(more)) if chained => {
-                        mine.absorb(more);
-                        Some(mine)
+                        mine.absorb(more).ok().map(|()| mine)
                     }
                     _ => None,
                 };
@@ -133,15 +152,101 @@ impl CommittedRows {
     }
 }
 
-/// A stored tally: the file and version it was made from, with the columns of its rows.
+/// The first line of a stored tally: the file and version it was made from, with the columns of
+/// its rows. Its entries follow, one per line.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct TallyDocument {
+struct TallyHeader {
     format: u32,
     daily_file: String,
     version: FileVersion,
     columns: Vec<String>,
-    tally: DayTally,
+}
+
+/// A stored tally this build can use: where its entries are.
+#[derive(Debug)]
+struct StoredTally {
+    path: String,
+    /// The tally file's own version and length.
+    version: FileVersion,
+    len: u64,
+    /// Where its entries start (after the header line).
+    entries: u64,
+    header: TallyHeader,
+}
+
+/// A stored tally's entries, read in ranges pinned to its version.
+struct StoredChunks {
+    sink: Arc<dyn Sink>,
+    path: String,
+    version: FileVersion,
+    offset: u64,
+    end: u64,
+    range: u64,
+}
+
+impl StoredChunks {
+    fn boxed(sink: Arc<dyn Sink>, stored: &StoredTally, range: u64) -> Box<dyn Chunks> {
+        Box::new(StoredChunks {
+            sink,
+            path: stored.path.clone(),
+            version: stored.version.clone(),
+            offset: stored.entries,
+            end: stored.len,
+            range,
+        })
+    }
+}
+
+#[async_trait]
+impl Chunks for StoredChunks {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, SummaryError> {
+        if self.offset >= self.end {
+            return Ok(None);
+        }
+        let len = self.range.min(self.end - self.offset);
+        let chunk = self
+            .sink
+            .read_range(&self.path, &self.version, self.offset, len)
+            .await?;
+        self.offset += len;
+        Ok(Some(chunk))
+    }
+}
+
+/// A whole file written block by block: staged as it comes, replaced atomically at the end.
+struct FileOut {
+    sink: Arc<dyn Sink>,
+    path: String,
+    /// Names this write's blocks apart from any other's.
+    write: String,
+    blocks: Vec<BlockId>,
+}
+
+impl FileOut {
+    fn new(sink: Arc<dyn Sink>, path: &str) -> FileOut {
+        FileOut {
+            sink,
+            path: path.to_string(),
+            write: format!("{path}@{}", uuid::Uuid::new_v4()),
+            blocks: Vec::new(),
+        }
+    }
+
+    async fn finish(self) -> Result<(), SinkError> {
+        self.sink.put_blocks(&self.path, &self.blocks).await
+    }
+}
+
+#[async_trait]
+impl BlockOut for FileOut {
+    async fn put(&mut self, block: Bytes) -> Result<(), SummaryError> {
+        let seq = u32::try_from(self.blocks.len()).unwrap_or(u32::MAX);
+        let id = BlockId::new(&self.write, seq);
+        self.sink.stage(&self.path, &id, block).await?;
+        self.blocks.push(id);
+        Ok(())
+    }
 }
 
 impl Run<'_> {
@@ -169,22 +274,29 @@ impl Run<'_> {
         };
         self.deps.sink.ensure_locked().await?;
         let mut committed = std::mem::take(&mut self.committed_rows);
-        let this = &*self;
-        let tallies: Vec<_> = days
+        // One day at a time: a day's merge holds a range of each of its runs.
+        let mut stored = Vec::with_capacity(days.len());
+        for day in days {
+            let rows = committed.files.remove(&day.name);
+            stored.push(self.day_tally(day, rows, &layout).await?);
+        }
+        let sink = &self.deps.sink;
+        let range =
+            (TALLY_READ_BYTES / days.len().max(1) as u64).clamp(MIN_TALLY_RANGE, MAX_TALLY_RANGE);
+        let runs = stored
             .iter()
-            .map(|day| {
-                let rows = committed.files.remove(&day.name);
-                this.day_tally(day.clone(), rows, &layout)
-            })
+            .map(|tally| StoredChunks::boxed(Arc::clone(sink), tally, range))
             .collect();
-        let total = stream::iter(tallies)
-            .buffer_unordered(TALLIES_IN_FLIGHT)
-            .try_fold(DayTally::default(), |mut total, tally| async move {
-                total.absorb(tally);
-                Ok(total)
-            })
-            .await?;
-        let rendered = summary::render(total, &layout, self.settings.csv_safe, MAX_LOCATION_ROWS);
+        let mut merge = Merge::new(runs).await?;
+        let mut devices = FileOut::new(Arc::clone(sink), DEVICES_FILE);
+        let rendered = summary::render(
+            &mut merge,
+            &layout,
+            self.settings.csv_safe,
+            MAX_LOCATION_ROWS,
+            &mut devices,
+        )
+        .await?;
         if rendered.rounding != Rounding::Exact {
             info!(
                 rounding = %rendered.rounding,
@@ -192,9 +304,8 @@ impl Run<'_> {
                 "more places than the map shows: places merged by rounding their coordinates"
             );
         }
-        let sink = &self.deps.sink;
         sink.put_file(LOCATIONS_FILE, rendered.locations).await?;
-        sink.put_file(DEVICES_FILE, rendered.devices).await?;
+        devices.finish().await?;
         info!(
             days = days.len(),
             places = rendered.location_rows,
@@ -208,64 +319,99 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// The tally of one daily file at its listed version: stored, stored plus this run's rows, or
-    /// recomputed from the file (see the module docs); written back when it changed.
+    /// The tally of one daily file at its listed version: stored, stored merged with this run's
+    /// rows, or recomputed from the file (see the module docs); written back when it changed.
     async fn day_tally(
         &self,
-        day: DailyFile,
+        day: &DailyFile,
         rows: Option<FileRows>,
         layout: &RowLayout,
-    ) -> Result<DayTally, RunError> {
+    ) -> Result<StoredTally, RunError> {
         let path = tally_file(&day.name);
-        let stored = match self.stored_tally(&day, &path).await? {
-            // Moved out, not cloned: a big tenant's tally is tens of megabytes.
-            Some(stored) if stored.version == day.version => return Ok(stored.tally),
+        let stored = match self.stored_tally(day, &path).await? {
+            Some(stored) if stored.header.version == day.version => return Ok(stored),
             stored => stored,
         };
+        let sink = &self.deps.sink;
         let updated = rows.and_then(|rows| {
             let added = rows.tally.filter(|_| rows.to == day.version)?;
-            let mut base = match rows.from {
-                None => DayTally::default(),
-                Some(from) => stored.filter(|s| s.version == from)?.tally,
+            let base = match rows.from {
+                None => None,
+                Some(from) => Some(stored.as_ref().filter(|s| s.header.version == from)?),
             };
-            base.absorb(added);
-            Some(base)
+            Some((base, added))
         });
-        let tally = match updated {
-            Some(tally) => tally,
-            None => self.recompute(&day, layout).await?,
+        let mut runs: Vec<Box<dyn Chunks>> = Vec::new();
+        let added = match updated {
+            Some((base, added)) => {
+                if let Some(base) = base {
+                    runs.push(StoredChunks::boxed(Arc::clone(sink), base, MAX_TALLY_RANGE));
+                }
+                added
+            }
+            None => self.recompute(day, layout).await?,
         };
-        let document = TallyDocument {
+        for run in added.into_runs()? {
+            runs.push(run.into_chunks()?);
+        }
+        let header = TallyHeader {
             format: TALLY_FORMAT,
-            daily_file: day.name,
-            version: day.version,
+            daily_file: day.name.clone(),
+            version: day.version.clone(),
             columns: self.query().columns,
-            tally,
         };
-        let bytes = serde_json::to_vec(&document).map_err(|e| {
+        let mut out = serde_json::to_vec(&header).map_err(|e| {
             crate::state::StateError::Corrupt(format!("cannot serialise {path}: {e}"))
         })?;
-        self.deps.sink.put_file(&path, Bytes::from(bytes)).await?;
-        debug!(file = %document.daily_file, tally = %path, "tally written");
-        Ok(document.tally)
+        out.push(b'\n');
+        let mut file = FileOut::new(Arc::clone(sink), &path);
+        let mut merge = Merge::new(runs).await?;
+        while let Some(entry) = merge.next().await? {
+            entry.write_line(&mut out);
+            if out.len() >= TALLY_BLOCK_BYTES {
+                file.put(Bytes::from(std::mem::take(&mut out))).await?;
+            }
+        }
+        file.put(Bytes::from(out)).await?;
+        file.finish().await?;
+        debug!(file = %day.name, tally = %path, "tally written");
+        self.stored_tally(day, &path).await?.ok_or_else(|| {
+            RunError::Sink(SinkError::Other(format!(
+                "{path}: the tally just written does not read back"
+            )))
+        })
     }
 
-    /// The stored tally of `day`, if there is one this build can use.
+    /// The stored tally of `day`, if there is one this build can use: its header line read.
     async fn stored_tally(
         &self,
         day: &DailyFile,
         path: &str,
-    ) -> Result<Option<TallyDocument>, RunError> {
-        let Some(bytes) = self.deps.sink.read(path).await? else {
+    ) -> Result<Option<StoredTally>, RunError> {
+        let sink = &self.deps.sink;
+        let Some((version, len)) = sink.version_of(path).await? else {
             return Ok(None);
         };
-        match serde_json::from_slice::<TallyDocument>(&bytes) {
-            Ok(document)
-                if document.format == TALLY_FORMAT
-                    && document.daily_file == day.name
-                    && document.columns == self.query().columns =>
+        let head = sink
+            .read_range(path, &version, 0, len.min(MAX_HEADER_BYTES))
+            .await?;
+        let Some(end) = head.iter().position(|&b| b == b'\n') else {
+            warn!(tally = %path, "a tally without a header line; recomputing it from the daily file");
+            return Ok(None);
+        };
+        match serde_json::from_slice::<TallyHeader>(&head[..end]) {
+            Ok(header)
+                if header.format == TALLY_FORMAT
+                    && header.daily_file == day.name
+                    && header.columns == self.query().columns =>
             {
-                Ok(Some(document))
+                Ok(Some(StoredTally {
+                    path: path.to_string(),
+                    version,
+                    len,
+                    entries: end as u64 + 1,
+                    header,
+                }))
             }
             Ok(_) => Ok(None),
             Err(e) => {

@@ -517,6 +517,32 @@ impl Sink for LocalSink {
         self.replace(&temp, &target).await
     }
 
+    async fn put_blocks(&self, file: &str, blocks: &[BlockId]) -> Result<(), SinkError> {
+        self.ensure_locked().await?;
+        let target = self.path(file);
+        let parts = blocks
+            .iter()
+            .map(|block| Part::File {
+                path: self.staged(file, block),
+                skip: 0,
+            })
+            .collect();
+        let (temp, _) = self.assemble(&target, parts).await?;
+        self.replace(&temp, &target).await?;
+        let staging = self.base.join(STAGING).join(file.replace('/', "_"));
+        let _ = tokio::fs::remove_dir_all(staging).await;
+        Ok(())
+    }
+
+    async fn version_of(&self, file: &str) -> Result<Option<(FileVersion, u64)>, SinkError> {
+        let path = self.path(file);
+        match tokio::fs::metadata(&path).await {
+            Ok(metadata) => Ok(Some((FileStamp::of(&metadata).version(), metadata.len()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error(&path, e)),
+        }
+    }
+
     async fn publish_latest(&self, header: Bytes, daily_files: &[String]) -> Result<(), SinkError> {
         let mut parts = vec![Part::Bytes(header.clone())];
         for file in daily_files {

@@ -243,6 +243,15 @@ pub trait Sink: Send + Sync {
     /// new file, never a mix. Requires the lock.
     async fn put_file(&self, file: &str, bytes: Bytes) -> Result<(), SinkError>;
 
+    /// Atomically replaces (or creates) a whole `file` with `blocks`, staged for it with
+    /// [`Sink::stage`], in order: readers see the old or the new file, never a mix. How a file too
+    /// large to hold in memory (a summary, a tally) is written. Requires the lock.
+    async fn put_blocks(&self, file: &str, blocks: &[BlockId]) -> Result<(), SinkError>;
+
+    /// The version and length of `file`, or `None` if there is no such file: what
+    /// [`Sink::read_range`] needs to read a file written by [`Sink::put_file`] or `put_blocks`.
+    async fn version_of(&self, file: &str) -> Result<Option<(FileVersion, u64)>, SinkError>;
+
     /// Atomically replaces `latest.csv` with `header` followed by the rows (without their header)
     /// of `daily_files`, in the given order. `header` is byte-identical to each daily file's own.
     async fn publish_latest(&self, header: Bytes, daily_files: &[String]) -> Result<(), SinkError>;

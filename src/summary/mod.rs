@@ -37,13 +37,15 @@
 //! `latitude` and `longitude`). Without `createdDateTime` there is no first, last or newest: the
 //! summaries are not written ([`RowLayout::new`] says so).
 
+mod merge;
 mod render;
 mod rows;
 mod tally;
 
-pub use render::{render, Rendered, Rounding};
+pub use merge::{Chunks, Entry, EntryKey, Merge, SpillRun};
+pub use render::{render, BlockOut, Rendered, Rounding};
 pub use rows::{RowLayout, RowReader};
-pub use tally::{DayTally, FileTally};
+pub use tally::{DayTally, FileTally, Group, HELD_BYTES};
 
 /// Path of the places summary, relative to the sink's base.
 pub const LOCATIONS_FILE: &str = "summary/locations.csv";
@@ -94,13 +96,14 @@ pub const DEVICE_COLUMNS: [&str; 17] = [
 pub const MAX_LOCATION_ROWS: usize = 30_000;
 
 /// Where a daily file's tally is kept, relative to the sink's base:
-/// `daily/2026-11-28.csv` → `_state/tally/2026-11-28.json`.
+/// `daily/2026-11-28.csv` → `_state/tally/2026-11-28.jsonl` (a header line, then the tally's
+/// entries in order, see [`merge`]).
 pub fn tally_file(daily_file: &str) -> String {
     let day = daily_file
         .strip_prefix("daily/")
         .unwrap_or(daily_file)
         .trim_end_matches(".csv");
-    format!("_state/tally/{day}.json")
+    format!("_state/tally/{day}.jsonl")
 }
 
 /// The export's rows cannot be summarised.
@@ -109,6 +112,15 @@ pub enum SummaryError {
     /// `SIGNINS_COLUMNS` leaves out a column every summary needs.
     #[error("SIGNINS_COLUMNS leaves out {0}, which the summaries need (for firstSeen, lastSeen and the values of the newest sign-in); summary/locations.csv and summary/devices.csv are not written")]
     MissingColumn(&'static str),
+    /// A tally could not be spilled to (or read back from) local disk.
+    #[error("{0}; the summaries need room in the temporary folder for tallies that do not fit in memory")]
+    Spill(String),
+    /// A stored or spilled run of a tally is not what this build writes.
+    #[error("a tally run cannot be read: {0}")]
+    Run(String),
+    /// The sink refused a read or write of a tally or summary.
+    #[error(transparent)]
+    Sink(#[from] crate::sink::SinkError),
     /// A row that is not one of the export's own (a file edited by hand, or other columns).
     #[error(
         "{what}, row {row}: {problem}; the file was changed by hand or written with other columns"
@@ -128,7 +140,7 @@ mod tests {
     fn a_day_tally_lives_under_the_state_folder() {
         assert_eq!(
             tally_file("daily/2026-11-28.csv"),
-            "_state/tally/2026-11-28.json"
+            "_state/tally/2026-11-28.jsonl"
         );
     }
 }

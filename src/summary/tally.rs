@@ -6,8 +6,7 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
-
+use super::merge::{Entry, EntryKey, SpillRun};
 use super::rows::{Row, RowLayout, RowReader};
 use super::SummaryError;
 
@@ -15,53 +14,91 @@ use super::SummaryError;
 /// no part contains one and a joined key splits back into exactly its parts.
 pub(super) const KEY_SEPARATOR: char = '\n';
 
-/// What one set of rows holds, per place and per device.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// What one set of rows holds: per device and per place a [`Group`], and which users signed in
+/// at each place. What does not fit [`HELD_BYTES`] is spilled to sorted runs on local disk
+/// ([`merge`](super::merge)), so a day of any size is tallied in bounded memory.
+#[derive(Debug, Default)]
 pub struct DayTally {
     /// Rows tallied.
     pub rows: u64,
     /// Rows with a point on the map.
     pub located: u64,
-    /// Place key (`latitude` and `longitude` as written, joined by [`KEY_SEPARATOR`]) → tally.
-    pub(super) places: BTreeMap<String, PlaceTally>,
-    /// Device key → tally. The key joins user, device id, then — only without a device id —
-    /// device name, system and browser, then client app and app.
-    pub(super) devices: BTreeMap<String, DeviceTally>,
+    /// Device key → group. The key joins user, device id, then — only without a device id —
+    /// device name, system and browser, then client app and app (by [`KEY_SEPARATOR`]).
+    devices: BTreeMap<String, Group>,
+    /// Place key (`latitude` and `longitude` as written, joined by [`KEY_SEPARATOR`]) → group.
+    places: BTreeMap<String, Group>,
+    /// Place key and a `userPrincipalName` at it (empty ones left out), joined.
+    place_users: BTreeSet<String>,
+    /// Estimated heap bytes of the three maps.
+    held: usize,
+    /// Entries spilled, each run sorted.
+    runs: Vec<SpillRun>,
 }
 
-/// The sign-ins at one place.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct PlaceTally {
-    pub sign_ins: u64,
-    pub failures: u64,
-    /// Distinct `userPrincipalName`s (empty ones left out).
-    pub users: BTreeSet<String>,
-    pub first_seen: String,
-    /// The newest sign-in: `location`, city, state, country, user, client app, app.
-    pub newest: Newest,
-}
+/// Estimated heap bytes a tally holds in its maps before it spills them to a sorted run.
+pub const HELD_BYTES: usize = 4 * 1024 * 1024;
+/// A map entry's bytes beyond its strings: the tree node's share, the strings' headers.
+const ENTRY_OVERHEAD: usize = 96;
 
-/// The sign-ins of one user's device and client.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct DeviceTally {
+/// The sign-ins of one device or place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
     pub sign_ins: u64,
     pub failures: u64,
     pub first_seen: String,
-    /// The newest sign-in: user name, device name, system, browser, location, IP address,
-    /// compliant, managed, trust type.
+    /// The newest sign-in. Devices: user name, device name, system, browser, location, IP
+    /// address, compliant, managed, trust type. Places: `location`, city, state, country, user,
+    /// client app, app.
     pub newest: Newest,
+}
+
+impl Group {
+    fn of(created: &str, failure: u64, newest: &[&str]) -> Group {
+        Group {
+            sign_ins: 1,
+            failures: failure,
+            first_seen: created.to_string(),
+            newest: Newest::of(created, newest),
+        }
+    }
+
+    fn add(&mut self, created: &str, failure: u64, newest: &[&str]) {
+        self.sign_ins += 1;
+        self.failures += failure;
+        keep_earliest(&mut self.first_seen, created);
+        self.newest.offer(created, newest);
+    }
+
+    /// Merges `other` in: sums, the earliest first sign-in, the newest sign-in.
+    pub fn absorb(&mut self, other: Group) {
+        self.sign_ins += other.sign_ins;
+        self.failures += other.failures;
+        keep_earliest(&mut self.first_seen, &other.first_seen);
+        self.newest.absorb(other.newest);
+    }
+
+    fn bytes(&self) -> usize {
+        self.first_seen.len() + self.newest.0.len()
+    }
 }
 
 /// A group's newest sign-in: its `createdDateTime` and values, joined by [`KEY_SEPARATOR`] in one
 /// string (one allocation per group, not one per value: a new group is the tally's main cost).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub(super) struct Newest(String);
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Newest(String);
 
 impl Newest {
+    /// A newest sign-in as [`Newest::text`] gave it.
+    pub(super) fn from_text(text: String) -> Newest {
+        Newest(text)
+    }
+
+    /// The instant and values joined by [`KEY_SEPARATOR`], as stored.
+    pub(super) fn text(&self) -> &str {
+        &self.0
+    }
+
     fn of(created: &str, values: &[&str]) -> Newest {
         let mut text = String::with_capacity(
             created.len() + values.iter().map(|v| v.len() + 1).sum::<usize>(),
@@ -117,7 +154,7 @@ impl Newest {
         }
     }
 
-    fn absorb(&mut self, other: Newest) {
+    pub(super) fn absorb(&mut self, other: Newest) {
         let order = instant_order(other.created(), self.created())
             .then_with(|| other.values().cmp(self.values()));
         if order == Ordering::Greater {
@@ -204,26 +241,83 @@ impl DayTally {
         Ok(self.rows - before)
     }
 
-    /// Merges `other` in.
-    pub fn absorb(&mut self, other: DayTally) {
+    /// Merges `other` in; spills when the maps outgrow [`HELD_BYTES`].
+    pub fn absorb(&mut self, mut other: DayTally) -> Result<(), SummaryError> {
         self.rows += other.rows;
         self.located += other.located;
-        for (key, place) in other.places {
-            match self.places.get_mut(&key) {
-                Some(mine) => mine.absorb(place),
-                None => {
-                    self.places.insert(key, place);
-                }
-            }
-        }
-        for (key, device) in other.devices {
+        self.runs.append(&mut other.runs);
+        for (key, group) in other.devices {
             match self.devices.get_mut(&key) {
-                Some(mine) => mine.absorb(device),
+                Some(mine) => mine.absorb(group),
                 None => {
-                    self.devices.insert(key, device);
+                    self.held += ENTRY_OVERHEAD + key.len() + group.bytes();
+                    self.devices.insert(key, group);
                 }
             }
         }
+        for (key, group) in other.places {
+            match self.places.get_mut(&key) {
+                Some(mine) => mine.absorb(group),
+                None => {
+                    self.held += ENTRY_OVERHEAD + key.len() + group.bytes();
+                    self.places.insert(key, group);
+                }
+            }
+        }
+        for pair in other.place_users {
+            self.add_pair_key(pair);
+        }
+        self.spill_if_full()
+    }
+
+    /// Adds that `user` was seen in `group` (a place key; the summaries' rounding uses a cell).
+    pub(super) fn add_pair(&mut self, group: &str, user: &str) {
+        let mut key = String::with_capacity(group.len() + 1 + user.len());
+        key.push_str(group);
+        key.push(KEY_SEPARATOR);
+        key.push_str(user);
+        self.add_pair_key(key);
+    }
+
+    fn add_pair_key(&mut self, key: String) {
+        let bytes = ENTRY_OVERHEAD + key.len();
+        if self.place_users.insert(key) {
+            self.held += bytes;
+        }
+    }
+
+    /// Writes the maps to a sorted run when they hold more than [`HELD_BYTES`].
+    pub(super) fn spill_if_full(&mut self) -> Result<(), SummaryError> {
+        if self.held > HELD_BYTES {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    /// Writes what the maps hold to a sorted run on local disk and empties them.
+    pub fn spill(&mut self) -> Result<(), SummaryError> {
+        if self.devices.is_empty() && self.places.is_empty() && self.place_users.is_empty() {
+            return Ok(());
+        }
+        let devices = std::mem::take(&mut self.devices)
+            .into_iter()
+            .map(|(key, group)| Entry::group(EntryKey::Device(key), group));
+        let places = std::mem::take(&mut self.places)
+            .into_iter()
+            .map(|(key, group)| Entry::group(EntryKey::Place(key), group));
+        let pairs = std::mem::take(&mut self.place_users)
+            .into_iter()
+            .map(|key| Entry::pair(EntryKey::PlaceUser(key)));
+        self.held = 0;
+        self.runs
+            .push(SpillRun::write(devices.chain(places).chain(pairs))?);
+        Ok(())
+    }
+
+    /// Every entry tallied, as sorted runs to merge ([`Merge`](super::Merge)).
+    pub fn into_runs(mut self) -> Result<Vec<SpillRun>, SummaryError> {
+        self.spill()?;
+        Ok(self.runs)
     }
 
     fn add_row(&mut self, layout: &RowLayout, row: Row<'_>, key: &mut String) {
@@ -270,22 +364,11 @@ impl DayTally {
             row.field(layout.trust),
         ];
         match self.devices.get_mut(key.as_str()) {
-            Some(device) => {
-                device.sign_ins += 1;
-                device.failures += failure;
-                keep_earliest(&mut device.first_seen, created);
-                device.newest.offer(created, &newest);
-            }
+            Some(device) => device.add(created, failure, &newest),
             None => {
-                self.devices.insert(
-                    key.clone(),
-                    DeviceTally {
-                        sign_ins: 1,
-                        failures: failure,
-                        first_seen: created.to_string(),
-                        newest: Newest::of(created, &newest),
-                    },
-                );
+                let group = Group::of(created, failure, &newest);
+                self.held += ENTRY_OVERHEAD + key.len() + group.bytes();
+                self.devices.insert(key.clone(), group);
             }
         }
 
@@ -304,44 +387,22 @@ impl DayTally {
             client_app,
             app,
         ];
-        let place = match self.places.get_mut(key.as_str()) {
-            Some(place) => {
-                place.sign_ins += 1;
-                place.failures += failure;
-                keep_earliest(&mut place.first_seen, created);
-                place.newest.offer(created, &newest);
-                place
+        match self.places.get_mut(key.as_str()) {
+            Some(place) => place.add(created, failure, &newest),
+            None => {
+                let group = Group::of(created, failure, &newest);
+                self.held += ENTRY_OVERHEAD + key.len() + group.bytes();
+                self.places.insert(key.clone(), group);
             }
-            None => self.places.entry(key.clone()).or_insert(PlaceTally {
-                sign_ins: 1,
-                failures: failure,
-                users: BTreeSet::new(),
-                first_seen: created.to_string(),
-                newest: Newest::of(created, &newest),
-            }),
-        };
-        if !user.is_empty() && !place.users.contains(user) {
-            place.users.insert(user.to_string());
         }
-    }
-}
-
-impl PlaceTally {
-    pub(super) fn absorb(&mut self, other: PlaceTally) {
-        self.sign_ins += other.sign_ins;
-        self.failures += other.failures;
-        self.users.extend(other.users);
-        keep_earliest(&mut self.first_seen, &other.first_seen);
-        self.newest.absorb(other.newest);
-    }
-}
-
-impl DeviceTally {
-    fn absorb(&mut self, other: DeviceTally) {
-        self.sign_ins += other.sign_ins;
-        self.failures += other.failures;
-        keep_earliest(&mut self.first_seen, &other.first_seen);
-        self.newest.absorb(other.newest);
+        if !user.is_empty() {
+            key.push(KEY_SEPARATOR);
+            key.push_str(user);
+            if !self.place_users.contains(key.as_str()) {
+                self.held += ENTRY_OVERHEAD + key.len();
+                self.place_users.insert(key.clone());
+            }
+        }
     }
 }
 
@@ -370,7 +431,8 @@ impl FileTally {
 
     /// Tallies the rows `chunk` completes (no header: skip it before).
     pub fn feed(&mut self, chunk: &[u8]) -> Result<(), SummaryError> {
-        self.read(Some(chunk))
+        self.read(Some(chunk))?;
+        self.tally.spill_if_full()
     }
 
     /// The tally of every row fed.
@@ -458,46 +520,102 @@ mod tests {
 2026-11-28T11:00:00Z,b@x,Bob,Exchange ActiveSync,Exchange,0,dev-1,Android 14,0,0,,10.0.0.4\r\n\
 2026-11-28T08:00:00Z,c@x,Cy,Browser,Office,0,,Windows,,,,10.0.0.5\r\n";
 
-    #[test]
-    fn rows_count_per_place_and_device() {
+    use crate::summary::merge::entries_of;
+    use crate::summary::{Entry, EntryKey};
+
+    fn group<'a>(entries: &'a [Entry], key: &EntryKey) -> &'a Group {
+        entries
+            .iter()
+            .find(|e| e.key == *key)
+            .and_then(|e| e.group.as_ref())
+            .unwrap_or_else(|| panic!("no {key:?}"))
+    }
+
+    #[tokio::test]
+    async fn rows_count_per_place_and_device() {
         let t = tally(ROWS);
         assert_eq!((t.rows, t.located), (5, 3));
-        let place = &t.places["47.6\n-122.3"];
-        assert_eq!(
-            (place.sign_ins, place.failures, place.users.len()),
-            (3, 1, 2)
-        );
+        let entries = entries_of(t).await;
+        let place = group(&entries, &EntryKey::Place("47.6\n-122.3".into()));
+        assert_eq!((place.sign_ins, place.failures), (3, 1));
         assert_eq!(place.first_seen, "2026-11-28T09:00:00Z");
         assert_eq!(place.newest.created(), "2026-11-28T11:00:00.5Z");
         assert_eq!(place.newest.value(4), "b@x");
-        assert_eq!(t.places.len(), 1, "0,0 and empty coordinates are no place");
+        let kinds = |f: fn(&EntryKey) -> bool| entries.iter().filter(|e| f(&e.key)).count();
+        assert_eq!(
+            kinds(|k| matches!(k, EntryKey::Place(_))),
+            1,
+            "0,0 and empty coordinates are no place"
+        );
+        assert_eq!(
+            kinds(|k| matches!(k, EntryKey::PlaceUser(_))),
+            2,
+            "two users at the place"
+        );
         // Bob's registered device: one row despite two systems; Ann's unregistered phone by
         // its description.
-        assert_eq!(t.devices.len(), 3);
-        let bob = &t.devices["b@x\ndev-1\n\n\n\nExchange ActiveSync\nExchange"];
+        assert_eq!(kinds(|k| matches!(k, EntryKey::Device(_))), 3);
+        let bob = group(
+            &entries,
+            &EntryKey::Device("b@x\ndev-1\n\n\n\nExchange ActiveSync\nExchange".into()),
+        );
         assert_eq!(bob.sign_ins, 2);
         assert_eq!(bob.newest.value(2), "Android", "from the newest sign-in");
-        let ann = &t.devices["a@x\n\n\niOS\n\nExchange ActiveSync\nExchange"];
+        let ann = group(
+            &entries,
+            &EntryKey::Device("a@x\n\n\niOS\n\nExchange ActiveSync\nExchange".into()),
+        );
         assert_eq!((ann.sign_ins, ann.failures), (2, 1));
         assert_eq!(ann.newest.value(5), "10.0.0.1");
     }
 
-    #[test]
-    fn tallies_merged_in_any_order_equal_the_tally_of_all_rows() {
-        let all = tally(ROWS);
+    #[tokio::test]
+    async fn tallies_merged_in_any_order_equal_the_tally_of_all_rows() {
+        let all = entries_of(tally(ROWS)).await;
         let lines: Vec<&str> = ROWS.split_inclusive("\r\n").collect();
         for split in 0..=lines.len() {
-            let (a, b) = (
-                tally(&lines[..split].concat()),
-                tally(&lines[split..].concat()),
-            );
-            let mut ab = a.clone();
-            ab.absorb(b.clone());
-            let mut ba = b;
-            ba.absorb(a);
-            assert_eq!(ab, all, "split {split}");
-            assert_eq!(ba, all, "split {split}");
+            let part = |range: std::ops::Range<usize>| tally(&lines[range].concat());
+            let mut ab = part(0..split);
+            ab.absorb(part(split..lines.len())).unwrap();
+            let mut ba = part(split..lines.len());
+            ba.absorb(part(0..split)).unwrap();
+            assert_eq!(entries_of(ab).await, all, "split {split}");
+            assert_eq!(entries_of(ba).await, all, "split {split}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_tally_spilled_row_by_row_merges_back_to_the_same_entries() {
+        let all = entries_of(tally(ROWS)).await;
+        let mut spilled = DayTally::default();
+        for line in ROWS.split_inclusive("\r\n") {
+            spilled
+                .add_rows(&layout(), line.as_bytes(), "test")
+                .unwrap();
+            spilled.spill().unwrap();
+        }
+        assert_eq!(spilled.runs.len(), 5, "a run per row");
+        assert_eq!(spilled.held, 0);
+        assert_eq!(entries_of(spilled).await, all);
+    }
+
+    #[test]
+    fn a_tally_spills_once_it_holds_more_than_its_budget() {
+        // Every row a new device, ~200 bytes held each: ~21,000 rows pass 4 MiB.
+        let mut file = FileTally::new(layout(), "test");
+        for chunk in 0..30 {
+            let mut rows = String::new();
+            for i in chunk * 1000..(chunk + 1) * 1000 {
+                rows.push_str(&format!(
+                    "2026-11-28T10:00:00Z,user{i}@contoso.com,User {i},Browser,Office,0,dev-{i},Windows,,,,10.0.0.1\r\n"
+                ));
+            }
+            file.feed(rows.as_bytes()).unwrap();
+            assert!(file.tally.held <= HELD_BYTES, "{}", file.tally.held);
+        }
+        let t = file.finish().unwrap();
+        assert!(!t.runs.is_empty(), "spilled");
+        assert_eq!(t.rows, 30_000);
     }
 
     #[test]
@@ -537,12 +655,5 @@ mod tests {
             error.contains("daily/x.csv, row 1") && error.contains("2 fields"),
             "{error}"
         );
-    }
-
-    #[test]
-    fn a_tally_survives_its_json() {
-        let t = tally(ROWS);
-        let json = serde_json::to_vec(&t).unwrap();
-        assert_eq!(serde_json::from_slice::<DayTally>(&json).unwrap(), t);
     }
 }

@@ -115,12 +115,15 @@ impl Sink for FaultySink {
         offset: u64,
         len: u64,
     ) -> Result<Bytes, SinkError> {
-        *self
-            .daily_bytes_read
-            .lock()
-            .unwrap()
-            .entry(file.to_string())
-            .or_default() += len;
+        // Tallies are read in ranges too; only daily files read back are watched.
+        if file.starts_with("daily/") {
+            *self
+                .daily_bytes_read
+                .lock()
+                .unwrap()
+                .entry(file.to_string())
+                .or_default() += len;
+        }
         self.inner.read_range(file, version, offset, len).await
     }
     async fn put_file(&self, file: &str, bytes: Bytes) -> Result<(), SinkError> {
@@ -137,6 +140,24 @@ impl Sink for FaultySink {
             .entry(file.to_string())
             .or_default() += 1;
         self.inner.put_file(file, bytes).await
+    }
+    async fn put_blocks(&self, file: &str, blocks: &[BlockId]) -> Result<(), SinkError> {
+        if file.starts_with("summary/") && self.fail_summaries.load(Ordering::SeqCst) {
+            return Err(FaultySink::outage(
+                file,
+                "simulated outage while writing the summaries",
+            ));
+        }
+        *self
+            .put
+            .lock()
+            .unwrap()
+            .entry(file.to_string())
+            .or_default() += 1;
+        self.inner.put_blocks(file, blocks).await
+    }
+    async fn version_of(&self, file: &str) -> Result<Option<(FileVersion, u64)>, SinkError> {
+        self.inner.version_of(file).await
     }
     async fn publish_latest(&self, header: Bytes, files: &[String]) -> Result<(), SinkError> {
         if self.fail_latest.load(Ordering::SeqCst) {

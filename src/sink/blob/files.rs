@@ -4,9 +4,9 @@
 
 use azure_core::http::Etag;
 use azure_storage_blob::models::{
-    BlobClientDownloadOptions, BlobClientUploadOptions, BlobContainerClientListBlobsOptions,
-    BlockBlobClientCommitBlockListOptions, BlockBlobClientCommitBlockListResultHeaders,
-    BlockListHeaders, BlockListType, HttpRange,
+    BlobClientDownloadOptions, BlobClientGetPropertiesResultHeaders, BlobClientUploadOptions,
+    BlobContainerClientListBlobsOptions, BlockBlobClientCommitBlockListOptions,
+    BlockBlobClientCommitBlockListResultHeaders, BlockListHeaders, BlockListType, HttpRange,
 };
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt as _, TryStreamExt as _};
@@ -371,13 +371,8 @@ pub(super) async fn read_range(
 /// Put Blob of a whole file (a summary, a tally): one atomic replace, by the lock holder only.
 pub(super) async fn put_file(sink: &BlobSink, file: &str, bytes: Bytes) -> Result<(), SinkError> {
     sink.ensure_locked().await?;
-    let content_type = if file.ends_with(".csv") {
-        CSV_CONTENT_TYPE
-    } else {
-        "application/json"
-    };
     let options = BlobClientUploadOptions {
-        blob_content_type: Some(content_type.to_string()),
+        blob_content_type: Some(content_type(file).to_string()),
         ..Default::default()
     };
     sink.inner
@@ -386,6 +381,66 @@ pub(super) async fn put_file(sink: &BlobSink, file: &str, bytes: Bytes) -> Resul
         .await
         .map(|_| ())
         .map_err(|e| sink.inner.error(file, &e))
+}
+
+/// Put Block List of blocks staged for `file`, all uncommitted: the blob becomes exactly them,
+/// atomically, and Blob Storage drops the blocks it held before. By the lock holder only, so no
+/// condition on the blob's ETag is needed.
+pub(super) async fn put_blocks(
+    sink: &BlobSink,
+    file: &str,
+    ids: &[BlockId],
+) -> Result<(), SinkError> {
+    sink.ensure_locked().await?;
+    let listed: Vec<blocks::ListedBlock> = ids
+        .iter()
+        .map(|id| blocks::ListedBlock {
+            id: id.clone(),
+            from: blocks::Source::Uncommitted,
+        })
+        .collect();
+    let options = BlockBlobClientCommitBlockListOptions {
+        blob_content_type: Some(content_type(file).to_string()),
+        ..Default::default()
+    };
+    let body = Bytes::from(blocks::block_list_xml(&listed));
+    sink.inner
+        .blob(file)?
+        .block_blob_client()
+        .commit_block_list(content(body), Some(options))
+        .await
+        .map(|_| ())
+        .map_err(|e| sink.inner.error(file, &e))
+}
+
+/// Get Blob Properties: the ETag (as a [`FileVersion`]) and length of `file`.
+pub(super) async fn version_of(
+    sink: &BlobSink,
+    file: &str,
+) -> Result<Option<(FileVersion, u64)>, SinkError> {
+    let properties = match sink.inner.blob(file)?.get_properties(None).await {
+        Ok(properties) => properties,
+        Err(e) if errors::is_status(&e, 404, &[]) => return Ok(None),
+        Err(e) => return Err(sink.inner.error(file, &e)),
+    };
+    let len = properties.content_length().ok().flatten().unwrap_or(0);
+    let etag = properties
+        .etag()
+        .ok()
+        .flatten()
+        .ok_or_else(|| SinkError::Other(format!("{file}: no ETag in its properties")))?;
+    Ok(Some((etag_version(etag.as_ref()), len)))
+}
+
+/// The content type a whole file is written with.
+fn content_type(file: &str) -> &'static str {
+    if file.ends_with(".csv") {
+        CSV_CONTENT_TYPE
+    } else if file.ends_with(".jsonl") {
+        "application/jsonl"
+    } else {
+        "application/json"
+    }
 }
 
 pub(super) async fn probe(sink: &BlobSink) -> Result<(), SinkError> {

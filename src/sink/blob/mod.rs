@@ -219,6 +219,14 @@ impl Sink for BlobSink {
         files::put_file(self, file, bytes).await
     }
 
+    async fn put_blocks(&self, file: &str, blocks: &[BlockId]) -> Result<(), SinkError> {
+        files::put_blocks(self, file, blocks).await
+    }
+
+    async fn version_of(&self, file: &str) -> Result<Option<(FileVersion, u64)>, SinkError> {
+        files::version_of(self, file).await
+    }
+
     async fn publish_latest(&self, header: Bytes, daily_files: &[String]) -> Result<(), SinkError> {
         latest::publish(self, header, daily_files).await
     }
