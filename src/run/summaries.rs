@@ -50,9 +50,9 @@ const TALLY_FORMAT: u32 = 2;
 const RECOMPUTE_CHUNK: u64 = 4 * 1024 * 1024;
 /// Bytes of stored tallies the summaries hold at once, over all report days; each day's ranges
 /// are this divided by the days, within [`MIN_TALLY_RANGE`] and [`MAX_TALLY_RANGE`].
-const TALLY_READ_BYTES: u64 = 16 * 1024 * 1024;
-const MIN_TALLY_RANGE: u64 = 256 * 1024;
-const MAX_TALLY_RANGE: u64 = 4 * 1024 * 1024;
+const TALLY_READ_BYTES: u64 = 4 * 1024 * 1024;
+const MIN_TALLY_RANGE: u64 = 64 * 1024;
+const MAX_TALLY_RANGE: u64 = 1024 * 1024;
 /// The most a stored tally's header line may take.
 const MAX_HEADER_BYTES: u64 = 64 * 1024;
 /// Bytes of a stored tally staged at a time.

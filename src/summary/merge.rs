@@ -97,34 +97,70 @@ impl Entry {
 #[derive(Debug)]
 pub struct SpillRun {
     path: tempfile::TempPath,
+    /// Bytes in the file.
+    bytes: u64,
 }
 
-/// Bytes of a run read at a time.
-const RUN_CHUNK: usize = 64 * 1024;
+/// Bytes of a spilled run read at a time: a merge holds one such chunk per run.
+const RUN_CHUNK: usize = 16 * 1024;
+/// Runs a tally keeps: past this many, its smallest are merged into one, so that a merge of a
+/// tally's runs holds [`RUN_CHUNK`] times at most this many bytes however many rows it has.
+pub const MAX_RUNS: usize = 16;
+
+fn spill_error(e: std::io::Error) -> SummaryError {
+    SummaryError::Spill(format!(
+        "cannot write a tally run to {}: {e}",
+        std::env::temp_dir().display()
+    ))
+}
+
+/// Writes a run, entry by entry (in order, one key each).
+struct RunWriter {
+    out: std::io::BufWriter<std::fs::File>,
+    path: tempfile::TempPath,
+    bytes: u64,
+    line: Vec<u8>,
+}
+
+impl RunWriter {
+    fn new() -> Result<RunWriter, SummaryError> {
+        let file = tempfile::Builder::new()
+            .prefix("signin-export-tally-")
+            .tempfile()
+            .map_err(spill_error)?;
+        let (file, path) = file.into_parts();
+        Ok(RunWriter {
+            out: std::io::BufWriter::with_capacity(64 * 1024, file),
+            path,
+            bytes: 0,
+            line: Vec::new(),
+        })
+    }
+
+    fn push(&mut self, entry: &Entry) -> Result<(), SummaryError> {
+        self.line.clear();
+        entry.write_line(&mut self.line);
+        self.bytes += self.line.len() as u64;
+        self.out.write_all(&self.line).map_err(spill_error)
+    }
+
+    fn finish(mut self) -> Result<SpillRun, SummaryError> {
+        self.out.flush().map_err(spill_error)?;
+        Ok(SpillRun {
+            path: self.path,
+            bytes: self.bytes,
+        })
+    }
+}
 
 impl SpillRun {
     /// Writes `entries`, which must come in order, one key each.
     pub(super) fn write(entries: impl Iterator<Item = Entry>) -> Result<SpillRun, SummaryError> {
-        let spill = |e: std::io::Error| {
-            SummaryError::Spill(format!(
-                "cannot write a tally run to {}: {e}",
-                std::env::temp_dir().display()
-            ))
-        };
-        let file = tempfile::Builder::new()
-            .prefix("signin-export-tally-")
-            .tempfile()
-            .map_err(spill)?;
-        let (file, path) = file.into_parts();
-        let mut out = std::io::BufWriter::with_capacity(RUN_CHUNK, file);
-        let mut line = Vec::new();
+        let mut writer = RunWriter::new()?;
         for entry in entries {
-            line.clear();
-            entry.write_line(&mut line);
-            out.write_all(&line).map_err(spill)?;
+            writer.push(&entry)?;
         }
-        out.flush().map_err(spill)?;
-        Ok(SpillRun { path })
+        writer.finish()
     }
 
     /// The run as a source of chunks.
@@ -132,6 +168,32 @@ impl SpillRun {
         let file = std::fs::File::open(&self.path)
             .map_err(|e| SummaryError::Spill(format!("cannot read back a tally run: {e}")))?;
         Ok(Box::new(RunChunks { file, _run: self }))
+    }
+
+    /// Merges the smallest of `runs` into one until at most [`MAX_RUNS`] remain (each entry is
+    /// rewritten about log₁₆ of the runs times).
+    pub(super) fn compact(runs: &mut Vec<SpillRun>) -> Result<(), SummaryError> {
+        while runs.len() > MAX_RUNS {
+            runs.sort_by_key(|run| Reverse(run.bytes));
+            let smallest = runs.split_off(runs.len() - MAX_RUNS);
+            // Local files: their chunks never wait, so the merge runs to its end on this thread
+            // (which may be a runtime's: no reactor or timer is involved).
+            runs.push(futures::executor::block_on(SpillRun::merge(smallest))?);
+        }
+        Ok(())
+    }
+
+    async fn merge(runs: Vec<SpillRun>) -> Result<SpillRun, SummaryError> {
+        let chunks = runs
+            .into_iter()
+            .map(SpillRun::into_chunks)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut merge = Merge::new(chunks).await?;
+        let mut writer = RunWriter::new()?;
+        while let Some(entry) = merge.next().await? {
+            writer.push(&entry)?;
+        }
+        writer.finish()
     }
 }
 
@@ -143,7 +205,7 @@ struct RunChunks {
 #[async_trait]
 impl Chunks for RunChunks {
     async fn next_chunk(&mut self) -> Result<Option<Bytes>, SummaryError> {
-        // A local file, read 64 KiB at a time: brief enough not to need the blocking pool.
+        // A local file, read 16 KiB at a time: brief enough not to need the blocking pool.
         let mut buf = vec![0; RUN_CHUNK];
         let n = self
             .file
@@ -358,6 +420,43 @@ mod tests {
                 Entry::pair(EntryKey::PlaceUser("p\nv".into())),
             ]
         );
+    }
+
+    #[test]
+    fn many_runs_compact_into_few_with_the_same_entries() {
+        let runs_of = || -> Vec<SpillRun> {
+            (0..40u64)
+                .map(|i| {
+                    let entries = vec![
+                        Entry::group(EntryKey::Device(format!("d{}", i % 7)), group(1, "t", "t")),
+                        Entry::pair(EntryKey::PlaceUser(format!("p\nu{i}"))),
+                    ];
+                    SpillRun::write(entries.into_iter()).unwrap()
+                })
+                .collect()
+        };
+        let expected = futures::executor::block_on(merged_runs(runs_of()));
+        let mut runs = runs_of();
+        SpillRun::compact(&mut runs).unwrap();
+        assert!(runs.len() <= MAX_RUNS, "{}", runs.len());
+        let compacted = futures::executor::block_on(merged_runs(runs));
+        assert_eq!(compacted, expected);
+        assert_eq!(compacted.len(), 7 + 40);
+        assert_eq!(
+            compacted[0].group.as_ref().unwrap().sign_ins,
+            6,
+            "d0: 0, 7, …, 35"
+        );
+    }
+
+    async fn merged_runs(runs: Vec<SpillRun>) -> Vec<Entry> {
+        let chunks = runs.into_iter().map(|r| r.into_chunks().unwrap()).collect();
+        let mut merge = Merge::new(chunks).await.unwrap();
+        let mut out = Vec::new();
+        while let Some(entry) = merge.next().await.unwrap() {
+            out.push(entry);
+        }
+        out
     }
 
     #[tokio::test]

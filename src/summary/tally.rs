@@ -37,7 +37,7 @@ pub struct DayTally {
 }
 
 /// Estimated heap bytes a tally holds in its maps before it spills them to a sorted run.
-pub const HELD_BYTES: usize = 4 * 1024 * 1024;
+pub const HELD_BYTES: usize = 1024 * 1024;
 /// A map entry's bytes beyond its strings: the tree node's share, the strings' headers.
 const ENTRY_OVERHEAD: usize = 96;
 
@@ -246,6 +246,7 @@ impl DayTally {
         self.rows += other.rows;
         self.located += other.located;
         self.runs.append(&mut other.runs);
+        SpillRun::compact(&mut self.runs)?;
         for (key, group) in other.devices {
             match self.devices.get_mut(&key) {
                 Some(mine) => mine.absorb(group),
@@ -311,7 +312,7 @@ impl DayTally {
         self.held = 0;
         self.runs
             .push(SpillRun::write(devices.chain(places).chain(pairs))?);
-        Ok(())
+        SpillRun::compact(&mut self.runs)
     }
 
     /// Every entry tallied, as sorted runs to merge ([`Merge`](super::Merge)).
