@@ -24,12 +24,16 @@
 //! is made of — so they agree with it exactly: the sum of `signIns` of `devices.csv` is the rows
 //! of the report days, that of `locations.csv` the rows with a point. Two steps:
 //!
-//! 1. a [`DayTally`] per daily file ([`tally`]): counts, user sets, first and newest sign-in per
-//!    place and per device. Tallies merge (sums, unions, minimum and maximum), so a day's tally is
-//!    its previous tally merged with the tally of the rows a commit adds, and the run keeps one per
-//!    day instead of reading the daily files again ([`crate::run`]'s `summaries`).
-//! 2. [`render`]: the report days' tallies merged, the places capped, both files encoded with the
-//!    daily files' CSV rules (UTF-8 BOM, header, RFC 4180, formula guard, no line breaks).
+//! 1. a [`DayTally`] per daily file ([`tally`]): per place and per device the counts, first and
+//!    newest sign-in, and which users signed in at each place. Tallies merge (sums, minimum and
+//!    maximum, a user once), so a day's tally is its previous tally merged with the tally of the
+//!    rows a commit adds, and the run keeps one per day instead of reading the daily files again
+//!    ([`crate::run`]'s `summaries`). A tally is a sorted sequence of entries ([`merge`]): it
+//!    holds ~1 MiB of them in memory and spills the rest to sorted runs on local disk, and tallies
+//!    are merged as streams, so memory does not grow with the tenant's users and devices.
+//! 2. [`render`]: the report days' tallies merged as one stream, `devices.csv` written block by
+//!    block as it comes, the places (held in memory: one per point on the map) capped, both with
+//!    the daily files' CSV rules (UTF-8 BOM, header, RFC 4180, formula guard, no line breaks).
 //!
 //! Columns the summaries read that `SIGNINS_COLUMNS` leaves out are empty in them (a device key
 //! without `deviceId` is the name, system and browser; `users` is empty without
