@@ -263,6 +263,58 @@ async fn an_export_without_summaries_gets_them_from_its_daily_files() {
     assert!(!read_back.is_empty(), "tallied from the daily files");
 }
 
+/// A stored tally damaged after its header (edited by hand, or cut short): the run fails naming
+/// it and saying what to do, never writes summaries from it, and once `_state/tally/` is deleted
+/// the next run tallies the daily files again and is exact.
+#[tokio::test]
+async fn a_damaged_tally_fails_the_run_naming_it_and_deleting_the_tallies_repairs_it() {
+    let app = TestApp::spawn(recent_tenant(20, 2, 69)).await;
+    let settings = app.settings(&[("SIGNINS_PRESET", "all"), ("SIGNINS_LOOKBACK", "2d")]);
+    app.export(&settings).await;
+    let base = app.base(&settings);
+    let tallies: Vec<_> = std::fs::read_dir(base.join("_state/tally"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let damaged = &tallies[0];
+    let text = std::fs::read_to_string(damaged).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() > 3, "{}", damaged.display());
+    // The header stays; an entry loses its closing bracket.
+    let mut edited = lines.clone();
+    let cut = &lines[2][..lines[2].len() - 1];
+    edited[2] = cut;
+    std::fs::write(damaged, edited.join("\n") + "\n").unwrap();
+    let mut state = app.state(&settings);
+    state["summariesDirty"] = serde_json::Value::Bool(true);
+    std::fs::write(
+        base.join("_state/state.json"),
+        serde_json::to_vec(&state).unwrap(),
+    )
+    .unwrap();
+    let before = std::fs::read(base.join(DEVICES_FILE)).unwrap();
+
+    let sink = FaultySink::new(base.clone());
+    let error = run_through(&app, &settings, &sink, None)
+        .await
+        .expect_err("a damaged tally fails the run")
+        .to_string();
+    let name = damaged.file_name().unwrap().to_str().unwrap();
+    assert!(
+        error.contains(name) && error.contains("delete _state/tally/"),
+        "{error}"
+    );
+    assert_eq!(
+        std::fs::read(base.join(DEVICES_FILE)).unwrap(),
+        before,
+        "the summaries are untouched"
+    );
+
+    std::fs::remove_dir_all(base.join("_state/tally")).unwrap();
+    run_through(&app, &settings, &sink, None).await.unwrap();
+    assert_exact(&app, &settings);
+}
+
 /// Without `createdDateTime` the summaries cannot tell first, last or newest: they are not
 /// written, and the run succeeds.
 #[tokio::test]

@@ -97,9 +97,10 @@ pub enum RunError {
     },
     #[error("state document: {0}")]
     State(#[from] StateError),
-    /// A daily file the summaries read is not the export's own CSV.
+    /// The summaries cannot be built: a daily file that is not the export's own CSV, a damaged
+    /// tally, no room to spill one.
     #[error(transparent)]
-    Summary(#[from] crate::summary::SummaryError),
+    Summary(crate::summary::SummaryError),
     /// The diagnostic-settings archive could not be read; what was read before is committed.
     #[error("{0}; what was read completely is committed, the next run reads the rest")]
     Source(#[source] crate::diagnostic::SourceError),
@@ -113,6 +114,20 @@ pub enum RunError {
     /// diagnostic-settings source); nothing was read.
     #[error("{0}")]
     Unsupported(&'static str),
+}
+
+impl From<crate::summary::SummaryError> for RunError {
+    /// A storage error the summaries passed through is the sink's: it stays one (a lost lock
+    /// must read as a lost lock).
+    fn from(e: crate::summary::SummaryError) -> RunError {
+        match e {
+            crate::summary::SummaryError::Storage(inner) => match inner.downcast::<SinkError>() {
+                Ok(sink) => RunError::Sink(*sink),
+                Err(other) => RunError::Summary(crate::summary::SummaryError::Storage(other)),
+            },
+            e => RunError::Summary(e),
+        }
+    }
 }
 
 /// Target size of one staged block: big enough to keep requests few, small enough that memory

@@ -208,9 +208,14 @@ impl Chunks for StoredChunks {
         let chunk = self
             .sink
             .read_range(&self.path, &self.version, self.offset, len)
-            .await?;
+            .await
+            .map_err(|e| SummaryError::Storage(Box::new(e)))?;
         self.offset += len;
         Ok(Some(chunk))
+    }
+
+    fn describe(&self) -> String {
+        self.path.clone()
     }
 }
 
@@ -243,7 +248,10 @@ impl BlockOut for FileOut {
     async fn put(&mut self, block: Bytes) -> Result<(), SummaryError> {
         let seq = u32::try_from(self.blocks.len()).unwrap_or(u32::MAX);
         let id = BlockId::new(&self.write, seq);
-        self.sink.stage(&self.path, &id, block).await?;
+        self.sink
+            .stage(&self.path, &id, block)
+            .await
+            .map_err(|e| SummaryError::Storage(Box::new(e)))?;
         self.blocks.push(id);
         Ok(())
     }

@@ -214,6 +214,10 @@ impl Chunks for RunChunks {
         buf.truncate(n);
         Ok((n > 0).then(|| Bytes::from(buf)))
     }
+
+    fn describe(&self) -> String {
+        format!("a tally run spilled to {}", self._run.path.display())
+    }
 }
 
 /// The bytes of a run, a chunk at a time (a spilled run, a stored tally read in ranges).
@@ -221,6 +225,9 @@ impl Chunks for RunChunks {
 pub trait Chunks: Send {
     /// The next bytes, `None` at the end. Lines may span chunks.
     async fn next_chunk(&mut self) -> Result<Option<Bytes>, SummaryError>;
+
+    /// What the run is, for errors (a stored tally's path).
+    fn describe(&self) -> String;
 }
 
 /// The entries of one run, line by line.
@@ -245,13 +252,20 @@ impl Lines {
                     self.partial.clear();
                     entry
                 };
-                return entry.map(Some).map_err(SummaryError::Run);
+                return entry
+                    .map(Some)
+                    .map_err(|e| SummaryError::Run(format!("{}: {e}", self.chunks.describe())));
             }
             self.partial.extend_from_slice(&self.chunk);
             match self.chunks.next_chunk().await? {
                 Some(chunk) => self.chunk = chunk,
                 None if self.partial.is_empty() => return Ok(None),
-                None => return Err(SummaryError::Run("a run ends inside a line".into())),
+                None => {
+                    return Err(SummaryError::Run(format!(
+                        "{} ends inside a line",
+                        self.chunks.describe()
+                    )))
+                }
             }
         }
     }
@@ -339,8 +353,8 @@ impl Merge {
         }
         if self.last.as_ref().is_some_and(|last| *last >= entry.key) {
             return Err(SummaryError::Run(format!(
-                "a run is out of order at {:?}",
-                entry.key
+                "{} is out of order",
+                self.runs[run].chunks.describe()
             )));
         }
         self.last = Some(entry.key.clone());

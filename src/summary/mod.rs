@@ -120,11 +120,12 @@ pub enum SummaryError {
     #[error("{0}; the summaries need room in the temporary folder for tallies that do not fit in memory")]
     Spill(String),
     /// A stored or spilled run of a tally is not what this build writes.
-    #[error("a tally run cannot be read: {0}")]
+    #[error("{0}; a stored tally was edited or damaged: delete _state/tally/ and the next run tallies the daily files again")]
     Run(String),
-    /// The sink refused a read or write of a tally or summary.
+    /// Where tallies and summaries are kept refused a read or write: the caller's own error,
+    /// kept whole so the caller can tell it apart (this module knows no storage).
     #[error(transparent)]
-    Sink(#[from] crate::sink::SinkError),
+    Storage(Box<dyn std::error::Error + Send + Sync>),
     /// A row that is not one of the export's own (a file edited by hand, or other columns).
     #[error(
         "{what}, row {row}: {problem}; the file was changed by hand or written with other columns"
