@@ -32,6 +32,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
@@ -53,6 +54,8 @@ const RECOMPUTE_CHUNK: u64 = 4 * 1024 * 1024;
 const TALLY_READ_BYTES: u64 = 4 * 1024 * 1024;
 const MIN_TALLY_RANGE: u64 = 64 * 1024;
 const MAX_TALLY_RANGE: u64 = 1024 * 1024;
+/// Stored tallies whose header line is read at once.
+const HEADERS_IN_FLIGHT: usize = 4;
 /// The most a stored tally's header line may take.
 const MAX_HEADER_BYTES: u64 = 64 * 1024;
 /// Bytes of a stored tally staged at a time.
@@ -282,11 +285,18 @@ impl Run<'_> {
         };
         self.deps.sink.ensure_locked().await?;
         let mut committed = std::mem::take(&mut self.committed_rows);
-        // One day at a time: a day's merge holds a range of each of its runs.
+        // The stored tallies' header lines, a few at a time; then the days whose tally is not
+        // current, one at a time: a day's merge holds a range of each of its runs.
+        let this = &*self;
+        let reads: Vec<_> = days.iter().map(|day| this.stored_tally(day)).collect();
+        let heads: Vec<Option<StoredTally>> = stream::iter(reads)
+            .buffered(HEADERS_IN_FLIGHT)
+            .try_collect()
+            .await?;
         let mut stored = Vec::with_capacity(days.len());
-        for day in days {
+        for (day, head) in days.iter().zip(heads) {
             let rows = committed.files.remove(&day.name);
-            stored.push(self.day_tally(day, rows, &layout).await?);
+            stored.push(self.day_tally(day, head, rows, &layout).await?);
         }
         let sink = &self.deps.sink;
         let range =
@@ -332,14 +342,15 @@ impl Run<'_> {
     async fn day_tally(
         &self,
         day: &DailyFile,
+        stored: Option<StoredTally>,
         rows: Option<FileRows>,
         layout: &RowLayout,
     ) -> Result<StoredTally, RunError> {
-        let path = tally_file(&day.name);
-        let stored = match self.stored_tally(day, &path).await? {
+        let stored = match stored {
             Some(stored) if stored.header.version == day.version => return Ok(stored),
             stored => stored,
         };
+        let path = tally_file(&day.name);
         let sink = &self.deps.sink;
         let updated = rows.and_then(|rows| {
             let added = rows.tally.filter(|_| rows.to == day.version)?;
@@ -383,7 +394,7 @@ impl Run<'_> {
         file.put(Bytes::from(out)).await?;
         file.finish().await?;
         debug!(file = %day.name, tally = %path, "tally written");
-        self.stored_tally(day, &path).await?.ok_or_else(|| {
+        self.stored_tally(day).await?.ok_or_else(|| {
             RunError::Sink(SinkError::Other(format!(
                 "{path}: the tally just written does not read back"
             )))
@@ -391,11 +402,8 @@ impl Run<'_> {
     }
 
     /// The stored tally of `day`, if there is one this build can use: its header line read.
-    async fn stored_tally(
-        &self,
-        day: &DailyFile,
-        path: &str,
-    ) -> Result<Option<StoredTally>, RunError> {
+    async fn stored_tally(&self, day: &DailyFile) -> Result<Option<StoredTally>, RunError> {
+        let path = &tally_file(&day.name);
         let sink = &self.deps.sink;
         let Some((version, len)) = sink.version_of(path).await? else {
             return Ok(None);
