@@ -362,21 +362,28 @@ impl Merge {
     }
 }
 
-/// Every entry of `tally`, merged (tests).
+/// The merge of `runs` (tests).
 #[cfg(test)]
-pub(crate) async fn entries_of(tally: super::DayTally) -> Vec<Entry> {
-    let runs = tally
-        .into_runs()
-        .unwrap()
-        .into_iter()
-        .map(|run| run.into_chunks().unwrap())
-        .collect();
-    let mut merge = Merge::new(runs).await.unwrap();
+pub(crate) async fn merge_of(runs: Vec<SpillRun>) -> Merge {
+    let chunks = runs.into_iter().map(|r| r.into_chunks().unwrap()).collect();
+    Merge::new(chunks).await.unwrap()
+}
+
+/// Every entry of `runs`, merged (tests).
+#[cfg(test)]
+pub(crate) async fn entries_of_runs(runs: Vec<SpillRun>) -> Vec<Entry> {
+    let mut merge = merge_of(runs).await;
     let mut out = Vec::new();
     while let Some(entry) = merge.next().await.unwrap() {
         out.push(entry);
     }
     out
+}
+
+/// Every entry of `tally`, merged (tests).
+#[cfg(test)]
+pub(crate) async fn entries_of(tally: super::DayTally) -> Vec<Entry> {
+    entries_of_runs(tally.into_runs().unwrap()).await
 }
 
 #[cfg(test)]
@@ -393,21 +400,11 @@ mod tests {
     }
 
     async fn merged(runs: Vec<Vec<Entry>>) -> Vec<Entry> {
-        let mut chunks = Vec::new();
-        for run in runs {
-            chunks.push(
-                SpillRun::write(run.into_iter())
-                    .unwrap()
-                    .into_chunks()
-                    .unwrap(),
-            );
-        }
-        let mut merge = Merge::new(chunks).await.unwrap();
-        let mut out = Vec::new();
-        while let Some(entry) = merge.next().await.unwrap() {
-            out.push(entry);
-        }
-        out
+        let runs = runs
+            .into_iter()
+            .map(|run| SpillRun::write(run.into_iter()).unwrap())
+            .collect();
+        entries_of_runs(runs).await
     }
 
     #[tokio::test]
@@ -449,11 +446,11 @@ mod tests {
                 })
                 .collect()
         };
-        let expected = futures::executor::block_on(merged_runs(runs_of()));
+        let expected = futures::executor::block_on(entries_of_runs(runs_of()));
         let mut runs = runs_of();
         SpillRun::compact(&mut runs).unwrap();
         assert!(runs.len() <= MAX_RUNS, "{}", runs.len());
-        let compacted = futures::executor::block_on(merged_runs(runs));
+        let compacted = futures::executor::block_on(entries_of_runs(runs));
         assert_eq!(compacted, expected);
         assert_eq!(compacted.len(), 7 + 40);
         assert_eq!(
@@ -461,16 +458,6 @@ mod tests {
             6,
             "d0: 0, 7, …, 35"
         );
-    }
-
-    async fn merged_runs(runs: Vec<SpillRun>) -> Vec<Entry> {
-        let chunks = runs.into_iter().map(|r| r.into_chunks().unwrap()).collect();
-        let mut merge = Merge::new(chunks).await.unwrap();
-        let mut out = Vec::new();
-        while let Some(entry) = merge.next().await.unwrap() {
-            out.push(entry);
-        }
-        out
     }
 
     #[tokio::test]

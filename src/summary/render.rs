@@ -467,13 +467,7 @@ mod tests {
         layout: &RowLayout,
         max_locations: usize,
     ) -> (Rendered, Vec<u8>) {
-        let runs = tally
-            .into_runs()
-            .unwrap()
-            .into_iter()
-            .map(|run| run.into_chunks().unwrap())
-            .collect();
-        let mut merge = Merge::new(runs).await.unwrap();
+        let mut merge = crate::summary::merge::merge_of(tally.into_runs().unwrap()).await;
         let mut devices = Collected::default();
         let rendered = render(&mut merge, layout, true, max_locations, &mut devices)
             .await

@@ -247,24 +247,8 @@ impl DayTally {
         self.located += other.located;
         self.runs.append(&mut other.runs);
         SpillRun::compact(&mut self.runs)?;
-        for (key, group) in other.devices {
-            match self.devices.get_mut(&key) {
-                Some(mine) => mine.absorb(group),
-                None => {
-                    self.held += ENTRY_OVERHEAD + key.len() + group.bytes();
-                    self.devices.insert(key, group);
-                }
-            }
-        }
-        for (key, group) in other.places {
-            match self.places.get_mut(&key) {
-                Some(mine) => mine.absorb(group),
-                None => {
-                    self.held += ENTRY_OVERHEAD + key.len() + group.bytes();
-                    self.places.insert(key, group);
-                }
-            }
-        }
+        self.held += absorb_groups(&mut self.devices, other.devices);
+        self.held += absorb_groups(&mut self.places, other.places);
         for pair in other.place_users {
             self.add_pair_key(pair);
         }
@@ -364,14 +348,7 @@ impl DayTally {
             row.field(layout.managed),
             row.field(layout.trust),
         ];
-        match self.devices.get_mut(key.as_str()) {
-            Some(device) => device.add(created, failure, &newest),
-            None => {
-                let group = Group::of(created, failure, &newest);
-                self.held += ENTRY_OVERHEAD + key.len() + group.bytes();
-                self.devices.insert(key.clone(), group);
-            }
-        }
+        self.held += add_sign_in(&mut self.devices, key, created, failure, &newest);
 
         let (latitude, longitude) = (row.field(layout.latitude), row.field(layout.longitude));
         if point(latitude, longitude).is_none() {
@@ -388,14 +365,7 @@ impl DayTally {
             client_app,
             app,
         ];
-        match self.places.get_mut(key.as_str()) {
-            Some(place) => place.add(created, failure, &newest),
-            None => {
-                let group = Group::of(created, failure, &newest);
-                self.held += ENTRY_OVERHEAD + key.len() + group.bytes();
-                self.places.insert(key.clone(), group);
-            }
-        }
+        self.held += add_sign_in(&mut self.places, key, created, failure, &newest);
         if !user.is_empty() {
             key.push(KEY_SEPARATOR);
             key.push_str(user);
@@ -403,6 +373,43 @@ impl DayTally {
                 self.held += ENTRY_OVERHEAD + key.len();
                 self.place_users.insert(key.clone());
             }
+        }
+    }
+}
+
+/// Merges `other` into `groups`; returns the bytes the new groups hold.
+fn absorb_groups(groups: &mut BTreeMap<String, Group>, other: BTreeMap<String, Group>) -> usize {
+    let mut added = 0;
+    for (key, group) in other {
+        match groups.get_mut(&key) {
+            Some(mine) => mine.absorb(group),
+            None => {
+                added += ENTRY_OVERHEAD + key.len() + group.bytes();
+                groups.insert(key, group);
+            }
+        }
+    }
+    added
+}
+
+/// Adds a sign-in to the group of `key` in `groups`; returns the bytes a new group holds.
+fn add_sign_in(
+    groups: &mut BTreeMap<String, Group>,
+    key: &str,
+    created: &str,
+    failure: u64,
+    newest: &[&str],
+) -> usize {
+    match groups.get_mut(key) {
+        Some(group) => {
+            group.add(created, failure, newest);
+            0
+        }
+        None => {
+            let group = Group::of(created, failure, newest);
+            let bytes = ENTRY_OVERHEAD + key.len() + group.bytes();
+            groups.insert(key.to_string(), group);
+            bytes
         }
     }
 }

@@ -423,13 +423,22 @@ pub(super) async fn version_of(
         Err(e) if errors::is_status(&e, 404, &[]) => return Ok(None),
         Err(e) => return Err(sink.inner.error(file, &e)),
     };
+    let (len, etag) = length_and_etag(file, &properties)?;
+    Ok(Some((etag_version(etag.as_ref()), len)))
+}
+
+/// A blob's length and ETag from its properties.
+pub(super) fn length_and_etag(
+    file: &str,
+    properties: &impl BlobClientGetPropertiesResultHeaders,
+) -> Result<(u64, Etag), SinkError> {
     let len = properties.content_length().ok().flatten().unwrap_or(0);
     let etag = properties
         .etag()
         .ok()
         .flatten()
         .ok_or_else(|| SinkError::Other(format!("{file}: no ETag in its properties")))?;
-    Ok(Some((etag_version(etag.as_ref()), len)))
+    Ok((len, etag))
 }
 
 /// The content type a whole file is written with.

@@ -13,14 +13,12 @@ use std::sync::atomic::Ordering;
 
 use azure_core::http::headers::{HeaderName, Headers};
 use azure_core::http::Etag;
-use azure_storage_blob::models::{
-    BlobClientGetPropertiesResultHeaders, BlockBlobClientStageBlockFromUrlOptions, HttpRange,
-};
+use azure_storage_blob::models::{BlockBlobClientStageBlockFromUrlOptions, HttpRange};
 use bytes::Bytes;
 
 use super::blocks::{self, ListedBlock, Source};
 use super::client::{content, with_sas, BlobAuth};
-use super::files::commit_options;
+use super::files::{commit_options, length_and_etag};
 use super::{errors, BlobSink};
 use crate::credential::STORAGE_SCOPE;
 use crate::sink::{BlockId, Sink, SinkError, LATEST_FILE};
@@ -97,12 +95,7 @@ pub(super) async fn publish(
             }
             Err(e) => return Err(inner.error(file, &e)),
         };
-        let len = properties.content_length().ok().flatten().unwrap_or(0);
-        let etag = properties
-            .etag()
-            .ok()
-            .flatten()
-            .ok_or_else(|| SinkError::Other(format!("{file}: no ETag in its properties")))?;
+        let (len, etag) = length_and_etag(file, &properties)?;
         if len <= header_len {
             continue;
         }
