@@ -200,8 +200,10 @@ pub async fn render(
     }
     let rounding = rounding.unwrap_or_else(|| rounding_within(&places, max_locations));
     let users = match cells {
-        None => Users::Places(place_users),
         Some((_, pairs)) => Users::Cells(users_per_cell(pairs).await?),
+        // No user at any place (no `userPrincipalName` column): nobody to count.
+        None if rounding != Rounding::Exact => Users::Cells(HashMap::new()),
+        None => Users::Places(place_users),
     };
     let located = places.iter().map(|(_, place)| place.sign_ins).sum();
     let rows = place_rows(places, &users, rounding);
@@ -378,13 +380,11 @@ fn place_rows(places: Vec<(String, Group)>, users: &Users, rounding: Rounding) -
     for (i, (key, place)) in places.into_iter().enumerate() {
         let (latitude, longitude) = key.split_once(KEY_SEPARATOR).unwrap_or((&key, ""));
         let (latitude, longitude) = (latitude.to_string(), longitude.to_string());
-        let (cell, place_users) = match users {
-            Users::Places(counts) => (None, counts.get(i).copied().unwrap_or(0)),
-            Users::Cells(counts) => {
-                let cell = cell_key(rounding, &key);
-                let n = counts.get(&cell).copied().unwrap_or(0);
-                (Some(cell), n)
-            }
+        let cell = (rounding != Rounding::Exact).then(|| cell_key(rounding, &key));
+        let place_users = match (users, &cell) {
+            (Users::Places(counts), _) => counts.get(i).copied().unwrap_or(0),
+            (Users::Cells(counts), Some(cell)) => counts.get(cell).copied().unwrap_or(0),
+            (Users::Cells(_), None) => 0,
         };
         match cell.as_ref().and_then(|cell| row_of_cell.get(cell)) {
             Some(&i) => {
@@ -657,6 +657,22 @@ mod tests {
             "sign-ins, users, failures"
         );
         assert_eq!(&rows[1][6..9], ["25", "7", "15"]);
+    }
+
+    #[tokio::test]
+    async fn places_merge_by_rounding_without_a_user_column_too() {
+        let columns = ["createdDateTime", "latitude", "longitude"];
+        let mut text = String::new();
+        for i in 0..12 {
+            let latitude = 47.0 + f64::from(i) * 0.01;
+            text.push_str(&format!("2026-11-28T10:00:00Z,{latitude:.2},-122\r\n"));
+        }
+        let (tally, layout) = tally_of(&columns, &text);
+        let (rendered, _) = rendered(tally, &layout, 5).await;
+        assert_eq!(rendered.rounding, Rounding::Decimals(1));
+        let rows = rows_of(&rendered.locations, &LOCATION_COLUMNS);
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!(rows[0][7], "", "no user column, no users");
     }
 
     #[tokio::test]
