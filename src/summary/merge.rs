@@ -27,6 +27,17 @@ pub enum EntryKey {
     PlaceUser(String),
 }
 
+impl EntryKey {
+    /// The kind (as written: the variant's order) and the key's text.
+    pub fn parts(&self) -> (u8, &str) {
+        match self {
+            EntryKey::Device(key) => (0, key),
+            EntryKey::Place(key) => (1, key),
+            EntryKey::PlaceUser(key) => (2, key),
+        }
+    }
+}
+
 /// One line of a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -52,11 +63,7 @@ impl Entry {
 
     /// Appends the entry as one JSON line.
     pub fn write_line(&self, out: &mut Vec<u8>) {
-        let (kind, key) = match &self.key {
-            EntryKey::Device(key) => (0, key),
-            EntryKey::Place(key) => (1, key),
-            EntryKey::PlaceUser(key) => (2, key),
-        };
+        let (kind, key) = self.key.parts();
         let group = self.group.as_ref().map(|g| {
             (
                 g.sign_ins,
@@ -301,8 +308,9 @@ impl Ord for Head {
 pub struct Merge {
     runs: Vec<Lines>,
     heads: BinaryHeap<Reverse<Head>>,
-    /// The last key returned: runs must be sorted, and a run out of order is an error.
-    last: Option<EntryKey>,
+    /// The last key returned (kind and text): runs must be sorted, and a run out of order is an
+    /// error.
+    last: Option<(u8, String)>,
 }
 
 impl Merge {
@@ -351,13 +359,22 @@ impl Merge {
             }
             self.advance(head.run).await?;
         }
-        if self.last.as_ref().is_some_and(|last| *last >= entry.key) {
+        let (kind, key) = entry.key.parts();
+        if self
+            .last
+            .as_ref()
+            .is_some_and(|(last_kind, last_key)| (*last_kind, last_key.as_str()) >= (kind, key))
+        {
             return Err(SummaryError::Run(format!(
                 "{} is out of order",
                 self.runs[run].chunks.describe()
             )));
         }
-        self.last = Some(entry.key.clone());
+        // The last key's buffer is reused: no allocation per entry.
+        let last = self.last.get_or_insert_with(|| (kind, String::new()));
+        last.0 = kind;
+        last.1.clear();
+        last.1.push_str(key);
         Ok(Some(entry))
     }
 }

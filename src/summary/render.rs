@@ -151,7 +151,8 @@ pub async fn render(
     let mut places: Vec<(String, Group)> = Vec::new();
     // Users per place (exact), or per cell (rounded).
     let mut place_users: Vec<u64> = Vec::new();
-    let mut cells: Option<(Rounding, DayTally)> = None;
+    // The (cell, user) pairs, when places are merged by rounding.
+    let mut cells: Option<DayTally> = None;
     let mut rounding = None;
     while let Some(Entry { key, group }) = merge.next().await? {
         match (key, group) {
@@ -170,7 +171,7 @@ pub async fn render(
                     let chosen = rounding_within(&places, max_locations);
                     match chosen {
                         Rounding::Exact => place_users = vec![0; places.len()],
-                        _ => cells = Some((chosen, DayTally::default())),
+                        _ => cells = Some(DayTally::default()),
                     }
                     chosen
                 });
@@ -182,16 +183,16 @@ pub async fn render(
                 };
                 match &mut cells {
                     None => place_users[i] += 1,
-                    Some((_, pairs)) => {
+                    Some(pairs) => {
                         pairs.add_pair(&cell_key(rounding, &places[i].0), user);
                         pairs.spill_if_full()?;
                     }
                 }
             }
-            (key, _) => {
-                return Err(SummaryError::Run(format!(
-                    "an entry without the fields its kind has: {key:?}"
-                )))
+            _ => {
+                return Err(SummaryError::Run(
+                    "an entry without the fields its kind has".into(),
+                ))
             }
         }
     }
@@ -200,7 +201,7 @@ pub async fn render(
     }
     let rounding = rounding.unwrap_or_else(|| rounding_within(&places, max_locations));
     let users = match cells {
-        Some((_, pairs)) => Users::Cells(users_per_cell(pairs).await?),
+        Some(pairs) => Users::Cells(users_per_cell(pairs).await?),
         // No user at any place (no `userPrincipalName` column): nobody to count.
         None if rounding != Rounding::Exact => Users::Cells(HashMap::new()),
         None => Users::Places(place_users),
