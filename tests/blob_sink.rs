@@ -287,13 +287,14 @@ pub async fn versions_pin_ranged_reads_and_put_file_replaces(ctx: Ctx) {
                 .await
                 .expect("stage");
         }
-        sink.put_blocks(tally, &ids).await.expect("put_blocks");
+        let written = sink.put_blocks(tally, &ids).await.expect("put_blocks");
         let whole = parts.concat();
         let (version, len) = sink
             .version_of(tally)
             .await
             .expect("version_of")
             .expect("file");
+        assert_eq!(written, version, "put_blocks returns the version it made");
         assert_eq!(len, whole.len() as u64);
         let tail = sink
             .read_range(tally, &version, 2, len - 2)

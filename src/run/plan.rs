@@ -122,7 +122,7 @@ pub fn chains(
             .min(per_run);
         let within_days = justified > run.len();
         let run = if within_days {
-            pieces(&run, justified)
+            pieces(&run, total / justified as f64)
         } else {
             run
         };
@@ -165,11 +165,9 @@ pub fn chains(
     out
 }
 
-/// `run`'s slices cut into about `count` pieces of equal length, newest first, each on whole
-/// seconds and none shorter than [`MIN_SLICE`].
-fn pieces(run: &[Slice], count: usize) -> Vec<Slice> {
-    let total: f64 = run.iter().map(|s| s.span().seconds()).sum();
-    let length = total / count.max(1) as f64;
+/// `run`'s slices cut into pieces of about `length` seconds, newest first, each on whole seconds
+/// and none shorter than [`MIN_SLICE`].
+fn pieces(run: &[Slice], length: f64) -> Vec<Slice> {
     let mut out = Vec::new();
     for slice in run {
         let whole = (slice.end - slice.start).whole_seconds();

@@ -143,7 +143,6 @@ struct SliceOutput {
     after: Option<oneshot::Receiver<()>>,
     /// Full blocks not staged yet because `after` has not come, oldest first.
     held: Vec<Vec<u8>>,
-    held_bytes: usize,
 }
 
 impl SliceOutput {
@@ -167,7 +166,6 @@ impl SliceOutput {
             buffer: Vec::with_capacity(if dry_run { 0 } else { BLOCK_TARGET + 64 * 1024 }),
             after: None,
             held: Vec::new(),
-            held_bytes: 0,
         }
     }
 
@@ -572,9 +570,9 @@ impl<'r> SliceReader<'r> {
             output.buffer.truncate(output.edge.tail_start);
             let full = std::mem::replace(&mut output.buffer, rest);
             output.edge.tail_start = 0;
-            output.held_bytes += full.len();
             output.held.push(full);
-            if output.held_bytes >= HELD_BYTES || output.may_stage() {
+            let held: usize = output.held.iter().map(Vec::len).sum();
+            if held >= HELD_BYTES || output.may_stage() {
                 self.stage_held(output).await?;
             }
         }
@@ -587,7 +585,6 @@ impl<'r> SliceReader<'r> {
         for block in std::mem::take(&mut output.held) {
             self.stage(block, &mut output.staged).await?;
         }
-        output.held_bytes = 0;
         Ok(())
     }
 

@@ -229,6 +229,8 @@ struct FileOut {
     /// Names this write's blocks apart from any other's.
     write: String,
     blocks: Vec<BlockId>,
+    /// Bytes staged.
+    len: u64,
 }
 
 impl FileOut {
@@ -238,11 +240,14 @@ impl FileOut {
             path: path.to_string(),
             write: format!("{path}@{}", uuid::Uuid::new_v4()),
             blocks: Vec::new(),
+            len: 0,
         }
     }
 
-    async fn finish(self) -> Result<(), SinkError> {
-        self.sink.put_blocks(&self.path, &self.blocks).await
+    /// Replaces the file with the blocks staged: its new version and length.
+    async fn finish(self) -> Result<(FileVersion, u64), SinkError> {
+        let version = self.sink.put_blocks(&self.path, &self.blocks).await?;
+        Ok((version, self.len))
     }
 }
 
@@ -251,6 +256,7 @@ impl BlockOut for FileOut {
     async fn put(&mut self, block: Bytes) -> Result<(), SummaryError> {
         let seq = u32::try_from(self.blocks.len()).unwrap_or(u32::MAX);
         let id = BlockId::new(&self.write, seq);
+        self.len += block.len() as u64;
         self.sink
             .stage(&self.path, &id, block)
             .await
@@ -383,6 +389,7 @@ impl Run<'_> {
             crate::state::StateError::Corrupt(format!("cannot serialise {path}: {e}"))
         })?;
         out.push(b'\n');
+        let entries = out.len() as u64;
         let mut file = FileOut::new(Arc::clone(sink), &path);
         let mut merge = Merge::new(runs).await?;
         while let Some(entry) = merge.next().await? {
@@ -392,12 +399,14 @@ impl Run<'_> {
             }
         }
         file.put(Bytes::from(out)).await?;
-        file.finish().await?;
+        let (version, len) = file.finish().await?;
         debug!(file = %day.name, tally = %path, "tally written");
-        self.stored_tally(day).await?.ok_or_else(|| {
-            RunError::Sink(SinkError::Other(format!(
-                "{path}: the tally just written does not read back"
-            )))
+        Ok(StoredTally {
+            path,
+            version,
+            len,
+            entries,
+            header,
         })
     }
 

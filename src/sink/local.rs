@@ -517,7 +517,7 @@ impl Sink for LocalSink {
         self.replace(&temp, &target).await
     }
 
-    async fn put_blocks(&self, file: &str, blocks: &[BlockId]) -> Result<(), SinkError> {
+    async fn put_blocks(&self, file: &str, blocks: &[BlockId]) -> Result<FileVersion, SinkError> {
         self.ensure_locked().await?;
         let target = self.path(file);
         let parts = blocks
@@ -527,11 +527,12 @@ impl Sink for LocalSink {
                 skip: 0,
             })
             .collect();
-        let (temp, _) = self.assemble(&target, parts).await?;
+        let (temp, stamp) = self.assemble(&target, parts).await?;
         self.replace(&temp, &target).await?;
         let staging = self.base.join(STAGING).join(file.replace('/', "_"));
         let _ = tokio::fs::remove_dir_all(staging).await;
-        Ok(())
+        // A rename keeps the identity the new file had when it was assembled.
+        Ok(stamp.version())
     }
 
     async fn version_of(&self, file: &str) -> Result<Option<(FileVersion, u64)>, SinkError> {

@@ -245,8 +245,9 @@ pub trait Sink: Send + Sync {
 
     /// Atomically replaces (or creates) a whole `file` with `blocks`, staged for it with
     /// [`Sink::stage`], in order: readers see the old or the new file, never a mix. How a file too
-    /// large to hold in memory (a summary, a tally) is written. Requires the lock.
-    async fn put_blocks(&self, file: &str, blocks: &[BlockId]) -> Result<(), SinkError>;
+    /// large to hold in memory (a summary, a tally) is written. Requires the lock. Returns the
+    /// file's new version.
+    async fn put_blocks(&self, file: &str, blocks: &[BlockId]) -> Result<FileVersion, SinkError>;
 
     /// The version and length of `file`, or `None` if there is no such file: what
     /// [`Sink::read_range`] needs to read a file written by [`Sink::put_file`] or `put_blocks`.

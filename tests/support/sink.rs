@@ -141,7 +141,7 @@ impl Sink for FaultySink {
             .or_default() += 1;
         self.inner.put_file(file, bytes).await
     }
-    async fn put_blocks(&self, file: &str, blocks: &[BlockId]) -> Result<(), SinkError> {
+    async fn put_blocks(&self, file: &str, blocks: &[BlockId]) -> Result<FileVersion, SinkError> {
         if file.starts_with("summary/") && self.fail_summaries.load(Ordering::SeqCst) {
             return Err(FaultySink::outage(
                 file,

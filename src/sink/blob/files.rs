@@ -385,12 +385,12 @@ pub(super) async fn put_file(sink: &BlobSink, file: &str, bytes: Bytes) -> Resul
 
 /// Put Block List of blocks staged for `file`, all uncommitted: the blob becomes exactly them,
 /// atomically, and Blob Storage drops the blocks it held before. By the lock holder only, so no
-/// condition on the blob's ETag is needed.
+/// condition on the blob's ETag is needed. Returns the new ETag.
 pub(super) async fn put_blocks(
     sink: &BlobSink,
     file: &str,
     ids: &[BlockId],
-) -> Result<(), SinkError> {
+) -> Result<FileVersion, SinkError> {
     sink.ensure_locked().await?;
     let listed: Vec<blocks::ListedBlock> = ids
         .iter()
@@ -404,13 +404,19 @@ pub(super) async fn put_blocks(
         ..Default::default()
     };
     let body = Bytes::from(blocks::block_list_xml(&listed));
-    sink.inner
+    let response = sink
+        .inner
         .blob(file)?
         .block_blob_client()
         .commit_block_list(content(body), Some(options))
         .await
-        .map(|_| ())
-        .map_err(|e| sink.inner.error(file, &e))
+        .map_err(|e| sink.inner.error(file, &e))?;
+    let etag = response
+        .etag()
+        .ok()
+        .flatten()
+        .ok_or_else(|| SinkError::Other(format!("{file}: Put Block List returned no ETag")))?;
+    Ok(etag_version(etag.as_ref()))
 }
 
 /// Get Blob Properties: the ETag (as a [`FileVersion`]) and length of `file`.

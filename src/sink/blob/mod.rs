@@ -219,7 +219,7 @@ impl Sink for BlobSink {
         files::put_file(self, file, bytes).await
     }
 
-    async fn put_blocks(&self, file: &str, blocks: &[BlockId]) -> Result<(), SinkError> {
+    async fn put_blocks(&self, file: &str, blocks: &[BlockId]) -> Result<FileVersion, SinkError> {
         files::put_blocks(self, file, blocks).await
     }
 
