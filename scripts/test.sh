@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# One build, not an edit loop: incremental caches would only add ~1 GB to target/ (disk is tight
+# on CI machines; see the profile note in Cargo.toml).
+export CARGO_INCREMENTAL=0
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
