@@ -271,7 +271,7 @@ pub async fn versions_pin_ranged_reads_and_put_file_replaces(ctx: Ctx) {
 
     // A file too large for memory: staged block by block, replaced whole, read in ranges
     // pinned to the version `version_of` gives.
-    let tally = "_state/tally/2026-11-28.jsonl";
+    let tally = "_state/tally/2026-11-28.bin";
     assert_eq!(sink.version_of(tally).await.expect("version_of"), None);
     let mut versions = Vec::new();
     for (write, parts) in [

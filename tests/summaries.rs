@@ -277,14 +277,11 @@ async fn a_damaged_tally_fails_the_run_naming_it_and_deleting_the_tallies_repair
         .map(|e| e.unwrap().path())
         .collect();
     let damaged = &tallies[0];
-    let text = std::fs::read_to_string(damaged).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    assert!(lines.len() > 3, "{}", damaged.display());
-    // The header stays; an entry loses its closing bracket.
-    let mut edited = lines.clone();
-    let cut = &lines[2][..lines[2].len() - 1];
-    edited[2] = cut;
-    std::fs::write(damaged, edited.join("\n") + "\n").unwrap();
+    let bytes = std::fs::read(damaged).unwrap();
+    let header = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
+    assert!(bytes.len() > header + 64, "{}", damaged.display());
+    // The header stays; the last entry loses its last byte.
+    std::fs::write(damaged, &bytes[..bytes.len() - 1]).unwrap();
     let mut state = app.state(&settings);
     state["summariesDirty"] = serde_json::Value::Bool(true);
     std::fs::write(

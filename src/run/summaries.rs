@@ -3,7 +3,7 @@
 //! replaced atomically by the lock holder, at a cost that follows what changed and in memory that
 //! does not grow with the tenant.
 //!
-//! Per daily file a *tally* (`_state/tally/YYYY-MM-DD.jsonl`) holds what the summaries need of
+//! Per daily file a *tally* (`_state/tally/YYYY-MM-DD.bin`) holds what the summaries need of
 //! the file, sorted by key, and the file's version it was made from (Blob: ETag; folder: the
 //! file's identity). A run tallies the rows of every block while it stages it ([`tally_while`],
 //! from the bytes staged, so a read the deadline stopped tallies exactly what it commits) and
@@ -46,7 +46,7 @@ use crate::summary::{
 };
 
 /// Layout of a stored tally: another value makes the run recompute it from the daily file.
-const TALLY_FORMAT: u32 = 2;
+const TALLY_FORMAT: u32 = 3;
 /// Bytes of a daily file read at a time when a tally is recomputed: memory stays flat.
 const RECOMPUTE_CHUNK: u64 = 4 * 1024 * 1024;
 /// Bytes of stored tallies the summaries hold at once, over all report days; each day's ranges
@@ -156,7 +156,7 @@ impl CommittedRows {
 }
 
 /// The first line of a stored tally: the file and version it was made from, with the columns of
-/// its rows. Its entries follow, one per line.
+/// its rows. Its entries follow (see [`crate::summary::merge`]).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct TallyHeader {
@@ -393,7 +393,7 @@ impl Run<'_> {
         let mut file = FileOut::new(Arc::clone(sink), &path);
         let mut merge = Merge::new(runs).await?;
         while let Some(entry) = merge.next().await? {
-            entry.write_line(&mut out);
+            entry.write_to(&mut out);
             if out.len() >= TALLY_BLOCK_BYTES {
                 file.put(Bytes::from(std::mem::take(&mut out))).await?;
             }

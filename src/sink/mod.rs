@@ -7,7 +7,7 @@
 //! latest.csv             the last N days, newest first; replaced atomically
 //! summary/*.csv          the map-ready summaries of the same days; each replaced atomically
 //! _state/state.json      watermark, overlap ids, pending commit, last run summary
-//! _state/tally/*.jsonl   per daily file, what the summaries need of it, and the file's version
+//! _state/tally/*.bin     per daily file, what the summaries need of it, and the file's version
 //! ```
 //!
 //! A daily file grows by *staging* blocks of encoded rows and then *committing* them in one atomic

@@ -1,9 +1,13 @@
 //! Tallies out of memory: a tally's entries — devices, places, and who signed in at each place —
-//! in one total order, written as sorted runs of JSON lines (spilled to local disk while a day is
-//! tallied, stored per daily file in the sink) and merged back as a stream. Merging combines the
-//! entries of one key from every run ([`Group::absorb`]; a place's user once), so the merge of
-//! the runs of any split of the rows equals the tally of all of them, and memory holds one line
-//! per run instead of the tally.
+//! in one total order, written as sorted runs of length-prefixed binary entries (spilled to local
+//! disk while a day is tallied, stored per daily file in the sink) and merged back as a stream.
+//! Merging combines the entries of one key from every run ([`Group::absorb`]; a place's user
+//! once), so the merge of the runs of any split of the rows equals the tally of all of them, and
+//! memory holds one entry per run instead of the tally.
+//!
+//! Why binary and not JSON lines: keys and newest sign-ins join their parts with a line break,
+//! which JSON escapes and unescapes part by part; reading and writing runs as JSON took a third
+//! of the summaries' CPU time (BENCHMARKS.md). An entry here is copied, never escaped.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
@@ -38,7 +42,7 @@ impl EntryKey {
     }
 }
 
-/// One line of a run.
+/// One entry of a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub key: EntryKey,
@@ -46,8 +50,9 @@ pub struct Entry {
     pub group: Option<Group>,
 }
 
-/// A line as written: `[kind, key, [signIns, failures, firstSeen, newest]]` or `[2, key, null]`.
-type Line = (u8, String, Option<(u64, u64, String, String)>);
+/// The most bytes one entry may take: far above any real one (a key and a newest sign-in are a
+/// few cells), low enough that a damaged length is caught before it is read.
+const MAX_ENTRY_BYTES: usize = 1024 * 1024;
 
 impl Entry {
     pub(super) fn group(key: EntryKey, group: Group) -> Entry {
@@ -61,41 +66,113 @@ impl Entry {
         Entry { key, group: None }
     }
 
-    /// Appends the entry as one JSON line.
-    pub fn write_line(&self, out: &mut Vec<u8>) {
+    /// Appends the entry: its length (`u32`, little-endian), then the kind (`u8`) and the key;
+    /// for a device or place, then sign-ins and failures (`u64` each), first seen and newest.
+    /// Every text is its length (`u32`) and its UTF-8 bytes.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&[0; 4]);
         let (kind, key) = self.key.parts();
-        let group = self.group.as_ref().map(|g| {
-            (
-                g.sign_ins,
-                g.failures,
-                g.first_seen.as_str(),
-                g.newest.text(),
-            )
-        });
-        // Writing into a Vec cannot fail, and these types always serialise.
-        let _ = serde_json::to_writer(&mut *out, &(kind, key, group));
-        out.push(b'\n');
+        out.push(kind);
+        put_text(out, key);
+        if kind != 2 {
+            debug_assert!(
+                self.group.is_some(),
+                "a device or place entry without its group"
+            );
+            let (sign_ins, failures, first_seen, newest) = match &self.group {
+                Some(g) => (
+                    g.sign_ins,
+                    g.failures,
+                    g.first_seen.as_str(),
+                    g.newest.text(),
+                ),
+                None => (0, 0, "", ""),
+            };
+            out.extend_from_slice(&sign_ins.to_le_bytes());
+            out.extend_from_slice(&failures.to_le_bytes());
+            put_text(out, first_seen);
+            put_text(out, newest);
+        }
+        // An entry's texts are cells of one row: far below 4 GiB.
+        let len = u32::try_from(out.len() - start - 4).unwrap_or(u32::MAX);
+        out[start..start + 4].copy_from_slice(&len.to_le_bytes());
     }
 
-    /// An entry from one line (without its line break).
-    pub fn read_line(line: &[u8]) -> Result<Entry, String> {
-        let (kind, key, group): Line = serde_json::from_slice(line).map_err(|e| e.to_string())?;
-        let key = match kind {
-            0 => EntryKey::Device(key),
-            1 => EntryKey::Place(key),
-            2 => EntryKey::PlaceUser(key),
+    /// An entry from its bytes (without the length in front).
+    pub fn read_from(mut bytes: &[u8]) -> Result<Entry, String> {
+        let kind = take(&mut bytes, 1)?[0];
+        let key = take_text(&mut bytes)?;
+        let (key, group) = match kind {
+            0 | 1 => {
+                let sign_ins = take_u64(&mut bytes)?;
+                let failures = take_u64(&mut bytes)?;
+                let group = Group {
+                    sign_ins,
+                    failures,
+                    first_seen: take_text(&mut bytes)?,
+                    newest: Newest::from_text(take_text(&mut bytes)?),
+                };
+                let key = if kind == 0 {
+                    EntryKey::Device(key)
+                } else {
+                    EntryKey::Place(key)
+                };
+                (key, Some(group))
+            }
+            2 => (EntryKey::PlaceUser(key), None),
             other => return Err(format!("unknown entry kind {other}")),
         };
-        let group = group.map(|(sign_ins, failures, first_seen, newest)| Group {
-            sign_ins,
-            failures,
-            first_seen,
-            newest: Newest::from_text(newest),
-        });
-        if matches!(key, EntryKey::PlaceUser(_)) != group.is_none() {
-            return Err("a group where none belongs, or none where one does".into());
+        if !bytes.is_empty() {
+            return Err(format!("{} bytes after an entry's end", bytes.len()));
         }
         Ok(Entry { key, group })
+    }
+}
+
+fn put_text(out: &mut Vec<u8>, text: &str) {
+    let len = u32::try_from(text.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
+}
+
+fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
+    if bytes.len() < n {
+        return Err("an entry ends early".into());
+    }
+    let (head, rest) = bytes.split_at(n);
+    *bytes = rest;
+    Ok(head)
+}
+
+fn take_u32(bytes: &mut &[u8]) -> Result<u32, String> {
+    let mut le = [0; 4];
+    le.copy_from_slice(take(bytes, 4)?);
+    Ok(u32::from_le_bytes(le))
+}
+
+fn take_u64(bytes: &mut &[u8]) -> Result<u64, String> {
+    let mut le = [0; 8];
+    le.copy_from_slice(take(bytes, 8)?);
+    Ok(u64::from_le_bytes(le))
+}
+
+fn take_text(bytes: &mut &[u8]) -> Result<String, String> {
+    let len = take_u32(bytes)? as usize;
+    let text = take(bytes, len)?;
+    String::from_utf8(text.to_vec()).map_err(|_| "a text that is not UTF-8".to_string())
+}
+
+/// The length of the entry `bytes` starts with, once its 4 bytes are there.
+fn entry_len(bytes: &[u8]) -> Result<Option<usize>, String> {
+    let Some(le) = bytes.get(..4) else {
+        return Ok(None);
+    };
+    let mut len = [0; 4];
+    len.copy_from_slice(le);
+    match u32::from_le_bytes(len) as usize {
+        len if len > MAX_ENTRY_BYTES => Err(format!("an entry of {len} bytes")),
+        len => Ok(Some(len)),
     }
 }
 
@@ -126,7 +203,7 @@ struct RunWriter {
     out: std::io::BufWriter<std::fs::File>,
     path: tempfile::TempPath,
     bytes: u64,
-    line: Vec<u8>,
+    entry: Vec<u8>,
 }
 
 impl RunWriter {
@@ -140,15 +217,15 @@ impl RunWriter {
             out: std::io::BufWriter::with_capacity(64 * 1024, file),
             path,
             bytes: 0,
-            line: Vec::new(),
+            entry: Vec::new(),
         })
     }
 
     fn push(&mut self, entry: &Entry) -> Result<(), SummaryError> {
-        self.line.clear();
-        entry.write_line(&mut self.line);
-        self.bytes += self.line.len() as u64;
-        self.out.write_all(&self.line).map_err(spill_error)
+        self.entry.clear();
+        entry.write_to(&mut self.entry);
+        self.bytes += self.entry.len() as u64;
+        self.out.write_all(&self.entry).map_err(spill_error)
     }
 
     fn finish(mut self) -> Result<SpillRun, SummaryError> {
@@ -230,46 +307,59 @@ impl Chunks for RunChunks {
 /// The bytes of a run, a chunk at a time (a spilled run, a stored tally read in ranges).
 #[async_trait]
 pub trait Chunks: Send {
-    /// The next bytes, `None` at the end. Lines may span chunks.
+    /// The next bytes, `None` at the end. Entries may span chunks.
     async fn next_chunk(&mut self) -> Result<Option<Bytes>, SummaryError>;
 
     /// What the run is, for errors (a stored tally's path).
     fn describe(&self) -> String;
 }
 
-/// The entries of one run, line by line.
-struct Lines {
+/// The entries of one run, one after another.
+struct Entries {
     chunks: Box<dyn Chunks>,
     chunk: Bytes,
-    /// The start of a line the last chunk ended inside.
+    /// The start of an entry the last chunk ended inside.
     partial: Vec<u8>,
 }
 
-impl Lines {
+impl Entries {
     async fn next(&mut self) -> Result<Option<Entry>, SummaryError> {
+        let damaged = |chunks: &dyn Chunks, e: String| {
+            SummaryError::Run(format!("{}: {e}", chunks.describe()))
+        };
         loop {
-            if let Some(end) = self.chunk.iter().position(|&b| b == b'\n') {
-                let line = self.chunk.split_to(end + 1);
-                let line = &line[..end];
-                let entry = if self.partial.is_empty() {
-                    Entry::read_line(line)
-                } else {
-                    self.partial.extend_from_slice(line);
-                    let entry = Entry::read_line(&self.partial);
+            if self.partial.is_empty() {
+                // Usually the whole entry is in the chunk: read in place.
+                let len = entry_len(&self.chunk).map_err(|e| damaged(&*self.chunks, e))?;
+                if let Some(len) = len.filter(|len| self.chunk.len() >= 4 + len) {
+                    let entry = self.chunk.split_to(4 + len);
+                    return Entry::read_from(&entry[4..])
+                        .map(Some)
+                        .map_err(|e| damaged(&*self.chunks, e));
+                }
+                self.partial.extend_from_slice(&self.chunk);
+                self.chunk.clear();
+            } else {
+                let len = entry_len(&self.partial).map_err(|e| damaged(&*self.chunks, e))?;
+                let want = len.map_or(4, |len| 4 + len);
+                let more = (want - self.partial.len()).min(self.chunk.len());
+                self.partial.extend_from_slice(&self.chunk.split_to(more));
+                if len.is_some() && self.partial.len() == want {
+                    let entry = Entry::read_from(&self.partial[4..]);
                     self.partial.clear();
-                    entry
-                };
-                return entry
-                    .map(Some)
-                    .map_err(|e| SummaryError::Run(format!("{}: {e}", self.chunks.describe())));
+                    return entry.map(Some).map_err(|e| damaged(&*self.chunks, e));
+                }
+                if !self.chunk.is_empty() {
+                    // The length is complete now: go on with the entry.
+                    continue;
+                }
             }
-            self.partial.extend_from_slice(&self.chunk);
             match self.chunks.next_chunk().await? {
                 Some(chunk) => self.chunk = chunk,
                 None if self.partial.is_empty() => return Ok(None),
                 None => {
                     return Err(SummaryError::Run(format!(
-                        "{} ends inside a line",
+                        "{} ends inside an entry",
                         self.chunks.describe()
                     )))
                 }
@@ -306,7 +396,7 @@ impl Ord for Head {
 
 /// The merge of sorted runs: each key once, its entries combined.
 pub struct Merge {
-    runs: Vec<Lines>,
+    runs: Vec<Entries>,
     heads: BinaryHeap<Reverse<Head>>,
     /// The last key returned (kind and text): runs must be sorted, and a run out of order is an
     /// error.
@@ -318,7 +408,7 @@ impl Merge {
         let mut merge = Merge {
             runs: runs
                 .into_iter()
-                .map(|chunks| Lines {
+                .map(|chunks| Entries {
                     chunks,
                     chunk: Bytes::new(),
                     partial: Vec::new(),
@@ -493,17 +583,90 @@ mod tests {
         assert!(error.contains("out of order"), "{error}");
     }
 
-    #[test]
-    fn lines_with_any_text_read_back_as_written() {
-        let entry = Entry::group(
-            EntryKey::Device("a\"b\\c\n\u{1F600}".into()),
-            group(7, "2026-11-28T10:00:00Z", "2026-11-28T11:00:00Z\n\t,x"),
+    /// Chunks cut where a test says.
+    struct Pieces(std::collections::VecDeque<Bytes>);
+
+    #[async_trait]
+    impl Chunks for Pieces {
+        async fn next_chunk(&mut self) -> Result<Option<Bytes>, SummaryError> {
+            Ok(self.0.pop_front())
+        }
+        fn describe(&self) -> String {
+            "pieces".into()
+        }
+    }
+
+    async fn read_back(bytes: &[u8], cuts: &[usize]) -> Result<Vec<Entry>, SummaryError> {
+        let mut pieces = std::collections::VecDeque::new();
+        let mut from = 0;
+        for &cut in cuts.iter().chain([&bytes.len()]) {
+            pieces.push_back(Bytes::copy_from_slice(&bytes[from..cut]));
+            from = cut;
+        }
+        let mut entries = Entries {
+            chunks: Box::new(Pieces(pieces)),
+            chunk: Bytes::new(),
+            partial: Vec::new(),
+        };
+        let mut out = Vec::new();
+        while let Some(entry) = entries.next().await? {
+            out.push(entry);
+        }
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn entries_with_any_text_read_back_as_written_wherever_the_chunks_end() {
+        let written = vec![
+            Entry::group(
+                EntryKey::Device("a\"b\\c\n\u{1F600}".into()),
+                group(7, "2026-11-28T10:00:00Z", "2026-11-28T11:00:00Z\n\t,x"),
+            ),
+            Entry::group(EntryKey::Place(String::new()), group(u64::MAX, "", "")),
+            Entry::pair(EntryKey::PlaceUser("p\nu".into())),
+        ];
+        let mut bytes = Vec::new();
+        for entry in &written {
+            entry.write_to(&mut bytes);
+        }
+        for a in 0..=bytes.len() {
+            assert_eq!(
+                read_back(&bytes, &[a]).await.unwrap(),
+                written,
+                "cut at {a}"
+            );
+            for b in a..=bytes.len() {
+                assert_eq!(
+                    read_back(&bytes, &[a, b]).await.unwrap(),
+                    written,
+                    "{a}, {b}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_damaged_run_is_an_error_naming_it() {
+        let mut bytes = Vec::new();
+        Entry::pair(EntryKey::PlaceUser("p\nu".into())).write_to(&mut bytes);
+        let cut = read_back(&bytes[..bytes.len() - 1], &[]).await.unwrap_err();
+        assert!(
+            cut.to_string().contains("pieces ends inside an entry"),
+            "{cut}"
         );
-        let mut line = Vec::new();
-        entry.write_line(&mut line);
-        assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
-        assert_eq!(Entry::read_line(&line[..line.len() - 1]).unwrap(), entry);
-        assert!(Entry::read_line(b"[2,\"k\",[1,0,\"a\",\"b\"]]").is_err());
-        assert!(Entry::read_line(b"[0,\"k\",null]").is_err());
+        let mut kind = bytes.clone();
+        kind[4] = 9;
+        let kind = read_back(&kind, &[]).await.unwrap_err().to_string();
+        assert!(kind.contains("pieces: unknown entry kind 9"), "{kind}");
+        let mut long = bytes.clone();
+        long[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let long = read_back(&long, &[]).await.unwrap_err().to_string();
+        assert!(long.contains("an entry of 4294967295 bytes"), "{long}");
+        let mut inner = bytes.clone();
+        inner[5] = 200;
+        let inner = read_back(&inner, &[]).await.unwrap_err().to_string();
+        assert!(inner.contains("ends early"), "{inner}");
+        let text = read_back(b"[2,\"k\",null]\n", &[]).await.unwrap_err();
+        assert!(text.to_string().contains("delete _state/tally/"), "{text}");
     }
 }

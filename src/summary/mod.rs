@@ -100,14 +100,14 @@ pub const DEVICE_COLUMNS: [&str; 17] = [
 pub const MAX_LOCATION_ROWS: usize = 30_000;
 
 /// Where a daily file's tally is kept, relative to the sink's base:
-/// `daily/2026-11-28.csv` → `_state/tally/2026-11-28.jsonl` (a header line, then the tally's
+/// `daily/2026-11-28.csv` → `_state/tally/2026-11-28.bin` (a header line, then the tally's
 /// entries in order, see [`merge`]).
 pub fn tally_file(daily_file: &str) -> String {
     let day = daily_file
         .strip_prefix("daily/")
         .unwrap_or(daily_file)
         .trim_end_matches(".csv");
-    format!("_state/tally/{day}.jsonl")
+    format!("_state/tally/{day}.bin")
 }
 
 /// The export's rows cannot be summarised.
@@ -145,7 +145,7 @@ mod tests {
     fn a_day_tally_lives_under_the_state_folder() {
         assert_eq!(
             tally_file("daily/2026-11-28.csv"),
-            "_state/tally/2026-11-28.jsonl"
+            "_state/tally/2026-11-28.bin"
         );
     }
 }

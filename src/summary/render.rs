@@ -118,7 +118,11 @@ impl Busiest {
         Busiest {
             sign_ins: place.sign_ins,
             newest: place.newest.created().to_string(),
-            names: (0..4).map(|i| place.newest.value(i).to_string()).collect(),
+            names: place
+                .newest
+                .first_values::<4>()
+                .map(str::to_string)
+                .to_vec(),
         }
     }
 
@@ -270,7 +274,8 @@ fn device_row(
     let mut part = || Cell::Text(parts.next().unwrap_or("").into());
     let (user, device_id, _, _, _, client_app, app) =
         (part(), part(), part(), part(), part(), part(), part());
-    let last = |i: usize| Cell::Text(device.newest.value(i).into());
+    let newest: [&str; 9] = device.newest.first_values();
+    let last = |i: usize| Cell::Text(newest[i].into());
     encoder.encode_row(
         &[
             user,
@@ -302,7 +307,8 @@ fn locations_csv(rows: &[PlaceRow], layout: &RowLayout, csv_safe: bool) -> Bytes
         let names = &place.at.names;
         let newest = &place.group.newest;
         let name = |i: usize| text(names.get(i));
-        let last = |i: usize| Cell::Text(newest.value(i).into());
+        let values: [&str; 7] = newest.first_values();
+        let last = |i: usize| Cell::Text(values[i].into());
         encoder.encode_row(
             &[
                 number_or_text(&place.latitude),

@@ -4,7 +4,7 @@
 //! commit added, in any order, and equals the tally of the whole file read again.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{HashMap, HashSet};
 
 use super::merge::{Entry, EntryKey, SpillRun};
 use super::rows::{Row, RowLayout, RowReader};
@@ -25,11 +25,11 @@ pub struct DayTally {
     pub located: u64,
     /// Device key → group. The key joins user, device id, then — only without a device id —
     /// device name, system and browser, then client app and app (by [`KEY_SEPARATOR`]).
-    devices: BTreeMap<String, Group>,
+    devices: HashMap<String, Group>,
     /// Place key (`latitude` and `longitude` as written, joined by [`KEY_SEPARATOR`]) → group.
-    places: BTreeMap<String, Group>,
+    places: HashMap<String, Group>,
     /// Place key and a `userPrincipalName` at it (empty ones left out), joined.
-    place_users: BTreeSet<String>,
+    place_users: HashSet<String>,
     /// Estimated heap bytes of the three maps.
     held: usize,
     /// Entries spilled, each run sorted.
@@ -38,7 +38,7 @@ pub struct DayTally {
 
 /// Estimated heap bytes a tally holds in its maps before it spills them to a sorted run.
 pub const HELD_BYTES: usize = 1024 * 1024;
-/// A map entry's bytes beyond its strings: the tree node's share, the strings' headers.
+/// A map entry's bytes beyond its strings: its share of the hash table, the strings' headers.
 const ENTRY_OVERHEAD: usize = 96;
 
 /// The sign-ins of one device or place.
@@ -113,6 +113,15 @@ impl Newest {
 
     pub fn created(&self) -> &str {
         self.0.split(KEY_SEPARATOR).next().unwrap_or("")
+    }
+
+    /// The first `N` values (`""` past the end), split once: for a row that shows them all.
+    pub fn first_values<const N: usize>(&self) -> [&str; N] {
+        let mut values = [""; N];
+        for (slot, value) in values.iter_mut().zip(self.values().split(KEY_SEPARATOR)) {
+            *slot = value;
+        }
+        values
     }
 
     /// Value `i` (`""` past the end).
@@ -284,13 +293,14 @@ impl DayTally {
         if self.devices.is_empty() && self.places.is_empty() && self.place_users.is_empty() {
             return Ok(());
         }
-        let devices = std::mem::take(&mut self.devices)
-            .into_iter()
+        // Hash maps while tallying (a row is a lookup, not a walk down a tree), sorted once here.
+        let devices = sorted(std::mem::take(&mut self.devices))
             .map(|(key, group)| Entry::group(EntryKey::Device(key), group));
-        let places = std::mem::take(&mut self.places)
-            .into_iter()
+        let places = sorted(std::mem::take(&mut self.places))
             .map(|(key, group)| Entry::group(EntryKey::Place(key), group));
-        let pairs = std::mem::take(&mut self.place_users)
+        let mut pairs: Vec<String> = std::mem::take(&mut self.place_users).into_iter().collect();
+        pairs.sort_unstable();
+        let pairs = pairs
             .into_iter()
             .map(|key| Entry::pair(EntryKey::PlaceUser(key)));
         self.held = 0;
@@ -377,8 +387,15 @@ impl DayTally {
     }
 }
 
+/// The groups of `groups` in key order.
+fn sorted(groups: HashMap<String, Group>) -> impl Iterator<Item = (String, Group)> {
+    let mut groups: Vec<(String, Group)> = groups.into_iter().collect();
+    groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    groups.into_iter()
+}
+
 /// Merges `other` into `groups`; returns the bytes the new groups hold.
-fn absorb_groups(groups: &mut BTreeMap<String, Group>, other: BTreeMap<String, Group>) -> usize {
+fn absorb_groups(groups: &mut HashMap<String, Group>, other: HashMap<String, Group>) -> usize {
     let mut added = 0;
     for (key, group) in other {
         match groups.get_mut(&key) {
@@ -394,7 +411,7 @@ fn absorb_groups(groups: &mut BTreeMap<String, Group>, other: BTreeMap<String, G
 
 /// Adds a sign-in to the group of `key` in `groups`; returns the bytes a new group holds.
 fn add_sign_in(
-    groups: &mut BTreeMap<String, Group>,
+    groups: &mut HashMap<String, Group>,
     key: &str,
     created: &str,
     failure: u64,

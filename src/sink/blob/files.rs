@@ -451,8 +451,8 @@ pub(super) fn length_and_etag(
 fn content_type(file: &str) -> &'static str {
     if file.ends_with(".csv") {
         CSV_CONTENT_TYPE
-    } else if file.ends_with(".jsonl") {
-        "application/jsonl"
+    } else if file.ends_with(".bin") {
+        "application/octet-stream"
     } else {
         "application/json"
     }
