@@ -7,9 +7,10 @@
 //!
 //! Run: `cargo bench --bench pipeline` (criterion). Two throughputs for the same work:
 //! `pipeline/rows` in rows/s and `pipeline/bytes` in MB/s of page JSON. `…+tally` adds what a
-//! run does to each block it stages for the summaries (`summary::DayTally::add_rows`, read back
-//! from the encoded bytes), and `tally only` is that step alone. Times are the bench thread's
-//! CPU time (`CLOCK_THREAD_CPUTIME_ID`), not the wall clock.
+//! run does to each row it takes for the summaries (the encoder also gives the cells it wrote,
+//! `summary::DayTally::add` counts them; a fresh tally per page, its worst case since every group
+//! is new), and `tally only` is the counting alone. Times are the bench thread's CPU time
+//! (`CLOCK_THREAD_CPUTIME_ID`), not the wall clock.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -17,9 +18,9 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fake_tenant::tenant::{generate, TenantSpec};
 use serde_json::{json, Value};
-use signin_export::csv::CsvEncoder;
+use signin_export::csv::{CsvEncoder, RowCells};
 use signin_export::graph::client::parse_page;
-use signin_export::summary::{DayTally, RowLayout};
+use signin_export::summary::{DayTally, Row, RowLayout};
 use signin_export::transform::filter::{Preset, SignInFilter};
 use signin_export::transform::flatten::Columns;
 
@@ -61,9 +62,35 @@ fn bench(c: &mut Criterion) {
     // per iteration would time the allocator's page faults, not the export.
     let mut page_buffer = Vec::with_capacity(body.len());
 
-    // One page through parse + filter + flatten + encode: the CPU time this thread spent on it
-    // (the copy into the page buffer, the client's read, left out).
-    let mut export_page = |filter: Option<&SignInFilter>, block: &mut Vec<u8>| -> Duration {
+    let layout =
+        RowLayout::new(&columns.names()).expect("the default columns have createdDateTime");
+    let add = |tally: &mut DayTally, cells: &RowCells| {
+        tally
+            .add(&layout, Row::new(cells.text(), cells.ends()))
+            .expect("a page's tally fits in memory");
+    };
+    // The cells of every row the `all` filter takes from the page, for `tally only`.
+    let page_cells: Vec<RowCells> = {
+        let page = parse_page(body.clone(), 1, properties).expect("page parses");
+        let mut out = Vec::new();
+        let (_, all) = &filters[0];
+        page.rows()
+            .iter()
+            .filter(|signin| all.matches(signin))
+            .map(|signin| {
+                let mut cells = RowCells::default();
+                encoder.encode_signin_with_cells(&columns, signin, &mut out, &mut cells);
+                cells
+            })
+            .collect()
+    };
+    let mut cells = RowCells::default();
+    // One page through parse + filter + flatten + encode (+ tally): the CPU time this thread
+    // spent on it (the copy into the page buffer, the client's read, left out).
+    let mut export_page = |filter: Option<&SignInFilter>,
+                           block: &mut Vec<u8>,
+                           mut tally: Option<&mut DayTally>|
+     -> Duration {
         block.clear();
         page_buffer.clear();
         page_buffer.extend_from_slice(&body);
@@ -71,9 +98,13 @@ fn bench(c: &mut Criterion) {
         let page =
             parse_page(std::mem::take(&mut page_buffer), 1, properties).expect("page parses");
         if let Some(filter) = filter {
-            for signin in page.rows() {
-                if filter.matches(signin) {
-                    encoder.encode_signin(&columns, signin, block);
+            for signin in page.rows().iter().filter(|s| filter.matches(s)) {
+                match tally.as_deref_mut() {
+                    Some(tally) => {
+                        encoder.encode_signin_with_cells(&columns, signin, block, &mut cells);
+                        add(tally, &cells);
+                    }
+                    None => encoder.encode_signin(&columns, signin, block),
                 }
             }
         }
@@ -81,18 +112,12 @@ fn bench(c: &mut Criterion) {
         page_buffer = page.rows.into_buffer();
         thread_cpu().saturating_sub(started)
     };
-    let layout =
-        RowLayout::new(&columns.names()).expect("the default columns have createdDateTime");
-    let tally = |block: &[u8]| -> u64 {
-        DayTally::default()
-            .add_rows(&layout, block, "bench")
-            .expect("the encoder's rows read back")
-    };
     for (name, filter) in &filters {
-        export_page(Some(filter), &mut block);
+        let mut tally = DayTally::default();
+        export_page(Some(filter), &mut block, Some(&mut tally));
         // Rows hold no line break (the columns' rules), so lines are rows.
         let rows = block.iter().filter(|&&b| b == b'\n').count() as u64;
-        assert_eq!(tally(&block), rows);
+        assert_eq!(tally.rows, rows);
         println!(
             "page: {} bytes of JSON, {PAGE} sign-ins; filter {name}: {rows} rows, {} CSV bytes",
             body.len(),
@@ -110,7 +135,7 @@ fn bench(c: &mut Criterion) {
             group.bench_function(format!("parse+filter({name})+flatten+encode"), |b| {
                 b.iter_custom(|iters| {
                     (0..iters)
-                        .map(|_| export_page(Some(filter), &mut block))
+                        .map(|_| export_page(Some(filter), &mut block, None))
                         .sum()
                 })
             });
@@ -120,28 +145,35 @@ fn bench(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 (0..iters)
                     .map(|_| {
-                        let exported = export_page(Some(all), &mut block);
-                        let started = thread_cpu();
-                        black_box(tally(&block));
-                        exported + thread_cpu().saturating_sub(started)
+                        let mut tally = DayTally::default();
+                        let spent = export_page(Some(all), &mut block, Some(&mut tally));
+                        black_box(tally.rows);
+                        spent
                     })
                     .sum()
             })
         });
-        export_page(Some(all), &mut block);
         group.bench_function("tally only", |b| {
             b.iter_custom(|iters| {
                 (0..iters)
                     .map(|_| {
                         let started = thread_cpu();
-                        black_box(tally(&block));
+                        let mut tally = DayTally::default();
+                        for cells in &page_cells {
+                            add(&mut tally, cells);
+                        }
+                        black_box(tally.rows);
                         thread_cpu().saturating_sub(started)
                     })
                     .sum()
             })
         });
         group.bench_function("parse only", |b| {
-            b.iter_custom(|iters| (0..iters).map(|_| export_page(None, &mut block)).sum())
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| export_page(None, &mut block, None))
+                    .sum()
+            })
         });
         group.finish();
     }

@@ -49,6 +49,36 @@ pub struct CsvEncoder {
     cell: String,
 }
 
+/// One encoded row's cells as written (after line-break replacement and the formula guard,
+/// before quoting): one text and where each cell ends in it.
+#[derive(Debug, Default, Clone)]
+pub struct RowCells {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl RowCells {
+    pub fn clear(&mut self) {
+        self.text.clear();
+        self.ends.clear();
+    }
+
+    fn push(&mut self, cell: &str) {
+        self.text.push_str(cell);
+        self.ends.push(self.text.len());
+    }
+
+    /// The cells, one after another.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Where each cell ends in [`RowCells::text`].
+    pub fn ends(&self) -> &[usize] {
+        &self.ends
+    }
+}
+
 impl std::fmt::Debug for CsvEncoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CsvEncoder")
@@ -106,7 +136,7 @@ impl CsvEncoder {
             if i > 0 {
                 out.push(b',');
             }
-            self.encode_cell(cell, out);
+            self.encode_cell(cell, out, None);
         }
         out.extend_from_slice(TERMINATOR);
     }
@@ -120,6 +150,29 @@ impl CsvEncoder {
         signin: &SignInRecord<'_>,
         out: &mut Vec<u8>,
     ) {
+        self.encode_signin_into(columns, signin, out, None);
+    }
+
+    /// [`CsvEncoder::encode_signin`], also giving the row's cells as written into `cells`
+    /// (cleared first): what reading the row back would give, without reading it back.
+    pub fn encode_signin_with_cells(
+        &mut self,
+        columns: &Columns,
+        signin: &SignInRecord<'_>,
+        out: &mut Vec<u8>,
+        cells: &mut RowCells,
+    ) {
+        cells.clear();
+        self.encode_signin_into(columns, signin, out, Some(cells));
+    }
+
+    fn encode_signin_into(
+        &mut self,
+        columns: &Columns,
+        signin: &SignInRecord<'_>,
+        out: &mut Vec<u8>,
+        mut cells: Option<&mut RowCells>,
+    ) {
         debug_assert_eq!(
             columns.len(),
             self.columns,
@@ -130,8 +183,11 @@ impl CsvEncoder {
             let cell = only.cell_into(signin, &mut cell_text);
             if cell.as_str().is_empty() {
                 out.extend_from_slice(b"\"\"\r\n");
+                if let Some(cells) = cells {
+                    cells.push("");
+                }
             } else {
-                self.encode_cell(&cell, out);
+                self.encode_cell(&cell, out, cells);
                 out.extend_from_slice(TERMINATOR);
             }
         } else {
@@ -140,29 +196,42 @@ impl CsvEncoder {
                     out.push(b',');
                 }
                 let cell = column.cell_into(signin, &mut cell_text);
-                self.encode_cell(&cell, out);
+                self.encode_cell(&cell, out, cells.as_deref_mut());
             }
             out.extend_from_slice(TERMINATOR);
         }
         self.cell = cell_text;
     }
 
-    fn encode_cell(&mut self, cell: &Cell<'_>, out: &mut Vec<u8>) {
-        match cell {
-            Cell::Empty => {}
-            Cell::Bool(true) => out.extend_from_slice(b"true"),
-            Cell::Bool(false) => out.extend_from_slice(b"false"),
+    /// Writes one cell; `cells` gets its text as written, unquoted.
+    fn encode_cell(&mut self, cell: &Cell<'_>, out: &mut Vec<u8>, cells: Option<&mut RowCells>) {
+        let written: &str = match cell {
+            Cell::Empty => "",
+            Cell::Bool(true) => "true",
+            Cell::Bool(false) => "false",
             // Numbers come from the flattener as plain decimals: nothing to quote or guard.
-            Cell::Number(n) => core_field(&mut self.core, n.as_bytes(), &mut self.core_buf, out),
+            Cell::Number(n) => {
+                core_field(&mut self.core, n.as_bytes(), &mut self.core_buf, out);
+                if let Some(cells) = cells {
+                    cells.push(n);
+                }
+                return;
+            }
             // Nearly every cell is printable ASCII with nothing to replace, guard or quote: it is
             // written as it is. Anything else takes the exact path below.
-            Cell::Text(text) if is_plain(text.as_bytes()) && !self.guarded(text) => {
-                out.extend_from_slice(text.as_bytes());
-            }
+            Cell::Text(text) if is_plain(text.as_bytes()) && !self.guarded(text) => text,
             Cell::Text(text) => {
                 let clean = clean_text(text, self.guard, &mut self.scratch);
                 core_field(&mut self.core, clean.as_bytes(), &mut self.core_buf, out);
+                if let Some(cells) = cells {
+                    cells.push(&clean);
+                }
+                return;
             }
+        };
+        out.extend_from_slice(written.as_bytes());
+        if let Some(cells) = cells {
+            cells.push(written);
         }
     }
 
@@ -629,6 +698,51 @@ mod tests {
                     other => other.as_str().to_string(),
                 };
                 assert_eq!(field, &want, "{name} of {}", s.id);
+            }
+        }
+    }
+
+    /// The cells the encoder gives are what reading its row back gives (the summaries tally
+    /// them instead of reading the CSV), with and without the guard, for every column and for
+    /// names that need quoting, replacing or guarding; and the row's bytes are unchanged.
+    #[test]
+    fn the_cells_given_are_the_row_read_back() {
+        use fake_tenant::tenant::{generate, TenantSpec};
+        let mut records: Vec<Vec<u8>> = generate(&TenantSpec::demo(7))
+            .into_iter()
+            .map(|v| serde_json::to_vec(&v).unwrap())
+            .collect();
+        for name in NASTY {
+            let record = json!({
+                "id": "n", "createdDateTime": "2026-11-28T10:00:00Z", "userDisplayName": name,
+                "location": {"city": name, "geoCoordinates": {"latitude": 1.5, "longitude": -2}}
+            });
+            records.push(serde_json::to_vec(&record).unwrap());
+        }
+        for (cols, guard) in [
+            (Columns::every(), true),
+            (Columns::every(), false),
+            (Columns::parse("userDisplayName").unwrap(), true),
+        ] {
+            let mut enc = CsvEncoder::new(&cols, guard);
+            let mut cells = RowCells::default();
+            for json in &records {
+                let signin = SignInRecord::from_slice(json).unwrap();
+                let (mut with, mut without) = (Vec::new(), Vec::new());
+                enc.encode_signin_with_cells(&cols, &signin, &mut with, &mut cells);
+                enc.encode_signin(&cols, &signin, &mut without);
+                assert_eq!(with, without);
+                let mut reader = csv::ReaderBuilder::new()
+                    .has_headers(false)
+                    .from_reader(&with[..]);
+                let row = reader.records().next().unwrap().unwrap();
+                let given: Vec<&str> = (0..cells.ends().len())
+                    .map(|i| {
+                        let start = if i == 0 { 0 } else { cells.ends()[i - 1] };
+                        &cells.text()[start..cells.ends()[i]]
+                    })
+                    .collect();
+                assert_eq!(given, row.iter().collect::<Vec<_>>(), "guard {guard}");
             }
         }
     }

@@ -41,14 +41,14 @@ use super::dedup::SeenIds;
 use super::plan::Chain;
 use super::{rfc3339, state_bytes, Deps, RunError, Slice, BLOCK_TARGET};
 use crate::config::Settings;
-use crate::csv::CsvEncoder;
+use crate::csv::{CsvEncoder, RowCells};
 use crate::graph::client::GraphError;
 use crate::graph::model::{EventType, SignInRecord};
 use crate::graph::query::Window;
 use crate::graph::stream::{PageObserver, SignInStream};
 use crate::sink::{daily_file, BlockId, Committed, Sink};
 use crate::state::{Instant, Pending, RunSummary, Span, State};
-use crate::summary::{DayTally, RowLayout};
+use crate::summary::{DayTally, Row, RowLayout};
 use crate::transform::filter::SignInFilter;
 
 /// What one read of a slice produced, waiting for its turn to commit.
@@ -86,6 +86,8 @@ struct ReadEdge {
     /// Where the rows created at `oldest` (the tail) start in the block buffer, and how many.
     tail_start: usize,
     tail_rows: u64,
+    /// How many times a new tail began (an older row came).
+    moves: u64,
 }
 
 impl ReadEdge {
@@ -100,18 +102,21 @@ impl ReadEdge {
             Some(oldest) if created == oldest => true,
             Some(oldest) => {
                 self.above = Some(oldest);
-                self.oldest = Some(created);
-                self.tail_start = at;
-                self.tail_rows = 0;
+                self.new_tail(created, at);
                 true
             }
             None => {
-                self.oldest = Some(created);
-                self.tail_start = at;
-                self.tail_rows = 0;
+                self.new_tail(created, at);
                 true
             }
         }
+    }
+
+    fn new_tail(&mut self, created: OffsetDateTime, at: usize) {
+        self.oldest = Some(created);
+        self.tail_start = at;
+        self.tail_rows = 0;
+        self.moves += 1;
     }
 
     /// Where the part read completely starts, and whether the tail must be held back, given the
@@ -143,6 +148,51 @@ struct SliceOutput {
     after: Option<oneshot::Receiver<()>>,
     /// Full blocks not staged yet because `after` has not come, oldest first.
     held: Vec<Vec<u8>>,
+    /// The cells of the tail's rows, for the tally.
+    tail: TailCells,
+    /// The cells of a row taken above the tail, for the tally.
+    cells: RowCells,
+}
+
+/// The cells of the tail's rows (see [`ReadEdge`]), tallied once the tail moves on: a stop that
+/// holds the tail back must not have tallied it. The tally so counts exactly the rows committed,
+/// from the cells the encoder wrote, without reading the CSV back.
+#[derive(Debug, Default)]
+struct TailCells {
+    /// [`ReadEdge::moves`] of the tail these rows belong to.
+    moves: u64,
+    rows: Vec<RowCells>,
+    len: usize,
+}
+
+impl TailCells {
+    /// Room for one more row's cells (allocations are reused).
+    fn slot(&mut self) -> &mut RowCells {
+        if self.len == self.rows.len() {
+            self.rows.push(RowCells::default());
+        }
+        self.len += 1;
+        &mut self.rows[self.len - 1]
+    }
+
+    fn tally_into(&mut self, staged: &mut StagedSlice, layout: &RowLayout) {
+        for cells in &self.rows[..self.len] {
+            tally(staged, layout, cells);
+        }
+        self.len = 0;
+    }
+}
+
+/// Adds a row to the slice's tally. A tally that cannot spill leaves the slice untallied: its
+/// day's tally is then recomputed from the daily file.
+fn tally(staged: &mut StagedSlice, layout: &RowLayout, cells: &RowCells) {
+    let Some(tally) = staged.tally.as_mut() else {
+        return;
+    };
+    if let Err(error) = tally.add(layout, Row::new(cells.text(), cells.ends())) {
+        warn!(%error, "rows not tallied for the summaries; the daily file is read instead");
+        staged.tally = None;
+    }
 }
 
 impl SliceOutput {
@@ -166,6 +216,18 @@ impl SliceOutput {
             buffer: Vec::with_capacity(if dry_run { 0 } else { BLOCK_TARGET + 64 * 1024 }),
             after: None,
             held: Vec::new(),
+            tail: TailCells::default(),
+            cells: RowCells::default(),
+        }
+    }
+
+    /// Tallies the tail's rows once a new tail began: they are above it now, kept by any stop.
+    fn settle_tail(&mut self, layout: Option<&RowLayout>) {
+        if self.tail.moves != self.edge.moves {
+            if let Some(layout) = layout {
+                self.tail.tally_into(&mut self.staged, layout);
+            }
+            self.tail.moves = self.edge.moves;
         }
     }
 
@@ -328,9 +390,10 @@ impl<'r> SliceReader<'r> {
             return Ok(());
         }
         let block = self.next_block_id();
-        let (data, file) = (Bytes::from(data), staged.file.clone());
-        let staging = self.deps.sink.stage(&file, &block, data.clone());
-        super::summaries::tally_while(self.layout.clone(), data, staged, staging).await?;
+        self.deps
+            .sink
+            .stage(&staged.file, &block, Bytes::from(data))
+            .await?;
         staged.blocks.push(block);
         Ok(())
     }
@@ -531,6 +594,7 @@ impl<'r> SliceReader<'r> {
             return Ok(());
         }
         let in_tail = output.edge.saw(signin.created, output.buffer.len());
+        output.settle_tail(self.layout.as_ref());
         if !self.filter.matches(signin) {
             return Ok(());
         }
@@ -551,13 +615,36 @@ impl<'r> SliceReader<'r> {
         if self.dry_run {
             return Ok(());
         }
+        let layout = self
+            .layout
+            .as_ref()
+            .filter(|_| output.staged.tally.is_some());
         if in_tail {
-            encoder.encode_signin(&settings.columns, signin, &mut output.buffer);
+            match layout {
+                Some(_) => encoder.encode_signin_with_cells(
+                    &settings.columns,
+                    signin,
+                    &mut output.buffer,
+                    output.tail.slot(),
+                ),
+                None => encoder.encode_signin(&settings.columns, signin, &mut output.buffer),
+            }
         } else {
             // Newer than the tail (rows out of order): it goes before the tail, which a stop
             // may still drop.
             let mut row = Vec::new();
-            encoder.encode_signin(&settings.columns, signin, &mut row);
+            match layout {
+                Some(layout) => {
+                    encoder.encode_signin_with_cells(
+                        &settings.columns,
+                        signin,
+                        &mut row,
+                        &mut output.cells,
+                    );
+                    tally(&mut output.staged, layout, &output.cells);
+                }
+                None => encoder.encode_signin(&settings.columns, signin, &mut row),
+            }
             let at = output.edge.tail_start;
             output.buffer.splice(at..at, row.iter().copied());
             output.edge.tail_start += row.len();
@@ -616,12 +703,15 @@ impl<'r> SliceReader<'r> {
         done: &UnboundedSender<StagedSlice>,
     ) -> Result<(), RunError> {
         let slice = output.staged.slice;
+        let layout = self.layout.as_ref();
+        output.settle_tail(layout);
         if let Some((queries_complete_from, failure)) = stopped {
             let (from, hold_back_tail) = output.edge.complete_from(queries_complete_from);
             output.staged.span = Span::new(from.clamp(slice.start, slice.end), slice.end);
             output.staged.failure = failure;
             if hold_back_tail {
                 output.buffer.truncate(output.edge.tail_start);
+                output.tail.len = 0;
                 output.staged.rows -= output.edge.tail_rows;
                 if let Some(oldest) = output.edge.oldest {
                     output
@@ -636,6 +726,9 @@ impl<'r> SliceReader<'r> {
                 rows = output.staged.rows,
                 "read stopped; keeping the part read completely"
             );
+        }
+        if let Some(layout) = layout {
+            output.tail.tally_into(&mut output.staged, layout);
         }
         self.stage_held(&mut output).await?;
         let SliceOutput {

@@ -5,10 +5,11 @@
 //!
 //! Per daily file a *tally* (`_state/tally/YYYY-MM-DD.bin`) holds what the summaries need of
 //! the file, sorted by key, and the file's version it was made from (Blob: ETag; folder: the
-//! file's identity). A run tallies the rows of every block while it stages it ([`tally_while`],
-//! from the bytes staged, so a read the deadline stopped tallies exactly what it commits) and
-//! keeps, per daily file it commits to, its commits' tallies — spilled to sorted runs on local
-//! disk — with the file's version before the first and after the last ([`CommittedRows`]). When
+//! file's identity). A run tallies each row from the cells the encoder wrote for it (`slice`:
+//! the rows at a read's oldest instant only once an older row came, so a read the deadline
+//! stopped tallies exactly what it commits) and keeps, per daily file it commits to, its
+//! commits' tallies — spilled to sorted runs on local disk — with the file's version before the
+//! first and after the last ([`CommittedRows`]). When
 //! the summaries are rebuilt, each report day's tally is
 //!
 //! 1. the stored one, when its version is the file's; else
@@ -60,40 +61,6 @@ const HEADERS_IN_FLIGHT: usize = 4;
 const MAX_HEADER_BYTES: u64 = 64 * 1024;
 /// Bytes of a stored tally staged at a time.
 const TALLY_BLOCK_BYTES: usize = 4 * 1024 * 1024;
-
-/// Tallies the rows of a block (nothing without a layout) on the blocking pool while `staging`
-/// uploads it, so the read does not wait for the tally. A block that cannot be tallied — which
-/// would be a bug: these are the bytes the encoder just wrote — or whose tally cannot be spilled
-/// leaves the slice untallied, and its day's tally is then recomputed from the daily file.
-pub(super) async fn tally_while<F>(
-    layout: Option<RowLayout>,
-    data: Bytes,
-    staged: &mut StagedSlice,
-    staging: F,
-) -> Result<(), SinkError>
-where
-    F: std::future::Future<Output = Result<(), SinkError>>,
-{
-    let (Some(layout), Some(mut tally)) = (layout, staged.tally.take()) else {
-        return staging.await;
-    };
-    let file = staged.file.clone();
-    let tallying = tokio::task::spawn_blocking(move || {
-        tally
-            .add_rows(&layout, &data, &file)
-            .map(|_| tally)
-            .map_err(|e| e.to_string())
-    });
-    let (staged_block, tallied) = tokio::join!(staging, tallying);
-    staged.tally = match tallied.map_err(|e| e.to_string()).and_then(|t| t) {
-        Ok(tally) => Some(tally),
-        Err(error) => {
-            warn!(%error, "rows not tallied for the summaries; the daily file is read instead");
-            None
-        }
-    };
-    staged_block
-}
 
 /// This run's commits per daily file: what they added, from which version of the file to which.
 #[derive(Debug, Default)]

@@ -48,7 +48,7 @@ mod tally;
 
 pub use merge::{Chunks, Entry, EntryKey, Merge, SpillRun};
 pub use render::{render, BlockOut, Rendered, Rounding};
-pub use rows::{RowLayout, RowReader};
+pub use rows::{Row, RowLayout, RowReader};
 pub use tally::{DayTally, FileTally, Group, HELD_BYTES};
 
 /// Path of the places summary, relative to the sink's base.

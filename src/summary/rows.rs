@@ -70,6 +70,11 @@ pub struct Row<'a> {
 }
 
 impl<'a> Row<'a> {
+    /// A row of fields laid end to end in `text`, field `i` ending at `ends[i]`.
+    pub fn new(text: &'a str, ends: &'a [usize]) -> Row<'a> {
+        Row { text, ends }
+    }
+
     pub fn len(&self) -> usize {
         self.ends.len()
     }

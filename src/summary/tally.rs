@@ -34,6 +34,8 @@ pub struct DayTally {
     held: usize,
     /// Entries spilled, each run sorted.
     runs: Vec<SpillRun>,
+    /// Reused to build keys.
+    key: String,
 }
 
 /// Estimated heap bytes a tally holds in its maps before it spills them to a sorted run.
@@ -248,6 +250,15 @@ impl DayTally {
         file.feed(bytes)?;
         *self = file.finish()?;
         Ok(self.rows - before)
+    }
+
+    /// Adds one row of the export's (its fields as written); spills when the maps outgrow
+    /// [`HELD_BYTES`].
+    pub fn add(&mut self, layout: &RowLayout, row: Row<'_>) -> Result<(), SummaryError> {
+        let mut key = std::mem::take(&mut self.key);
+        self.add_row(layout, row, &mut key);
+        self.key = key;
+        self.spill_if_full()
     }
 
     /// Merges `other` in; spills when the maps outgrow [`HELD_BYTES`].
