@@ -701,7 +701,6 @@ async fn an_outage_longer_than_the_retention_is_recorded_and_reported() {
     let settings = app.settings(&[("SIGNINS_PRESET", "all"), ("SIGNINS_LOOKBACK", "1d")]);
     app.export(&settings).await;
     // The last export "ended" 40 days ago.
-    let path = app.base(&settings).join("_state/state.json");
     let mut state = app.state(&settings);
     let rfc3339 = |t: OffsetDateTime| {
         t.format(&time::format_description::well_known::Rfc3339)
@@ -715,7 +714,7 @@ async fn an_outage_longer_than_the_retention_is_recorded_and_reported() {
     state["exportFrom"] = Value::String(from.clone());
     state["covered"] = serde_json::json!([{"from": from, "to": to}]);
     state["recentIds"] = serde_json::json!({});
-    std::fs::write(&path, serde_json::to_vec(&state).unwrap()).unwrap();
+    app.write_state(&settings, &state);
 
     let summary = app.export(&settings).await;
     let floor = app.now() - time::Duration::days(30);

@@ -250,11 +250,7 @@ async fn an_export_without_summaries_gets_them_from_its_daily_files() {
     let mut state = app.state(&settings);
     let state_map = state.as_object_mut().unwrap();
     assert!(state_map.remove("summaryFiles").is_some());
-    std::fs::write(
-        base.join("_state/state.json"),
-        serde_json::to_vec(&state).unwrap(),
-    )
-    .unwrap();
+    app.write_state(&settings, &state);
 
     let sink = FaultySink::new(base.clone());
     run_through(&app, &settings, &sink, None).await.unwrap();
@@ -284,11 +280,7 @@ async fn a_damaged_tally_fails_the_run_naming_it_and_deleting_the_tallies_repair
     std::fs::write(damaged, &bytes[..bytes.len() - 1]).unwrap();
     let mut state = app.state(&settings);
     state["summariesDirty"] = serde_json::Value::Bool(true);
-    std::fs::write(
-        base.join("_state/state.json"),
-        serde_json::to_vec(&state).unwrap(),
-    )
-    .unwrap();
+    app.write_state(&settings, &state);
     let before = std::fs::read(base.join(DEVICES_FILE)).unwrap();
 
     let sink = FaultySink::new(base.clone());

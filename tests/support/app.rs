@@ -161,6 +161,13 @@ impl TestApp {
         serde_json::from_slice(&std::fs::read(&path).expect("read the state")).expect("state JSON")
     }
 
+    /// Replaces the state document (a test editing what an earlier run left).
+    pub fn write_state(&self, settings: &Settings, state: &Value) {
+        let path = self.base(settings).join("_state/state.json");
+        std::fs::write(&path, serde_json::to_vec(state).expect("state JSON"))
+            .expect("write the state");
+    }
+
     /// The ids in the daily files, with how often each occurs.
     pub fn exported_id_counts(&self, settings: &Settings) -> BTreeMap<String, usize> {
         let mut counts = BTreeMap::new();
