@@ -79,7 +79,7 @@ fn bench(c: &mut Criterion) {
             .filter(|signin| all.matches(signin))
             .map(|signin| {
                 let mut cells = RowCells::default();
-                encoder.encode_signin_with_cells(&columns, signin, &mut out, &mut cells);
+                encoder.encode_signin_with_cells(&columns, signin, &mut out, Some(&mut cells));
                 cells
             })
             .collect()
@@ -99,12 +99,10 @@ fn bench(c: &mut Criterion) {
             parse_page(std::mem::take(&mut page_buffer), 1, properties).expect("page parses");
         if let Some(filter) = filter {
             for signin in page.rows().iter().filter(|s| filter.matches(s)) {
-                match tally.as_deref_mut() {
-                    Some(tally) => {
-                        encoder.encode_signin_with_cells(&columns, signin, block, &mut cells);
-                        add(tally, &cells);
-                    }
-                    None => encoder.encode_signin(&columns, signin, block),
+                let wanted = tally.is_some().then_some(&mut cells);
+                encoder.encode_signin_with_cells(&columns, signin, block, wanted);
+                if let Some(tally) = tally.as_deref_mut() {
+                    add(tally, &cells);
                 }
             }
         }

@@ -150,29 +150,21 @@ impl CsvEncoder {
         signin: &SignInRecord<'_>,
         out: &mut Vec<u8>,
     ) {
-        self.encode_signin_into(columns, signin, out, None);
+        self.encode_signin_with_cells(columns, signin, out, None);
     }
 
-    /// [`CsvEncoder::encode_signin`], also giving the row's cells as written into `cells`
-    /// (cleared first): what reading the row back would give, without reading it back.
+    /// [`CsvEncoder::encode_signin`], also giving the row's cells as written into `cells`, when
+    /// given (cleared first): what reading the row back would give, without reading it back.
     pub fn encode_signin_with_cells(
-        &mut self,
-        columns: &Columns,
-        signin: &SignInRecord<'_>,
-        out: &mut Vec<u8>,
-        cells: &mut RowCells,
-    ) {
-        cells.clear();
-        self.encode_signin_into(columns, signin, out, Some(cells));
-    }
-
-    fn encode_signin_into(
         &mut self,
         columns: &Columns,
         signin: &SignInRecord<'_>,
         out: &mut Vec<u8>,
         mut cells: Option<&mut RowCells>,
     ) {
+        if let Some(cells) = cells.as_deref_mut() {
+            cells.clear();
+        }
         debug_assert_eq!(
             columns.len(),
             self.columns,
@@ -729,19 +721,15 @@ mod tests {
             for json in &records {
                 let signin = SignInRecord::from_slice(json).unwrap();
                 let (mut with, mut without) = (Vec::new(), Vec::new());
-                enc.encode_signin_with_cells(&cols, &signin, &mut with, &mut cells);
+                enc.encode_signin_with_cells(&cols, &signin, &mut with, Some(&mut cells));
                 enc.encode_signin(&cols, &signin, &mut without);
                 assert_eq!(with, without);
                 let mut reader = csv::ReaderBuilder::new()
                     .has_headers(false)
                     .from_reader(&with[..]);
                 let row = reader.records().next().unwrap().unwrap();
-                let given: Vec<&str> = (0..cells.ends().len())
-                    .map(|i| {
-                        let start = if i == 0 { 0 } else { cells.ends()[i - 1] };
-                        &cells.text()[start..cells.ends()[i]]
-                    })
-                    .collect();
+                let given_row = crate::summary::Row::new(cells.text(), cells.ends());
+                let given: Vec<&str> = (0..given_row.len()).map(|i| given_row.get(i)).collect();
                 assert_eq!(given, row.iter().collect::<Vec<_>>(), "guard {guard}");
             }
         }

@@ -620,30 +620,16 @@ impl<'r> SliceReader<'r> {
             .as_ref()
             .filter(|_| output.staged.tally.is_some());
         if in_tail {
-            match layout {
-                Some(_) => encoder.encode_signin_with_cells(
-                    &settings.columns,
-                    signin,
-                    &mut output.buffer,
-                    output.tail.slot(),
-                ),
-                None => encoder.encode_signin(&settings.columns, signin, &mut output.buffer),
-            }
+            let cells = layout.map(|_| output.tail.slot());
+            encoder.encode_signin_with_cells(&settings.columns, signin, &mut output.buffer, cells);
         } else {
             // Newer than the tail (rows out of order): it goes before the tail, which a stop
             // may still drop.
             let mut row = Vec::new();
-            match layout {
-                Some(layout) => {
-                    encoder.encode_signin_with_cells(
-                        &settings.columns,
-                        signin,
-                        &mut row,
-                        &mut output.cells,
-                    );
-                    tally(&mut output.staged, layout, &output.cells);
-                }
-                None => encoder.encode_signin(&settings.columns, signin, &mut row),
+            let cells = layout.map(|_| &mut output.cells);
+            encoder.encode_signin_with_cells(&settings.columns, signin, &mut row, cells);
+            if let Some(layout) = layout {
+                tally(&mut output.staged, layout, &output.cells);
             }
             let at = output.edge.tail_start;
             output.buffer.splice(at..at, row.iter().copied());

@@ -9,8 +9,8 @@
 //! the rows at a read's oldest instant only once an older row came, so a read the deadline
 //! stopped tallies exactly what it commits) and keeps, per daily file it commits to, its
 //! commits' tallies — spilled to sorted runs on local disk — with the file's version before the
-//! first and after the last ([`CommittedRows`]). When
-//! the summaries are rebuilt, each report day's tally is
+//! first and after the last ([`CommittedRows`]). When the summaries are rebuilt, each report
+//! day's tally is
 //!
 //! 1. the stored one, when its version is the file's; else
 //! 2. the stored one (or nothing, for a file the run created) merged with the run's runs, when

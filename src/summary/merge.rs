@@ -164,13 +164,11 @@ fn take_text(bytes: &mut &[u8]) -> Result<String, String> {
 }
 
 /// The length of the entry `bytes` starts with, once its 4 bytes are there.
-fn entry_len(bytes: &[u8]) -> Result<Option<usize>, String> {
-    let Some(le) = bytes.get(..4) else {
+fn entry_len(mut bytes: &[u8]) -> Result<Option<usize>, String> {
+    if bytes.len() < 4 {
         return Ok(None);
-    };
-    let mut len = [0; 4];
-    len.copy_from_slice(le);
-    match u32::from_le_bytes(len) as usize {
+    }
+    match take_u32(&mut bytes)? as usize {
         len if len > MAX_ENTRY_BYTES => Err(format!("an entry of {len} bytes")),
         len => Ok(Some(len)),
     }

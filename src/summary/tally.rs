@@ -126,8 +126,9 @@ impl Newest {
         values
     }
 
-    /// Value `i` (`""` past the end).
-    pub fn value(&self, i: usize) -> &str {
+    /// Value `i` (`""` past the end; tests).
+    #[cfg(test)]
+    pub(crate) fn value(&self, i: usize) -> &str {
         self.0.split(KEY_SEPARATOR).nth(i + 1).unwrap_or("")
     }
 
@@ -237,8 +238,10 @@ fn join_key(parts: &[&str], out: &mut String) {
 }
 
 impl DayTally {
-    /// Adds the rows of `bytes` — whole rows of the export's CSV, no header — and returns how many.
-    pub fn add_rows(
+    /// Adds the rows of `bytes` — whole rows of the export's CSV, no header — and returns how many
+    /// (tests; a run tallies each row as it encodes it, [`DayTally::add`]).
+    #[cfg(test)]
+    pub(crate) fn add_rows(
         &mut self,
         layout: &RowLayout,
         bytes: &[u8],
