@@ -19,7 +19,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fake_tenant::tenant::{generate, TenantSpec};
 use serde_json::{json, Value};
 use signin_export::csv::{CsvEncoder, RowCells};
-use signin_export::graph::client::parse_page;
+use signin_export::graph::client::{parse_page, PageBuffer};
 use signin_export::summary::{DayTally, Row, RowLayout};
 use signin_export::transform::filter::{Preset, SignInFilter};
 use signin_export::transform::flatten::Columns;
@@ -60,7 +60,7 @@ fn bench(c: &mut Criterion) {
     let mut block = Vec::with_capacity(4 << 20);
     // The page is read into a reused buffer, as the Graph client does: a fresh ~6.6 MB allocation
     // per iteration would time the allocator's page faults, not the export.
-    let mut page_buffer = Vec::with_capacity(body.len());
+    let mut page_buffer = PageBuffer::from(Vec::with_capacity(body.len()));
 
     let layout =
         RowLayout::new(&columns.names()).expect("the default columns have createdDateTime");
@@ -92,8 +92,7 @@ fn bench(c: &mut Criterion) {
                            mut tally: Option<&mut DayTally>|
      -> Duration {
         block.clear();
-        page_buffer.clear();
-        page_buffer.extend_from_slice(&body);
+        page_buffer.bytes_mut().extend_from_slice(&body);
         let started = thread_cpu();
         let page =
             parse_page(std::mem::take(&mut page_buffer), 1, properties).expect("page parses");

@@ -689,7 +689,7 @@ mod tests {
                     Cell::Text(t) => expected(t, true),
                     other => other.as_str().to_string(),
                 };
-                assert_eq!(field, &want, "{name} of {}", s.id);
+                assert_eq!(field, &want, "{name} of {}", s.id());
             }
         }
     }

@@ -64,7 +64,7 @@ fn every_fake_records_diagnostic_line_gives_its_graph_row() {
         let mut parsed = parse_line(&line, event_type(record)).unwrap();
         let diagnostic = parsed.next().unwrap().unwrap();
         assert!(parsed.next().is_none());
-        assert_eq!(diagnostic.signin.id, graph.id);
+        assert_eq!(diagnostic.signin.id(), graph.id());
         // Same instant, so the same daily file.
         assert_eq!(diagnostic.signin.created, graph.created);
         for columns in &column_sets {
@@ -74,7 +74,7 @@ fn every_fake_records_diagnostic_line_gives_its_graph_row() {
                 String::from_utf8_lossy(&diagnostic_row),
                 String::from_utf8_lossy(&graph_row),
                 "{}",
-                graph.id
+                graph.id()
             );
         }
     }
@@ -192,7 +192,7 @@ impl Consumer {
                     for (i, record) in records.enumerate() {
                         match record {
                             Ok(record) => {
-                                let id = record.signin.id.clone();
+                                let id = record.signin.id().to_string();
                                 if self.seen.insert(id_key(&id)) {
                                     self.rows.push(id);
                                 } else {
@@ -466,7 +466,7 @@ async fn the_reader_reads_with_a_managed_identity_token_over_https() {
             while let Some(piece) = lines.next_piece().await.unwrap() {
                 for line in &piece.lines {
                     for record in parse_line(line.bytes, event_type).unwrap() {
-                        ids.insert(record.unwrap().signin.id);
+                        ids.insert(record.unwrap().signin.id().to_string());
                     }
                 }
             }

@@ -129,7 +129,7 @@ async fn several_event_types_are_one_newest_first_query_that_asks_for_unknown_en
         })
         .map(|r| r["id"].as_str().unwrap().to_string())
         .collect();
-    let got_ids: BTreeSet<String> = got.iter().map(|s| s.id.clone()).collect();
+    let got_ids: BTreeSet<String> = got.iter().map(|s| s.id().to_string()).collect();
     assert_eq!(got_ids.len(), got.len(), "an id arrived twice");
     assert_eq!(got_ids, expected);
     assert!(got.windows(2).all(|w| w[0].created >= w[1].created));
@@ -173,7 +173,7 @@ async fn every_signin_arrives_exactly_once_across_pages_and_event_types() {
         let got = read_all(client.pager(days_before_end(4), event_type, None))
             .await
             .unwrap();
-        let got_ids: Vec<String> = got.iter().map(|s| s.id.clone()).collect();
+        let got_ids: Vec<String> = got.iter().map(|s| s.id().to_string()).collect();
         let unique: BTreeSet<&String> = got_ids.iter().collect();
         assert_eq!(
             unique.len(),
@@ -284,7 +284,7 @@ async fn window_bounds_are_inclusive_and_filters_are_anded() {
         .filter(|r| r["status"]["errorCode"].as_i64() == Some(0))
         .map(|r| r["id"].as_str().unwrap().to_string())
         .collect();
-    let got_ids: BTreeSet<String> = got.iter().map(|s| s.id.clone()).collect();
+    let got_ids: BTreeSet<String> = got.iter().map(|s| s.id().to_string()).collect();
     assert!(
         expected.len() > 5,
         "too few rows to prove anything: {}",
@@ -519,11 +519,11 @@ async fn a_revoked_token_is_refreshed_once_and_the_page_retried() {
         .unwrap()
         .unwrap()
         .into_iter()
-        .map(|s| s.id)
+        .map(|s| s.id().to_string())
         .collect();
     running.fake.faults().revoke_tokens();
     while let Some(page) = pager.next_page().await.unwrap() {
-        ids.extend(page.into_iter().map(|s| s.id));
+        ids.extend(page.into_iter().map(|s| s.id().to_string()));
     }
     let expected: BTreeSet<String> = records
         .iter()
@@ -948,7 +948,7 @@ async fn a_refused_skiptoken_restarts_the_query_from_its_first_page() {
     let got = read_all(client.pager(days_before_end(2), EventType::InteractiveUser, None))
         .await
         .unwrap();
-    let ids: BTreeSet<String> = got.iter().map(|s| s.id.clone()).collect();
+    let ids: BTreeSet<String> = got.iter().map(|s| s.id().to_string()).collect();
     assert_eq!(ids, expected);
     assert!(
         got.len() > ids.len(),

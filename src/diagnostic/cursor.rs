@@ -158,18 +158,8 @@ pub fn forget_before(cursors: &mut Cursors, oldest_hour: OffsetDateTime) {
     });
 }
 
-/// A sign-in id as a compact dedup key: the 128 bits of a GUID (Graph's sign-in ids are GUIDs),
-/// or for any other text a 128-bit digest of it (SHA-256, truncated).
-pub fn id_key(id: &str) -> u128 {
-    if let Ok(guid) = uuid::Uuid::try_parse(id) {
-        return guid.as_u128();
-    }
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(id.as_bytes());
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    u128::from_be_bytes(bytes)
-}
+/// The archive's id window keys sign-ins as the Graph source's does.
+pub use crate::graph::model::id_key;
 
 #[cfg(test)]
 mod tests {

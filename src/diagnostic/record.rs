@@ -273,7 +273,7 @@ mod tests {
     fn microsofts_sample_becomes_a_graph_record() {
         let record = one(SAMPLE, EventType::InteractiveUser).unwrap();
         let signin = &record.signin;
-        assert_eq!(signin.id, "0231f922-93fa-4005-bb11-b344eca03c01");
+        assert_eq!(signin.id(), "0231f922-93fa-4005-bb11-b344eca03c01");
         assert_eq!(signin.created, datetime!(2019-03-12 16:02:15 UTC));
         assert_eq!(
             signin.props.created_date_time.as_str(),
@@ -337,10 +337,10 @@ mod tests {
             .collect();
         assert_eq!(records.len(), 3);
         let first = records[0].as_ref().unwrap();
-        assert_eq!(first.signin.id, "1");
+        assert_eq!(first.signin.id(), "1");
         assert_eq!(first.signin.props.user_type.as_str(), Some("guest"));
         assert_eq!(records[1], Err(RecordError::NotAnObject));
-        assert_eq!(records[2].as_ref().unwrap().signin.id, "2");
+        assert_eq!(records[2].as_ref().unwrap().signin.id(), "2");
         assert_eq!(
             parse_line(br#"{"records":[]}"#, EventType::NonInteractiveUser)
                 .unwrap()
@@ -396,7 +396,7 @@ mod tests {
         ];
         for (line, want) in cases {
             assert_eq!(
-                one(&line, container).map(|r| r.signin.id),
+                one(&line, container).map(|r| r.signin.id().to_string()),
                 Err(want),
                 "{line}"
             );

@@ -33,7 +33,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(180);
 /// A CSV export wants the real value.
 pub const PREFER_UNKNOWN_ENUM_MEMBERS: &str = "include-unknown-enum-members";
 /// Page buffers kept for reuse, and the largest kept: one per page a run holds or reads at once
-/// (three slices in flight), and none of an unusual size.
+/// (four chains in flight), and none of an unusual size.
 const POOLED_BUFFERS: usize = 4;
 const POOLED_BUFFER_BYTES: usize = 8 * 1024 * 1024;
 
@@ -207,7 +207,7 @@ struct Inner {
     /// Every request of the client, pagers and retries alike, is paced here.
     rate: Mutex<RateWindow>,
     /// Buffers of pages already read (see [`GraphClient::recycle`]).
-    buffers: Mutex<Vec<Vec<u8>>>,
+    buffers: Mutex<Vec<PageBuffer>>,
     /// The properties of each record a page is parsed for.
     properties: PropertySet,
     counters: Counters,
@@ -376,23 +376,26 @@ impl GraphClient {
         lock(&self.inner.rate)
     }
 
-    fn buffers(&self) -> MutexGuard<'_, Vec<Vec<u8>>> {
+    fn buffers(&self) -> MutexGuard<'_, Vec<PageBuffer>> {
         lock(&self.inner.buffers)
     }
 
-    /// Gives a read page's buffer back for the next page. A page is ~2 MB: reading each into
-    /// fresh memory cost a page fault per 4 KiB touched (the largest item of the profile after
-    /// parsing), and a reused buffer also keeps the heap from fragmenting.
+    /// Gives a read page's buffers back for the next page. A page is ~6.5 MB of JSON and ~1.3 MB
+    /// of records: reading each into fresh memory cost a page fault per 4 KiB touched (the
+    /// largest item of the profile after parsing), and reused buffers also keep the heap from
+    /// fragmenting.
     pub fn recycle(&self, page: PageRows) {
         self.keep_buffer(page.into_buffer());
     }
 
     /// Pools `buffer` for the next page, unless the pool is full or the buffer unusually large.
-    fn keep_buffer(&self, mut buffer: Vec<u8>) {
-        if buffer.capacity() > POOLED_BUFFER_BYTES {
+    fn keep_buffer(&self, mut buffer: PageBuffer) {
+        if buffer.bytes.capacity() > POOLED_BUFFER_BYTES {
             return;
         }
-        buffer.clear();
+        if buffer.records.capacity() > PAGE_SIZE as usize + 1 {
+            buffer.records = Vec::new();
+        }
         let mut buffers = self.buffers();
         if buffers.len() < POOLED_BUFFERS {
             buffers.push(buffer);
@@ -400,10 +403,14 @@ impl GraphClient {
     }
 
     /// Reads the body of a successful answer into a reused buffer.
-    async fn read_body(&self, response: &mut reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
-        let mut body = self.buffers().pop().unwrap_or_default();
+    async fn read_body(
+        &self,
+        response: &mut reqwest::Response,
+    ) -> Result<PageBuffer, reqwest::Error> {
+        let mut buffer = self.buffers().pop().unwrap_or_default();
+        let bytes = buffer.bytes_mut();
         if let Some(length) = response.content_length() {
-            body.reserve(
+            bytes.reserve(
                 usize::try_from(length)
                     .unwrap_or(0)
                     .min(POOLED_BUFFER_BYTES),
@@ -411,10 +418,10 @@ impl GraphClient {
         }
         loop {
             match response.chunk().await {
-                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-                Ok(None) => return Ok(body),
+                Ok(Some(chunk)) => buffer.bytes.extend_from_slice(&chunk),
+                Ok(None) => return Ok(buffer),
                 Err(e) => {
-                    self.keep_buffer(body);
+                    self.keep_buffer(buffer);
                     return Err(e);
                 }
             }
@@ -439,7 +446,7 @@ impl GraphClient {
     }
 
     /// GETs `url` (on the configured origin) with retries; the body of the 2xx answer.
-    async fn get(&self, url: &Url, page: u64, budget: &Budget) -> Result<Vec<u8>, GraphError> {
+    async fn get(&self, url: &Url, page: u64, budget: &Budget) -> Result<PageBuffer, GraphError> {
         let counters = &self.inner.counters;
         let mut attempt: u32 = 0;
         let mut refreshed = false;
@@ -657,10 +664,54 @@ pub struct PageRows(Yoke<Rows<'static>, Vec<u8>>);
 #[derive(Yokeable)]
 pub struct Rows<'a>(Vec<SignInRecord<'a>>);
 
+/// The memory a page is read and parsed into, reused from page to page: its JSON bytes, and an
+/// empty vector with room for its records.
+#[derive(Debug, Default)]
+pub struct PageBuffer {
+    bytes: Vec<u8>,
+    records: Vec<SignInRecord<'static>>,
+}
+
+impl PageBuffer {
+    /// The bytes, emptied, to read a page into.
+    pub fn bytes_mut(&mut self) -> &mut Vec<u8> {
+        self.bytes.clear();
+        &mut self.bytes
+    }
+}
+
+impl From<Vec<u8>> for PageBuffer {
+    fn from(bytes: Vec<u8>) -> PageBuffer {
+        PageBuffer {
+            bytes,
+            records: Vec::new(),
+        }
+    }
+}
+
+impl From<&[u8]> for PageBuffer {
+    fn from(bytes: &[u8]) -> PageBuffer {
+        PageBuffer::from(bytes.to_vec())
+    }
+}
+
 impl PageRows {
-    /// The page's bytes, its records dropped: for [`GraphClient::recycle`].
-    pub fn into_buffer(self) -> Vec<u8> {
-        self.0.into_backing_cart()
+    /// The page's memory, its records dropped: for [`GraphClient::recycle`].
+    pub fn into_buffer(mut self) -> PageBuffer {
+        let records = self.0.with_mut_return(|rows| {
+            let mut page_records = std::mem::take(&mut rows.0);
+            page_records.clear();
+            // Empty, so nothing borrows the page any more; collected in place (same layout), so
+            // the allocation is kept. The closure is never called.
+            page_records
+                .into_iter()
+                .map(|_| SignInRecord::unparsed())
+                .collect::<Vec<SignInRecord<'static>>>()
+        });
+        PageBuffer {
+            bytes: self.0.into_backing_cart(),
+            records,
+        }
     }
 
     /// The page's sign-ins, in Graph's order.
@@ -753,9 +804,10 @@ macro_rules! none_for_scalars {
 }
 
 /// Reads an [`Envelope`]; `None` when the body is not a JSON object.
-struct EnvelopeSeed(PropertySet);
+/// The properties to parse, and the vector the records go in (reused: see [`PageBuffer`]).
+struct EnvelopeSeed<'de>(PropertySet, Vec<SignInRecord<'de>>);
 
-impl<'de> DeserializeSeed<'de> for EnvelopeSeed {
+impl<'de> DeserializeSeed<'de> for EnvelopeSeed<'de> {
     type Value = Option<Envelope<'de>>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
@@ -763,7 +815,7 @@ impl<'de> DeserializeSeed<'de> for EnvelopeSeed {
     }
 }
 
-impl<'de> Visitor<'de> for EnvelopeSeed {
+impl<'de> Visitor<'de> for EnvelopeSeed<'de> {
     type Value = Option<Envelope<'de>>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -771,6 +823,7 @@ impl<'de> Visitor<'de> for EnvelopeSeed {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut records = self.1;
         let mut envelope = Envelope {
             value: None,
             next_link: Field::Null,
@@ -783,7 +836,8 @@ impl<'de> Visitor<'de> for EnvelopeSeed {
                 }
                 EnvelopeKey::Value => {
                     value_seen = true;
-                    envelope.value = map.next_value_seed(RecordsSeed(self.0))?;
+                    let records = std::mem::take(&mut records);
+                    envelope.value = map.next_value_seed(RecordsSeed(self.0, records))?;
                 }
                 EnvelopeKey::NextLink if link_seen => {
                     return Err(de::Error::duplicate_field("@odata.nextLink"))
@@ -836,10 +890,11 @@ impl<'de> Deserialize<'de> for EnvelopeKey {
 }
 
 /// The `value` array, each element parsed in place for the set and checked as a sign-in;
-/// `None` for `null` or any other type (the page then has no `value` array).
-struct RecordsSeed(PropertySet);
+/// `None` for `null` or any other type (the page then has no `value` array). The records go in
+/// the vector given (empty).
+struct RecordsSeed<'de>(PropertySet, Vec<SignInRecord<'de>>);
 
-impl<'de> DeserializeSeed<'de> for RecordsSeed {
+impl<'de> DeserializeSeed<'de> for RecordsSeed<'de> {
     type Value = Option<Vec<SignInRecord<'de>>>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
@@ -847,7 +902,7 @@ impl<'de> DeserializeSeed<'de> for RecordsSeed {
     }
 }
 
-impl<'de> Visitor<'de> for RecordsSeed {
+impl<'de> Visitor<'de> for RecordsSeed<'de> {
     type Value = Option<Vec<SignInRecord<'de>>>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -857,7 +912,9 @@ impl<'de> Visitor<'de> for RecordsSeed {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         // Graph's pages hold at most `$top` records: sized once, never regrown (serde_json gives
         // no size hint), with room for the slot the end of the array leaves unused.
-        let mut rows = Vec::with_capacity(
+        let mut rows = self.1;
+        rows.clear();
+        rows.reserve(
             seq.size_hint()
                 .unwrap_or(PAGE_SIZE as usize)
                 .min(PAGE_SIZE as usize)
@@ -894,19 +951,20 @@ impl<'de> Visitor<'de> for RecordsSeed {
 /// it skipped); any record that is not a sign-in fails the page (never skipped). Public for the
 /// benches (`benches/pipeline.rs`).
 pub fn parse_page(
-    body: impl Into<Vec<u8>>,
+    buffer: impl Into<PageBuffer>,
     page: u64,
     properties: PropertySet,
 ) -> Result<Page, GraphError> {
     let malformed = |detail: String| GraphError::Malformed { page, detail };
     let mut next_link = None;
-    let rows = Yoke::<Rows<'static>, Vec<u8>>::try_attach_to_cart(body.into(), |bytes| {
+    let PageBuffer { bytes, records } = buffer.into();
+    let rows = Yoke::<Rows<'static>, Vec<u8>>::try_attach_to_cart(bytes, |bytes| {
         // One UTF-8 check of the whole body (std's is vectorised), then serde_json's `str` reader,
         // which trusts it: from a byte slice it would re-validate every string it reads or skips.
         let text = std::str::from_utf8(bytes)
             .map_err(|e| malformed(format!("not JSON (not UTF-8: {e})")))?;
         let mut deserializer = serde_json::Deserializer::from_str(text);
-        let envelope = EnvelopeSeed(properties)
+        let envelope = EnvelopeSeed(properties, records)
             .deserialize(&mut deserializer)
             .and_then(|envelope| deserializer.end().map(|()| envelope))
             .map_err(|e| {
@@ -1022,6 +1080,35 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn a_parsed_page_gives_back_its_bytes_and_its_records_room() {
+        let body = json!({
+            "value": [
+                {"id": "a", "createdDateTime": "2026-11-28T10:00:00Z"},
+                {"id": "b", "createdDateTime": "2026-11-28T09:00:00Z"},
+            ],
+        })
+        .to_string();
+        let page = parse_page(body.as_bytes(), 1, PropertySet::all()).unwrap();
+        assert_eq!(page.rows().len(), 2);
+        let buffer = page.rows.into_buffer();
+        assert_eq!(buffer.bytes, body.as_bytes());
+        assert!(buffer.records.is_empty());
+        let room = buffer.records.capacity();
+        assert!(
+            room > PAGE_SIZE as usize,
+            "the records' vector was not kept: {room}"
+        );
+
+        // The next page is read into the same memory.
+        let mut buffer = buffer;
+        let records = buffer.records.as_ptr();
+        buffer.bytes_mut().extend_from_slice(body.as_bytes());
+        let page = parse_page(buffer, 2, PropertySet::all()).unwrap();
+        assert_eq!(page.rows()[1].id(), "b");
+        assert_eq!(page.rows().as_ptr() as usize, records as usize);
+    }
+
+    #[test]
     fn pages_parse_and_bad_records_fail_the_page() {
         let body = json!({
             "@odata.context": "x",
@@ -1030,11 +1117,11 @@ mod tests {
         });
         let page = parse_page(body.to_string().as_bytes(), 1, PropertySet::all()).unwrap();
         assert_eq!(page.rows().len(), 1);
-        assert_eq!(page.rows()[0].id, "a");
+        assert_eq!(page.rows()[0].id(), "a");
         assert!(page.next_link.is_some());
 
         let last = parse_page(
-            br#"{"value": [], "@odata.nextLink": null}"#,
+            &br#"{"value": [], "@odata.nextLink": null}"#[..],
             2,
             PropertySet::all(),
         )

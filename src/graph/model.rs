@@ -67,14 +67,26 @@ pub const FLAGS_PROPERTIES: [&str; 3] = [
     "incomingTokenType",
 ];
 
+/// A sign-in id as a compact dedup key: the 128 bits of a GUID (Graph's sign-in ids are GUIDs),
+/// or for any other text a 128-bit digest of it (SHA-256, truncated). Both sources' id windows
+/// hold these, not the ids' text: 16 bytes and no allocation per row.
+pub fn id_key(id: &str) -> u128 {
+    if let Ok(guid) = uuid::Uuid::try_parse(id) {
+        return guid.as_u128();
+    }
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(id.as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    u128::from_be_bytes(bytes)
+}
+
 /// An owned sign-in (built from a `serde_json::Value`: tests, benches, callers without a page).
 pub type SignIn = SignInRecord<'static>;
 
 /// One sign-in event, its text borrowed from the page it was read from (`'a`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SignInRecord<'a> {
-    /// Graph's unique id of the sign-in (a GUID string).
-    pub id: String,
     /// When the sign-in happened, UTC.
     pub created: OffsetDateTime,
     /// The properties the columns and the filter read, as Graph sent them.
@@ -656,13 +668,19 @@ impl<'a> SignInRecord<'a> {
     /// [`SignInRecord::lift`].
     pub fn unparsed() -> Self {
         SignInRecord {
-            id: String::new(),
             created: OffsetDateTime::UNIX_EPOCH,
             props: Props::default(),
         }
     }
 
-    /// Sets `id` and `created` from the parsed properties, checking them.
+    /// Graph's unique id of the sign-in (a GUID string; never empty once [`lift`]ed).
+    ///
+    /// [`lift`]: SignInRecord::lift
+    pub fn id(&self) -> &str {
+        self.props.id.as_str().unwrap_or("")
+    }
+
+    /// Checks `id` and sets `created` from the parsed properties.
     pub fn lift(&mut self) -> Result<(), SignInError> {
         let id = match &self.props.id {
             Field::Str(id) if !id.is_empty() => id.as_ref(),
@@ -675,8 +693,6 @@ impl<'a> SignInRecord<'a> {
             .and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
             .ok_or_else(|| SignInError::BadCreated { id: id.to_string() })?
             .to_offset(time::UtcOffset::UTC);
-        self.id.clear();
-        self.id.push_str(id);
         self.created = created;
         Ok(())
     }
@@ -795,7 +811,7 @@ mod tests {
             "location": {"geoCoordinates": {"latitude": 47.5}}
         }))
         .unwrap();
-        assert_eq!(s.id, "a");
+        assert_eq!(s.id(), "a");
         assert_eq!(s.created.hour(), 10);
         let location = s.props.location.get().unwrap();
         let coordinates = location.geo_coordinates.get().unwrap();

@@ -13,7 +13,11 @@
 //! taken — the margin absorbs rows slightly out of order — and a row newer than the ids that were
 //! dropped is known to be a row read again.
 
-use std::collections::hash_map::{Entry, HashMap};
+use std::collections::hash_map::Entry;
+
+use foldhash::HashMap;
+
+use crate::graph::model::id_key;
 
 use time::{Duration, OffsetDateTime};
 
@@ -25,7 +29,8 @@ const FIRST_PRUNE: usize = 4096;
 /// The ids of one slice's rows taken so far.
 #[derive(Debug, Default)]
 pub struct SeenIds {
-    ids: HashMap<Box<str>, OffsetDateTime>,
+    /// [`id_key`]s: 16 bytes each, hashed without reading a string.
+    ids: HashMap<u128, OffsetDateTime>,
     /// The oldest row taken.
     oldest: Option<OffsetDateTime>,
     /// Ids of rows created after this were dropped: every such row was taken already.
@@ -39,8 +44,7 @@ impl SeenIds {
         if self.dropped_above.is_some_and(|above| created > above) {
             return false;
         }
-        // One lookup: a row read again is rare, so its key is built either way.
-        match self.ids.entry(id.into()) {
+        match self.ids.entry(id_key(id)) {
             Entry::Occupied(_) => return false,
             Entry::Vacant(slot) => slot.insert(created),
         };

@@ -598,7 +598,8 @@ impl<'r> SliceReader<'r> {
         if !self.filter.matches(signin) {
             return Ok(());
         }
-        if self.was_written(signin.created, &signin.id) || !seen.take(&signin.id, signin.created) {
+        if self.was_written(signin.created, signin.id()) || !seen.take(signin.id(), signin.created)
+        {
             output.staged.duplicates += 1;
             return Ok(());
         }
@@ -610,7 +611,7 @@ impl<'r> SliceReader<'r> {
             output
                 .staged
                 .pending_ids
-                .insert(signin.id.clone(), Instant(signin.created));
+                .insert(signin.id().to_string(), Instant(signin.created));
         }
         if self.dry_run {
             return Ok(());

@@ -204,7 +204,7 @@ impl Batch {
                     continue;
                 }
                 let file = daily_file(created.to_offset(UtcOffset::UTC).date());
-                let key = id_key(&signin.id);
+                let key = id_key(signin.id());
                 if ctx.archive.written_before(&path, line.offset, &file) {
                     // Written by a commit of which only some files landed; the window learns
                     // its id with this batch.
