@@ -197,33 +197,27 @@ impl CsvEncoder {
 
     /// Writes one cell; `cells` gets its text as written, unquoted.
     fn encode_cell(&mut self, cell: &Cell<'_>, out: &mut Vec<u8>, cells: Option<&mut RowCells>) {
-        let written: &str = match cell {
-            Cell::Empty => "",
-            Cell::Bool(true) => "true",
-            Cell::Bool(false) => "false",
+        // The cell's text as written, and whether csv-core must decide on quoting it.
+        let (written, quoted): (Cow<'_, str>, bool) = match cell {
+            Cell::Empty => (Cow::Borrowed(""), false),
+            Cell::Bool(true) => (Cow::Borrowed("true"), false),
+            Cell::Bool(false) => (Cow::Borrowed("false"), false),
             // Numbers come from the flattener as plain decimals: nothing to quote or guard.
-            Cell::Number(n) => {
-                core_field(&mut self.core, n.as_bytes(), &mut self.core_buf, out);
-                if let Some(cells) = cells {
-                    cells.push(n);
-                }
-                return;
-            }
+            Cell::Number(n) => (Cow::Borrowed(n.as_ref()), true),
             // Nearly every cell is printable ASCII with nothing to replace, guard or quote: it is
-            // written as it is. Anything else takes the exact path below.
-            Cell::Text(text) if is_plain(text.as_bytes()) && !self.guarded(text) => text,
-            Cell::Text(text) => {
-                let clean = clean_text(text, self.guard, &mut self.scratch);
-                core_field(&mut self.core, clean.as_bytes(), &mut self.core_buf, out);
-                if let Some(cells) = cells {
-                    cells.push(&clean);
-                }
-                return;
+            // written as it is. Anything else takes the exact path.
+            Cell::Text(text) if is_plain(text.as_bytes()) && !self.guarded(text) => {
+                (Cow::Borrowed(text.as_ref()), false)
             }
+            Cell::Text(text) => (clean_text(text, self.guard, &mut self.scratch), true),
         };
-        out.extend_from_slice(written.as_bytes());
+        if quoted {
+            core_field(&mut self.core, written.as_bytes(), &mut self.core_buf, out);
+        } else {
+            out.extend_from_slice(written.as_bytes());
+        }
         if let Some(cells) = cells {
-            cells.push(written);
+            cells.push(&written);
         }
     }
 

@@ -418,7 +418,7 @@ impl GraphClient {
         }
         loop {
             match response.chunk().await {
-                Ok(Some(chunk)) => buffer.bytes.extend_from_slice(&chunk),
+                Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
                 Ok(None) => return Ok(buffer),
                 Err(e) => {
                     self.keep_buffer(buffer);

@@ -16,10 +16,9 @@
 use std::collections::hash_map::Entry;
 
 use foldhash::HashMap;
+use time::{Duration, OffsetDateTime};
 
 use crate::graph::model::id_key;
-
-use time::{Duration, OffsetDateTime};
 
 /// How far above the oldest row taken ids are kept.
 pub const HORIZON: Duration = Duration::minutes(10);

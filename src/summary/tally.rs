@@ -3,8 +3,9 @@
 //! and commutative — so the tally of a daily file is the merge of the tallies of the rows each
 //! commit added, in any order, and equals the tally of the whole file read again.
 
-use foldhash::{HashMap, HashSet};
 use std::cmp::Ordering;
+
+use foldhash::{HashMap, HashSet};
 
 use super::merge::{Entry, EntryKey, SpillRun};
 use super::rows::{Row, RowLayout, RowReader};
