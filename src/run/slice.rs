@@ -138,6 +138,9 @@ impl ReadEdge {
 /// read waits too.
 pub const HELD_BYTES: usize = 4 * BLOCK_TARGET;
 
+/// A block buffer's room: [`BLOCK_TARGET`], and the row that crosses it.
+const BLOCK_CAPACITY: usize = BLOCK_TARGET + 64 * 1024;
+
 /// One slice being filled by a chain's read.
 struct SliceOutput {
     staged: StagedSlice,
@@ -196,7 +199,8 @@ fn tally(staged: &mut StagedSlice, layout: &RowLayout, cells: &RowCells) {
 }
 
 impl SliceOutput {
-    fn new(slice: Slice, dry_run: bool, tallied: bool) -> SliceOutput {
+    /// `buffer`: empty, with room for a block (none in a dry run).
+    fn new(slice: Slice, buffer: Vec<u8>, tallied: bool) -> SliceOutput {
         SliceOutput {
             staged: StagedSlice {
                 slice,
@@ -213,7 +217,7 @@ impl SliceOutput {
                 committed: None,
             },
             edge: ReadEdge::default(),
-            buffer: Vec::with_capacity(if dry_run { 0 } else { BLOCK_TARGET + 64 * 1024 }),
+            buffer,
             after: None,
             held: Vec::new(),
             tail: TailCells::default(),
@@ -231,10 +235,11 @@ impl SliceOutput {
         }
     }
 
-    /// The output of `next`, the slice below this one in the chain.
-    fn below(&mut self, next: Slice, dry_run: bool) -> SliceOutput {
+    /// The output of `next`, the slice below this one in the chain. Its buffer is given once
+    /// this one has staged its last block (see [`SliceReader::move_on`]).
+    fn below(&mut self, next: Slice) -> SliceOutput {
         let tallied = self.staged.tally.is_some();
-        let mut output = SliceOutput::new(next, dry_run, tallied);
+        let mut output = SliceOutput::new(next, Vec::new(), tallied);
         if output.staged.file == self.staged.file {
             let (landed, after) = oneshot::channel();
             self.staged.landed = Some(landed);
@@ -339,6 +344,15 @@ impl<'r> SliceReader<'r> {
             last_block: AtomicU32::new(0),
             query_width: Mutex::new(None),
             layout: RowLayout::new(&settings.columns.names()).ok(),
+        }
+    }
+
+    /// An empty buffer for a block; none in a dry run, which encodes nothing.
+    fn block_buffer(&self) -> Vec<u8> {
+        if self.dry_run {
+            Vec::new()
+        } else {
+            Vec::with_capacity(BLOCK_CAPACITY)
         }
     }
 
@@ -508,7 +522,7 @@ impl<'r> SliceReader<'r> {
         let Some(first) = slices.next() else {
             return Ok(true);
         };
-        let mut output = SliceOutput::new(first, self.dry_run, self.layout.is_some());
+        let mut output = SliceOutput::new(first, self.block_buffer(), self.layout.is_some());
         output.gate(&mut gates);
         let interrupted = loop {
             let next = tokio::select! {
@@ -531,10 +545,7 @@ impl<'r> SliceReader<'r> {
                 let Some(older) = slices.next() else {
                     break;
                 };
-                let mut below = output.below(older, self.dry_run);
-                below.gate(&mut gates);
-                let read = std::mem::replace(&mut output, below);
-                self.finish(read, None, done).await?;
+                self.move_on(&mut output, older, &mut gates, done).await?;
             }
             self.take(signin, &mut output, &mut seen, &mut encoder)
                 .await?;
@@ -559,10 +570,7 @@ impl<'r> SliceReader<'r> {
             None => {
                 // Older slices the chain has no rows for are read too.
                 for older in slices {
-                    let mut below = output.below(older, self.dry_run);
-                    below.gate(&mut gates);
-                    self.finish(std::mem::replace(&mut output, below), None, done)
-                        .await?;
+                    self.move_on(&mut output, older, &mut gates, done).await?;
                 }
                 self.finish_last(output, None, done).await?;
                 Ok(true)
@@ -577,6 +585,24 @@ impl<'r> SliceReader<'r> {
                 Ok(false)
             }
         }
+    }
+
+    /// Moves `output` on to `older`, the chain's next slice, and hands the slice read over. The
+    /// new slice's buffer is taken after the slice read staged its last block, so a chain
+    /// holds one block buffer, not two, as it crosses a day.
+    async fn move_on(
+        &self,
+        output: &mut SliceOutput,
+        older: Slice,
+        gates: &mut BTreeMap<String, oneshot::Receiver<()>>,
+        done: &UnboundedSender<StagedSlice>,
+    ) -> Result<(), RunError> {
+        let mut below = output.below(older);
+        below.gate(gates);
+        let read = std::mem::replace(output, below);
+        self.finish(read, None, done).await?;
+        output.buffer = self.block_buffer();
+        Ok(())
     }
 
     /// Filters, deduplicates, encodes and stages one row into its slice.
@@ -638,17 +664,18 @@ impl<'r> SliceReader<'r> {
         }
         if output.buffer.len() >= BLOCK_TARGET && output.edge.tail_start > 0 {
             // Stage what lies above the tail (or hold it while the slice may not stage yet);
-            // the tail stays until an older row arrives.
-            let mut rest = Vec::with_capacity(BLOCK_TARGET + 64 * 1024);
-            rest.extend_from_slice(&output.buffer[output.edge.tail_start..]);
-            output.buffer.truncate(output.edge.tail_start);
-            let full = std::mem::replace(&mut output.buffer, rest);
+            // the tail stays until an older row arrives. It is kept aside meanwhile and the next
+            // buffer taken once the block is staged (and freed): a chain holds one block buffer
+            // at a time, not two while it uploads.
+            let tail = output.buffer.split_off(output.edge.tail_start);
             output.edge.tail_start = 0;
-            output.held.push(full);
+            output.held.push(std::mem::take(&mut output.buffer));
             let held: usize = output.held.iter().map(Vec::len).sum();
             if held >= HELD_BYTES || output.may_stage() {
                 self.stage_held(output).await?;
             }
+            output.buffer = self.block_buffer();
+            output.buffer.extend_from_slice(&tail);
         }
         Ok(())
     }
