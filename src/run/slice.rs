@@ -199,7 +199,8 @@ fn tally(staged: &mut StagedSlice, layout: &RowLayout, cells: &RowCells) {
 }
 
 impl SliceOutput {
-    /// `buffer`: empty, with room for a block (none in a dry run).
+    /// `buffer`: empty; with room for a block, or none yet (a dry run, or the slice below,
+    /// whose buffer [`SliceReader::move_on`] gives later).
     fn new(slice: Slice, buffer: Vec<u8>, tallied: bool) -> SliceOutput {
         SliceOutput {
             staged: StagedSlice {
