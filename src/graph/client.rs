@@ -17,6 +17,7 @@ use crate::credential::{AuthError, TokenProvider, GRAPH_SCOPE};
 use crate::graph::model::{Field, PropertySet, PropsInto, SignIn, SignInError, SignInRecord};
 use crate::graph::query::{self, PAGE_SIZE};
 use crate::graph::rate::RateWindow;
+use crate::graph::slots::{PageClaim, PageLease};
 use crate::graph::throttle::{self, Decision, Failure};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -326,6 +327,7 @@ impl GraphClient {
             event_types: event_types.to_vec(),
             page: 0,
             restarts: 0,
+            claim: None,
         }
     }
 
@@ -352,7 +354,7 @@ impl GraphClient {
         };
         let url = self.first_page_url(&window, event_types, None, 1)?;
         let budget = Budget::new(PROBE_BUDGET.min(self.inner.budget.limit));
-        let body = self.get(&url, 1, &budget).await?;
+        let (body, _) = self.get(&url, 1, &budget, None).await?;
         let page = parse_page(body, 1, self.inner.properties)?;
         Ok(page.rows.len())
     }
@@ -385,7 +387,10 @@ impl GraphClient {
     /// largest item of the profile after parsing), and reused buffers also keep the heap from
     /// fragmenting.
     pub fn recycle(&self, page: PageRows) {
-        self.keep_buffer(page.into_buffer());
+        let (buffer, lease) = page.into_parts();
+        self.keep_buffer(buffer);
+        // Only now: whoever takes the slot next finds the buffer in the pool.
+        drop(lease);
     }
 
     /// Pools `buffer` for the next page, unless the pool is full or the buffer unusually large.
@@ -445,8 +450,15 @@ impl GraphClient {
         }
     }
 
-    /// GETs `url` (on the configured origin) with retries; the body of the 2xx answer.
-    async fn get(&self, url: &Url, page: u64, budget: &Budget) -> Result<PageBuffer, GraphError> {
+    /// GETs `url` (on the configured origin) with retries; the body of the 2xx answer, read once
+    /// `claim` (if any) holds a page slot for it, and the lease on that slot.
+    async fn get(
+        &self,
+        url: &Url,
+        page: u64,
+        budget: &Budget,
+        claim: Option<&Arc<PageClaim>>,
+    ) -> Result<(PageBuffer, Option<PageLease>), GraphError> {
         let counters = &self.inner.counters;
         let mut attempt: u32 = 0;
         let mut refreshed = false;
@@ -476,10 +488,14 @@ impl GraphClient {
                 .await;
             let (failure, retry_after, last, slow) = match sent {
                 Ok(mut response) if response.status().is_success() => {
+                    let lease = match claim {
+                        Some(claim) => Some(claim.lease().await),
+                        None => None,
+                    };
                     match self.read_body(&mut response).await {
                         Ok(body) => {
                             self.rate().succeeded();
-                            return Ok(body);
+                            return Ok((body, lease));
                         }
                         Err(e) => {
                             let slow = e.is_timeout();
@@ -658,7 +674,11 @@ fn error_for_status(status: u16, body: &[u8]) -> GraphError {
 
 /// One page's sign-ins, their text borrowed from the page's own bytes (which it owns): the page
 /// is parsed once, into typed records, with no copy of the text that has no JSON escapes.
-pub struct PageRows(Yoke<Rows<'static>, Vec<u8>>);
+pub struct PageRows {
+    rows: Yoke<Rows<'static>, Vec<u8>>,
+    /// The page slot it is held under, if its reader claimed one (see [`crate::graph::slots`]).
+    lease: Option<PageLease>,
+}
 
 /// The records of one page, borrowing from its bytes.
 #[derive(Yokeable)]
@@ -696,9 +716,15 @@ impl From<&[u8]> for PageBuffer {
 }
 
 impl PageRows {
-    /// The page's memory, its records dropped: for [`GraphClient::recycle`].
-    pub fn into_buffer(mut self) -> PageBuffer {
-        let records = self.0.with_mut_return(|rows| {
+    /// The page's memory, its records dropped (its slot, if any, given back).
+    pub fn into_buffer(self) -> PageBuffer {
+        self.into_parts().0
+    }
+
+    /// The page's memory, its records dropped, and the lease on its slot.
+    fn into_parts(self) -> (PageBuffer, Option<PageLease>) {
+        let PageRows { mut rows, lease } = self;
+        let records = rows.with_mut_return(|rows| {
             let mut page_records = std::mem::take(&mut rows.0);
             page_records.clear();
             // Empty, so nothing borrows the page any more; collected in place (same layout), so
@@ -708,19 +734,20 @@ impl PageRows {
                 .map(|_| SignInRecord::unparsed())
                 .collect::<Vec<SignInRecord<'static>>>()
         });
-        PageBuffer {
-            bytes: self.0.into_backing_cart(),
+        let buffer = PageBuffer {
+            bytes: rows.into_backing_cart(),
             records,
-        }
+        };
+        (buffer, lease)
     }
 
     /// The page's sign-ins, in Graph's order.
     pub fn rows(&self) -> &[SignInRecord<'_>] {
-        &self.0.get().0
+        &self.rows.get().0
     }
 
     pub fn len(&self) -> usize {
-        self.0.get().0.len()
+        self.rows.get().0.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -735,7 +762,7 @@ impl IntoIterator for PageRows {
     type IntoIter = std::vec::IntoIter<SignIn>;
 
     fn into_iter(self) -> Self::IntoIter {
-        let items = match serde_json::from_slice::<Value>(self.0.backing_cart()) {
+        let items = match serde_json::from_slice::<Value>(self.rows.backing_cart()) {
             Ok(Value::Object(mut page)) => match page.remove("value") {
                 Some(Value::Array(items)) => items,
                 _ => Vec::new(),
@@ -986,7 +1013,7 @@ pub fn parse_page(
         Ok(Rows(records))
     })?;
     Ok(Page {
-        rows: PageRows(rows),
+        rows: PageRows { rows, lease: None },
         next_link,
     })
 }
@@ -1001,6 +1028,8 @@ pub struct SignInPager {
     event_types: Vec<EventType>,
     page: u64,
     restarts: u32,
+    /// The reader's claim its pages are held under, if it has one (see [`crate::graph::slots`]).
+    claim: Option<Arc<PageClaim>>,
 }
 
 impl std::fmt::Debug for SignInPager {
@@ -1015,6 +1044,12 @@ impl std::fmt::Debug for SignInPager {
 }
 
 impl SignInPager {
+    /// Holds every page this pager reads under `claim`.
+    pub fn claimed_by(mut self, claim: Arc<PageClaim>) -> SignInPager {
+        self.claim = Some(claim);
+        self
+    }
+
     /// The event types this query reads.
     pub fn event_types(&self) -> &[EventType] {
         &self.event_types
@@ -1031,8 +1066,12 @@ impl SignInPager {
         };
         let page = self.page + 1;
         let budget = &self.client.inner.budget;
-        let body = match self.client.get(&url, page, budget).await {
-            Ok(body) => body,
+        let (body, lease) = match self
+            .client
+            .get(&url, page, budget, self.claim.as_ref())
+            .await
+        {
+            Ok(answer) => answer,
             Err(GraphError::BadRequest { code, message })
                 if self.page > 0
                     && message.to_ascii_lowercase().contains("skip token")
@@ -1051,7 +1090,8 @@ impl SignInPager {
             }
             Err(e) => return Err(e),
         };
-        let parsed = parse_page(body, page, self.client.inner.properties)?;
+        let mut parsed = parse_page(body, page, self.client.inner.properties)?;
+        parsed.rows.lease = lease;
         let next = match &parsed.next_link {
             Some(link) => Some(self.client.check_next_link(link, page)?),
             None => None,

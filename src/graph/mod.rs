@@ -5,6 +5,7 @@ pub mod client;
 pub mod model;
 pub mod query;
 pub mod rate;
+pub mod slots;
 pub mod stream;
 pub mod throttle;
 

@@ -64,9 +64,7 @@ impl<'g> SignInStream<'g> {
         while self.page.as_ref().is_none_or(|p| self.index >= p.len()) && !self.done {
             // Give the used page back before the next arrives: memory holds one page, and its
             // buffer takes the next one.
-            if let Some(used) = self.page.take() {
-                self.graph.recycle(used);
-            }
+            self.give_back_page();
             match self.pager.next_page().await? {
                 Some(page) => {
                     self.pages += 1;
@@ -85,6 +83,21 @@ impl<'g> SignInStream<'g> {
     /// The sign-in [`Self::peek`] returned, again.
     pub fn current(&self) -> Option<&SignInRecord<'_>> {
         self.page.as_ref().and_then(|p| p.rows().get(self.index))
+    }
+
+    /// Whether every row of the page held was taken (the next [`Self::peek`] reads a page).
+    pub fn page_used_up(&self) -> bool {
+        self.page.as_ref().is_some_and(|p| self.index >= p.len())
+    }
+
+    /// Gives the page held back to the client (its memory, its slot), once used up: the
+    /// reader may wait on something else before the next page without holding it.
+    pub fn give_back_page(&mut self) {
+        if self.page_used_up() {
+            if let Some(used) = self.page.take() {
+                self.graph.recycle(used);
+            }
+        }
     }
 
     /// Takes the sign-in [`Self::peek`] returned.

@@ -142,6 +142,13 @@ pub const BLOCK_TARGET: usize = 4 * 1024 * 1024;
 /// only the page where it reads into the next one. Each holds a page and a block in memory.
 pub const MAX_CHAINS_IN_FLIGHT: usize = 4;
 
+/// Chains holding a page in memory at once, per query form (see [`crate::graph::slots`]). A
+/// chain holds its page for the milliseconds it reads and uses it, and none while Graph answers
+/// (seconds): two slots keep every chain reading at Graph's pace, and two cores busy where
+/// Graph is fast, with half the pages in memory. A chain reading one query per event type holds
+/// a page of each under its one slot, so that fallback gets a slot per chain: none waits.
+pub const PAGE_SLOTS_PER_FORM: usize = 2;
+
 /// Storage round trips a stopped run needs after it stops reading: per slice in flight the last
 /// block, prepare, the pending record, the lock check, the commit and the settled state.
 const ROUND_TRIPS_PER_COMMIT: u32 = 6;

@@ -26,7 +26,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -39,12 +39,13 @@ use tracing::{debug, info, warn};
 use super::cursor::{ChainCursor, Query};
 use super::dedup::SeenIds;
 use super::plan::Chain;
-use super::{rfc3339, state_bytes, Deps, RunError, Slice, BLOCK_TARGET};
+use super::{rfc3339, state_bytes, Deps, RunError, Slice, BLOCK_TARGET, PAGE_SLOTS_PER_FORM};
 use crate::config::Settings;
 use crate::csv::{CsvEncoder, RowCells};
 use crate::graph::client::GraphError;
 use crate::graph::model::{EventType, SignInRecord};
 use crate::graph::query::Window;
+use crate::graph::slots::{PageClaim, PageSlots};
 use crate::graph::stream::{PageObserver, SignInStream};
 use crate::sink::{daily_file, BlockId, Committed, Sink};
 use crate::state::{Instant, Pending, RunSummary, Span, State};
@@ -155,6 +156,8 @@ struct SliceOutput {
     tail: TailCells,
     /// The cells of a row taken above the tail, for the tally.
     cells: RowCells,
+    /// The chain's claim on a page slot, given up while `after` is awaited.
+    claim: Arc<PageClaim>,
 }
 
 /// The cells of the tail's rows (see [`ReadEdge`]), tallied once the tail moves on: a stop that
@@ -201,7 +204,7 @@ fn tally(staged: &mut StagedSlice, layout: &RowLayout, cells: &RowCells) {
 impl SliceOutput {
     /// `buffer`: empty; with room for a block, or none yet (a dry run, or the slice below,
     /// whose buffer [`SliceReader::move_on`] gives later).
-    fn new(slice: Slice, buffer: Vec<u8>, tallied: bool) -> SliceOutput {
+    fn new(slice: Slice, buffer: Vec<u8>, tallied: bool, claim: Arc<PageClaim>) -> SliceOutput {
         SliceOutput {
             staged: StagedSlice {
                 slice,
@@ -223,6 +226,7 @@ impl SliceOutput {
             held: Vec::new(),
             tail: TailCells::default(),
             cells: RowCells::default(),
+            claim,
         }
     }
 
@@ -240,7 +244,7 @@ impl SliceOutput {
     /// this one has staged its last block (see [`SliceReader::move_on`]).
     fn below(&mut self, next: Slice) -> SliceOutput {
         let tallied = self.staged.tally.is_some();
-        let mut output = SliceOutput::new(next, Vec::new(), tallied);
+        let mut output = SliceOutput::new(next, Vec::new(), tallied, self.claim.clone());
         if output.staged.file == self.staged.file {
             let (landed, after) = oneshot::channel();
             self.staged.landed = Some(landed);
@@ -249,12 +253,15 @@ impl SliceOutput {
         output
     }
 
-    /// Waits until the slice above in the same file is committed (once).
+    /// Waits until the slice above in the same file is committed (once). The chain holds no
+    /// page slot meanwhile: what it waits for (another read's end) may need one.
     async fn wait_for_the_slice_above(&mut self) {
         if let Some(after) = self.after.take() {
+            self.claim.pause();
             // A closed channel: the slice above was not committed (the run is failing), so
             // it discards nothing.
             let _ = after.await;
+            self.claim.resume().await;
         }
     }
 
@@ -263,6 +270,16 @@ impl SliceOutput {
         if self.after.is_none() {
             self.after = gates.remove(&self.staged.file);
         }
+    }
+
+    /// Whether held blocks should be staged now: the slice may stage, or it holds as much as
+    /// it may ([`HELD_BYTES`]) and waits.
+    fn should_stage(&mut self) -> bool {
+        if self.held.is_empty() {
+            return false;
+        }
+        let held: usize = self.held.iter().map(Vec::len).sum();
+        held >= HELD_BYTES || self.may_stage()
     }
 
     /// Whether the slice may stage now, without waiting.
@@ -289,6 +306,8 @@ struct QueryReading<'r> {
     stream: SignInStream<'r>,
     /// Nothing more of the chain's range comes from this query form.
     done: bool,
+    /// The chain's claim on a page slot, which every form's pages are held under.
+    claim: Arc<PageClaim>,
 }
 
 /// Why a chain's read ended early.
@@ -321,6 +340,8 @@ pub(super) struct SliceReader<'r> {
     query_width: Mutex<Option<Duration>>,
     /// Where the summaries' columns are in the rows (`None`: no summaries).
     layout: Option<RowLayout>,
+    /// The page slots the chains share: [`PAGE_SLOTS_PER_FORM`] per query form.
+    slots: PageSlots,
 }
 
 impl<'r> SliceReader<'r> {
@@ -337,7 +358,6 @@ impl<'r> SliceReader<'r> {
             settings,
             deps,
             filter,
-            forms,
             written,
             written_since: written.written_since(),
             run_id,
@@ -345,6 +365,8 @@ impl<'r> SliceReader<'r> {
             last_block: AtomicU32::new(0),
             query_width: Mutex::new(None),
             layout: RowLayout::new(&settings.columns.names()).ok(),
+            slots: PageSlots::new(PAGE_SLOTS_PER_FORM * forms.len()),
+            forms,
         }
     }
 
@@ -387,7 +409,12 @@ impl<'r> SliceReader<'r> {
 
     /// The sign-ins of `event_types` created in `query` (inclusive: a slice drops rows at its
     /// end, which belong to the slice above), newest first.
-    fn open(&self, query: Query, event_types: &[EventType]) -> SignInStream<'r> {
+    fn open(
+        &self,
+        query: Query,
+        event_types: &[EventType],
+        claim: &Arc<PageClaim>,
+    ) -> SignInStream<'r> {
         let window = Window {
             start: query.start,
             end: query.end,
@@ -395,7 +422,8 @@ impl<'r> SliceReader<'r> {
         let deps: &'r Deps = self.deps;
         let pager = deps
             .graph
-            .pager_for(window, event_types, self.filter.server_clause());
+            .pager_for(window, event_types, self.filter.server_clause())
+            .claimed_by(claim.clone());
         SignInStream::new(&deps.graph, pager)
     }
 
@@ -455,7 +483,9 @@ impl<'r> SliceReader<'r> {
                 Err(e) => return Err(RunError::Graph(e)),
             };
             match next {
-                Ok(Some(query)) => reading.stream = self.open(query, &reading.event_types),
+                Ok(Some(query)) => {
+                    reading.stream = self.open(query, &reading.event_types, &reading.claim)
+                }
                 Ok(None) => reading.done = true,
                 Err(source) => {
                     return Err(RunError::Incomplete {
@@ -504,16 +534,18 @@ impl<'r> SliceReader<'r> {
         let width = self
             .width()
             .unwrap_or_else(|| Duration::try_from(range.to - chain.floor).unwrap_or_default());
+        let claim = self.slots.claim();
         let mut readings: Vec<QueryReading<'r>> = self
             .forms
             .iter()
             .map(|types| {
                 let cursor = ChainCursor::new(range, chain.floor, width);
                 QueryReading {
-                    stream: self.open(cursor.query(), types),
+                    stream: self.open(cursor.query(), types, &claim),
                     event_types: types.clone(),
                     cursor,
                     done: false,
+                    claim: claim.clone(),
                 }
             })
             .collect();
@@ -523,7 +555,7 @@ impl<'r> SliceReader<'r> {
         let Some(first) = slices.next() else {
             return Ok(true);
         };
-        let mut output = SliceOutput::new(first, self.block_buffer(), self.layout.is_some());
+        let mut output = SliceOutput::new(first, self.block_buffer(), self.layout.is_some(), claim);
         output.gate(&mut gates);
         let interrupted = loop {
             let next = tokio::select! {
@@ -548,9 +580,15 @@ impl<'r> SliceReader<'r> {
                 };
                 self.move_on(&mut output, older, &mut gates, done).await?;
             }
-            self.take(signin, &mut output, &mut seen, &mut encoder)
-                .await?;
-            readings[form].stream.advance();
+            self.take(signin, &mut output, &mut seen, &mut encoder);
+            let reading = &mut readings[form];
+            reading.stream.advance();
+            if reading.stream.page_used_up() && output.should_stage() {
+                // Between pages: the page goes back first, so the chain uploads holding no
+                // page (and, reading one query, no page slot).
+                reading.stream.give_back_page();
+                self.stage_held(&mut output).await?;
+            }
         };
         let checks: u64 = readings.iter().map(|r| r.cursor.rechecks()).sum();
         output.staged.completeness_checks += checks;
@@ -606,29 +644,30 @@ impl<'r> SliceReader<'r> {
         Ok(())
     }
 
-    /// Filters, deduplicates, encodes and stages one row into its slice.
-    async fn take(
+    /// Filters, deduplicates and encodes one row into its slice; a full block is held for
+    /// [`Self::stage_held`], which the read calls once the page is used up.
+    fn take(
         &self,
         signin: &SignInRecord<'_>,
         output: &mut SliceOutput,
         seen: &mut SeenIds,
         encoder: &mut CsvEncoder,
-    ) -> Result<(), RunError> {
+    ) {
         let settings = self.settings;
         let slice = output.staged.slice;
         // Half-open slices: the row at the end instant belongs to the slice above.
         if signin.created >= slice.end {
-            return Ok(());
+            return;
         }
         let in_tail = output.edge.saw(signin.created, output.buffer.len());
         output.settle_tail(self.layout.as_ref());
         if !self.filter.matches(signin) {
-            return Ok(());
+            return;
         }
         if self.was_written(signin.created, signin.id()) || !seen.take(signin.id(), signin.created)
         {
             output.staged.duplicates += 1;
-            return Ok(());
+            return;
         }
         output.staged.rows += 1;
         if in_tail {
@@ -641,7 +680,7 @@ impl<'r> SliceReader<'r> {
                 .insert(signin.id().to_string(), Instant(signin.created));
         }
         if self.dry_run {
-            return Ok(());
+            return;
         }
         let layout = self
             .layout
@@ -664,21 +703,15 @@ impl<'r> SliceReader<'r> {
             output.edge.tail_start += row.len();
         }
         if output.buffer.len() >= BLOCK_TARGET && output.edge.tail_start > 0 {
-            // Stage what lies above the tail (or hold it while the slice may not stage yet);
-            // the tail stays until an older row arrives. It is kept aside meanwhile and the next
-            // buffer taken once the block is staged (and freed): a chain holds one block buffer
-            // at a time, not two while it uploads.
+            // Hold what lies above the tail for staging; the tail stays until an older row
+            // arrives. The next buffer holds at most the rest of the page until the block is
+            // staged and freed.
             let tail = output.buffer.split_off(output.edge.tail_start);
             output.edge.tail_start = 0;
             output.held.push(std::mem::take(&mut output.buffer));
-            let held: usize = output.held.iter().map(Vec::len).sum();
-            if held >= HELD_BYTES || output.may_stage() {
-                self.stage_held(output).await?;
-            }
             output.buffer = self.block_buffer();
             output.buffer.extend_from_slice(&tail);
         }
-        Ok(())
     }
 
     /// Waits until the slice may stage, then stages the blocks it held, in order.
@@ -745,11 +778,10 @@ impl<'r> SliceReader<'r> {
         if let Some(layout) = layout {
             output.tail.tally_into(&mut output.staged, layout);
         }
+        let last = std::mem::take(&mut output.buffer);
+        output.held.push(last);
         self.stage_held(&mut output).await?;
-        let SliceOutput {
-            mut staged, buffer, ..
-        } = output;
-        self.stage(buffer, &mut staged).await?;
+        let staged = output.staged;
         debug!(file = %staged.file, blocks = staged.blocks.len(), "blocks staged");
         // The committer outlives every read; a closed channel only means the run is ending.
         let _ = done.send(staged);
