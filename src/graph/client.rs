@@ -34,7 +34,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(180);
 /// A CSV export wants the real value.
 pub const PREFER_UNKNOWN_ENUM_MEMBERS: &str = "include-unknown-enum-members";
 /// Page buffers kept for reuse, and the largest kept: one per page a run holds or reads at once
-/// (four chains in flight), and none of an unusual size.
+/// (its page slots: two, four when each chain reads one query per event type), and none of an
+/// unusual size.
 const POOLED_BUFFERS: usize = 4;
 const POOLED_BUFFER_BYTES: usize = 8 * 1024 * 1024;
 

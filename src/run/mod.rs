@@ -139,7 +139,8 @@ pub const BLOCK_TARGET: usize = 4 * 1024 * 1024;
 /// slot that frees while every chain waits for an answer is used late. Paced at 5 requests / 10 s
 /// with pages of 2–3 s, 2 chains reach 0.90 of the time the rows' full pages need at best, 3
 /// reach 0.93 and 4 reach 0.95 (BENCHMARKS.md), for one more request than 2: a chain costs
-/// only the page where it reads into the next one. Each holds a page and a block in memory.
+/// only the page where it reads into the next one. Each holds a block in memory, and a page
+/// while it has one of the [`PAGE_SLOTS_PER_FORM`] page slots.
 pub const MAX_CHAINS_IN_FLIGHT: usize = 4;
 
 /// Chains holding a page in memory at once, per query form (see [`crate::graph::slots`]). A
