@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The end-to-end export bench (benches/e2e.rs): the release `signin-export run` against the fake
+# The end-to-end export bench (benches/e2e.rs): `signin-export run` as it ships (the `dist`
+# profile, the build scripts/package.sh packages; `--exe` measures another) against the fake
 # Graph on loopback, into a folder or Azurite, optionally side by side with the Python exporter.
 # Prints one JSON line per run. Everything stays on 127.0.0.1; every run is bounded (--timeout).
 #
@@ -34,5 +35,9 @@ fi
 if printf '%s\n' "${args[@]}" | grep -qx azurite && [[ ! -x node_modules/.bin/azurite-blob ]]; then
   npm ci --silent >&2
 fi
-cargo build --release --quiet --bin signin-export >&2
+if ! printf '%s\n' "${args[@]}" | grep -qx -- --exe; then
+  cargo build --profile dist --quiet --bin signin-export >&2
+  case $target in /*) dist=$target/dist ;; *) dist=$(pwd)/$target/dist ;; esac
+  args+=(--exe "$dist/signin-export")
+fi
 exec cargo bench --quiet --bench e2e -- "${args[@]}"

@@ -3,7 +3,7 @@
 #
 #   scripts/package.sh            # zig (glibc 2.28 baseline) when cargo-zigbuild is installed, else native
 #   PACKAGE_BUILD=zig scripts/package.sh      # require cargo-zigbuild (pip install ziglang cargo-zigbuild)
-#   PACKAGE_BUILD=native scripts/package.sh   # plain `cargo build --release`; fails unless this machine's
+#   PACKAGE_BUILD=native scripts/package.sh   # plain `cargo build --profile dist`; fails unless this machine's
 #                                             # glibc yields a binary within the 2.28 floor
 #
 # Zip layout (what the Functions host expects at the app root):
@@ -37,14 +37,14 @@ fi
 case $mode in
   zig)
     # Links against glibc 2.28 symbols: runs on every Functions Linux image (Debian 11/12).
-    echo "package.sh: cargo zigbuild --release --no-default-features --target $triple.$glibc_floor" >&2
-    cargo zigbuild --release --locked --no-default-features --bin "$bin" --target "$triple.$glibc_floor"
-    binary=$target_dir/$triple/release/$bin
+    echo "package.sh: cargo zigbuild --profile dist --no-default-features --target $triple.$glibc_floor" >&2
+    cargo zigbuild --profile dist --locked --no-default-features --bin "$bin" --target "$triple.$glibc_floor"
+    binary=$target_dir/$triple/dist/$bin
     ;;
   native)
-    echo "package.sh: cargo build --release --no-default-features (native toolchain; checked against the glibc $glibc_floor floor below)" >&2
-    cargo build --release --locked --no-default-features --bin "$bin"
-    binary=$target_dir/release/$bin
+    echo "package.sh: cargo build --profile dist --no-default-features (native toolchain; checked against the glibc $glibc_floor floor below)" >&2
+    cargo build --profile dist --locked --no-default-features --bin "$bin"
+    binary=$target_dir/dist/$bin
     ;;
   *)
     echo "package.sh: PACKAGE_BUILD must be auto, zig or native (got '$mode')" >&2
