@@ -8,7 +8,8 @@
 #     --python            also run scripts/bench/python_exporter.py (venv in target/bench-venv)
 #     --rows N --days D --dest folder|azurite --page-ms 2000-3000 --throttle 5/10
 #     --version beta|v1.0 --timeout SECS --perf FILE [--perf-call-graph dwarf] --keep
-#     --baseline OTHER_BINARY [--ab N]   before/after on the same tenant (see: scripts/bench.sh --help)
+#     --baseline OTHER_BINARY [--ab N]   before/after on the same tenant (see: scripts/bench.sh --help);
+#                         build OTHER_BINARY with `--profile dist` too for a like-for-like pair
 #
 # Examples (BENCHMARKS.md has the ones behind its tables):
 #   scripts/bench.sh --rows 100000
