@@ -36,7 +36,7 @@ fi
 if printf '%s\n' "${args[@]}" | grep -qx azurite && [[ ! -x node_modules/.bin/azurite-blob ]]; then
   npm ci --silent >&2
 fi
-if ! printf '%s\n' "${args[@]}" | grep -qx -- --exe; then
+if ! printf '%s\n' "${args[@]}" | grep -qxE -- '--exe|--help|-h'; then
   cargo build --profile dist --quiet --bin signin-export >&2
   case $target in /*) dist=$target/dist ;; *) dist=$(pwd)/$target/dist ;; esac
   args+=(--exe "$dist/signin-export")
