@@ -16,7 +16,15 @@ fn main() -> ExitCode {
         Command::Serve => LogMode::Serve,
         _ => LogMode::Cli,
     });
-    let runtime = match tokio::runtime::Runtime::new() {
+    // One thread: a run's chains are futures of this one task, so its CPU work was never
+    // parallel; on a multi-thread runtime only hyper's connection tasks ran elsewhere, and
+    // handing each socket read to another core and its data back cost more than it overlapped
+    // (9 % less CPU per exported row on this one, same wall time; BENCHMARKS.md, session 11).
+    // Files are still read and written on the blocking pool.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
