@@ -70,10 +70,14 @@ fn back_the_heap_with_huge_pages() {
     } else {
         format!("{tunables}:{TUNABLE}=1")
     };
+    // The executable's own path, not `/proc/self/exe`: the process keeps its name (`ps`, `top`).
+    let Ok(executable) = std::env::current_exe() else {
+        return;
+    };
     let mut args = std::env::args_os();
     let arg0 = args.next().unwrap_or_default();
     // Returns only if the exec failed: go on without.
-    let _ = std::process::Command::new("/proc/self/exe")
+    let _ = std::process::Command::new(executable)
         .arg0(arg0)
         .args(args)
         .env("GLIBC_TUNABLES", with)
@@ -87,10 +91,10 @@ fn back_the_heap_with_huge_pages() {}
 /// the resident size grew with the rows exported):
 /// * CSV blocks (4 MiB and a little more) get mappings of their own, returned to the system when
 ///   freed — glibc's default raises that threshold after the first such free, and the blocks then
-///   fragment the heap. Graph pages (~2 MB) stay below it and their buffers are reused
-///   (`graph::client`): a 1 MiB threshold cost 16 % more CPU in page faults;
-/// * two arenas, not glibc's eight per core: every tokio worker and blocking-pool thread would
-///   otherwise get an arena of its own, each keeping its freed memory.
+///   fragment the heap. Graph pages (~6.5 MB) are above it too, but their buffers are reused
+///   (`graph::client`): mapping each page afresh cost a page fault per 4 KiB of it;
+/// * two arenas, not glibc's eight per core: every blocking-pool thread (files are read and
+///   written there) would otherwise get an arena of its own, each keeping its freed memory.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn release_large_buffers() {
     // SAFETY: mallopt only changes allocator parameters; called before any thread starts.

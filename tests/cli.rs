@@ -251,3 +251,62 @@ fn demo_runs_with_no_azure_and_a_second_run_adds_nothing() {
         "{places} places, {inventory} devices"
     );
 }
+
+/// `main` runs itself again, once, with glibc's huge-page tunable (README, *The process*): the
+/// serving process has it in its environment where transparent huge pages are on, keeps its
+/// name, keeps a choice already made (`=0` opts out) and adds it after other tunables.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn the_process_runs_with_glibc_huge_pages_unless_told_otherwise() {
+    use std::net::{Ipv4Addr, TcpListener, TcpStream};
+    use std::time::{Duration, Instant};
+
+    let on = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+        .is_ok_and(|mode| mode.contains("[madvise]") || mode.contains("[always]"));
+    // (GLIBC_TUNABLES given, whether `hugetlb=1` is added, text that must stay)
+    let cases = [
+        ("", on, ""),
+        ("glibc.malloc.hugetlb=0", false, "glibc.malloc.hugetlb=0"),
+        ("glibc.malloc.check=0", on, "glibc.malloc.check=0"),
+    ];
+    for (given, added, kept) in cases {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut command = binary();
+        command
+            .arg("serve")
+            .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if !given.is_empty() {
+            command.env("GLIBC_TUNABLES", given);
+        }
+        let mut child = command.spawn().expect("serve starts");
+        // Listening means the image that serves is running (the exec, if any, came first).
+        let started = Instant::now();
+        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "serve never listened"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let proc = format!("/proc/{}", child.id());
+        let environ = std::fs::read(format!("{proc}/environ")).expect("environ");
+        let name = std::fs::read_to_string(format!("{proc}/comm")).expect("comm");
+        let _ = child.kill();
+        let _ = child.wait();
+        // glibc splits the variable's text in place as it parses it (a NUL after each tunable),
+        // so the raw block is searched, not one `KEY=value` entry.
+        let environ = String::from_utf8_lossy(&environ).replace('\0', "\n");
+        assert_eq!(
+            environ.contains("glibc.malloc.hugetlb=1"),
+            added,
+            "GLIBC_TUNABLES given as {given:?}: {environ:?}"
+        );
+        assert!(environ.contains(kept), "{kept:?} kept: {environ:?}");
+        assert_eq!(name.trim(), "signin-export", "the process keeps its name");
+    }
+}
