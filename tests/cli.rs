@@ -287,6 +287,9 @@ fn the_process_runs_with_glibc_huge_pages_unless_told_otherwise() {
         // Listening means the image that serves is running (the exec, if any, came first).
         let started = Instant::now();
         while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("serve exited before it listened on {port}: {status}");
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(20),
                 "serve never listened"
